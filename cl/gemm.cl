@@ -1,0 +1,217 @@
+/* gemm.cl — C = alpha * op(A) * op(B) + beta * C, batch-invariant.
+ *
+ * REDUCTION ORDER (docs/schedules.md; identical in every kernel below):
+ *   The K axis is cut into chunks of kc elements at fixed boundaries
+ *   [c*kc, min(k, (c+1)*kc)), c = 0 .. nchunks-1 (kc from the host: a function
+ *   of k and dtype only for the invariant schedule).
+ *   Inside chunk c:   p_c = 0;  for p in chunk, increasing:  p_c = fma(a_ip, b_pj, p_c)
+ *   Across chunks:    t = p_0;  for c = 1 .. nchunks-1:  t = t + p_c      (k = 0: t = 0)
+ *   Epilogue:         v = alpha * t;  if (beta != 0) v = fma(beta, c_ij, v);  store v
+ * Nothing else is added, reordered or fused.  The kernels differ only in who
+ * computes which (i, j, chunk): gemm_tiled walks all chunks of a C tile in
+ * registers; gemm_tiled with one chunk per work-group, and gemm_skinny (small
+ * m), write chunk partials p_c to a workspace that gemm_reduce combines in
+ * chunk order.  All give the same bits for the same (i, j).
+ *
+ * Indexing: op(A)(i, p) = A[a_off + i*sai + p*sap], op(B)(p, j) =
+ * B[b_off + p*sbp + j*sbj], C(i, j) = C[c_off + i*ldc + j].  The strides
+ * encode the transposes; they only change which loads are coalesced.
+ * Partials: P[(c*m + i)*n + j], f32.
+ */
+
+/* Tile shape of gemm_tiled (set by the host per device; never changes bits). */
+#ifndef BM
+#define BM 32
+#endif
+#ifndef BN
+#define BN 32
+#endif
+#ifndef BK
+#define BK 16
+#endif
+#ifndef RM
+#define RM 4
+#endif
+#ifndef RN
+#define RN 4
+#endif
+#define TX (BN / RN)
+#define TY (BM / RM)
+#define NT (TX * TY)
+#define APAD (BM + 4) /* row stride of As: keeps float4 alignment, spreads banks */
+#define BPAD (BN + 4)
+
+/* gemm_skinny: SN columns per work-group (one per work-item), SMR rows per
+ * work-group, SK elements of K staged per step. */
+#ifndef SN
+#define SN 64
+#endif
+#ifndef SMR
+#define SMR 4
+#endif
+#ifndef SK
+#define SK 32
+#endif
+
+inline void binv_gemm_store(__global binv_t *C, ulong idx, float t, float alpha, float beta) {
+    float v = alpha * t;
+    if (beta != 0.0f) v = fma(beta, BINV_LOAD(C, idx), v);
+    BINV_STORE(C, idx, v);
+}
+
+/* mode 0: each work-group walks every chunk of its BM x BN tile of C and
+ *         writes C through the epilogue.
+ * mode 1: work-group (x, y, c) computes only chunk c's partial of its tile and
+ *         writes it to P (split-K along the fixed chunk boundaries). */
+__kernel __attribute__((reqd_work_group_size(TX, TY, 1)))
+void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float alpha, float beta,
+                __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
+                __global const binv_t *B, ulong b_off, ulong sbp, ulong sbj,
+                __global binv_t *C, ulong c_off, ulong ldc, __global float *P) {
+    __local float4 As4[BK * APAD / 4];
+    __local float4 Bs4[BK * BPAD / 4];
+    __local float *As = (__local float *)As4;
+    __local float *Bs = (__local float *)Bs4;
+    const uint tx = get_local_id(0), ty = get_local_id(1);
+    const uint tid = ty * TX + tx;
+    const uint i0 = get_group_id(1) * BM, j0 = get_group_id(0) * BN;
+    const uint c_begin = mode ? get_group_id(2) : 0;
+    const uint c_end = mode ? c_begin + 1 : nchunks;
+
+    float tot[RM][RN];
+    float acc[RM][RN];
+    for (int r = 0; r < RM; r++)
+        for (int q = 0; q < RN; q++) tot[r][q] = 0.0f;
+
+    for (uint c = c_begin; c < c_end; c++) {
+        const uint k0 = c * kc;
+        const uint k1 = min(k, k0 + kc);
+        for (int r = 0; r < RM; r++)
+            for (int q = 0; q < RN; q++) acc[r][q] = 0.0f;
+        for (uint t0 = k0; t0 < k1; t0 += BK) {
+            const uint len = min((uint)BK, k1 - t0);
+            /* Stage op(A)[i0.., t0..] and op(B)[t0.., j0..] as f32; work-items
+             * walk the contiguous axis of each operand so loads coalesce. */
+            for (uint e = tid; e < BM * BK; e += NT) {
+                uint ii, kk;
+                if (sap == 1) { kk = e % BK; ii = e / BK; } else { ii = e % BM; kk = e / BM; }
+                float v = 0.0f;
+                if (i0 + ii < m && kk < len) v = BINV_LOAD(A, a_off + (i0 + ii) * sai + (t0 + kk) * sap);
+                As[kk * APAD + ii] = v;
+            }
+            for (uint e = tid; e < BN * BK; e += NT) {
+                uint jj, kk;
+                if (sbp == 1) { kk = e % BK; jj = e / BK; } else { jj = e % BN; kk = e / BN; }
+                float v = 0.0f;
+                if (j0 + jj < n && kk < len) v = BINV_LOAD(B, b_off + (t0 + kk) * sbp + (j0 + jj) * sbj);
+                Bs[kk * BPAD + jj] = v;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            /* Rows of this work-item: ty*4 + r4*TY*4 + 0..3; columns likewise. */
+#define BINV_TILED_STEP(kk)                                                           \
+    {                                                                                 \
+        float a[RM], b[RN];                                                           \
+        for (int r4 = 0; r4 < RM / 4; r4++) {                                         \
+            float4 v = As4[((kk) * APAD + ty * 4 + r4 * TY * 4) / 4];                 \
+            a[4 * r4] = v.x; a[4 * r4 + 1] = v.y; a[4 * r4 + 2] = v.z; a[4 * r4 + 3] = v.w; \
+        }                                                                             \
+        for (int q4 = 0; q4 < RN / 4; q4++) {                                         \
+            float4 v = Bs4[((kk) * BPAD + tx * 4 + q4 * TX * 4) / 4];                 \
+            b[4 * q4] = v.x; b[4 * q4 + 1] = v.y; b[4 * q4 + 2] = v.z; b[4 * q4 + 3] = v.w; \
+        }                                                                             \
+        for (int r = 0; r < RM; r++)                                                  \
+            for (int q = 0; q < RN; q++) acc[r][q] = fma(a[r], b[q], acc[r][q]);      \
+    }
+            if (len == BK) {
+#pragma unroll
+                for (uint kk = 0; kk < BK; kk++) BINV_TILED_STEP(kk)
+            } else {
+                for (uint kk = 0; kk < len; kk++) BINV_TILED_STEP(kk)
+            }
+#undef BINV_TILED_STEP
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        /* Combine chunk partials in chunk order: t = p_0, then t = t + p_c. */
+        for (int r = 0; r < RM; r++)
+            for (int q = 0; q < RN; q++) tot[r][q] = (c == c_begin) ? acc[r][q] : tot[r][q] + acc[r][q];
+    }
+
+    for (int r = 0; r < RM; r++) {
+        const uint i = i0 + ty * 4 + (r / 4) * TY * 4 + (r % 4);
+        if (i >= m) continue;
+        for (int q = 0; q < RN; q++) {
+            const uint j = j0 + tx * 4 + (q / 4) * TX * 4 + (q % 4);
+            if (j >= n) continue;
+            if (mode)
+                P[((ulong)c_begin * m + i) * n + j] = tot[r][q];
+            else
+                binv_gemm_store(C, c_off + (ulong)i * ldc + j, tot[r][q], alpha, beta);
+        }
+    }
+}
+
+/* Small m: work-group (x, c, y) computes chunk c's partial for SN columns and
+ * SMR rows, one column per work-item, staging B through local memory so the
+ * weight stream is read coalesced whatever its layout. */
+__kernel __attribute__((reqd_work_group_size(SN, 1, 1)))
+void gemm_skinny(uint m, uint n, uint k, uint kc,
+                 __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
+                 __global const binv_t *B, ulong b_off, ulong sbp, ulong sbj,
+                 __global float *P) {
+    __local float Bs[SN * (SK + 1)]; /* Bs[jj][kk], padded against bank conflicts */
+    __local float As[SMR * SK];
+    const uint lid = get_local_id(0);
+    const uint j0 = get_group_id(0) * SN, c = get_group_id(1), r0 = get_group_id(2) * SMR;
+    const uint k0 = c * kc;
+    const uint k1 = min(k, k0 + kc);
+    float acc[SMR];
+    for (int r = 0; r < SMR; r++) acc[r] = 0.0f;
+    for (uint t0 = k0; t0 < k1; t0 += SK) {
+        const uint len = min((uint)SK, k1 - t0);
+        for (uint e = lid; e < SN * SK; e += SN) {
+            uint jj, kk;
+            if (sbp == 1) { kk = e % SK; jj = e / SK; } else { jj = e % SN; kk = e / SN; }
+            float v = 0.0f;
+            if (j0 + jj < n && kk < len) v = BINV_LOAD(B, b_off + (t0 + kk) * sbp + (j0 + jj) * sbj);
+            Bs[jj * (SK + 1) + kk] = v;
+        }
+        for (uint e = lid; e < SMR * SK; e += SN) {
+            uint rr, kk;
+            if (sap == 1) { kk = e % SK; rr = e / SK; } else { rr = e % SMR; kk = e / SMR; }
+            float v = 0.0f;
+            if (r0 + rr < m && kk < len) v = BINV_LOAD(A, a_off + (r0 + rr) * sai + (t0 + kk) * sap);
+            As[rr * SK + kk] = v;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (len == SK) {
+#pragma unroll 8
+            for (uint kk = 0; kk < SK; kk++) {
+                const float b = Bs[lid * (SK + 1) + kk];
+                for (int r = 0; r < SMR; r++) acc[r] = fma(As[r * SK + kk], b, acc[r]);
+            }
+        } else {
+            for (uint kk = 0; kk < len; kk++) {
+                const float b = Bs[lid * (SK + 1) + kk];
+                for (int r = 0; r < SMR; r++) acc[r] = fma(As[r * SK + kk], b, acc[r]);
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const uint j = j0 + lid;
+    if (j < n)
+        for (int r = 0; r < SMR; r++)
+            if (r0 + r < m) P[((ulong)c * m + r0 + r) * n + j] = acc[r];
+}
+
+/* Combines chunk partials in chunk order and applies the epilogue. */
+__kernel void gemm_reduce(uint m, uint n, uint nchunks, float alpha, float beta,
+                          __global const float *P, __global binv_t *C, ulong c_off, ulong ldc) {
+    const uint j = get_global_id(0), i = get_global_id(1);
+    if (i >= m || j >= n) return;
+    float t = 0.0f;
+    if (nchunks > 0) {
+        t = P[(ulong)i * n + j];
+        for (uint c = 1; c < nchunks; c++) t = t + P[((ulong)c * m + i) * n + j];
+    }
+    binv_gemm_store(C, c_off + (ulong)i * ldc + j, t, alpha, beta);
+}

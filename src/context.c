@@ -1,0 +1,148 @@
+/* binv_context: creation, device checks, destruction. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static binv_status query_device(binv_context *ctx) {
+    binv_device_info *d = &ctx->info;
+    cl_int err = CL_SUCCESS;
+    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_NAME, sizeof d->name, d->name, NULL);
+    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_VENDOR, sizeof d->vendor, d->vendor, NULL);
+    err |= clGetDeviceInfo(ctx->device, CL_DRIVER_VERSION, sizeof d->driver_version,
+                           d->driver_version, NULL);
+    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_VERSION, sizeof d->device_version,
+                           d->device_version, NULL);
+    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_VENDOR_ID, sizeof d->vendor_id, &d->vendor_id,
+                           NULL);
+    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof d->compute_units,
+                           &d->compute_units, NULL);
+    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE,
+                           sizeof d->max_work_group_size, &d->max_work_group_size, NULL);
+    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof d->local_mem_size,
+                           &d->local_mem_size, NULL);
+    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_TYPE, sizeof d->type, &d->type, NULL);
+    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_PLATFORM, sizeof ctx->platform, &ctx->platform,
+                           NULL);
+    if (err != CL_SUCCESS)
+        return binv_set_error(ctx, BINV_ERROR_UNSUPPORTED_DEVICE,
+                              "device is not a valid cl_device_id (clGetDeviceInfo failed)");
+    err = clGetPlatformInfo(ctx->platform, CL_PLATFORM_VERSION, sizeof d->platform_version,
+                            d->platform_version, NULL);
+    BINV_CHECK_CL(ctx, err, "clGetPlatformInfo(CL_PLATFORM_VERSION)");
+
+    /* Portable bits need IEEE-754 single precision with correctly rounded
+     * division and square root: without this capability the build option
+     * -cl-fp32-correctly-rounded-divide-sqrt is not allowed. */
+    cl_device_fp_config fp = 0;
+    err = clGetDeviceInfo(ctx->device, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
+    BINV_CHECK_CL(ctx, err, "clGetDeviceInfo(CL_DEVICE_SINGLE_FP_CONFIG)");
+    BINV_RETURN_ERROR_ON(!(fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) || !(fp & CL_FP_ROUND_TO_NEAREST),
+                         ctx, BINV_ERROR_UNSUPPORTED_DEVICE,
+                         "device '%s' lacks correctly rounded f32 divide/sqrt or round-to-nearest "
+                         "(CL_DEVICE_SINGLE_FP_CONFIG=0x%llx)",
+                         d->name, (unsigned long long)fp);
+    BINV_RETURN_ERROR_ON(d->max_work_group_size < 64 || d->local_mem_size < 16384, ctx,
+                         BINV_ERROR_UNSUPPORTED_DEVICE,
+                         "device '%s' needs work-groups of >= 64 items and >= 16 KiB local memory",
+                         d->name);
+    return BINV_SUCCESS;
+}
+
+static binv_status context_has_device(binv_context *ctx) {
+    cl_uint n = 0;
+    cl_int err = clGetContextInfo(ctx->cl_ctx, CL_CONTEXT_NUM_DEVICES, sizeof n, &n, NULL);
+    BINV_RETURN_ERROR_ON(err != CL_SUCCESS, ctx, err,
+                         "context is not a valid cl_context (clGetContextInfo: %d)", (int)err);
+    cl_device_id *devs = calloc(n ? n : 1, sizeof *devs);
+    BINV_RETURN_ERROR_ON(!devs, ctx, BINV_ERROR_OUT_OF_HOST_MEMORY, "out of host memory");
+    err = clGetContextInfo(ctx->cl_ctx, CL_CONTEXT_DEVICES, n * sizeof *devs, devs, NULL);
+    int found = 0;
+    for (cl_uint i = 0; err == CL_SUCCESS && i < n; i++) found |= devs[i] == ctx->device;
+    free(devs);
+    BINV_CHECK_CL(ctx, err, "clGetContextInfo(CL_CONTEXT_DEVICES)");
+    BINV_RETURN_ERROR_ON(!found, ctx, BINV_ERROR_CONTEXT_MISMATCH,
+                         "device is not one of the context's devices");
+    return BINV_SUCCESS;
+}
+
+static binv_gemm_path gemm_path_from_env(void) {
+    const char *p = getenv("BINV_GEMM_PATH");
+    if (!p) return BINV_GEMM_PATH_AUTO;
+    if (!strcmp(p, "skinny")) return BINV_GEMM_PATH_SKINNY;
+    if (!strcmp(p, "splitk")) return BINV_GEMM_PATH_SPLITK;
+    if (!strcmp(p, "tiled")) return BINV_GEMM_PATH_TILED;
+    return BINV_GEMM_PATH_AUTO;
+}
+
+binv_status binv_context_create(cl_context context, cl_device_id device,
+                                const binv_options *options, binv_context **out) {
+    if (!out) return BINV_ERROR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!context || !device) return BINV_ERROR_INVALID_ARGUMENT;
+    binv_options opt = {sizeof(binv_options), BINV_SCHEDULE_INVARIANT, NULL};
+    if (options) {
+        /* Accept any caller struct at least as large as struct_size itself;
+         * fields beyond the caller's struct_size keep their defaults. */
+        if (options->struct_size < sizeof(size_t)) return BINV_ERROR_INVALID_ARGUMENT;
+        size_t n = options->struct_size < sizeof opt ? options->struct_size : sizeof opt;
+        memcpy(&opt, options, n);
+        if (opt.schedule != BINV_SCHEDULE_INVARIANT && opt.schedule != BINV_SCHEDULE_ADAPTIVE)
+            return BINV_ERROR_INVALID_ENUM;
+    }
+    binv_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return BINV_ERROR_OUT_OF_HOST_MEMORY;
+    if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
+        free(ctx);
+        return BINV_ERROR_OUT_OF_HOST_MEMORY;
+    }
+    if (pthread_mutex_init(&ctx->build_lock, NULL) != 0) {
+        pthread_mutex_destroy(&ctx->lock);
+        free(ctx);
+        return BINV_ERROR_OUT_OF_HOST_MEMORY;
+    }
+    ctx->cl_ctx = context;
+    ctx->device = device;
+    ctx->schedule = opt.schedule;
+    const char *dbg = getenv("BINV_DEBUG");
+    ctx->debug = dbg && *dbg && strcmp(dbg, "0") != 0;
+    ctx->gemm_path = gemm_path_from_env();
+    binv_status st = BINV_SUCCESS;
+    if (opt.cache_dir && *opt.cache_dir) {
+        ctx->cache_dir = strdup(opt.cache_dir);
+        if (!ctx->cache_dir) st = BINV_ERROR_OUT_OF_HOST_MEMORY;
+    }
+    if (st == BINV_SUCCESS) st = context_has_device(ctx);
+    if (st == BINV_SUCCESS) st = query_device(ctx);
+    if (st != BINV_SUCCESS) {
+        /* Nothing retained yet; free what we made. */
+        binv_debug(ctx, "context_create failed: %s", binv_context_last_error(ctx));
+        ctx->cl_ctx = NULL;
+        ctx->device = NULL;
+        binv_context_destroy(ctx);
+        return st;
+    }
+    clRetainContext(context);
+    clRetainDevice(device);
+    binv_debug(ctx, "context on '%s' (%s, driver %s), %u compute units, schedule %s", ctx->info.name,
+               ctx->info.platform_version, ctx->info.driver_version, ctx->info.compute_units,
+               ctx->schedule == BINV_SCHEDULE_INVARIANT ? "invariant" : "adaptive");
+    *out = ctx;
+    return BINV_SUCCESS;
+}
+
+void binv_context_destroy(binv_context *ctx) {
+    if (!ctx) return;
+    binv_program_destroy_all(ctx);
+    while (ctx->errors) {
+        binv_err_slot *n = ctx->errors->next;
+        free(ctx->errors);
+        ctx->errors = n;
+    }
+    free(ctx->cache_dir);
+    if (ctx->device) clReleaseDevice(ctx->device);
+    if (ctx->cl_ctx) clReleaseContext(ctx->cl_ctx);
+    pthread_mutex_destroy(&ctx->build_lock);
+    pthread_mutex_destroy(&ctx->lock);
+    free(ctx);
+}

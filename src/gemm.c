@@ -1,0 +1,292 @@
+/* binv_gemm: argument validation, schedule and path choice, launches.
+ * The kernels and their reduction order: cl/gemm.cl; the schedule:
+ * docs/schedules.md. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* The invariant K-chunk length: a function of (dtype, k) only.  Changing it
+ * changes every output's bits: it is part of the library's contract and of
+ * the golden hashes in tests/golden/. */
+#define BINV_GEMM_KC 512
+
+size_t binv_gemm_chunk_size(binv_dtype dtype, size_t k) {
+    if (binv_dtype_size(dtype) == 0) return 0;
+    (void)k;
+    return BINV_GEMM_KC;
+}
+
+/* Tile shapes per device class.  They decide who computes what, never the
+ * order of any reduction, so they may be tuned freely (BINV_GEMM_TILE=
+ * "BM,BN,BK,RM,RN" overrides, for tuning runs). */
+typedef struct gemm_config {
+    unsigned bm, bn, bk, rm, rn; /* gemm_tiled */
+    unsigned sn, smr, sk;        /* gemm_skinny */
+} gemm_config;
+
+static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype) {
+    gemm_config g;
+    if (ctx->info.type & CL_DEVICE_TYPE_GPU) {
+        g = (gemm_config){128, 128, 16, 8, 8, 64, 4, 32};
+    } else {
+        g = (gemm_config){32, 32, 16, 4, 4, 64, 4, 32};
+    }
+    if (dtype != BINV_DTYPE_F32) g.sk = 64; /* same bytes per staged row */
+    const char *t = getenv("BINV_GEMM_TILE");
+    unsigned bm, bn, bk, rm, rn;
+    if (t && sscanf(t, "%u,%u,%u,%u,%u", &bm, &bn, &bk, &rm, &rn) == 5 && rm && rn && bk &&
+        rm % 4 == 0 && rn % 4 == 0 && bm % rm == 0 && bn % rn == 0 &&
+        (size_t)(bm / rm) * (bn / rn) <= ctx->info.max_work_group_size &&
+        (size_t)bk * (bm + bn + 8) * 4 <= ctx->info.local_mem_size) {
+        g.bm = bm; g.bn = bn; g.bk = bk; g.rm = rm; g.rn = rn;
+    }
+    /* Fall back to smaller tiles on devices with small work-groups. */
+    while ((size_t)(g.bm / g.rm) * (g.bn / g.rn) > ctx->info.max_work_group_size && g.bm > 32) {
+        g.bm /= 2;
+        g.bn /= 2;
+    }
+    return g;
+}
+
+static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+
+typedef struct gemm_args {
+    binv_dtype dtype;
+    size_t m, n, k;
+    float alpha, beta;
+    cl_mem a, b, c;
+    cl_ulong a_off, sai, sap, b_off, sbp, sbj, c_off, ldc;
+} gemm_args;
+
+/* Validates everything before anything is enqueued. */
+static binv_status validate(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                            binv_transpose ta, binv_transpose tb, size_t m, size_t n, size_t k,
+                            cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
+                            size_t ldb, cl_mem c, size_t c_off, size_t ldc, cl_uint num_events,
+                            const cl_event *wait_list) {
+    binv_status st;
+    BINV_RETURN_ERROR_ON(binv_dtype_size(dtype) == 0, ctx, BINV_ERROR_UNSUPPORTED_DTYPE,
+                         "binv_gemm: dtype %d is not a binv_dtype", (int)dtype);
+    BINV_RETURN_ERROR_ON(ta != BINV_NO_TRANS && ta != BINV_TRANS, ctx, BINV_ERROR_INVALID_ENUM,
+                         "binv_gemm: trans_a %d is not a binv_transpose", (int)ta);
+    BINV_RETURN_ERROR_ON(tb != BINV_NO_TRANS && tb != BINV_TRANS, ctx, BINV_ERROR_INVALID_ENUM,
+                         "binv_gemm: trans_b %d is not a binv_transpose", (int)tb);
+    if ((st = binv_check_queue(ctx, queue)) != BINV_SUCCESS) return st;
+    if ((st = binv_check_wait_list(ctx, num_events, wait_list)) != BINV_SUCCESS) return st;
+    /* The kernels index within a dimension with 32-bit integers. */
+    BINV_RETURN_ERROR_ON(m > 0x7fffffff || n > 0x7fffffff || k > 0x7fffffff, ctx,
+                         BINV_ERROR_INVALID_DIMENSION,
+                         "binv_gemm: m=%zu n=%zu k=%zu: each must be below 2^31", m, n, k);
+    /* Rows x row length of each operand as stored. */
+    size_t a_rows = ta == BINV_NO_TRANS ? m : k, a_cols = ta == BINV_NO_TRANS ? k : m;
+    size_t b_rows = tb == BINV_NO_TRANS ? k : n, b_cols = tb == BINV_NO_TRANS ? n : k;
+    BINV_RETURN_ERROR_ON(lda < a_cols || lda == 0, ctx, BINV_ERROR_INVALID_LEADING_DIMENSION,
+                         "binv_gemm: lda=%zu is smaller than A's row length %zu (or 0)", lda,
+                         a_cols);
+    BINV_RETURN_ERROR_ON(ldb < b_cols || ldb == 0, ctx, BINV_ERROR_INVALID_LEADING_DIMENSION,
+                         "binv_gemm: ldb=%zu is smaller than B's row length %zu (or 0)", ldb,
+                         b_cols);
+    BINV_RETURN_ERROR_ON(ldc < n || ldc == 0, ctx, BINV_ERROR_INVALID_LEADING_DIMENSION,
+                         "binv_gemm: ldc=%zu is smaller than n=%zu (or 0)", ldc, n);
+    /* Extent of a view: (rows-1)*ld + cols elements (0 for an empty view). */
+    size_t ext_a = 0, ext_b = 0, ext_c = 0;
+    size_t esz = binv_dtype_size(dtype);
+    int ok = 1;
+    if (m && n && k) ok &= binv_mul_add_size(a_rows - 1, lda, a_cols, &ext_a);
+    if (m && n && k) ok &= binv_mul_add_size(b_rows - 1, ldb, b_cols, &ext_b);
+    if (m && n) ok &= binv_mul_add_size(m - 1, ldc, n, &ext_c);
+    BINV_RETURN_ERROR_ON(!ok, ctx, BINV_ERROR_INVALID_DIMENSION,
+                         "binv_gemm: matrix extents overflow size_t (m=%zu n=%zu k=%zu)", m, n, k);
+    if ((st = binv_check_buffer(ctx, c, c_off, ext_c, esz, "C")) != BINV_SUCCESS) return st;
+    if (m && n && k) {
+        if ((st = binv_check_buffer(ctx, a, a_off, ext_a, esz, "A")) != BINV_SUCCESS) return st;
+        if ((st = binv_check_buffer(ctx, b, b_off, ext_b, esz, "B")) != BINV_SUCCESS) return st;
+        /* C is written while A and B are read: overlapping views would make
+         * results depend on scheduling. */
+        BINV_RETURN_ERROR_ON(a == c && a_off < c_off + ext_c && c_off < a_off + ext_a, ctx,
+                             BINV_ERROR_ALIASING, "binv_gemm: C overlaps A in the same buffer");
+        BINV_RETURN_ERROR_ON(b == c && b_off < c_off + ext_c && c_off < b_off + ext_b, ctx,
+                             BINV_ERROR_ALIASING, "binv_gemm: C overlaps B in the same buffer");
+    } else {
+        /* Not read, but a NULL or foreign buffer is still a caller bug. */
+        BINV_RETURN_ERROR_ON(!a || !b, ctx, BINV_ERROR_INVALID_ARGUMENT,
+                             "binv_gemm: %s is NULL", !a ? "A" : "B");
+    }
+    return BINV_SUCCESS;
+}
+
+static binv_status set_args(binv_context *ctx, cl_kernel kern, const char *name, int nargs,
+                            const size_t *sizes, const void *const *vals) {
+    for (int i = 0; i < nargs; i++) {
+        cl_int err = clSetKernelArg(kern, (cl_uint)i, sizes[i], vals[i]);
+        BINV_RETURN_ERROR_ON(err != CL_SUCCESS, ctx, err, "clSetKernelArg(%s, %d) failed: %d",
+                             name, i, (int)err);
+    }
+    return BINV_SUCCESS;
+}
+
+/* Enqueues one kernel, taking a pooled cl_kernel for the duration. */
+static binv_status launch(binv_context *ctx, cl_command_queue q, cl_program prog,
+                          const char *name, int nargs, const size_t *sizes,
+                          const void *const *vals, cl_uint dims, const size_t *gws,
+                          const size_t *lws, cl_uint nwait, const cl_event *wait, cl_event *ev) {
+    cl_kernel kern;
+    binv_status st = binv_kernel_acquire(ctx, prog, name, &kern);
+    if (st != BINV_SUCCESS) return st;
+    st = set_args(ctx, kern, name, nargs, sizes, vals);
+    if (st == BINV_SUCCESS) {
+        cl_int err = clEnqueueNDRangeKernel(q, kern, dims, NULL, gws, lws, nwait, wait, ev);
+        if (err != CL_SUCCESS)
+            st = binv_set_error(ctx, err, "clEnqueueNDRangeKernel(%s) failed: %d", name, (int)err);
+    }
+    binv_kernel_release(ctx, prog, name, kern);
+    return st;
+}
+
+static binv_status launch_tiled(binv_context *ctx, cl_command_queue q, cl_program prog,
+                                const gemm_config *g, const gemm_args *x, cl_uint mode,
+                                cl_uint kc, cl_uint nchunks, cl_mem ws, cl_uint nwait,
+                                const cl_event *wait, cl_event *ev) {
+    cl_uint m = (cl_uint)x->m, n = (cl_uint)x->n, k = (cl_uint)x->k;
+    cl_mem p = ws ? ws : x->c; /* P is unused in mode 0 but must be a buffer */
+    const void *vals[] = {&mode, &m, &n, &k, &kc, &nchunks, &x->alpha, &x->beta,
+                          &x->a, &x->a_off, &x->sai, &x->sap, &x->b, &x->b_off, &x->sbp,
+                          &x->sbj, &x->c, &x->c_off, &x->ldc, &p};
+    const size_t sizes[] = {4, 4, 4, 4, 4, 4, 4, 4, sizeof(cl_mem), 8, 8, 8, sizeof(cl_mem), 8,
+                            8, 8, sizeof(cl_mem), 8, 8, sizeof(cl_mem)};
+    size_t lws[3] = {g->bn / g->rn, g->bm / g->rm, 1};
+    size_t gws[3] = {ceil_div(x->n, g->bn) * lws[0], ceil_div(x->m, g->bm) * lws[1],
+                     mode ? nchunks : 1};
+    return launch(ctx, q, prog, "gemm_tiled", 20, sizes, vals, 3, gws, lws, nwait, wait, ev);
+}
+
+static binv_status launch_skinny(binv_context *ctx, cl_command_queue q, cl_program prog,
+                                 const gemm_config *g, const gemm_args *x, cl_uint kc,
+                                 cl_uint nchunks, cl_mem ws, cl_uint nwait, const cl_event *wait,
+                                 cl_event *ev) {
+    cl_uint m = (cl_uint)x->m, n = (cl_uint)x->n, k = (cl_uint)x->k;
+    const void *vals[] = {&m, &n, &k, &kc, &x->a, &x->a_off, &x->sai, &x->sap,
+                          &x->b, &x->b_off, &x->sbp, &x->sbj, &ws};
+    const size_t sizes[] = {4, 4, 4, 4, sizeof(cl_mem), 8, 8, 8, sizeof(cl_mem), 8, 8, 8,
+                            sizeof(cl_mem)};
+    size_t lws[3] = {g->sn, 1, 1};
+    size_t gws[3] = {ceil_div(x->n, g->sn) * g->sn, nchunks, ceil_div(x->m, g->smr)};
+    return launch(ctx, q, prog, "gemm_skinny", 13, sizes, vals, 3, gws, lws, nwait, wait, ev);
+}
+
+static binv_status launch_reduce(binv_context *ctx, cl_command_queue q, cl_program prog,
+                                 const gemm_args *x, cl_uint nchunks, cl_mem ws, cl_uint nwait,
+                                 const cl_event *wait, cl_event *ev) {
+    cl_uint m = (cl_uint)x->m, n = (cl_uint)x->n;
+    const void *vals[] = {&m, &n, &nchunks, &x->alpha, &x->beta, &ws, &x->c, &x->c_off, &x->ldc};
+    const size_t sizes[] = {4, 4, 4, 4, 4, sizeof(cl_mem), sizeof(cl_mem), 8, 8};
+    size_t lws[2] = {64, 1};
+    size_t gws[2] = {ceil_div(x->n, 64) * 64, x->m};
+    return launch(ctx, q, prog, "gemm_reduce", 9, sizes, vals, 2, gws, lws, nwait, wait, ev);
+}
+
+/* Chunk length for this call.  Invariant: binv_gemm_chunk_size (k, dtype).
+ * Adaptive: what a throughput-tuned library does — split K only when the
+ * output tiles cannot fill the device, into as many equal pieces as fill it;
+ * the split (and so the rounding) then depends on m, n and the device. */
+static size_t chunk_for_call(const binv_context *ctx, const gemm_config *g, const gemm_args *x) {
+    if (ctx->schedule == BINV_SCHEDULE_INVARIANT) return binv_gemm_chunk_size(x->dtype, x->k);
+    size_t k = x->k ? x->k : 1;
+    size_t tiles = ceil_div(x->m, g->bm) * ceil_div(x->n, g->bn);
+    size_t want = 2 * (size_t)ctx->info.compute_units;
+    if (tiles >= want) return k;
+    size_t splits = ceil_div(want, tiles);
+    size_t max_splits = ceil_div(k, 128); /* pieces of at least ~128 */
+    if (splits > max_splits) splits = max_splits;
+    if (splits < 1) splits = 1;
+    return ceil_div(k, splits);
+}
+
+binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                      binv_transpose trans_a, binv_transpose trans_b, size_t m, size_t n,
+                      size_t k, float alpha, cl_mem a, size_t a_offset, size_t lda, cl_mem b,
+                      size_t b_offset, size_t ldb, float beta, cl_mem c, size_t c_offset,
+                      size_t ldc, cl_uint num_events, const cl_event *wait_list,
+                      cl_event *event) {
+    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
+    binv_clear_error(ctx);
+    if (event) *event = NULL;
+    binv_status st = validate(ctx, queue, dtype, trans_a, trans_b, m, n, k, a, a_offset, lda, b,
+                              b_offset, ldb, c, c_offset, ldc, num_events, wait_list);
+    if (st != BINV_SUCCESS) return st;
+    if (m == 0 || n == 0) {
+        /* BLAS quick return.  Still honour the event contract. */
+        if (event) {
+            cl_int err = clEnqueueMarkerWithWaitList(queue, num_events, wait_list, event);
+            BINV_CHECK_CL(ctx, err, "clEnqueueMarkerWithWaitList");
+        }
+        return BINV_SUCCESS;
+    }
+
+    gemm_args x = {dtype, m, n, k, alpha, beta, a, b, c, a_offset, 0, 0, b_offset, 0, 0,
+                   c_offset, ldc};
+    x.sai = trans_a == BINV_NO_TRANS ? lda : 1;
+    x.sap = trans_a == BINV_NO_TRANS ? 1 : lda;
+    x.sbp = trans_b == BINV_NO_TRANS ? ldb : 1;
+    x.sbj = trans_b == BINV_NO_TRANS ? 1 : ldb;
+
+    gemm_config g = pick_config(ctx, dtype);
+    char defines[256];
+    snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DBM=%u -DBN=%u -DBK=%u -DRM=%u -DRN=%u "
+             "-DSN=%u -DSMR=%u -DSK=%u", (int)dtype, g.bm, g.bn, g.bk, g.rm, g.rn, g.sn, g.smr,
+             g.sk);
+    cl_program prog;
+    if ((st = binv_program_get(ctx, "gemm", binv_cl_gemm, defines, &prog)) != BINV_SUCCESS)
+        return st;
+
+    size_t kc = chunk_for_call(ctx, &g, &x);
+    size_t nchunks = k ? ceil_div(k, kc) : 0;
+
+    /* Which kernels run: a choice of speed only, every path computes the
+     * same schedule.  Split along the chunk boundaries when the C tiles alone
+     * cannot fill the device. */
+    binv_gemm_path path = ctx->gemm_path;
+    if (path == BINV_GEMM_PATH_AUTO) {
+        size_t tiles = ceil_div(m, g.bm) * ceil_div(n, g.bn);
+        if (nchunks > 1 && tiles < 2 * (size_t)ctx->info.compute_units)
+            path = m <= 32 ? BINV_GEMM_PATH_SKINNY : BINV_GEMM_PATH_SPLITK;
+        else
+            path = BINV_GEMM_PATH_TILED;
+    }
+    if (k == 0) path = BINV_GEMM_PATH_SPLITK; /* reduce kernel alone: C = beta*C + alpha*0 */
+    binv_debug(ctx, "gemm %s m=%zu n=%zu k=%zu kc=%zu chunks=%zu path=%d", binv_dtype_name(dtype),
+               m, n, k, kc, nchunks, (int)path);
+
+    if (path == BINV_GEMM_PATH_TILED)
+        return launch_tiled(ctx, queue, prog, &g, &x, 0, (cl_uint)kc, (cl_uint)nchunks, NULL,
+                            num_events, wait_list, event);
+
+    size_t ws_bytes;
+    BINV_RETURN_ERROR_ON(!binv_mul_add_size(nchunks * m, n * sizeof(float), 0, &ws_bytes), ctx,
+                         BINV_ERROR_INVALID_DIMENSION, "binv_gemm: split-K workspace overflows");
+    binv_workspace *wsh;
+    cl_mem ws;
+    if ((st = binv_workspace_acquire(ctx, queue, ws_bytes, &wsh, &ws)) != BINV_SUCCESS) return st;
+    cl_event mid = NULL;
+    if (k > 0) {
+        if (path == BINV_GEMM_PATH_SKINNY)
+            st = launch_skinny(ctx, queue, prog, &g, &x, (cl_uint)kc, (cl_uint)nchunks, ws,
+                               num_events, wait_list, &mid);
+        else
+            st = launch_tiled(ctx, queue, prog, &g, &x, 1, (cl_uint)kc, (cl_uint)nchunks, ws,
+                              num_events, wait_list, &mid);
+    }
+    if (st == BINV_SUCCESS) {
+        /* Chain through the event so that out-of-order queues keep the order. */
+        if (mid)
+            st = launch_reduce(ctx, queue, prog, &x, (cl_uint)nchunks, ws, 1, &mid, event);
+        else
+            st = launch_reduce(ctx, queue, prog, &x, (cl_uint)nchunks, ws, num_events, wait_list,
+                               event);
+    }
+    if (mid) clReleaseEvent(mid);
+    binv_workspace_release(ctx, wsh, ws);
+    return st;
+}

@@ -1,0 +1,173 @@
+/* Internal declarations shared by the host runtime's files.  Not installed. */
+#ifndef BINV_INTERNAL_H
+#define BINV_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+
+#include "binv/binv.h"
+
+#define BINV_MSG_MAX 4096
+
+/* One fixed build-option string for every kernel of the library.  No
+ * -cl-fast-relaxed-math, no -cl-mad-enable, no -cl-unsafe-math-optimizations:
+ * the kernels spell out fma(), + and * in the library's order and every .cl file
+ * says #pragma OPENCL FP_CONTRACT OFF, so no compiler may fuse or reorder. */
+#define BINV_BUILD_OPTIONS "-cl-std=CL1.2 -cl-fp32-correctly-rounded-divide-sqrt"
+
+/* Per-thread error message slot (several host threads may share a context). */
+typedef struct binv_err_slot {
+    pthread_t thread;
+    char msg[BINV_MSG_MAX];
+    struct binv_err_slot *next;
+} binv_err_slot;
+
+/* A program built for one (family, options) key, cached in the context. */
+typedef struct binv_program_entry {
+    char *key;
+    cl_program program;
+    struct binv_program_entry *next;
+} binv_program_entry;
+
+/* Free cl_kernel objects by (program, name): a cl_kernel's arguments are
+ * state, so one kernel object is used by one call at a time. */
+typedef struct binv_kernel_entry {
+    cl_program program;
+    char name[64];
+    cl_kernel kernel;
+    struct binv_kernel_entry *next;
+} binv_kernel_entry;
+
+/* Scratch buffer (split-K partials) reused per in-order queue.  `lock` is held
+ * from the first to the last enqueue that uses it, so two host threads sharing
+ * a queue cannot interleave their use of it. */
+typedef struct binv_workspace {
+    cl_command_queue queue;
+    cl_mem buffer;
+    size_t size;
+    pthread_mutex_t lock;
+    struct binv_workspace *next;
+} binv_workspace;
+
+typedef struct binv_device_info {
+    char name[256];
+    char vendor[256];
+    char driver_version[256];
+    char device_version[256];
+    char platform_version[256];
+    cl_uint vendor_id;
+    cl_uint compute_units;
+    size_t max_work_group_size;
+    cl_ulong local_mem_size;
+    cl_device_type type;
+} binv_device_info;
+
+/* Forced GEMM path for tests (BINV_GEMM_PATH=skinny|splitk|tiled). */
+typedef enum { BINV_GEMM_PATH_AUTO = 0, BINV_GEMM_PATH_SKINNY, BINV_GEMM_PATH_SPLITK,
+               BINV_GEMM_PATH_TILED } binv_gemm_path;
+
+struct binv_context {
+    cl_context cl_ctx;
+    cl_device_id device;
+    cl_platform_id platform;
+    binv_schedule schedule;
+    char *cache_dir;
+    binv_device_info info;
+    int debug;
+    binv_gemm_path gemm_path;
+
+    pthread_mutex_t lock;       /* guards the lists below */
+    pthread_mutex_t build_lock; /* serialises program builds */
+    binv_err_slot *errors;
+    binv_program_entry *programs;
+    binv_kernel_entry *free_kernels;
+    binv_workspace *workspaces;
+};
+
+/* util.c --------------------------------------------------------------- */
+binv_status binv_set_error(binv_context *ctx, binv_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void binv_clear_error(binv_context *ctx);
+void binv_debug(const binv_context *ctx, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Stores a message and returns `code` from the calling function when cond. */
+#define BINV_RETURN_ERROR_ON(cond, ctx, code, ...)                \
+    do {                                                          \
+        if (cond) return binv_set_error((ctx), (code), __VA_ARGS__); \
+    } while (0)
+/* Same for an OpenCL call's status (passed through unchanged). */
+#define BINV_CHECK_CL(ctx, err, what)                                                     \
+    do {                                                                                  \
+        cl_int binv_e_ = (err);                                                           \
+        if (binv_e_ != CL_SUCCESS)                                                        \
+            return binv_set_error((ctx), binv_e_, "%s failed: OpenCL error %d", (what),   \
+                                  (int)binv_e_);                                          \
+    } while (0)
+
+/* a*b + c into *out without overflow; 0 on overflow. */
+int binv_mul_add_size(size_t a, size_t b, size_t c, size_t *out);
+size_t binv_dtype_size(binv_dtype dtype); /* 0 for an unknown dtype */
+const char *binv_dtype_name(binv_dtype dtype);
+
+/* Checks a buffer argument: non-NULL, of ctx's cl_context, and that a view of
+ * `extent` elements of `elem` bytes from `offset` fits in CL_MEM_SIZE.
+ * `what` names the argument in messages. */
+binv_status binv_check_buffer(binv_context *ctx, cl_mem buf, size_t offset, size_t extent,
+                              size_t elem, const char *what);
+/* Checks a queue: non-NULL, of ctx's cl_context and device. */
+binv_status binv_check_queue(binv_context *ctx, cl_command_queue queue);
+/* Checks num_events/wait_list consistency as clEnqueue* would. */
+binv_status binv_check_wait_list(binv_context *ctx, cl_uint num_events, const cl_event *wait_list);
+
+/* program.c ------------------------------------------------------------ */
+/* Returns the program for `family` built with `defines` (extra -D options that
+ * select dtype and tile shapes; never floating-point behaviour).  Built once
+ * per context and key; later calls return the cached program. */
+binv_status binv_program_get(binv_context *ctx, const char *family, const char *source,
+                             const char *defines, cl_program *out);
+binv_status binv_kernel_acquire(binv_context *ctx, cl_program program, const char *name,
+                                cl_kernel *out);
+void binv_kernel_release(binv_context *ctx, cl_program program, const char *name,
+                         cl_kernel kernel);
+/* Locks and returns a scratch buffer of at least `bytes` for `queue`.  On
+ * success *ws must be passed to binv_workspace_release after the last enqueue
+ * that uses it.  Out-of-order queues get a private buffer each call. */
+binv_status binv_workspace_acquire(binv_context *ctx, cl_command_queue queue, size_t bytes,
+                                   binv_workspace **ws, cl_mem *buffer);
+void binv_workspace_release(binv_context *ctx, binv_workspace *ws, cl_mem buffer);
+void binv_program_destroy_all(binv_context *ctx);
+
+/* program_cache.c ------------------------------------------------------ */
+/* On-disk program-binary cache.  Any problem means "not cached": the caller
+ * compiles from source.  Files are written to a temporary name and renamed. */
+int binv_cache_load(const binv_context *ctx, const char *key_hex, unsigned char **data,
+                    size_t *size);
+void binv_cache_store(const binv_context *ctx, const char *key_hex, const unsigned char *data,
+                      size_t size);
+
+/* sha256.c ------------------------------------------------------------- */
+typedef struct binv_sha256 {
+    uint32_t h[8];
+    uint64_t len;
+    unsigned char buf[64];
+    size_t fill;
+} binv_sha256;
+void binv_sha256_init(binv_sha256 *s);
+void binv_sha256_update(binv_sha256 *s, const void *data, size_t n);
+void binv_sha256_final(binv_sha256 *s, unsigned char digest[32]);
+/* hex must hold 65 bytes. */
+void binv_sha256_hex(const void *data, size_t n, char hex[65]);
+
+/* Embedded kernel sources, generated from the cl directory at build time. */
+extern const char binv_cl_common[];
+extern const char binv_cl_gemm[];
+
+#endif

@@ -1,0 +1,269 @@
+/* Lazily built programs (one per family and define-set), cached in the
+ * context; pools of cl_kernel objects; per-queue scratch buffers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* SHA-256 over everything that decides the binary: library version, source,
+ * build options, device, driver and platform.  Fields are NUL-separated so
+ * that no two different tuples hash the same stream. */
+static void cache_key(const binv_context *ctx, const char *source, const char *options,
+                      char hex[65]) {
+    const char *parts[] = {BINV_VERSION_STRING, source, options, ctx->info.name,
+                           ctx->info.vendor, ctx->info.driver_version, ctx->info.device_version,
+                           ctx->info.platform_version};
+    binv_sha256 s;
+    unsigned char d[32];
+    binv_sha256_init(&s);
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
+        binv_sha256_update(&s, parts[i], strlen(parts[i]) + 1);
+    binv_sha256_final(&s, d);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
+static cl_program try_binary(binv_context *ctx, const char *key, const char *options) {
+    unsigned char *bin = NULL;
+    size_t size = 0;
+    if (!binv_cache_load(ctx, key, &bin, &size)) return NULL;
+    cl_int err, bin_status = CL_SUCCESS;
+    const unsigned char *bins[1] = {bin};
+    cl_program p = clCreateProgramWithBinary(ctx->cl_ctx, 1, &ctx->device, &size, bins,
+                                             &bin_status, &err);
+    free(bin);
+    if (err != CL_SUCCESS || bin_status != CL_SUCCESS) {
+        if (p) clReleaseProgram(p);
+        return NULL;
+    }
+    if (clBuildProgram(p, 1, &ctx->device, options, NULL, NULL) != CL_SUCCESS) {
+        clReleaseProgram(p);
+        return NULL;
+    }
+    binv_debug(ctx, "program %s loaded from the binary cache", key);
+    return p;
+}
+
+static void store_binary(binv_context *ctx, cl_program p, const char *key) {
+    size_t size = 0;
+    if (clGetProgramInfo(p, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS ||
+        size == 0)
+        return;
+    unsigned char *bin = malloc(size);
+    if (!bin) return;
+    unsigned char *bins[1] = {bin};
+    if (clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS)
+        binv_cache_store(ctx, key, bin, size);
+    free(bin);
+}
+
+static binv_status build(binv_context *ctx, const char *family, const char *source,
+                         const char *options, cl_program *out) {
+    char key[65];
+    cache_key(ctx, source, options, key);
+    cl_program p = ctx->cache_dir ? try_binary(ctx, key, options) : NULL;
+    if (p) {
+        *out = p;
+        return BINV_SUCCESS;
+    }
+    cl_int err;
+    const char *srcs[2] = {binv_cl_common, source};
+    p = clCreateProgramWithSource(ctx->cl_ctx, 2, srcs, NULL, &err);
+    BINV_CHECK_CL(ctx, err, "clCreateProgramWithSource");
+    err = clBuildProgram(p, 1, &ctx->device, options, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        size_t len = 0;
+        clGetProgramBuildInfo(p, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &len);
+        char *log = malloc(len + 1);
+        if (log) {
+            log[0] = '\0';
+            clGetProgramBuildInfo(p, ctx->device, CL_PROGRAM_BUILD_LOG, len, log, NULL);
+            log[len] = '\0';
+        }
+        clReleaseProgram(p);
+        binv_status st = binv_set_error(ctx, BINV_ERROR_BUILD_FAILED,
+                                        "building kernel family '%s' failed (clBuildProgram %d, "
+                                        "options '%s'). Build log:\n%s",
+                                        family, (int)err, options, log ? log : "(no memory)");
+        free(log);
+        return st;
+    }
+    binv_debug(ctx, "built '%s' with '%s'", family, options);
+    if (ctx->cache_dir) store_binary(ctx, p, key);
+    *out = p;
+    return BINV_SUCCESS;
+}
+
+binv_status binv_program_get(binv_context *ctx, const char *family, const char *source,
+                             const char *defines, cl_program *out) {
+    char options[1024];
+    int n = snprintf(options, sizeof options, "%s %s", BINV_BUILD_OPTIONS, defines ? defines : "");
+    BINV_RETURN_ERROR_ON(n < 0 || (size_t)n >= sizeof options, ctx, BINV_ERROR_INVALID_ARGUMENT,
+                         "internal: build options too long");
+    char key[1200];
+    snprintf(key, sizeof key, "%s|%s", family, options);
+
+    pthread_mutex_lock(&ctx->lock);
+    for (binv_program_entry *e = ctx->programs; e; e = e->next)
+        if (!strcmp(e->key, key)) {
+            *out = e->program;
+            pthread_mutex_unlock(&ctx->lock);
+            return BINV_SUCCESS;
+        }
+    pthread_mutex_unlock(&ctx->lock);
+
+    /* Build outside the list lock (builds are slow); one build at a time, and
+     * re-check after taking build_lock in case another thread built it. */
+    pthread_mutex_lock(&ctx->build_lock);
+    pthread_mutex_lock(&ctx->lock);
+    for (binv_program_entry *e = ctx->programs; e; e = e->next)
+        if (!strcmp(e->key, key)) {
+            *out = e->program;
+            pthread_mutex_unlock(&ctx->lock);
+            pthread_mutex_unlock(&ctx->build_lock);
+            return BINV_SUCCESS;
+        }
+    pthread_mutex_unlock(&ctx->lock);
+    cl_program p = NULL;
+    binv_status st = build(ctx, family, source, options, &p);
+    if (st == BINV_SUCCESS) {
+        binv_program_entry *e = calloc(1, sizeof *e);
+        char *k = strdup(key);
+        if (!e || !k) {
+            free(e);
+            free(k);
+            clReleaseProgram(p);
+            st = binv_set_error(ctx, BINV_ERROR_OUT_OF_HOST_MEMORY, "out of host memory");
+        } else {
+            e->key = k;
+            e->program = p;
+            pthread_mutex_lock(&ctx->lock);
+            e->next = ctx->programs;
+            ctx->programs = e;
+            pthread_mutex_unlock(&ctx->lock);
+            *out = p;
+        }
+    }
+    pthread_mutex_unlock(&ctx->build_lock);
+    return st;
+}
+
+binv_status binv_kernel_acquire(binv_context *ctx, cl_program program, const char *name,
+                                cl_kernel *out) {
+    pthread_mutex_lock(&ctx->lock);
+    for (binv_kernel_entry **pe = &ctx->free_kernels; *pe; pe = &(*pe)->next) {
+        binv_kernel_entry *e = *pe;
+        if (e->program == program && !strcmp(e->name, name)) {
+            *pe = e->next;
+            pthread_mutex_unlock(&ctx->lock);
+            *out = e->kernel;
+            free(e);
+            return BINV_SUCCESS;
+        }
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    cl_int err;
+    cl_kernel k = clCreateKernel(program, name, &err);
+    BINV_RETURN_ERROR_ON(err != CL_SUCCESS, ctx, err, "clCreateKernel(%s) failed: %d", name,
+                         (int)err);
+    *out = k;
+    return BINV_SUCCESS;
+}
+
+void binv_kernel_release(binv_context *ctx, cl_program program, const char *name,
+                         cl_kernel kernel) {
+    binv_kernel_entry *e = calloc(1, sizeof *e);
+    if (!e || strlen(name) >= sizeof e->name) {
+        free(e);
+        clReleaseKernel(kernel); /* not pooled: still correct, only slower */
+        return;
+    }
+    e->program = program;
+    strcpy(e->name, name);
+    e->kernel = kernel;
+    pthread_mutex_lock(&ctx->lock);
+    e->next = ctx->free_kernels;
+    ctx->free_kernels = e;
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+binv_status binv_workspace_acquire(binv_context *ctx, cl_command_queue queue, size_t bytes,
+                                   binv_workspace **out, cl_mem *buffer) {
+    cl_command_queue_properties props = 0;
+    cl_int err = clGetCommandQueueInfo(queue, CL_QUEUE_PROPERTIES, sizeof props, &props, NULL);
+    BINV_CHECK_CL(ctx, err, "clGetCommandQueueInfo(CL_QUEUE_PROPERTIES)");
+    if (bytes == 0) bytes = 4;
+    if (props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) {
+        /* Commands of an out-of-order queue may overlap: a private buffer,
+         * released right after the enqueues (OpenCL keeps it alive until the
+         * commands that use it complete). */
+        *out = NULL;
+        *buffer = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+        BINV_CHECK_CL(ctx, err, "clCreateBuffer(workspace)");
+        return BINV_SUCCESS;
+    }
+    pthread_mutex_lock(&ctx->lock);
+    binv_workspace *ws = ctx->workspaces;
+    while (ws && ws->queue != queue) ws = ws->next;
+    if (!ws) {
+        ws = calloc(1, sizeof *ws);
+        if (!ws || pthread_mutex_init(&ws->lock, NULL) != 0) {
+            free(ws);
+            pthread_mutex_unlock(&ctx->lock);
+            return binv_set_error(ctx, BINV_ERROR_OUT_OF_HOST_MEMORY, "out of host memory");
+        }
+        clRetainCommandQueue(queue);
+        ws->queue = queue;
+        ws->next = ctx->workspaces;
+        ctx->workspaces = ws;
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    pthread_mutex_lock(&ws->lock);
+    if (ws->size < bytes) {
+        /* Grow geometrically; the old buffer lives on until its commands end. */
+        size_t want = ws->size * 2 > bytes ? ws->size * 2 : bytes;
+        cl_mem b = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, want, NULL, &err);
+        if (err != CL_SUCCESS) {
+            pthread_mutex_unlock(&ws->lock);
+            return binv_set_error(ctx, err, "clCreateBuffer(workspace of %zu bytes) failed: %d",
+                                  want, (int)err);
+        }
+        if (ws->buffer) clReleaseMemObject(ws->buffer);
+        ws->buffer = b;
+        ws->size = want;
+    }
+    *out = ws;
+    *buffer = ws->buffer;
+    return BINV_SUCCESS;
+}
+
+void binv_workspace_release(binv_context *ctx, binv_workspace *ws, cl_mem buffer) {
+    if (ws)
+        pthread_mutex_unlock(&ws->lock);
+    else if (buffer)
+        clReleaseMemObject(buffer);
+}
+
+void binv_program_destroy_all(binv_context *ctx) {
+    while (ctx->free_kernels) {
+        binv_kernel_entry *n = ctx->free_kernels->next;
+        clReleaseKernel(ctx->free_kernels->kernel);
+        free(ctx->free_kernels);
+        ctx->free_kernels = n;
+    }
+    while (ctx->workspaces) {
+        binv_workspace *n = ctx->workspaces->next;
+        if (ctx->workspaces->buffer) clReleaseMemObject(ctx->workspaces->buffer);
+        clReleaseCommandQueue(ctx->workspaces->queue);
+        pthread_mutex_destroy(&ctx->workspaces->lock);
+        free(ctx->workspaces);
+        ctx->workspaces = n;
+    }
+    while (ctx->programs) {
+        binv_program_entry *n = ctx->programs->next;
+        clReleaseProgram(ctx->programs->program);
+        free(ctx->programs->key);
+        free(ctx->programs);
+        ctx->programs = n;
+    }
+}
