@@ -1,0 +1,269 @@
+/* Fixture and helpers shared by the test binaries. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common.h"
+#include "internal.h" /* binv_sha256_hex: one SHA-256 in the project */
+
+#ifndef BINV_GOLDEN_DIR
+#error "BINV_GOLDEN_DIR must name tests/golden"
+#endif
+
+static int pick_device(test_env *env) {
+    cl_platform_id plats[16];
+    cl_uint np = 0;
+    if (clGetPlatformIDs(16, plats, &np) != CL_SUCCESS || np == 0) {
+        fprintf(stderr, "FATAL: no OpenCL platform found (is pocl-opencl-icd installed?)\n");
+        return -1;
+    }
+    const char *want = getenv("BINV_TEST_DEVICE");
+    cl_device_type type = CL_DEVICE_TYPE_ALL;
+    int wp = -1, wd = -1;
+    if (want && !strcmp(want, "gpu")) type = CL_DEVICE_TYPE_GPU;
+    else if (want && !strcmp(want, "cpu")) type = CL_DEVICE_TYPE_CPU;
+    else if (want && sscanf(want, "%d:%d", &wp, &wd) != 2) wp = wd = -1;
+    for (cl_uint p = 0; p < np && p < 16; p++) {
+        if (wp >= 0 && (int)p != wp) continue;
+        cl_device_id devs[16];
+        cl_uint nd = 0;
+        if (clGetDeviceIDs(plats[p], type, 16, devs, &nd) != CL_SUCCESS) continue;
+        for (cl_uint d = 0; d < nd && d < 16; d++) {
+            if (wd >= 0 && (int)d != wd) continue;
+            env->platform = plats[p];
+            env->device = devs[d];
+            return 0;
+        }
+    }
+    fprintf(stderr, "FATAL: no OpenCL device matches BINV_TEST_DEVICE=%s\n", want ? want : "(any)");
+    return -1;
+}
+
+static binv_context *make_ctx(test_env *env, binv_schedule sched, const char *path) {
+    binv_options opt = {sizeof(binv_options), sched, NULL};
+    binv_context *c = NULL;
+    if (path) setenv("BINV_GEMM_PATH", path, 1);
+    binv_status st = binv_context_create(env->context, env->device, &opt, &c);
+    if (path) unsetenv("BINV_GEMM_PATH");
+    if (st != BINV_SUCCESS) {
+        fprintf(stderr, "FATAL: binv_context_create: %d (%s)\n", st, binv_status_string(st));
+        return NULL;
+    }
+    return c;
+}
+
+int test_env_setup(void **state) {
+    test_env *env = calloc(1, sizeof *env);
+    if (!env || pick_device(env) != 0) {
+        free(env);
+        return -1;
+    }
+    cl_int err;
+    env->context = clCreateContext(NULL, 1, &env->device, NULL, NULL, &err);
+    if (err != CL_SUCCESS) {
+        fprintf(stderr, "FATAL: clCreateContext: %d\n", err);
+        free(env);
+        return -1;
+    }
+    env->queue = clCreateCommandQueue(env->context, env->device, 0, &err);
+    clGetDeviceInfo(env->device, CL_DEVICE_NAME, sizeof env->device_name, env->device_name, NULL);
+    env->ctx = make_ctx(env, BINV_SCHEDULE_INVARIANT, NULL);
+    env->adaptive = make_ctx(env, BINV_SCHEDULE_ADAPTIVE, NULL);
+    env->forced[0] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "skinny");
+    env->forced[1] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "splitk");
+    env->forced[2] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "tiled");
+    *state = env;
+    if (err != CL_SUCCESS || !env->ctx || !env->adaptive || !env->forced[0] || !env->forced[1] ||
+        !env->forced[2]) {
+        fprintf(stderr, "FATAL: test environment setup failed on '%s'\n", env->device_name);
+        test_env_teardown(state);
+        return -1;
+    }
+    printf("# device: %s\n", env->device_name);
+    return 0;
+}
+
+int test_env_teardown(void **state) {
+    test_env *env = *state;
+    if (!env) return 0;
+    binv_context_destroy(env->ctx);
+    binv_context_destroy(env->adaptive);
+    for (int i = 0; i < 3; i++) binv_context_destroy(env->forced[i]);
+    if (env->queue) clReleaseCommandQueue(env->queue);
+    if (env->context) clReleaseContext(env->context);
+    free(env);
+    *state = NULL;
+    return 0;
+}
+
+cl_mem test_buffer(const test_env *env, size_t bytes, const void *init) {
+    cl_int err;
+    cl_mem b = clCreateBuffer(env->context, CL_MEM_READ_WRITE | (init ? CL_MEM_COPY_HOST_PTR : 0),
+                              bytes ? bytes : 4, (void *)init, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    return b;
+}
+
+void test_write(const test_env *env, cl_mem buf, size_t bytes, const void *src) {
+    assert_int_equal(clEnqueueWriteBuffer(env->queue, buf, CL_TRUE, 0, bytes, src, 0, NULL, NULL),
+                     CL_SUCCESS);
+}
+
+void test_read(const test_env *env, cl_mem buf, size_t bytes, void *dst) {
+    assert_int_equal(clEnqueueReadBuffer(env->queue, buf, CL_TRUE, 0, bytes, dst, 0, NULL, NULL),
+                     CL_SUCCESS);
+}
+
+uint64_t test_rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+size_t test_dtype_size(binv_dtype dtype) { return dtype == BINV_DTYPE_F32 ? 4 : 2; }
+
+const char *test_dtype_name(binv_dtype dtype) {
+    return dtype == BINV_DTYPE_F32 ? "f32" : dtype == BINV_DTYPE_F16 ? "f16" : "bf16";
+}
+
+static void put(binv_dtype dtype, void *out, size_t i, uint32_t bits) {
+    if (dtype == BINV_DTYPE_F32) ((uint32_t *)out)[i] = bits;
+    else ((uint16_t *)out)[i] = (uint16_t)bits;
+}
+
+void test_fill(binv_dtype dtype, void *out, size_t count, uint64_t seed) {
+    uint64_t s = seed;
+    for (size_t i = 0; i < count; i++) {
+        uint64_t r = test_rng_next(&s);
+        uint32_t sign = (uint32_t)(r >> 63);
+        int e = (int)((r >> 40) % 17) - 8; /* exponent -8 .. 8 */
+        uint32_t mant = (uint32_t)r;
+        uint32_t bits;
+        if (dtype == BINV_DTYPE_F32)
+            bits = sign << 31 | (uint32_t)(127 + e) << 23 | (mant & 0x7fffffu);
+        else if (dtype == BINV_DTYPE_F16) /* keep within f16's normal range */
+            bits = sign << 15 | (uint32_t)(15 + e / 2) << 10 | (mant & 0x3ffu);
+        else
+            bits = sign << 15 | (uint32_t)(127 + e) << 7 | (mant & 0x7fu);
+        put(dtype, out, i, bits);
+    }
+}
+
+void test_fill_pow2(binv_dtype dtype, void *out, size_t count, uint64_t seed) {
+    uint64_t s = seed;
+    for (size_t i = 0; i < count; i++) {
+        uint64_t r = test_rng_next(&s);
+        int e = (int)(r % 3); /* 1, 2, 4: products and sums are small integers */
+        uint32_t sign = (uint32_t)(r >> 63);
+        uint32_t bits;
+        if ((r >> 8) % 5 == 0) bits = 0;
+        else if (dtype == BINV_DTYPE_F32) bits = sign << 31 | (uint32_t)(127 + e) << 23;
+        else if (dtype == BINV_DTYPE_F16) bits = sign << 15 | (uint32_t)(15 + e) << 10;
+        else bits = sign << 15 | (uint32_t)(127 + e) << 7;
+        put(dtype, out, i, bits);
+    }
+}
+
+static float bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+float test_to_f32(binv_dtype dtype, const void *data, size_t i) {
+    if (dtype == BINV_DTYPE_F32) return ((const float *)data)[i];
+    uint32_t h = ((const uint16_t *)data)[i];
+    if (dtype == BINV_DTYPE_BF16) return bits_f32(h << 16);
+    uint32_t sign = (h >> 15) << 31, e = (h >> 10) & 31, m = h & 0x3ff;
+    if (e == 31) return bits_f32(sign | 0x7f800000u | m << 13);
+    if (e == 0) { /* zero or subnormal: m * 2^-24 exactly */
+        float v = (float)m * bits_f32(0x33800000u);
+        return sign ? -v : v;
+    }
+    return bits_f32(sign | (e + 112) << 23 | m << 13);
+}
+
+void test_from_f32(binv_dtype dtype, float v, void *data, size_t i) {
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    if (dtype == BINV_DTYPE_F32) {
+        ((uint32_t *)data)[i] = u;
+    } else if (dtype == BINV_DTYPE_BF16) {
+        if ((u & 0x7fffffffu) > 0x7f800000u) u |= 0x00400000u;
+        else u += 0x7fffu + ((u >> 16) & 1u);
+        ((uint16_t *)data)[i] = (uint16_t)(u >> 16);
+    } else {
+        /* f16 for the normal-range values the tests use (round to nearest even). */
+        uint32_t sign = (u >> 16) & 0x8000u;
+        int e = (int)((u >> 23) & 255) - 127 + 15;
+        uint32_t m = u & 0x7fffffu;
+        uint16_t h;
+        if (((u >> 23) & 255) == 0) h = (uint16_t)sign;
+        else if (e >= 31) h = (uint16_t)(sign | 0x7c00u | ((u & 0x7fffffffu) > 0x7f800000u ? 0x200u : 0));
+        else if (e <= 0) h = (uint16_t)sign; /* tests never need subnormal f16 inputs */
+        else {
+            uint32_t r = (uint32_t)e << 10 | m >> 13, rem = m & 0x1fffu;
+            if (rem > 0x1000u || (rem == 0x1000u && (r & 1))) r++;
+            h = (uint16_t)(sign | r);
+        }
+        ((uint16_t *)data)[i] = h;
+    }
+}
+
+void test_sha256_hex(const void *data, size_t n, char hex[65]) { binv_sha256_hex(data, n, hex); }
+
+int test_golden_check(const char *file, const char *name, const char *hex) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", BINV_GOLDEN_DIR, file);
+    const char *update = getenv("BINV_GOLDEN_UPDATE");
+    if (update && !strcmp(update, "1")) {
+        /* Rewrite: keep other lines, replace or append this one. */
+        char *lines = NULL;
+        size_t cap = 0, len = 0;
+        FILE *f = fopen(path, "r");
+        char line[512];
+        while (f && fgets(line, sizeof line, f)) {
+            char n2[256];
+            if (sscanf(line, "%255s", n2) == 1 && !strcmp(n2, name)) continue;
+            size_t l = strlen(line);
+            if (len + l + 1 > cap) {
+                cap = (len + l + 1) * 2;
+                lines = realloc(lines, cap);
+            }
+            memcpy(lines + len, line, l + 1);
+            len += l;
+        }
+        if (f) fclose(f);
+        f = fopen(path, "w");
+        if (!f) return 0;
+        if (lines) fputs(lines, f);
+        fprintf(f, "%s %s\n", name, hex);
+        fclose(f);
+        free(lines);
+        return 1;
+    }
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "golden file %s missing\n", path);
+        return 0;
+    }
+    char line[512];
+    int ok = 0, found = 0;
+    while (fgets(line, sizeof line, f)) {
+        char n2[256], h2[128];
+        if (sscanf(line, "%255s %127s", n2, h2) == 2 && !strcmp(n2, name)) {
+            found = 1;
+            ok = !strcmp(h2, hex);
+            if (!ok) fprintf(stderr, "golden %s: expected %s got %s\n", name, h2, hex);
+        }
+    }
+    fclose(f);
+    if (!found) fprintf(stderr, "golden %s: no entry in %s (got %s)\n", name, path, hex);
+    return ok;
+}

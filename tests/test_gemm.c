@@ -1,0 +1,542 @@
+/* binv_gemm: batch invariance, determinism, accuracy, portable bits (golden
+ * hashes) and bad input.  Invariance is checked by comparing bits, never by
+ * tolerance. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common.h"
+#ifdef BINV_HAVE_CLBLAST
+#include <clblast_c.h>
+#endif
+
+static const binv_dtype DTYPES[] = {BINV_DTYPE_F32, BINV_DTYPE_F16, BINV_DTYPE_BF16};
+static const char *TNAME[] = {"N", "T"};
+
+/* A GEMM problem held on the host: op(A) is m x k, op(B) k x n, both stored
+ * with padding in their leading dimensions so that strides are not trivial. */
+typedef struct problem {
+    binv_dtype dtype;
+    binv_transpose ta, tb;
+    size_t m, n, k, lda, ldb, ldc;
+    size_t a_elems, b_elems, c_elems;
+    unsigned char *a, *b, *c; /* storage words */
+} problem;
+
+static void problem_init(problem *p, binv_dtype dt, binv_transpose ta, binv_transpose tb,
+                         size_t m, size_t n, size_t k, uint64_t seed) {
+    memset(p, 0, sizeof *p);
+    p->dtype = dt; p->ta = ta; p->tb = tb; p->m = m; p->n = n; p->k = k;
+    p->lda = (ta == BINV_NO_TRANS ? k : m) + 3;
+    p->ldb = (tb == BINV_NO_TRANS ? n : k) + 1;
+    p->ldc = n + 2;
+    p->a_elems = (ta == BINV_NO_TRANS ? m : k) * p->lda;
+    p->b_elems = (tb == BINV_NO_TRANS ? k : n) * p->ldb;
+    p->c_elems = m * p->ldc;
+    size_t es = test_dtype_size(dt);
+    p->a = malloc(p->a_elems * es);
+    p->b = malloc(p->b_elems * es);
+    p->c = malloc(p->c_elems * es);
+    assert_non_null(p->a); assert_non_null(p->b); assert_non_null(p->c);
+    test_fill(dt, p->a, p->a_elems, seed);
+    test_fill(dt, p->b, p->b_elems, seed + 1);
+    test_fill(dt, p->c, p->c_elems, seed + 2);
+}
+
+static void problem_free(problem *p) { free(p->a); free(p->b); free(p->c); }
+
+static size_t a_index(const problem *p, size_t i, size_t q) {
+    return p->ta == BINV_NO_TRANS ? i * p->lda + q : q * p->lda + i;
+}
+static size_t b_index(const problem *p, size_t q, size_t j) {
+    return p->tb == BINV_NO_TRANS ? q * p->ldb + j : j * p->ldb + q;
+}
+
+/* Runs rows [row0, row0+m) of the problem on the device through `ctx`,
+ * placing C at element offset c_off; returns the m x ldc output (storage). */
+static unsigned char *run_rows(const test_env *env, binv_context *ctx, const problem *p,
+                               size_t row0, size_t m, size_t c_off, float alpha, float beta) {
+    size_t es = test_dtype_size(p->dtype);
+    cl_mem a = test_buffer(env, p->a_elems * es, p->a);
+    cl_mem b = test_buffer(env, p->b_elems * es, p->b);
+    cl_mem c = test_buffer(env, (c_off + p->c_elems) * es, NULL);
+    test_write(env, c, p->c_elems * es, p->c); /* C starts as the problem's C, shifted */
+    if (c_off) {
+        unsigned char *tmp = calloc(c_off + p->c_elems, es);
+        memcpy(tmp + c_off * es, p->c + row0 * p->ldc * es, (p->m - row0) * p->ldc * es);
+        test_write(env, c, (c_off + p->c_elems) * es, tmp);
+        free(tmp);
+    } else {
+        test_write(env, c, (p->m - row0) * p->ldc * es, p->c + row0 * p->ldc * es);
+    }
+    size_t a_off = p->ta == BINV_NO_TRANS ? row0 * p->lda : row0;
+    binv_status st = binv_gemm(ctx, env->queue, p->dtype, p->ta, p->tb, m, p->n, p->k, alpha,
+                               a, a_off, p->lda, b, 0, p->ldb, beta, c, c_off, p->ldc, 0, NULL,
+                               NULL);
+    if (st != BINV_SUCCESS) fprintf(stderr, "binv_gemm: %s\n", binv_context_last_error(ctx));
+    assert_int_equal(st, BINV_SUCCESS);
+    unsigned char *out = malloc((c_off + m * p->ldc) * es);
+    test_read(env, c, (c_off + m * p->ldc) * es, out);
+    memmove(out, out + c_off * es, m * p->ldc * es);
+    clReleaseMemObject(a); clReleaseMemObject(b); clReleaseMemObject(c);
+    return out;
+}
+
+/* Row i of x (ld elements per row) equals row j of y, bit for bit, over n. */
+static int rows_equal(const problem *p, const unsigned char *x, size_t i, const unsigned char *y,
+                      size_t j) {
+    size_t es = test_dtype_size(p->dtype);
+    return memcmp(x + i * p->ldc * es, y + j * p->ldc * es, p->n * es) == 0;
+}
+
+/* ---- invariance ----------------------------------------------------------- */
+
+static void check_invariance(void **state, binv_dtype dt, binv_transpose ta, binv_transpose tb,
+                             size_t n, size_t k, const size_t *ms, size_t nm) {
+    test_env *env = *state;
+    const size_t mmax = 257;
+    problem p;
+    problem_init(&p, dt, ta, tb, mmax, n, k, 1000 + n * 7 + k);
+    /* The reference: all rows at once, automatic path. */
+    unsigned char *full = run_rows(env, env->ctx, &p, 0, mmax, 0, 1.0f, 0.0f);
+    binv_context *ctxs[4] = {env->ctx, env->forced[0], env->forced[1], env->forced[2]};
+    const char *cname[4] = {"auto", "skinny", "splitk", "tiled"};
+    for (size_t mi = 0; mi < nm; mi++) {
+        size_t m = ms[mi];
+        size_t starts[3] = {0, mmax - m, (m * 37) % (mmax - m + 1)};
+        for (int si = 0; si < 3; si++) {
+            for (int ci = 0; ci < 4; ci++) {
+                size_t c_off = (size_t)(si * 5 + ci);
+                unsigned char *out = run_rows(env, ctxs[ci], &p, starts[si], m, c_off, 1.0f, 0.0f);
+                for (size_t i = 0; i < m; i++) {
+                    if (!rows_equal(&p, out, i, full, starts[si] + i)) {
+                        fail_msg("%s %s%s n=%zu k=%zu: row %zu of a batch of m=%zu at position "
+                                 "%zu (path %s) differs from the same row computed with m=%zu",
+                                 test_dtype_name(dt),
+                                 TNAME[ta], TNAME[tb], n, k, starts[si] + i, m, i, cname[ci], mmax);
+                    }
+                }
+                free(out);
+            }
+        }
+    }
+    free(full);
+    problem_free(&p);
+}
+
+static void test_invariance_small(void **state) {
+    static const size_t ms[] = {1, 2, 3, 7, 8, 31, 64, 257};
+    static const size_t nk[][2] = {{1, 1}, {7, 13}, {13, 7}, {127, 1000}};
+    for (int d = 0; d < 3; d++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (size_t s = 0; s < sizeof nk / sizeof *nk; s++)
+                    check_invariance(state, DTYPES[d], (binv_transpose)ta, (binv_transpose)tb,
+                                     nk[s][0], nk[s][1], ms, sizeof ms / sizeof *ms);
+}
+
+static void test_invariance_large(void **state) {
+    /* Long K (9 chunks with a ragged tail) and wide N, LLM weight layout. */
+    static const size_t ms[] = {1, 3, 64};
+    for (int d = 0; d < 3; d++) {
+        check_invariance(state, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, 1000, 4097, ms, 3);
+    }
+    check_invariance(state, BINV_DTYPE_F32, BINV_NO_TRANS, BINV_NO_TRANS, 4097, 127, ms, 3);
+}
+
+/* Other rows of the batch may hold anything (NaN, Inf, other data): row r's
+ * bits do not change. */
+static void test_invariance_other_rows(void **state) {
+    test_env *env = *state;
+    for (int d = 0; d < 3; d++) {
+        binv_dtype dt = DTYPES[d];
+        size_t es = test_dtype_size(dt);
+        problem p;
+        problem_init(&p, dt, BINV_NO_TRANS, BINV_TRANS, 64, 300, 1500, 77);
+        unsigned char *ref = run_rows(env, env->ctx, &p, 0, 64, 0, 1.0f, 0.0f);
+        const size_t r = 17;
+        /* Overwrite every other row of A with new data and some NaN/Inf. */
+        test_fill(dt, p.a, r * p.lda, 999);
+        test_fill(dt, p.a + (r + 1) * p.lda * es, (63 - r) * p.lda, 998);
+        float specials[] = {NAN, INFINITY, -INFINITY, 0.0f};
+        for (int s = 0; s < 4; s++) test_from_f32(dt, specials[s], p.a, (size_t)s * p.lda + 5);
+        for (int ci = 0; ci < 4; ci++) {
+            binv_context *c = ci == 0 ? env->ctx : env->forced[ci - 1];
+            unsigned char *out = run_rows(env, c, &p, 0, 64, 0, 1.0f, 0.0f);
+            assert_true(rows_equal(&p, out, r, ref, r));
+            free(out);
+        }
+        free(ref);
+        problem_free(&p);
+    }
+}
+
+/* ---- determinism ---------------------------------------------------------- */
+
+static void test_determinism(void **state) {
+    test_env *env = *state;
+    for (int d = 0; d < 3; d++) {
+        problem p;
+        problem_init(&p, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, 33, 130, 1100, 5);
+        size_t es = test_dtype_size(p.dtype);
+        cl_mem a = test_buffer(env, p.a_elems * es, p.a);
+        cl_mem b = test_buffer(env, p.b_elems * es, p.b);
+        cl_mem c = test_buffer(env, p.c_elems * es, NULL);
+        unsigned char *first = malloc(p.c_elems * es), *now = malloc(p.c_elems * es);
+        for (int rep = 0; rep < 100; rep++) {
+            binv_context *ctx = rep % 2 ? env->ctx : env->forced[rep % 3];
+            assert_int_equal(binv_gemm(ctx, env->queue, p.dtype, p.ta, p.tb, p.m, p.n, p.k, 1.0f,
+                                       a, 0, p.lda, b, 0, p.ldb, 0.0f, c, 0, p.ldc, 0, NULL,
+                                       NULL),
+                             BINV_SUCCESS);
+            test_read(env, c, p.c_elems * es, rep ? now : first);
+            if (rep) assert_memory_equal(first, now, p.c_elems * es);
+        }
+        free(first); free(now);
+        clReleaseMemObject(a); clReleaseMemObject(b); clReleaseMemObject(c);
+        problem_free(&p);
+    }
+}
+
+/* ---- accuracy --------------------------------------------------------------- */
+
+/* |computed - exact| <= (k+4) u (|alpha| sum|a b| + |beta c|) + u_out |exact|
+ * with u = 2^-24 (f32 accumulation: each of at most k+2 roundings of the
+ * chunked sum, the alpha product and the beta fma) and u_out the storage
+ * dtype's unit roundoff (2^-24, 2^-11, 2^-8). */
+static void check_accuracy(const problem *p, const unsigned char *out, float alpha, float beta,
+                           const char *who) {
+    const double u = ldexp(1.0, -24);
+    const double uo = p->dtype == BINV_DTYPE_F32 ? u : ldexp(1.0, p->dtype == BINV_DTYPE_F16 ? -11 : -8);
+    for (size_t i = 0; i < p->m; i++)
+        for (size_t j = 0; j < p->n; j++) {
+            double s = 0, sa = 0;
+            for (size_t q = 0; q < p->k; q++) {
+                double t = (double)test_to_f32(p->dtype, p->a, a_index(p, i, q)) *
+                           (double)test_to_f32(p->dtype, p->b, b_index(p, q, j));
+                s += t;
+                sa += fabs(t);
+            }
+            double c0 = beta != 0 ? test_to_f32(p->dtype, p->c, i * p->ldc + j) : 0.0;
+            double exact = alpha * s + beta * c0;
+            double tol = (p->k + 4) * u * (fabs(alpha) * sa + fabs(beta * c0)) + uo * fabs(exact) +
+                         1e-30;
+            double got = test_to_f32(p->dtype, out, i * p->ldc + j);
+            if (!(fabs(got - exact) <= tol))
+                fail_msg("%s: C[%zu][%zu] = %.9g, exact %.9g, error %.3g > bound %.3g (k=%zu)",
+                         who, i, j, got, exact, fabs(got - exact), tol, p->k);
+        }
+}
+
+static void test_accuracy(void **state) {
+    test_env *env = *state;
+    static const size_t shapes[][3] = {{5, 7, 13}, {33, 65, 1100}, {70, 129, 513}, {2, 300, 4097}};
+    for (int d = 0; d < 3; d++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (size_t s = 0; s < 4; s++) {
+                    problem p;
+                    problem_init(&p, DTYPES[d], (binv_transpose)ta, (binv_transpose)tb,
+                                 shapes[s][0], shapes[s][1], shapes[s][2], 42 + s);
+                    for (int which = 0; which < 2; which++) {
+                        binv_context *c = which ? env->adaptive : env->ctx;
+                        unsigned char *out = run_rows(env, c, &p, 0, p.m, 0, 1.5f, -0.75f);
+                        check_accuracy(&p, out, 1.5f, -0.75f, which ? "adaptive" : "invariant");
+                        free(out);
+                    }
+                    problem_free(&p);
+                }
+}
+
+/* Powers of two: every product and partial sum is an exact small integer, so
+ * the result is exact whatever the order. */
+static void test_exact_pow2(void **state) {
+    test_env *env = *state;
+    static const size_t kk[] = {4097, 100, 16}; /* sums stay exact in the output dtype */
+    for (int d = 0; d < 3; d++) {
+        problem p;
+        problem_init(&p, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, 9, 70, kk[d], 3);
+        test_fill_pow2(p.dtype, p.a, p.a_elems, 11);
+        test_fill_pow2(p.dtype, p.b, p.b_elems, 12);
+        for (int ci = 0; ci < 5; ci++) {
+            binv_context *c = ci < 3 ? env->forced[ci] : ci == 3 ? env->ctx : env->adaptive;
+            unsigned char *out = run_rows(env, c, &p, 0, p.m, 0, 1.0f, 0.0f);
+            for (size_t i = 0; i < p.m; i++)
+                for (size_t j = 0; j < p.n; j++) {
+                    double s = 0;
+                    for (size_t q = 0; q < p.k; q++)
+                        s += (double)test_to_f32(p.dtype, p.a, a_index(&p, i, q)) *
+                             test_to_f32(p.dtype, p.b, b_index(&p, q, j));
+                    assert_true(test_to_f32(p.dtype, out, i * p.ldc + j) == (float)s);
+                }
+            free(out);
+        }
+        problem_free(&p);
+    }
+}
+
+/* BLAS edge conventions: beta == 0 does not read C (NaN in C vanishes);
+ * k == 0 gives C = beta*C; m == 0 / n == 0 touch nothing. */
+static void test_blas_conventions(void **state) {
+    test_env *env = *state;
+    problem p;
+    problem_init(&p, BINV_DTYPE_F32, BINV_NO_TRANS, BINV_NO_TRANS, 4, 5, 6, 8);
+    for (size_t i = 0; i < p.c_elems; i++) ((float *)p.c)[i] = NAN;
+    float *out = (float *)run_rows(env, env->ctx, &p, 0, 4, 0, 1.0f, 0.0f);
+    for (size_t i = 0; i < 4; i++)
+        for (size_t j = 0; j < 5; j++) assert_false(isnan(out[i * p.ldc + j]));
+    free(out);
+    /* k == 0 */
+    for (size_t i = 0; i < p.c_elems; i++) ((float *)p.c)[i] = (float)i + 0.25f;
+    cl_mem a = test_buffer(env, 64, NULL), b = test_buffer(env, 64, NULL);
+    cl_mem c = test_buffer(env, p.c_elems * 4, p.c);
+    cl_event ev = NULL;
+    assert_int_equal(binv_gemm(env->ctx, env->queue, BINV_DTYPE_F32, BINV_NO_TRANS, BINV_NO_TRANS,
+                               4, 5, 0, 3.0f, a, 0, 1, b, 0, 5, 2.0f, c, 0, p.ldc, 0, NULL, &ev),
+                     BINV_SUCCESS);
+    assert_non_null(ev);
+    assert_int_equal(clWaitForEvents(1, &ev), CL_SUCCESS);
+    clReleaseEvent(ev);
+    float got[64];
+    test_read(env, c, p.c_elems * 4, got);
+    for (size_t i = 0; i < 4; i++)
+        for (size_t j = 0; j < 5; j++)
+            assert_true(got[i * p.ldc + j] == 2.0f * ((float)(i * p.ldc + j) + 0.25f));
+    /* m == 0: nothing written, event still returned. */
+    assert_int_equal(binv_gemm(env->ctx, env->queue, BINV_DTYPE_F32, BINV_NO_TRANS, BINV_NO_TRANS,
+                               0, 5, 6, 1.0f, a, 0, 6, b, 0, 5, 0.0f, c, 0, p.ldc, 0, NULL, &ev),
+                     BINV_SUCCESS);
+    assert_non_null(ev);
+    clReleaseEvent(ev);
+    clReleaseMemObject(a); clReleaseMemObject(b); clReleaseMemObject(c);
+    problem_free(&p);
+}
+
+/* ---- CLBlast -------------------------------------------------------------- */
+
+static void test_vs_clblast(void **state) {
+#ifdef BINV_HAVE_CLBLAST
+    test_env *env = *state;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            problem p;
+            problem_init(&p, BINV_DTYPE_F32, (binv_transpose)ta, (binv_transpose)tb, 37, 91, 1030, 9);
+            unsigned char *ours = run_rows(env, env->ctx, &p, 0, p.m, 0, 1.0f, 0.5f);
+            cl_mem a = test_buffer(env, p.a_elems * 4, p.a), b = test_buffer(env, p.b_elems * 4, p.b);
+            cl_mem c = test_buffer(env, p.c_elems * 4, p.c);
+            cl_command_queue q = env->queue;
+            CLBlastStatusCode s = CLBlastSgemm(
+                CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
+                tb ? CLBlastTransposeYes : CLBlastTransposeNo, p.m, p.n, p.k, 1.0f, a, 0, p.lda, b,
+                0, p.ldb, 0.5f, c, 0, p.ldc, &q, NULL);
+            assert_int_equal(s, CLBlastSuccess);
+            float *theirs = malloc(p.c_elems * 4);
+            test_read(env, c, p.c_elems * 4, theirs);
+            /* Both are within the bound of the exact result: so within twice it
+             * of each other. */
+            check_accuracy(&p, ours, 1.0f, 0.5f, "binv");
+            check_accuracy(&p, (unsigned char *)theirs, 1.0f, 0.5f, "CLBlast");
+            free(theirs); free(ours);
+            clReleaseMemObject(a); clReleaseMemObject(b); clReleaseMemObject(c);
+            problem_free(&p);
+        }
+    char ext[4096] = "";
+    clGetDeviceInfo(env->device, CL_DEVICE_EXTENSIONS, sizeof ext, ext, NULL);
+    if (!strstr(ext, "cl_khr_fp16"))
+        printf("# CLBlast HGEMM comparison skipped: '%s' has no cl_khr_fp16\n", env->device_name);
+#else
+    skip();
+#endif
+}
+
+/* ---- portable bits ---------------------------------------------------------- */
+
+static void test_golden(void **state) {
+    test_env *env = *state;
+    static const size_t shapes[][3] = {{19, 70, 1100}, {2, 300, 2049}, {130, 3, 600}};
+    int bad = 0;
+    for (int d = 0; d < 3; d++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int s = 0; s < 3; s++) {
+                    problem p;
+                    problem_init(&p, DTYPES[d], (binv_transpose)ta, (binv_transpose)tb,
+                                 shapes[s][0], shapes[s][1], shapes[s][2], 2024);
+                    unsigned char *out = run_rows(env, env->ctx, &p, 0, p.m, 0, 1.25f, 0.5f);
+                    char hex[65], name[128];
+                    test_sha256_hex(out, p.c_elems * test_dtype_size(p.dtype), hex);
+                    snprintf(name, sizeof name, "gemm_%s_%s%s_%zux%zux%zu",
+                             test_dtype_name(DTYPES[d]), TNAME[ta], TNAME[tb], p.m,
+                             p.n, p.k);
+                    if (!test_golden_check("gemm.txt", name, hex)) bad++;
+                    free(out);
+                    problem_free(&p);
+                }
+    if (bad) fail_msg("%d golden hashes differ on '%s'", bad, env->device_name);
+}
+
+/* ---- bad input ---------------------------------------------------------- */
+
+/* binv_gemm with alpha 1, beta 0 and the queue last, for a table of calls. */
+static binv_status bad_call(binv_context *ctx, cl_event *ev, binv_dtype dt, binv_transpose ta,
+                            binv_transpose tb, size_t m, size_t n, size_t k, cl_mem a, size_t ao,
+                            size_t lda, cl_mem b, size_t bo, size_t ldb, cl_mem c, size_t co,
+                            size_t ldc, cl_uint ne, const cl_event *wl, cl_command_queue q) {
+    return binv_gemm(ctx, q, dt, ta, tb, m, n, k, 1.0f, a, ao, lda, b, bo, ldb, 0.0f, c, co, ldc,
+                     ne, wl, ev);
+}
+
+static void test_bad_input(void **state) {
+    test_env *env = *state;
+    binv_context *ctx = env->ctx;
+    const size_t m = 4, n = 5, k = 6;
+    float host_c[64];
+    for (int i = 0; i < 64; i++) host_c[i] = 1234.5f + (float)i;
+    cl_mem a = test_buffer(env, m * k * 4, NULL), b = test_buffer(env, k * n * 4, NULL);
+    cl_mem c = test_buffer(env, m * n * 4, host_c);
+    cl_mem small = test_buffer(env, 8, NULL);
+    cl_int err;
+    cl_context other = clCreateContext(NULL, 1, &env->device, NULL, NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    cl_mem foreign = clCreateBuffer(other, CL_MEM_READ_WRITE, 4096, NULL, &err);
+    cl_command_queue foreign_q = clCreateCommandQueue(other, env->device, 0, &err);
+    cl_event ev = (cl_event)0x1;
+#define GEMM(...) bad_call(ctx, &ev, __VA_ARGS__)
+#define OK_ARGS BINV_DTYPE_F32, BINV_NO_TRANS, BINV_NO_TRANS, m, n, k
+    struct {
+        binv_status got, expect;
+        const char *what;
+    } cases[] = {
+        {GEMM(OK_ARGS, NULL, 0, k, b, 0, n, c, 0, n, 0, NULL, env->queue), BINV_ERROR_INVALID_ARGUMENT, "A NULL"},
+        {GEMM(OK_ARGS, a, 0, k, NULL, 0, n, c, 0, n, 0, NULL, env->queue), BINV_ERROR_INVALID_ARGUMENT, "B NULL"},
+        {GEMM(OK_ARGS, a, 0, k, b, 0, n, NULL, 0, n, 0, NULL, env->queue), BINV_ERROR_INVALID_ARGUMENT, "C NULL"},
+        {GEMM(OK_ARGS, a, 0, k, b, 0, n, c, 0, n, 0, NULL, NULL), BINV_ERROR_INVALID_ARGUMENT, "queue NULL"},
+        {GEMM(OK_ARGS, a, 0, k, b, 0, n, c, 0, n, 1, NULL, env->queue), BINV_ERROR_INVALID_ARGUMENT, "wait list NULL"},
+        {GEMM(OK_ARGS, a, 0, k - 1, b, 0, n, c, 0, n, 0, NULL, env->queue), BINV_ERROR_INVALID_LEADING_DIMENSION, "lda < k"},
+        {GEMM(OK_ARGS, a, 0, k, b, 0, n - 1, c, 0, n, 0, NULL, env->queue), BINV_ERROR_INVALID_LEADING_DIMENSION, "ldb < n"},
+        {GEMM(OK_ARGS, a, 0, k, b, 0, n, c, 0, n - 1, 0, NULL, env->queue), BINV_ERROR_INVALID_LEADING_DIMENSION, "ldc < n"},
+        {GEMM(BINV_DTYPE_F32, BINV_TRANS, BINV_NO_TRANS, m, n, k, a, 0, m - 1, b, 0, n, c, 0, n, 0, NULL, env->queue), BINV_ERROR_INVALID_LEADING_DIMENSION, "lda < m (A transposed)"},
+        {GEMM(OK_ARGS, a, 1, k, b, 0, n, c, 0, n, 0, NULL, env->queue), BINV_ERROR_BUFFER_TOO_SMALL, "A view past CL_MEM_SIZE"},
+        {GEMM(OK_ARGS, a, 0, k, small, 0, n, c, 0, n, 0, NULL, env->queue), BINV_ERROR_BUFFER_TOO_SMALL, "B too small"},
+        {GEMM(OK_ARGS, a, 0, k, b, 0, n, c, 1, n, 0, NULL, env->queue), BINV_ERROR_BUFFER_TOO_SMALL, "C view past CL_MEM_SIZE"},
+        {GEMM(OK_ARGS, a, SIZE_MAX - 2, k, b, 0, n, c, 0, n, 0, NULL, env->queue), BINV_ERROR_INVALID_DIMENSION, "offset overflow"},
+        {GEMM(BINV_DTYPE_F32, BINV_NO_TRANS, BINV_NO_TRANS, m, n, k, a, 0, SIZE_MAX / 2, b, 0, n, c, 0, n, 0, NULL, env->queue), BINV_ERROR_INVALID_DIMENSION, "lda*rows overflow"},
+        {GEMM(BINV_DTYPE_F32, BINV_NO_TRANS, BINV_NO_TRANS, (size_t)1 << 40, n, k, a, 0, k, b, 0, n, c, 0, n, 0, NULL, env->queue), BINV_ERROR_INVALID_DIMENSION, "m >= 2^31"},
+        {GEMM((binv_dtype)7, BINV_NO_TRANS, BINV_NO_TRANS, m, n, k, a, 0, k, b, 0, n, c, 0, n, 0, NULL, env->queue), BINV_ERROR_UNSUPPORTED_DTYPE, "dtype 7"},
+        {GEMM(BINV_DTYPE_F32, (binv_transpose)2, BINV_NO_TRANS, m, n, k, a, 0, k, b, 0, n, c, 0, n, 0, NULL, env->queue), BINV_ERROR_INVALID_ENUM, "trans_a 2"},
+        {GEMM(BINV_DTYPE_F32, BINV_NO_TRANS, (binv_transpose)-1, m, n, k, a, 0, k, b, 0, n, c, 0, n, 0, NULL, env->queue), BINV_ERROR_INVALID_ENUM, "trans_b -1"},
+        {GEMM(OK_ARGS, foreign, 0, k, b, 0, n, c, 0, n, 0, NULL, env->queue), BINV_ERROR_CONTEXT_MISMATCH, "A of another context"},
+        {GEMM(OK_ARGS, a, 0, k, b, 0, n, c, 0, n, 0, NULL, foreign_q), BINV_ERROR_CONTEXT_MISMATCH, "queue of another context"},
+        {GEMM(OK_ARGS, c, 0, k, b, 0, n, c, 0, n, 0, NULL, env->queue), BINV_ERROR_BUFFER_TOO_SMALL, "C as A: view too small"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        if (cases[i].got != cases[i].expect)
+            fail_msg("%s: got %d (%s), expected %d", cases[i].what, cases[i].got,
+                     binv_status_string(cases[i].got), cases[i].expect);
+        assert_true(strlen(binv_context_last_error(ctx)) > 0 || cases[i].got == BINV_SUCCESS);
+    }
+    /* Each failing call's message is about that call. */
+    GEMM(OK_ARGS, a, 0, k - 1, b, 0, n, c, 0, n, 0, NULL, env->queue);
+    assert_non_null(strstr(binv_context_last_error(ctx), "lda"));
+    assert_true(ev == NULL); /* event cleared on failure */
+    /* Aliasing: C overlapping A in one buffer. */
+    cl_mem big = test_buffer(env, 4096, NULL);
+    assert_int_equal(GEMM(OK_ARGS, big, 0, k, b, 0, n, big, 10, n, 0, NULL, env->queue), BINV_ERROR_ALIASING);
+    assert_int_equal(GEMM(OK_ARGS, big, 0, k, b, 0, n, big, m * k, n, 0, NULL, env->queue), BINV_SUCCESS);
+    if (ev) clReleaseEvent(ev);
+    /* NULL context. */
+    assert_int_equal(binv_gemm(NULL, env->queue, BINV_DTYPE_F32, 0, 0, m, n, k, 1, a, 0, k, b, 0,
+                               n, 0, c, 0, n, 0, NULL, NULL),
+                     BINV_ERROR_INVALID_ARGUMENT);
+    assert_non_null(binv_context_last_error(NULL));
+    /* C untouched by every failing call. */
+    float now[64];
+    test_read(env, c, m * n * 4, now);
+    assert_memory_equal(now, host_c, m * n * 4);
+    clReleaseMemObject(a); clReleaseMemObject(b); clReleaseMemObject(c); clReleaseMemObject(small);
+    clReleaseMemObject(big); clReleaseMemObject(foreign);
+    clReleaseCommandQueue(foreign_q); clReleaseContext(other);
+#undef GEMM
+#undef OK_ARGS
+}
+
+/* ---- threads -------------------------------------------------------------- */
+
+typedef struct thread_job {
+    test_env *env;
+    cl_command_queue queue;
+    const problem *p;
+    unsigned char *out;
+    int status;
+} thread_job;
+
+static void *thread_main(void *arg) {
+    thread_job *j = arg;
+    const problem *p = j->p;
+    test_env *env = j->env;
+    cl_int err;
+    cl_mem a = clCreateBuffer(env->context, CL_MEM_COPY_HOST_PTR, p->a_elems * 4, p->a, &err);
+    cl_mem b = clCreateBuffer(env->context, CL_MEM_COPY_HOST_PTR, p->b_elems * 4, p->b, &err);
+    cl_mem c = clCreateBuffer(env->context, CL_MEM_READ_WRITE, p->c_elems * 4, NULL, &err);
+    j->status = 0;
+    for (int rep = 0; rep < 10 && j->status == 0; rep++) {
+        j->status = binv_gemm(env->ctx, j->queue, BINV_DTYPE_F32, p->ta, p->tb, p->m, p->n, p->k,
+                              1.0f, a, 0, p->lda, b, 0, p->ldb, 0.0f, c, 0, p->ldc, 0, NULL, NULL);
+    }
+    if (j->status == 0)
+        j->status = clEnqueueReadBuffer(j->queue, c, CL_TRUE, 0, p->c_elems * 4, j->out, 0, NULL,
+                                        NULL);
+    clReleaseMemObject(a); clReleaseMemObject(b); clReleaseMemObject(c);
+    return NULL;
+}
+
+/* Several host threads, one binv_context, own and shared queues: every
+ * thread gets the single-threaded bits (split-K workspaces are per queue). */
+static void test_threads(void **state) {
+    test_env *env = *state;
+    problem p;
+    problem_init(&p, BINV_DTYPE_F32, BINV_NO_TRANS, BINV_TRANS, 3, 200, 1500, 31);
+    unsigned char *ref = run_rows(env, env->ctx, &p, 0, p.m, 0, 1.0f, 0.0f);
+    enum { NTH = 4 };
+    pthread_t th[NTH];
+    thread_job jobs[NTH];
+    cl_int err;
+    cl_command_queue own = clCreateCommandQueue(env->context, env->device, 0, &err);
+    for (int t = 0; t < NTH; t++) {
+        jobs[t] = (thread_job){env, t < 2 ? own : env->queue, &p, malloc(p.c_elems * 4), -1};
+        assert_int_equal(pthread_create(&th[t], NULL, thread_main, &jobs[t]), 0);
+    }
+    for (int t = 0; t < NTH; t++) {
+        pthread_join(th[t], NULL);
+        assert_int_equal(jobs[t].status, 0);
+        for (size_t i = 0; i < p.m; i++) assert_true(rows_equal(&p, jobs[t].out, i, ref, i));
+        free(jobs[t].out);
+    }
+    clReleaseCommandQueue(own);
+    free(ref);
+    problem_free(&p);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_blas_conventions),
+        cmocka_unit_test(test_exact_pow2),
+        cmocka_unit_test(test_accuracy),
+        cmocka_unit_test(test_vs_clblast),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_invariance_small),
+        cmocka_unit_test(test_invariance_other_rows),
+        cmocka_unit_test(test_invariance_large),
+        cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_threads),
+    };
+    return cmocka_run_group_tests_name("gemm", tests, test_env_setup, test_env_teardown);
+}
