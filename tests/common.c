@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "internal.h" /* binv_sha256_hex: one SHA-256 in the project */
+#include "study.h"    /* dtype conversions: one copy, shared with the tools */
 
 #ifndef BINV_GOLDEN_DIR
 #error "BINV_GOLDEN_DIR must name tests/golden"
@@ -126,11 +127,9 @@ uint64_t test_rng_next(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-size_t test_dtype_size(binv_dtype dtype) { return dtype == BINV_DTYPE_F32 ? 4 : 2; }
+size_t test_dtype_size(binv_dtype dtype) { return study_dtype_size(dtype); }
 
-const char *test_dtype_name(binv_dtype dtype) {
-    return dtype == BINV_DTYPE_F32 ? "f32" : dtype == BINV_DTYPE_F16 ? "f16" : "bf16";
-}
+const char *test_dtype_name(binv_dtype dtype) { return study_dtype_name(dtype); }
 
 static void put(binv_dtype dtype, void *out, size_t i, uint32_t bits) {
     if (dtype == BINV_DTYPE_F32) ((uint32_t *)out)[i] = bits;
@@ -170,50 +169,12 @@ void test_fill_pow2(binv_dtype dtype, void *out, size_t count, uint64_t seed) {
     }
 }
 
-static float bits_f32(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 float test_to_f32(binv_dtype dtype, const void *data, size_t i) {
-    if (dtype == BINV_DTYPE_F32) return ((const float *)data)[i];
-    uint32_t h = ((const uint16_t *)data)[i];
-    if (dtype == BINV_DTYPE_BF16) return bits_f32(h << 16);
-    uint32_t sign = (h >> 15) << 31, e = (h >> 10) & 31, m = h & 0x3ff;
-    if (e == 31) return bits_f32(sign | 0x7f800000u | m << 13);
-    if (e == 0) { /* zero or subnormal: m * 2^-24 exactly */
-        float v = (float)m * bits_f32(0x33800000u);
-        return sign ? -v : v;
-    }
-    return bits_f32(sign | (e + 112) << 23 | m << 13);
+    return study_load(dtype, data, i);
 }
 
 void test_from_f32(binv_dtype dtype, float v, void *data, size_t i) {
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    if (dtype == BINV_DTYPE_F32) {
-        ((uint32_t *)data)[i] = u;
-    } else if (dtype == BINV_DTYPE_BF16) {
-        if ((u & 0x7fffffffu) > 0x7f800000u) u |= 0x00400000u;
-        else u += 0x7fffu + ((u >> 16) & 1u);
-        ((uint16_t *)data)[i] = (uint16_t)(u >> 16);
-    } else {
-        /* f16 for the normal-range values the tests use (round to nearest even). */
-        uint32_t sign = (u >> 16) & 0x8000u;
-        int e = (int)((u >> 23) & 255) - 127 + 15;
-        uint32_t m = u & 0x7fffffu;
-        uint16_t h;
-        if (((u >> 23) & 255) == 0) h = (uint16_t)sign;
-        else if (e >= 31) h = (uint16_t)(sign | 0x7c00u | ((u & 0x7fffffffu) > 0x7f800000u ? 0x200u : 0));
-        else if (e <= 0) h = (uint16_t)sign; /* tests never need subnormal f16 inputs */
-        else {
-            uint32_t r = (uint32_t)e << 10 | m >> 13, rem = m & 0x1fffu;
-            if (rem > 0x1000u || (rem == 0x1000u && (r & 1))) r++;
-            h = (uint16_t)(sign | r);
-        }
-        ((uint16_t *)data)[i] = h;
-    }
+    study_store(dtype, data, i, v);
 }
 
 void test_sha256_hex(const void *data, size_t n, char hex[65]) { binv_sha256_hex(data, n, hex); }
