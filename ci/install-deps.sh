@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Installs everything libbinv-cl needs to build, test and plot on a fresh
+# Debian (bookworm or later) or Ubuntu (22.04 or later) machine:
+#   compiler and build tools, the OpenCL ICD loader and headers, PoCL (a CPU
+#   OpenCL device, so the tests run without a GPU), CLBlast (the benchmark's
+#   comparison column), cmocka (tests), clinfo and gnuplot (plots).
+#
+# Runs as root (a minimal container has no sudo) or as a user with sudo.
+# Idempotent: when every package is already installed it changes nothing and
+# needs no network.  Set BINV_SKIP_DEPS=1 to skip it altogether (machines whose
+# dependencies come from somewhere other than apt).
+set -euo pipefail
+
+if [ "${BINV_SKIP_DEPS:-0}" = "1" ]; then
+    echo "install-deps: BINV_SKIP_DEPS=1, not installing anything"
+    exit 0
+fi
+
+# --no-install-recommends is safe for all of these: PoCL's runtime kernel
+# compiler is a hard dependency (libpocl2 -> clang-15, libclang-cpp15, libllvm15;
+# clang-15 -> binutils, libc6-dev, libclang-common-15-dev), and gcc's libc6-dev,
+# which is only a Recommends of gcc, is listed here explicitly.
+packages=(
+    ca-certificates
+    gcc
+    libc6-dev
+    make
+    cmake
+    pkg-config
+    ocl-icd-opencl-dev
+    opencl-headers
+    pocl-opencl-icd
+    clinfo
+    libclblast-dev
+    libcmocka-dev
+    gnuplot-nox
+)
+
+if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "install-deps: apt-get/dpkg-query not found; this script supports Debian and Ubuntu only." >&2
+    echo "install-deps: needed: a C11 compiler, make, CMake >= 3.20, pkg-config, the OpenCL" >&2
+    echo "install-deps: ICD loader and headers, an OpenCL driver (e.g. PoCL), CLBlast, cmocka, gnuplot." >&2
+    exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+    case "$status" in
+        ii*) ;;
+        *) missing+=("$p") ;;
+    esac
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "install-deps: all ${#packages[@]} packages already installed"
+    exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+else
+    echo "install-deps: not root and sudo not found; run as root or install: ${missing[*]}" >&2
+    exit 1
+fi
+
+apt_opts=(-y -q -o Dpkg::Use-Pty=0 -o DPkg::Lock::Timeout=600)
+
+echo "install-deps: installing ${missing[*]}"
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -qq -o DPkg::Lock::Timeout=600 update
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}" >/dev/null
+
+# Verify, so that a package that silently failed to configure is caught here
+# and not as a confusing build error later.
+for p in "${missing[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+    case "$status" in
+        ii*) echo "install-deps:   $p $(dpkg-query -W -f='${Version}' "$p")" ;;
+        *) echo "install-deps: $p did not install (status '$status')" >&2; exit 1 ;;
+    esac
+done
+
+echo "install-deps: OpenCL devices:"
+clinfo -l || echo "install-deps: warning: clinfo failed" >&2
