@@ -41,3 +41,25 @@ typedef ushort binv_t;
 #else
 #error "BINV_DTYPE must be 1 (f32), 2 (f16) or 3 (bf16)"
 #endif
+
+/* 16-byte vector loads of storage elements, for kernels that have checked
+ * (on the host) that the address is 16-byte aligned: BINV_VW elements, widened
+ * exactly to f32 into out[0 .. BINV_VW-1].  Same values as BINV_LOAD. */
+#if BINV_DTYPE == 1
+#define BINV_VW 4
+inline void binv_load_vec(__global const binv_t *p, ulong idx, float *out) {
+    float4 v = *(__global const float4 *)(p + idx);
+    out[0] = v.s0; out[1] = v.s1; out[2] = v.s2; out[3] = v.s3;
+}
+#else
+#define BINV_VW 8
+inline void binv_load_vec(__global const binv_t *p, ulong idx, float *out) {
+    ushort8 v = *(__global const ushort8 *)(p + idx);
+    ushort w[8] = {v.s0, v.s1, v.s2, v.s3, v.s4, v.s5, v.s6, v.s7};
+#if BINV_DTYPE == 2
+    for (int i = 0; i < 8; i++) out[i] = vload_half(i, (const half *)w);
+#else
+    for (int i = 0; i < 8; i++) out[i] = binv_bf16_to_f32(w[i]);
+#endif
+}
+#endif

@@ -156,7 +156,7 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
 __kernel __attribute__((reqd_work_group_size(SN, 1, 1)))
 void gemm_skinny(uint m, uint n, uint k, uint kc,
                  __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
-                 __global const binv_t *B, ulong b_off, ulong sbp, ulong sbj,
+                 __global const binv_t *B, ulong b_off, ulong sbp, ulong sbj, uint bvec,
                  __global float *P) {
     __local float Bs[SN * (SK + 1)]; /* Bs[jj][kk], padded against bank conflicts */
     __local float As[SMR * SK];
@@ -168,12 +168,29 @@ void gemm_skinny(uint m, uint n, uint k, uint kc,
     for (int r = 0; r < SMR; r++) acc[r] = 0.0f;
     for (uint t0 = k0; t0 < k1; t0 += SK) {
         const uint len = min((uint)SK, k1 - t0);
-        for (uint e = lid; e < SN * SK; e += SN) {
-            uint jj, kk;
-            if (sbp == 1) { kk = e % SK; jj = e / SK; } else { jj = e % SN; kk = e / SN; }
-            float v = 0.0f;
-            if (j0 + jj < n && kk < len) v = BINV_LOAD(B, b_off + (t0 + kk) * sbp + (j0 + jj) * sbj);
-            Bs[jj * (SK + 1) + kk] = v;
+        if (bvec) {
+            /* K-contiguous B (the W[n, k] layout) at 16-byte aligned rows:
+             * whole-vector loads; ragged ends fall back to elements. */
+            for (uint e = lid; e < SN * (SK / BINV_VW); e += SN) {
+                const uint kk = (e % (SK / BINV_VW)) * BINV_VW, jj = e / (SK / BINV_VW);
+                float v[BINV_VW];
+                const ulong row = b_off + (ulong)(j0 + jj) * sbj + t0;
+                if (j0 + jj < n && kk + BINV_VW <= len) {
+                    binv_load_vec(B, row + kk, v);
+                } else {
+                    for (int q = 0; q < BINV_VW; q++)
+                        v[q] = (j0 + jj < n && kk + q < len) ? BINV_LOAD(B, row + kk + q) : 0.0f;
+                }
+                for (int q = 0; q < BINV_VW; q++) Bs[jj * (SK + 1) + kk + q] = v[q];
+            }
+        } else {
+            for (uint e = lid; e < SN * SK; e += SN) {
+                uint jj, kk;
+                if (sbp == 1) { kk = e % SK; jj = e / SK; } else { jj = e % SN; kk = e / SN; }
+                float v = 0.0f;
+                if (j0 + jj < n && kk < len) v = BINV_LOAD(B, b_off + (t0 + kk) * sbp + (j0 + jj) * sbj);
+                Bs[jj * (SK + 1) + kk] = v;
+            }
         }
         for (uint e = lid; e < SMR * SK; e += SN) {
             uint rr, kk;

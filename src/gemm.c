@@ -167,13 +167,20 @@ static binv_status launch_skinny(binv_context *ctx, cl_command_queue q, cl_progr
                                  cl_uint nchunks, cl_mem ws, cl_uint nwait, const cl_event *wait,
                                  cl_event *ev) {
     cl_uint m = (cl_uint)x->m, n = (cl_uint)x->n, k = (cl_uint)x->k;
+    /* Vector loads of B need K-contiguous rows starting 16-byte aligned: the
+     * buffer base is aligned (CL_DEVICE_MEM_BASE_ADDR_ALIGN >= 128 bits on
+     * every conforming device), so the offset, the row stride and the chunk
+     * and step starts must be multiples of the vector width. */
+    cl_uint vw = x->dtype == BINV_DTYPE_F32 ? 4 : 8;
+    cl_uint bvec = x->sbp == 1 && x->b_off % vw == 0 && x->sbj % vw == 0 && kc % vw == 0 &&
+                   g->sk % vw == 0;
     const void *vals[] = {&m, &n, &k, &kc, &x->a, &x->a_off, &x->sai, &x->sap,
-                          &x->b, &x->b_off, &x->sbp, &x->sbj, &ws};
-    const size_t sizes[] = {4, 4, 4, 4, sizeof(cl_mem), 8, 8, 8, sizeof(cl_mem), 8, 8, 8,
+                          &x->b, &x->b_off, &x->sbp, &x->sbj, &bvec, &ws};
+    const size_t sizes[] = {4, 4, 4, 4, sizeof(cl_mem), 8, 8, 8, sizeof(cl_mem), 8, 8, 8, 4,
                             sizeof(cl_mem)};
     size_t lws[3] = {g->sn, 1, 1};
     size_t gws[3] = {ceil_div(x->n, g->sn) * g->sn, nchunks, ceil_div(x->m, g->smr)};
-    return launch(ctx, q, prog, "gemm_skinny", 13, sizes, vals, 3, gws, lws, nwait, wait, ev);
+    return launch(ctx, q, prog, "gemm_skinny", 14, sizes, vals, 3, gws, lws, nwait, wait, ev);
 }
 
 static binv_status launch_reduce(binv_context *ctx, cl_command_queue q, cl_program prog,

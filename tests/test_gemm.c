@@ -30,12 +30,14 @@ typedef struct problem {
     unsigned char *a, *b, *c; /* storage words */
 } problem;
 
-static void problem_init(problem *p, binv_dtype dt, binv_transpose ta, binv_transpose tb,
-                         size_t m, size_t n, size_t k, uint64_t seed) {
+/* ldb_pad: elements of padding per row of B (1 makes rows misaligned; 0 or a
+ * multiple of 8 with a k multiple of 8 lets the vector-load paths run). */
+static void problem_init_pad(problem *p, binv_dtype dt, binv_transpose ta, binv_transpose tb,
+                             size_t m, size_t n, size_t k, uint64_t seed, size_t ldb_pad) {
     memset(p, 0, sizeof *p);
     p->dtype = dt; p->ta = ta; p->tb = tb; p->m = m; p->n = n; p->k = k;
     p->lda = (ta == BINV_NO_TRANS ? k : m) + 3;
-    p->ldb = (tb == BINV_NO_TRANS ? n : k) + 1;
+    p->ldb = (tb == BINV_NO_TRANS ? n : k) + ldb_pad;
     p->ldc = n + 2;
     p->a_elems = (ta == BINV_NO_TRANS ? m : k) * p->lda;
     p->b_elems = (tb == BINV_NO_TRANS ? k : n) * p->ldb;
@@ -48,6 +50,11 @@ static void problem_init(problem *p, binv_dtype dt, binv_transpose ta, binv_tran
     test_fill(dt, p->a, p->a_elems, seed);
     test_fill(dt, p->b, p->b_elems, seed + 1);
     test_fill(dt, p->c, p->c_elems, seed + 2);
+}
+
+static void problem_init(problem *p, binv_dtype dt, binv_transpose ta, binv_transpose tb,
+                         size_t m, size_t n, size_t k, uint64_t seed) {
+    problem_init_pad(p, dt, ta, tb, m, n, k, seed, 1);
 }
 
 static void problem_free(problem *p) { free(p->a); free(p->b); free(p->c); }
@@ -99,11 +106,11 @@ static int rows_equal(const problem *p, const unsigned char *x, size_t i, const 
 /* ---- invariance ----------------------------------------------------------- */
 
 static void check_invariance(void **state, binv_dtype dt, binv_transpose ta, binv_transpose tb,
-                             size_t n, size_t k, const size_t *ms, size_t nm) {
+                             size_t n, size_t k, const size_t *ms, size_t nm, size_t ldb_pad) {
     test_env *env = *state;
     const size_t mmax = 257;
     problem p;
-    problem_init(&p, dt, ta, tb, mmax, n, k, 1000 + n * 7 + k);
+    problem_init_pad(&p, dt, ta, tb, mmax, n, k, 1000 + n * 7 + k, ldb_pad);
     /* The reference: all rows at once, automatic path. */
     unsigned char *full = run_rows(env, env->ctx, &p, 0, mmax, 0, 1.0f, 0.0f);
     binv_context *ctxs[4] = {env->ctx, env->forced[0], env->forced[1], env->forced[2]};
@@ -139,16 +146,19 @@ static void test_invariance_small(void **state) {
             for (int tb = 0; tb < 2; tb++)
                 for (size_t s = 0; s < sizeof nk / sizeof *nk; s++)
                     check_invariance(state, DTYPES[d], (binv_transpose)ta, (binv_transpose)tb,
-                                     nk[s][0], nk[s][1], ms, sizeof ms / sizeof *ms);
+                                     nk[s][0], nk[s][1], ms, sizeof ms / sizeof *ms, 1);
 }
 
 static void test_invariance_large(void **state) {
     /* Long K (9 chunks with a ragged tail) and wide N, LLM weight layout. */
     static const size_t ms[] = {1, 3, 64};
     for (int d = 0; d < 3; d++) {
-        check_invariance(state, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, 1000, 4097, ms, 3);
+        check_invariance(state, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, 1000, 4097, ms, 3, 1);
+        /* 16-byte aligned weight rows: the vector-load paths, with a ragged
+         * last chunk (4100 = 8*512 + 4) and a tail of 4 inside one vector. */
+        check_invariance(state, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, 301, 4100, ms, 3, 4);
     }
-    check_invariance(state, BINV_DTYPE_F32, BINV_NO_TRANS, BINV_NO_TRANS, 4097, 127, ms, 3);
+    check_invariance(state, BINV_DTYPE_F32, BINV_NO_TRANS, BINV_NO_TRANS, 4097, 127, ms, 3, 1);
 }
 
 /* Other rows of the batch may hold anything (NaN, Inf, other data): row r's
