@@ -59,10 +59,39 @@ inline void binv_gemm_store(__global binv_t *C, ulong idx, float t, float alpha,
     BINV_STORE(C, idx, v);
 }
 
+/* Elements of the A and B tiles each work-item stages per step. */
+#define ALD ((BM * BK + NT - 1) / NT)
+#define BLD ((BN * BK + NT - 1) / NT)
+
+/* Loads step [t0, t0+len) of the A and B tiles into registers (0 outside the
+ * matrix or past len); work-items walk the contiguous axis of each operand so
+ * that loads coalesce. */
+inline void binv_tiled_fetch(float *pa, float *pb, uint tid, uint i0, uint j0, uint m, uint n,
+                             uint t0, uint len, __global const binv_t *A, ulong a_off, ulong sai,
+                             ulong sap, __global const binv_t *B, ulong b_off, ulong sbp,
+                             ulong sbj) {
+    for (uint l = 0; l < ALD; l++) {
+        const uint e = tid + l * NT;
+        uint ii, kk;
+        if (sap == 1) { kk = e % BK; ii = e / BK; } else { ii = e % BM; kk = e / BM; }
+        pa[l] = (e < BM * BK && i0 + ii < m && kk < len)
+                    ? BINV_LOAD(A, a_off + (i0 + ii) * sai + (t0 + kk) * sap) : 0.0f;
+    }
+    for (uint l = 0; l < BLD; l++) {
+        const uint e = tid + l * NT;
+        uint jj, kk;
+        if (sbp == 1) { kk = e % BK; jj = e / BK; } else { jj = e % BN; kk = e / BN; }
+        pb[l] = (e < BN * BK && j0 + jj < n && kk < len)
+                    ? BINV_LOAD(B, b_off + (t0 + kk) * sbp + (j0 + jj) * sbj) : 0.0f;
+    }
+}
+
 /* mode 0: each work-group walks every chunk of its BM x BN tile of C and
  *         writes C through the epilogue.
  * mode 1: work-group (x, y, c) computes only chunk c's partial of its tile and
- *         writes it to P (split-K along the fixed chunk boundaries). */
+ *         writes it to P (split-K along the fixed chunk boundaries).
+ * The next step's tiles are fetched into registers while this step computes
+ * (software pipelining); that changes when data arrives, not any arithmetic. */
 __kernel __attribute__((reqd_work_group_size(TX, TY, 1)))
 void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float alpha, float beta,
                 __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
@@ -81,33 +110,40 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
     float tot[RM][RN];
     float acc[RM][RN];
     for (int r = 0; r < RM; r++)
-        for (int q = 0; q < RN; q++) tot[r][q] = 0.0f;
+        for (int q = 0; q < RN; q++) { tot[r][q] = 0.0f; acc[r][q] = 0.0f; }
+    float pa[ALD], pb[BLD];
 
-    for (uint c = c_begin; c < c_end; c++) {
-        const uint k0 = c * kc;
-        const uint k1 = min(k, k0 + kc);
-        for (int r = 0; r < RM; r++)
-            for (int q = 0; q < RN; q++) acc[r][q] = 0.0f;
-        for (uint t0 = k0; t0 < k1; t0 += BK) {
-            const uint len = min((uint)BK, k1 - t0);
-            /* Stage op(A)[i0.., t0..] and op(B)[t0.., j0..] as f32; work-items
-             * walk the contiguous axis of each operand so loads coalesce. */
-            for (uint e = tid; e < BM * BK; e += NT) {
-                uint ii, kk;
-                if (sap == 1) { kk = e % BK; ii = e / BK; } else { ii = e % BM; kk = e / BM; }
-                float v = 0.0f;
-                if (i0 + ii < m && kk < len) v = BINV_LOAD(A, a_off + (i0 + ii) * sai + (t0 + kk) * sap);
-                As[kk * APAD + ii] = v;
-            }
-            for (uint e = tid; e < BN * BK; e += NT) {
-                uint jj, kk;
-                if (sbp == 1) { kk = e % BK; jj = e / BK; } else { jj = e % BN; kk = e / BN; }
-                float v = 0.0f;
-                if (j0 + jj < n && kk < len) v = BINV_LOAD(B, b_off + (t0 + kk) * sbp + (j0 + jj) * sbj);
-                Bs[kk * BPAD + jj] = v;
-            }
-            barrier(CLK_LOCAL_MEM_FENCE);
-            /* Rows of this work-item: ty*4 + r4*TY*4 + 0..3; columns likewise. */
+    /* Step state: chunk c, step start t0, chunk end k1. */
+    uint c = c_begin, t0 = c_begin * kc, k1 = min(k, t0 + kc);
+    if (c < c_end)
+        binv_tiled_fetch(pa, pb, tid, i0, j0, m, n, t0, min((uint)BK, k1 - t0), A, a_off, sai,
+                         sap, B, b_off, sbp, sbj);
+    while (c < c_end) {
+        const uint len = min((uint)BK, k1 - t0);
+        for (uint l = 0; l < ALD; l++) {
+            const uint e = tid + l * NT;
+            uint ii, kk;
+            if (sap == 1) { kk = e % BK; ii = e / BK; } else { ii = e % BM; kk = e / BM; }
+            if (e < BM * BK) As[kk * APAD + ii] = pa[l];
+        }
+        for (uint l = 0; l < BLD; l++) {
+            const uint e = tid + l * NT;
+            uint jj, kk;
+            if (sbp == 1) { kk = e % BK; jj = e / BK; } else { jj = e % BN; kk = e / BN; }
+            if (e < BN * BK) Bs[kk * BPAD + jj] = pb[l];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        /* Where the next step is, and its loads issued before this compute. */
+        uint nc = c, nt0 = t0 + BK, nk1 = k1;
+        if (nt0 >= k1) {
+            nc = c + 1;
+            nt0 = nc * kc;
+            nk1 = min(k, nt0 + kc);
+        }
+        if (nc < c_end)
+            binv_tiled_fetch(pa, pb, tid, i0, j0, m, n, nt0, min((uint)BK, nk1 - nt0), A, a_off,
+                             sai, sap, B, b_off, sbp, sbj);
+        /* Rows of this work-item: ty*4 + r4*TY*4 + 0..3; columns likewise. */
 #define BINV_TILED_STEP(kk)                                                           \
     {                                                                                 \
         float a[RM], b[RN];                                                           \
@@ -122,18 +158,25 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
         for (int r = 0; r < RM; r++)                                                  \
             for (int q = 0; q < RN; q++) acc[r][q] = fma(a[r], b[q], acc[r][q]);      \
     }
-            if (len == BK) {
+        if (len == BK) {
 #pragma unroll
-                for (uint kk = 0; kk < BK; kk++) BINV_TILED_STEP(kk)
-            } else {
-                for (uint kk = 0; kk < len; kk++) BINV_TILED_STEP(kk)
-            }
-#undef BINV_TILED_STEP
-            barrier(CLK_LOCAL_MEM_FENCE);
+            for (uint kk = 0; kk < BK; kk++) BINV_TILED_STEP(kk)
+        } else {
+            for (uint kk = 0; kk < len; kk++) BINV_TILED_STEP(kk)
         }
-        /* Combine chunk partials in chunk order: t = p_0, then t = t + p_c. */
-        for (int r = 0; r < RM; r++)
-            for (int q = 0; q < RN; q++) tot[r][q] = (c == c_begin) ? acc[r][q] : tot[r][q] + acc[r][q];
+#undef BINV_TILED_STEP
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (nc != c) {
+            /* Chunk c is complete: t = p_0, then t = t + p_c, in chunk order. */
+            for (int r = 0; r < RM; r++)
+                for (int q = 0; q < RN; q++) {
+                    tot[r][q] = (c == c_begin) ? acc[r][q] : tot[r][q] + acc[r][q];
+                    acc[r][q] = 0.0f;
+                }
+        }
+        c = nc;
+        t0 = nt0;
+        k1 = nk1;
     }
 
     for (int r = 0; r < RM; r++) {
