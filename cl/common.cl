@@ -63,3 +63,79 @@ inline void binv_load_vec(__global const binv_t *p, ulong idx, float *out) {
 #endif
 }
 #endif
+
+/* ---- Elementary functions from +, *, fma and correctly rounded / only ----
+ * Built-in exp/log/rsqrt are not correctly rounded and differ between
+ * devices; these give the same bits everywhere (rint and the bit moves are
+ * exact operations).  Accuracy (tests/test_rows.c checks it against double
+ * precision over the float range): binv_exp <= 2 ulp, binv_log <= 2 ulp. */
+
+/* e^x: x = n ln2 + r (Cody-Waite, |r| <= ln2/2), e^r by its degree-7 Taylor
+ * polynomial (truncation < 0.1 ulp), then * 2^n in two exact steps so that
+ * results in the subnormal range round once. */
+inline float binv_exp(float x) {
+    if (isnan(x)) return x;
+    if (x > 88.72283935546875f) return INFINITY;
+    if (x < -103.972084045410156f) return 0.0f;
+    const float n = rint(x * 1.44269502162933350f);
+    float r = fma(n, -0.693145751953125f, x);  /* ln2_hi: n*ln2_hi is exact */
+    r = fma(n, -1.42860682030941723e-6f, r);    /* ln2_lo */
+    float p = 1.98412698e-4f;
+    p = fma(p, r, 1.38888889e-3f);
+    p = fma(p, r, 8.33333333e-3f);
+    p = fma(p, r, 4.16666667e-2f);
+    p = fma(p, r, 1.66666667e-1f);
+    p = fma(p, r, 0.5f);
+    p = fma(p, r, 1.0f);
+    p = fma(p, r, 1.0f);
+    const int ni = (int)n, n1 = ni / 2, n2 = ni - n1;
+    return (p * as_float((uint)(n1 + 127) << 23)) * as_float((uint)(n2 + 127) << 23);
+}
+
+/* ln x: x = 2^e m with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s) with
+ * s = (m-1)/(m+1), series to s^9 (truncation < 0.05 ulp). */
+inline float binv_log(float x) {
+    if (isnan(x)) return x;
+    if (x < 0.0f) return NAN;
+    if (x == 0.0f) return -INFINITY;
+    if (isinf(x)) return x;
+    int e = 0;
+    if (x < 1.17549435e-38f) { /* subnormal: scale by 2^24 (exact) */
+        x *= 16777216.0f;
+        e = -24;
+    }
+    const uint u = as_uint(x);
+    e += (int)((u >> 23) & 0xffu) - 127;
+    float m = as_float((u & 0x7fffffu) | 0x3f800000u);
+    if (m > 1.41421356f) {
+        m *= 0.5f; /* exact */
+        e += 1;
+    }
+    const float f = m - 1.0f; /* exact (Sterbenz) */
+    const float s = f / (2.0f + f);
+    const float z = s * s;
+    float R = 2.22222222e-1f;
+    R = fma(R, z, 2.85714286e-1f);
+    R = fma(R, z, 4.0e-1f);
+    R = fma(R, z, 6.66666667e-1f);
+    R = R * z;
+    const float l1p = fma(s, R, 2.0f * s); /* 2s exact */
+    const float fe = (float)e;
+    return fma(fe, 0.693145751953125f, fma(fe, 1.42860682030941723e-6f, l1p));
+}
+
+/* 1/sqrt(x) from the correctly rounded sqrt and division (two roundings). */
+inline float binv_rsqrt(float x) { return 1.0f / sqrt(x); }
+
+/* x rounded to the storage dtype (what a store then a load gives). */
+inline float binv_round_dtype(float x) {
+#if BINV_DTYPE == 1
+    return x;
+#elif BINV_DTYPE == 2
+    ushort h; /* half storage without cl_khr_fp16: through a pointer cast */
+    vstore_half_rte(x, 0, (half *)&h);
+    return vload_half(0, (const half *)&h);
+#else
+    return binv_bf16_to_f32(binv_f32_to_bf16(x));
+#endif
+}

@@ -193,9 +193,53 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
     }
 }
 
+/* Values of B and A each work-item of gemm_skinny stages per step. */
+#define SBL SK
+#define SAL ((SMR * SK + SN - 1) / SN)
+
+/* Loads step [t0, t0+len) of the B block (SN columns) and A block (SMR rows)
+ * into registers, as f32 (0 outside the matrices or past len). */
+inline void binv_skinny_fetch(float *pb, float *pa, uint lid, uint j0, uint r0, uint m, uint n,
+                              uint t0, uint len, uint bvec, __global const binv_t *A, ulong a_off,
+                              ulong sai, ulong sap, __global const binv_t *B, ulong b_off,
+                              ulong sbp, ulong sbj) {
+    if (bvec) {
+        /* K-contiguous B (the W[n, k] layout) with 16-byte aligned rows:
+         * whole-vector loads; a ragged end falls back to elements. */
+        for (uint l = 0; l < SK / BINV_VW; l++) {
+            const uint e = lid + l * SN;
+            const uint kk = (e % (SK / BINV_VW)) * BINV_VW, jj = e / (SK / BINV_VW);
+            const ulong row = b_off + (ulong)(j0 + jj) * sbj + t0;
+            float *v = pb + l * BINV_VW;
+            if (j0 + jj < n && kk + BINV_VW <= len) {
+                binv_load_vec(B, row + kk, v);
+            } else {
+                for (int q = 0; q < BINV_VW; q++)
+                    v[q] = (j0 + jj < n && kk + q < len) ? BINV_LOAD(B, row + kk + q) : 0.0f;
+            }
+        }
+    } else {
+        for (uint l = 0; l < SBL; l++) {
+            const uint e = lid + l * SN;
+            uint jj, kk;
+            if (sbp == 1) { kk = e % SK; jj = e / SK; } else { jj = e % SN; kk = e / SN; }
+            pb[l] = (j0 + jj < n && kk < len)
+                        ? BINV_LOAD(B, b_off + (t0 + kk) * sbp + (j0 + jj) * sbj) : 0.0f;
+        }
+    }
+    for (uint l = 0; l < SAL; l++) {
+        const uint e = lid + l * SN;
+        uint rr, kk;
+        if (sap == 1) { kk = e % SK; rr = e / SK; } else { rr = e % SMR; kk = e / SMR; }
+        pa[l] = (e < SMR * SK && r0 + rr < m && kk < len)
+                    ? BINV_LOAD(A, a_off + (r0 + rr) * sai + (t0 + kk) * sap) : 0.0f;
+    }
+}
+
 /* Small m: work-group (x, c, y) computes chunk c's partial for SN columns and
- * SMR rows, one column per work-item, staging B through local memory so the
- * weight stream is read coalesced whatever its layout. */
+ * up to SMR rows, one column per work-item, staging B through local memory so
+ * the weight stream is read coalesced whatever its layout.  The next step is
+ * fetched into registers while this one computes. */
 __kernel __attribute__((reqd_work_group_size(SN, 1, 1)))
 void gemm_skinny(uint m, uint n, uint k, uint kc,
                  __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
@@ -205,62 +249,58 @@ void gemm_skinny(uint m, uint n, uint k, uint kc,
     __local float As[SMR * SK];
     const uint lid = get_local_id(0);
     const uint j0 = get_group_id(0) * SN, c = get_group_id(1), r0 = get_group_id(2) * SMR;
+    const uint mr = min((uint)SMR, m - r0); /* rows of this work-group */
     const uint k0 = c * kc;
     const uint k1 = min(k, k0 + kc);
     float acc[SMR];
     for (int r = 0; r < SMR; r++) acc[r] = 0.0f;
+    float pb[SBL], pa[SAL];
+    binv_skinny_fetch(pb, pa, lid, j0, r0, m, n, k0, min((uint)SK, k1 - k0), bvec, A, a_off, sai,
+                      sap, B, b_off, sbp, sbj);
     for (uint t0 = k0; t0 < k1; t0 += SK) {
         const uint len = min((uint)SK, k1 - t0);
         if (bvec) {
-            /* K-contiguous B (the W[n, k] layout) at 16-byte aligned rows:
-             * whole-vector loads; ragged ends fall back to elements. */
-            for (uint e = lid; e < SN * (SK / BINV_VW); e += SN) {
+            for (uint l = 0; l < SK / BINV_VW; l++) {
+                const uint e = lid + l * SN;
                 const uint kk = (e % (SK / BINV_VW)) * BINV_VW, jj = e / (SK / BINV_VW);
-                float v[BINV_VW];
-                const ulong row = b_off + (ulong)(j0 + jj) * sbj + t0;
-                if (j0 + jj < n && kk + BINV_VW <= len) {
-                    binv_load_vec(B, row + kk, v);
-                } else {
-                    for (int q = 0; q < BINV_VW; q++)
-                        v[q] = (j0 + jj < n && kk + q < len) ? BINV_LOAD(B, row + kk + q) : 0.0f;
-                }
-                for (int q = 0; q < BINV_VW; q++) Bs[jj * (SK + 1) + kk + q] = v[q];
+                for (int q = 0; q < BINV_VW; q++) Bs[jj * (SK + 1) + kk + q] = pb[l * BINV_VW + q];
             }
         } else {
-            for (uint e = lid; e < SN * SK; e += SN) {
+            for (uint l = 0; l < SBL; l++) {
+                const uint e = lid + l * SN;
                 uint jj, kk;
                 if (sbp == 1) { kk = e % SK; jj = e / SK; } else { jj = e % SN; kk = e / SN; }
-                float v = 0.0f;
-                if (j0 + jj < n && kk < len) v = BINV_LOAD(B, b_off + (t0 + kk) * sbp + (j0 + jj) * sbj);
-                Bs[jj * (SK + 1) + kk] = v;
+                Bs[jj * (SK + 1) + kk] = pb[l];
             }
         }
-        for (uint e = lid; e < SMR * SK; e += SN) {
+        for (uint l = 0; l < SAL; l++) {
+            const uint e = lid + l * SN;
             uint rr, kk;
             if (sap == 1) { kk = e % SK; rr = e / SK; } else { rr = e % SMR; kk = e / SMR; }
-            float v = 0.0f;
-            if (r0 + rr < m && kk < len) v = BINV_LOAD(A, a_off + (r0 + rr) * sai + (t0 + kk) * sap);
-            As[rr * SK + kk] = v;
+            if (e < SMR * SK) As[rr * SK + kk] = pa[l];
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+        if (t0 + SK < k1)
+            binv_skinny_fetch(pb, pa, lid, j0, r0, m, n, t0 + SK, min((uint)SK, k1 - t0 - SK), bvec,
+                              A, a_off, sai, sap, B, b_off, sbp, sbj);
+#define BINV_SKINNY_STEP(kk)                                                   \
+    {                                                                          \
+        const float b = Bs[lid * (SK + 1) + (kk)];                             \
+        for (uint r = 0; r < SMR; r++)                                         \
+            if (r < mr) acc[r] = fma(As[r * SK + (kk)], b, acc[r]);            \
+    }
         if (len == SK) {
 #pragma unroll 8
-            for (uint kk = 0; kk < SK; kk++) {
-                const float b = Bs[lid * (SK + 1) + kk];
-                for (int r = 0; r < SMR; r++) acc[r] = fma(As[r * SK + kk], b, acc[r]);
-            }
+            for (uint kk = 0; kk < SK; kk++) BINV_SKINNY_STEP(kk)
         } else {
-            for (uint kk = 0; kk < len; kk++) {
-                const float b = Bs[lid * (SK + 1) + kk];
-                for (int r = 0; r < SMR; r++) acc[r] = fma(As[r * SK + kk], b, acc[r]);
-            }
+            for (uint kk = 0; kk < len; kk++) BINV_SKINNY_STEP(kk)
         }
+#undef BINV_SKINNY_STEP
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     const uint j = j0 + lid;
     if (j < n)
-        for (int r = 0; r < SMR; r++)
-            if (r0 + r < m) P[((ulong)c * m + r0 + r) * n + j] = acc[r];
+        for (uint r = 0; r < mr; r++) P[((ulong)c * m + r0 + r) * n + j] = acc[r];
 }
 
 /* Combines chunk partials in chunk order and applies the epilogue. */

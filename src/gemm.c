@@ -9,13 +9,18 @@
 
 /* The invariant K-chunk length: a function of (dtype, k) only.  Changing it
  * changes every output's bits: it is part of the library's contract and of
- * the golden hashes in tests/golden/. */
-#define BINV_GEMM_KC 512
+ * the golden hashes in tests/golden/.
+ * kc = the power of two >= k/8, clamped to [64, 512]: long reductions use
+ * 512-element chunks; shorter ones still get ~8 chunks so that a small-m
+ * GEMM has chunks to run in parallel. */
+#define BINV_GEMM_KC_MIN 64
+#define BINV_GEMM_KC_MAX 512
 
 size_t binv_gemm_chunk_size(binv_dtype dtype, size_t k) {
     if (binv_dtype_size(dtype) == 0) return 0;
-    (void)k;
-    return BINV_GEMM_KC;
+    size_t want = (k + 7) / 8, kc = BINV_GEMM_KC_MIN;
+    while (kc < want && kc < BINV_GEMM_KC_MAX) kc *= 2;
+    return kc;
 }
 
 /* Tile shapes per device class.  They decide who computes what, never the
@@ -29,11 +34,20 @@ typedef struct gemm_config {
 static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype) {
     gemm_config g;
     if (ctx->info.type & CL_DEVICE_TYPE_GPU) {
-        g = (gemm_config){128, 128, 16, 8, 8, 64, 4, 32};
+        g = (gemm_config){128, 128, 16, 8, 8, 64, 8, 32};
     } else {
-        g = (gemm_config){32, 32, 16, 4, 4, 64, 4, 32};
+        g = (gemm_config){32, 32, 16, 4, 4, 64, 8, 32};
     }
     if (dtype != BINV_DTYPE_F32) g.sk = 64; /* same bytes per staged row */
+    /* BINV_GEMM_SKINNY="SN,SMR,SK" overrides the skinny shape (tuning). */
+    const char *sk = getenv("BINV_GEMM_SKINNY");
+    unsigned sn, smr, skk;
+    if (sk && sscanf(sk, "%u,%u,%u", &sn, &smr, &skk) == 3 && sn >= 32 && smr >= 1 && smr <= 32 &&
+        skk >= 8 && skk % 8 == 0 && BINV_GEMM_KC_MIN % skk == 0 &&
+        sn <= ctx->info.max_work_group_size &&
+        (size_t)(sn * (skk + 1) + smr * skk) * 4 <= ctx->info.local_mem_size) {
+        g.sn = sn; g.smr = smr; g.sk = skk;
+    }
     const char *t = getenv("BINV_GEMM_TILE");
     unsigned bm, bn, bk, rm, rn;
     if (t && sscanf(t, "%u,%u,%u,%u,%u", &bm, &bn, &bk, &rm, &rn) == 5 && rm && rn && bk &&

@@ -37,6 +37,10 @@ static void test_status_strings(void **state) {
     assert_string_equal(binv_status_string(-1999999), "unknown status");
     assert_string_equal(binv_version_string(), BINV_VERSION_STRING);
     assert_int_equal(binv_gemm_chunk_size(BINV_DTYPE_F32, 4096), 512);
+    assert_int_equal(binv_gemm_chunk_size(BINV_DTYPE_BF16, 14336), 512);
+    assert_int_equal(binv_gemm_chunk_size(BINV_DTYPE_F16, 1000), 128);
+    assert_int_equal(binv_gemm_chunk_size(BINV_DTYPE_F32, 512), 64);
+    assert_int_equal(binv_gemm_chunk_size(BINV_DTYPE_F32, 1), 64);
     assert_int_equal(binv_gemm_chunk_size((binv_dtype)9, 4096), 0);
 }
 
