@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The run on the lent NVIDIA GPU (../shared/device/README.md): builds, runs the
+# test suite on the GPU (golden hashes = portable bits), the benchmark, and
+# optionally a tile sweep.  Results go to $OUT.
+#   usage (on the device machine, from the repo root, .device carried):
+#     bash bench/device-run.sh [tune] [full]
+set -uo pipefail
+source .device/setup.sh
+out=${OUT:-/tmp/binv-out}
+mkdir -p "$out"
+export BINV_SKIP_DEPS=1
+{
+  nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv 2>&1
+  clinfo -l 2>&1
+} > "$out/device.txt"
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release > "$out/build.log" 2>&1 &&
+  cmake --build build-gpu -j16 >> "$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
+bench=./build-gpu/bench/binv-bench
+
+# 1. Tests on the GPU: invariance, determinism, accuracy, golden hashes.
+BINV_TEST_DEVICE=gpu ctest --test-dir build-gpu -E 'consumer|cbs' --output-on-failure \
+  > "$out/ctest-gpu.log" 2>&1
+echo "ctest on GPU: rc=$?"; grep -E "tests passed|Failed|golden" "$out/ctest-gpu.log" | head -20
+
+for arg in "$@"; do
+  case "$arg" in
+  tune)
+    # Tile shapes for large m and skinny shapes for small m (bits never change).
+    for t in 128,128,16,8,8 128,128,32,8,8 128,64,16,8,4 64,128,16,4,8 64,64,16,4,4 128,128,8,8,8; do
+      echo "== BINV_GEMM_TILE=$t"
+      BINV_GEMM_TILE=$t $bench --device gpu --m 4096 --nk 4096x4096 --schedule invariant \
+        --reps 5 --csv "$out/tune-tile.csv" 2>&1 | grep -E "^binv|^clblast"
+    done
+    for s in 64,8,32 128,8,32 64,4,32 32,8,32 64,8,64 128,4,64 256,1,64 128,1,32; do
+      echo "== BINV_GEMM_SKINNY=$s"
+      BINV_GEMM_SKINNY=$s $bench --device gpu --m 1,8 --nk 4096x4096,4096x14336 \
+        --schedule invariant --reps 10 --csv "$out/tune-skinny.csv" 2>&1 | grep -E "^binv"
+    done
+    ;;
+  full)
+    $bench --device gpu --dtype all --csv "$out/bench-gemm.csv" > "$out/bench-gemm.txt" 2>&1
+    echo "bench rc=$?"; cat "$out/bench-gemm.txt" | grep -vE "^\s*$" | head -150
+    ./build-gpu/tools/binv-study --device gpu --out "$out/study" > "$out/study.txt" 2>&1
+    echo "study rc=$?"; tail -12 "$out/study.txt"
+    ;;
+  esac
+done
