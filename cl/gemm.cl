@@ -97,10 +97,10 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
                 __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
                 __global const binv_t *B, ulong b_off, ulong sbp, ulong sbj,
                 __global binv_t *C, ulong c_off, ulong ldc, __global float *P) {
-    __local float4 As4[BK * APAD / 4];
-    __local float4 Bs4[BK * BPAD / 4];
-    __local float *As = (__local float *)As4;
-    __local float *Bs = (__local float *)Bs4;
+    /* Two buffers per operand: step s computes from buffer s%2 while step
+     * s+1 is stored into the other, so one barrier per step suffices. */
+    __local float4 As4[2 * BK * APAD / 4];
+    __local float4 Bs4[2 * BK * BPAD / 4];
     const uint tx = get_local_id(0), ty = get_local_id(1);
     const uint tid = ty * TX + tx;
     const uint i0 = get_group_id(1) * BM, j0 = get_group_id(0) * BN;
@@ -113,26 +113,34 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
         for (int q = 0; q < RN; q++) { tot[r][q] = 0.0f; acc[r][q] = 0.0f; }
     float pa[ALD], pb[BLD];
 
-    /* Step state: chunk c, step start t0, chunk end k1. */
-    uint c = c_begin, t0 = c_begin * kc, k1 = min(k, t0 + kc);
-    if (c < c_end)
+#define BINV_TILED_STORE(buf)                                                              \
+    {                                                                                      \
+        __local float *As = (__local float *)As4 + (buf) * BK * APAD;                      \
+        __local float *Bs = (__local float *)Bs4 + (buf) * BK * BPAD;                      \
+        for (uint l = 0; l < ALD; l++) {                                                   \
+            const uint e = tid + l * NT;                                                   \
+            uint ii, kk;                                                                   \
+            if (sap == 1) { kk = e % BK; ii = e / BK; } else { ii = e % BM; kk = e / BM; } \
+            if (e < BM * BK) As[kk * APAD + ii] = pa[l];                                   \
+        }                                                                                  \
+        for (uint l = 0; l < BLD; l++) {                                                   \
+            const uint e = tid + l * NT;                                                   \
+            uint jj, kk;                                                                   \
+            if (sbp == 1) { kk = e % BK; jj = e / BK; } else { jj = e % BN; kk = e / BN; } \
+            if (e < BN * BK) Bs[kk * BPAD + jj] = pb[l];                                   \
+        }                                                                                  \
+    }
+
+    /* Step state: chunk c, step start t0, chunk end k1; buffer buf. */
+    uint c = c_begin, t0 = c_begin * kc, k1 = min(k, t0 + kc), buf = 0;
+    if (c < c_end) {
         binv_tiled_fetch(pa, pb, tid, i0, j0, m, n, t0, min((uint)BK, k1 - t0), A, a_off, sai,
                          sap, B, b_off, sbp, sbj);
+        BINV_TILED_STORE(0)
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
     while (c < c_end) {
         const uint len = min((uint)BK, k1 - t0);
-        for (uint l = 0; l < ALD; l++) {
-            const uint e = tid + l * NT;
-            uint ii, kk;
-            if (sap == 1) { kk = e % BK; ii = e / BK; } else { ii = e % BM; kk = e / BM; }
-            if (e < BM * BK) As[kk * APAD + ii] = pa[l];
-        }
-        for (uint l = 0; l < BLD; l++) {
-            const uint e = tid + l * NT;
-            uint jj, kk;
-            if (sbp == 1) { kk = e % BK; jj = e / BK; } else { jj = e % BN; kk = e / BN; }
-            if (e < BN * BK) Bs[kk * BPAD + jj] = pb[l];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
         /* Where the next step is, and its loads issued before this compute. */
         uint nc = c, nt0 = t0 + BK, nk1 = k1;
         if (nt0 >= k1) {
@@ -143,16 +151,18 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
         if (nc < c_end)
             binv_tiled_fetch(pa, pb, tid, i0, j0, m, n, nt0, min((uint)BK, nk1 - nt0), A, a_off,
                              sai, sap, B, b_off, sbp, sbj);
+        __local const float4 *Ab = As4 + buf * (BK * APAD / 4);
+        __local const float4 *Bb = Bs4 + buf * (BK * BPAD / 4);
         /* Rows of this work-item: ty*4 + r4*TY*4 + 0..3; columns likewise. */
 #define BINV_TILED_STEP(kk)                                                           \
     {                                                                                 \
         float a[RM], b[RN];                                                           \
         for (int r4 = 0; r4 < RM / 4; r4++) {                                         \
-            float4 v = As4[((kk) * APAD + ty * 4 + r4 * TY * 4) / 4];                 \
+            float4 v = Ab[((kk) * APAD + ty * 4 + r4 * TY * 4) / 4];                  \
             a[4 * r4] = v.x; a[4 * r4 + 1] = v.y; a[4 * r4 + 2] = v.z; a[4 * r4 + 3] = v.w; \
         }                                                                             \
         for (int q4 = 0; q4 < RN / 4; q4++) {                                         \
-            float4 v = Bs4[((kk) * BPAD + tx * 4 + q4 * TX * 4) / 4];                 \
+            float4 v = Bb[((kk) * BPAD + tx * 4 + q4 * TX * 4) / 4];                  \
             b[4 * q4] = v.x; b[4 * q4 + 1] = v.y; b[4 * q4 + 2] = v.z; b[4 * q4 + 3] = v.w; \
         }                                                                             \
         for (int r = 0; r < RM; r++)                                                  \
@@ -165,7 +175,9 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
             for (uint kk = 0; kk < len; kk++) BINV_TILED_STEP(kk)
         }
 #undef BINV_TILED_STEP
+        if (nc < c_end) BINV_TILED_STORE(buf ^ 1u)
         barrier(CLK_LOCAL_MEM_FENCE);
+        buf ^= 1u;
         if (nc != c) {
             /* Chunk c is complete: t = p_0, then t = t + p_c, in chunk order. */
             for (int r = 0; r < RM; r++)

@@ -34,7 +34,7 @@ typedef struct gemm_config {
 static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype) {
     gemm_config g;
     if (ctx->info.type & CL_DEVICE_TYPE_GPU) {
-        g = (gemm_config){128, 128, 16, 8, 8, 64, 8, 32};
+        g = (gemm_config){128, 128, 16, 8, 8, 128, 8, 32};
     } else {
         g = (gemm_config){32, 32, 16, 4, 4, 64, 8, 32};
     }
@@ -53,7 +53,7 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype) {
     if (t && sscanf(t, "%u,%u,%u,%u,%u", &bm, &bn, &bk, &rm, &rn) == 5 && rm && rn && bk &&
         rm % 4 == 0 && rn % 4 == 0 && bm % rm == 0 && bn % rn == 0 &&
         (size_t)(bm / rm) * (bn / rn) <= ctx->info.max_work_group_size &&
-        (size_t)bk * (bm + bn + 8) * 4 <= ctx->info.local_mem_size) {
+        (size_t)2 * bk * (bm + bn + 8) * 4 <= ctx->info.local_mem_size) {
         g.bm = bm; g.bn = bn; g.bk = bk; g.rm = rm; g.rn = rn;
     }
     /* Fall back to smaller tiles on devices with small work-groups. */

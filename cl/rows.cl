@@ -1,0 +1,228 @@
+/* rows.cl — row reductions: rmsnorm, add_rmsnorm, layernorm, softmax,
+ * log_softmax, row_sum, row_mean.  Batch-invariant and portable.
+ *
+ * REDUCTION ORDER (docs/schedules.md; identical in every kernel below).
+ * A row of `cols` values v_0 .. v_{cols-1} (f32, widened from the dtype; for
+ * add_rmsnorm v_i = round_dtype(x_i + r_i)) is cut into chunks of cw values
+ * at fixed boundaries (cw from the host: 1024 for the invariant schedule,
+ * whatever the rows).  Inside chunk c:
+ *   lane l (0..31) folds v[c*cw + l + 32*i], i = 0, 1, ... (those < cols), in
+ *   increasing i, starting from the identity (+0 for sums, -inf for max);
+ *   the 32 lane values are combined by the halving tree
+ *   s[l] = s[l] (+) s[l + h] for h = 16, 8, 4, 2, 1; the chunk value is s[0].
+ * Chunk values are combined left to right: t = p_0; t = t (+) p_c.
+ *   sum of v        (row_sum, row_mean, layernorm's mean): fold acc = acc + v
+ *   sum of v^2      (rmsnorm):                            fold acc = fma(v, v, acc)
+ *   sum of (v-mu)^2 (layernorm's variance):               d = v - mu; acc = fma(d, d, acc)
+ *   softmax: per chunk m_c = max (the same lanes and tree; max is exact) and
+ *     s_c = sum of binv_exp(v - m_c) (0 if m_c = -inf); then M = max_c m_c and
+ *     S = 0; S = fma(s_c, binv_exp(m_c - M), S) for c in order (chunks with
+ *     m_c = -inf skipped).
+ * Elementwise results:
+ *   rmsnorm      y = (v * binv_rsqrt(S/cols + eps)) * w
+ *   layernorm    mu = S1/cols; var = S2/cols; y = fma((v - mu) * binv_rsqrt(var + eps), g, b)
+ *   softmax      y = binv_exp(v - M) / S
+ *   log_softmax  y = (v - M) - binv_log(S)
+ *   row_sum = S, row_mean = S / cols (f32 results)
+ * Who computes what: rows_fused runs one work-group per row through all of it;
+ * rows_partials + rows_apply split a long row's chunks across work-groups,
+ * with chunk values passed through a workspace.  Both compute every chunk
+ * value with the same lanes and tree, and combine them in the same order. */
+
+#define OP_SUM 0
+#define OP_MEAN 1
+#define OP_RMSNORM 2
+#define OP_ADD_RMSNORM 3
+#define OP_LAYERNORM 4
+#define OP_SOFTMAX 5
+#define OP_LOG_SOFTMAX 6
+
+/* Chunks processed side by side by one work-group (work-group = 32 * G). */
+#ifndef G
+#define G 4
+#endif
+
+inline float binv_max(float a, float b) {
+    if (isnan(a) || isnan(b)) return NAN;
+    return a > b ? a : b;
+}
+
+/* Value i of the row (and, for add_rmsnorm, its pre-rounded sum). */
+inline float rows_value(uint op, __global const binv_t *x, ulong xo, __global const binv_t *r,
+                        ulong ro, uint i) {
+    float v = BINV_LOAD(x, xo + i);
+    if (op == OP_ADD_RMSNORM) v = binv_round_dtype(v + BINV_LOAD(r, ro + i));
+    return v;
+}
+
+/* What a lane folds: 0 sum of v, 1 sum of v^2, 2 sum of (v-mu)^2, 3 max of v,
+ * 4 sum of exp(v - mu). */
+#define FOLD_SUM 0
+#define FOLD_SQ 1
+#define FOLD_DEV 2
+#define FOLD_MAX 3
+#define FOLD_EXP 4
+
+/* The chunk value of chunk c of one row, computed by the 32 work-items of
+ * group `grp` (lane = 0..31); every work-item of the work-group must call it
+ * (barriers).  `active` is 0 for groups with no chunk this round.  Returns
+ * the chunk value to every work-item of the group. */
+inline float rows_chunk(uint fold, uint op, __global const binv_t *x, ulong xo,
+                        __global const binv_t *r, ulong ro, uint cols, uint cw, uint c, float mu,
+                        int active, uint lane, uint grp, __local float *scratch) {
+    float acc = fold == FOLD_MAX ? -INFINITY : 0.0f;
+    if (active && !(fold == FOLD_EXP && mu == -INFINITY)) {
+        const uint cs = c * cw, ce = min(cols, cs + cw);
+        for (uint i = cs + lane; i < ce; i += 32) {
+            const float v = rows_value(op, x, xo, r, ro, i);
+            if (fold == FOLD_SUM) acc = acc + v;
+            else if (fold == FOLD_SQ) acc = fma(v, v, acc);
+            else if (fold == FOLD_DEV) { const float d = v - mu; acc = fma(d, d, acc); }
+            else if (fold == FOLD_MAX) acc = binv_max(acc, v);
+            else acc = acc + binv_exp(v - mu);
+        }
+    }
+    __local float *s = scratch + grp * 32;
+    s[lane] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint h = 16; h > 0; h >>= 1) {
+        if (lane < h) s[lane] = fold == FOLD_MAX ? binv_max(s[lane], s[lane + h]) : s[lane] + s[lane + h];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float out = s[0];
+    barrier(CLK_LOCAL_MEM_FENCE); /* scratch is reused by the next call */
+    return out;
+}
+
+/* Left-to-right combination of a row's chunk values. */
+inline float rows_combine_sum(__global const float *p, uint nchunks) {
+    float t = p[0];
+    for (uint c = 1; c < nchunks; c++) t = t + p[c];
+    return t;
+}
+inline float rows_combine_max(__global const float *p, uint nchunks) {
+    float t = p[0];
+    for (uint c = 1; c < nchunks; c++) t = binv_max(t, p[c]);
+    return t;
+}
+inline float rows_combine_exp(__global const float *pm, __global const float *ps, uint nchunks,
+                              float M) {
+    float S = 0.0f;
+    for (uint c = 0; c < nchunks; c++)
+        if (pm[c] != -INFINITY) S = fma(ps[c], binv_exp(pm[c] - M), S);
+    return S;
+}
+
+/* Workspace layout: P[plane][row][chunk], planes:
+ * 0: sum / sum of squares / max m_c, 1: sum of exps s_c / layernorm's deviations. */
+#define PL(plane) (P + ((ulong)(plane) * rows + row) * nchunks)
+
+/* Chunk values of chunks [cbeg, cend) of `row` for stage `stage`
+ * (0: first statistic; 1: layernorm's deviations or softmax's exps). */
+inline void rows_stage(uint stage, uint op, __global const binv_t *x, ulong xo,
+                       __global const binv_t *r, ulong ro, uint rows, uint row, uint cols, uint cw,
+                       uint nchunks, uint cbeg, uint cend, __global float *P, uint lane, uint grp,
+                       __local float *scratch) {
+    uint fold;
+    float mu = 0.0f;
+    if (stage == 0) {
+        fold = (op == OP_RMSNORM || op == OP_ADD_RMSNORM) ? FOLD_SQ
+             : (op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) ? FOLD_MAX : FOLD_SUM;
+    } else {
+        fold = op == OP_LAYERNORM ? FOLD_DEV : FOLD_EXP;
+        if (op == OP_LAYERNORM) mu = rows_combine_sum(PL(0), nchunks) / (float)cols;
+    }
+    for (uint c0 = cbeg; c0 < cend; c0 += G) {
+        const uint c = c0 + grp;
+        const int active = c < cend;
+        float m = mu;
+        if (fold == FOLD_EXP && active) m = PL(0)[c];
+        const float v = rows_chunk(fold, op, x, xo, r, ro, cols, cw, c, m, active, lane, grp,
+                                   scratch);
+        if (active && lane == 0) PL(stage)[c] = v;
+    }
+}
+
+/* Elementwise results for values [ibeg, iend) of `row`. */
+inline void rows_apply_range(uint op, __global binv_t *x, ulong xo, __global const binv_t *r,
+                             ulong ro, __global const binv_t *w, ulong wo,
+                             __global const binv_t *b, ulong bo, float eps, __global binv_t *y,
+                             ulong yo, __global float *out, uint rows, uint row, uint cols,
+                             uint nchunks, __global float *P, uint ibeg, uint iend, uint tid,
+                             uint nthreads) {
+    if (op == OP_SUM || op == OP_MEAN) {
+        if (tid == 0) {
+            const float S = rows_combine_sum(PL(0), nchunks);
+            out[row] = op == OP_SUM ? S : S / (float)cols;
+        }
+        return;
+    }
+    float a0 = 0.0f, a1 = 0.0f;
+    if (op == OP_RMSNORM || op == OP_ADD_RMSNORM) {
+        a0 = binv_rsqrt(rows_combine_sum(PL(0), nchunks) / (float)cols + eps);
+    } else if (op == OP_LAYERNORM) {
+        a0 = rows_combine_sum(PL(0), nchunks) / (float)cols;                     /* mu */
+        a1 = binv_rsqrt(rows_combine_sum(PL(1), nchunks) / (float)cols + eps);  /* 1/sigma */
+    } else {
+        a0 = rows_combine_max(PL(0), nchunks);                                   /* M */
+        a1 = rows_combine_exp(PL(0), PL(1), nchunks, a0);                        /* S */
+        if (op == OP_LOG_SOFTMAX) a1 = binv_log(a1);
+    }
+    for (uint i = ibeg + tid; i < iend; i += nthreads) {
+        const float v = rows_value(op, x, xo, r, ro, i);
+        float o;
+        if (op == OP_RMSNORM || op == OP_ADD_RMSNORM) o = (v * a0) * BINV_LOAD(w, wo + i);
+        else if (op == OP_LAYERNORM) o = fma((v - a0) * a1, BINV_LOAD(w, wo + i), BINV_LOAD(b, bo + i));
+        else if (op == OP_SOFTMAX) o = binv_exp(v - a0) / a1;
+        else o = (v - a0) - a1;
+        if (op == OP_ADD_RMSNORM) BINV_STORE(x, xo + i, v);
+        BINV_STORE(y, yo + i, o);
+    }
+}
+
+#define ROWS_ARGS                                                                              \
+    uint op, uint rows, uint cols, uint cw, uint nchunks, __global binv_t *x, ulong x_off,     \
+        ulong ldx, __global const binv_t *r, ulong r_off, ulong ldr, __global const binv_t *w, \
+        ulong w_off, __global const binv_t *b, ulong b_off, float eps, __global binv_t *y,     \
+        ulong y_off, ulong ldy, __global float *out, ulong out_off, __global float *P
+
+/* One work-group per row: every stage, then the elementwise results. */
+__kernel __attribute__((reqd_work_group_size(32 * G, 1, 1)))
+void rows_fused(ROWS_ARGS) {
+    __local float scratch[32 * G];
+    const uint row = get_group_id(1), tid = get_local_id(0), lane = tid % 32, grp = tid / 32;
+    const ulong xo = x_off + (ulong)row * ldx, ro = r_off + (ulong)row * ldr;
+    const int two = op == OP_LAYERNORM || op == OP_SOFTMAX || op == OP_LOG_SOFTMAX;
+    for (uint stage = 0; stage < (two ? 2u : 1u); stage++) {
+        rows_stage(stage, op, x, xo, r, ro, rows, row, cols, cw, nchunks, 0, nchunks, P, lane,
+                   grp, scratch);
+        barrier(CLK_GLOBAL_MEM_FENCE); /* chunk values visible to the whole group */
+    }
+    rows_apply_range(op, x, xo, r, ro, w, w_off, b, b_off, eps, y, y_off + (ulong)row * ldy,
+                     out + out_off, rows, row, cols, nchunks, P, 0, cols, tid, 32 * G);
+}
+
+/* Split rows: work-group (x, row) computes chunks [x*G, x*G + G) of stage
+ * `stage` into the workspace. */
+__kernel __attribute__((reqd_work_group_size(32 * G, 1, 1)))
+void rows_partials(uint stage, ROWS_ARGS) {
+    __local float scratch[32 * G];
+    const uint row = get_group_id(1), tid = get_local_id(0), lane = tid % 32, grp = tid / 32;
+    const uint cbeg = get_group_id(0) * G;
+    const ulong xo = x_off + (ulong)row * ldx, ro = r_off + (ulong)row * ldr;
+    rows_stage(stage, op, x, xo, r, ro, rows, row, cols, cw, nchunks, cbeg, min(nchunks, cbeg + G),
+               P, lane, grp, scratch);
+}
+
+/* Split rows: work-group (x, row) writes the results of chunks
+ * [x*G, x*G + G) (row_sum/row_mean: work-group 0 writes the row's result). */
+__kernel __attribute__((reqd_work_group_size(32 * G, 1, 1)))
+void rows_apply(ROWS_ARGS) {
+    const uint row = get_group_id(1), tid = get_local_id(0);
+    const uint cbeg = get_group_id(0) * G;
+    if ((op == OP_SUM || op == OP_MEAN) && cbeg != 0) return;
+    const ulong xo = x_off + (ulong)row * ldx, ro = r_off + (ulong)row * ldr;
+    const uint ibeg = cbeg * cw, iend = min(cols, (cbeg + G) * cw);
+    rows_apply_range(op, x, xo, r, ro, w, w_off, b, b_off, eps, y, y_off + (ulong)row * ldy,
+                     out + out_off, rows, row, cols, nchunks, P, ibeg, iend, tid, 32 * G);
+}
