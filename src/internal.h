@@ -76,6 +76,7 @@ struct binv_context {
     binv_device_info info;
     int debug;
     binv_gemm_path gemm_path;
+    int rows_path; /* tests: BINV_ROWS_PATH = fused (1) | split (2); 0 automatic */
 
     pthread_mutex_t lock;       /* guards the lists below */
     pthread_mutex_t build_lock; /* serialises program builds */
@@ -169,5 +170,6 @@ void binv_sha256_hex(const void *data, size_t n, char hex[65]);
 /* Embedded kernel sources, generated from the cl directory at build time. */
 extern const char binv_cl_common[];
 extern const char binv_cl_gemm[];
+extern const char binv_cl_rows[];
 
 #endif

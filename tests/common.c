@@ -45,12 +45,15 @@ static int pick_device(test_env *env) {
     return -1;
 }
 
-static binv_context *make_ctx(test_env *env, binv_schedule sched, const char *path) {
+/* A context; `var`=`path` is set while it is created (the testing knobs that
+ * force one kernel path are read at creation). */
+static binv_context *make_ctx(test_env *env, binv_schedule sched, const char *var,
+                              const char *path) {
     binv_options opt = {sizeof(binv_options), sched, NULL};
     binv_context *c = NULL;
-    if (path) setenv("BINV_GEMM_PATH", path, 1);
+    if (path) setenv(var, path, 1);
     binv_status st = binv_context_create(env->context, env->device, &opt, &c);
-    if (path) unsetenv("BINV_GEMM_PATH");
+    if (path) unsetenv(var);
     if (st != BINV_SUCCESS) {
         fprintf(stderr, "FATAL: binv_context_create: %d (%s)\n", st, binv_status_string(st));
         return NULL;
@@ -73,14 +76,16 @@ int test_env_setup(void **state) {
     }
     env->queue = clCreateCommandQueue(env->context, env->device, 0, &err);
     clGetDeviceInfo(env->device, CL_DEVICE_NAME, sizeof env->device_name, env->device_name, NULL);
-    env->ctx = make_ctx(env, BINV_SCHEDULE_INVARIANT, NULL);
-    env->adaptive = make_ctx(env, BINV_SCHEDULE_ADAPTIVE, NULL);
-    env->forced[0] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "skinny");
-    env->forced[1] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "splitk");
-    env->forced[2] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "tiled");
+    env->ctx = make_ctx(env, BINV_SCHEDULE_INVARIANT, NULL, NULL);
+    env->adaptive = make_ctx(env, BINV_SCHEDULE_ADAPTIVE, NULL, NULL);
+    env->forced[0] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_GEMM_PATH", "skinny");
+    env->forced[1] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_GEMM_PATH", "splitk");
+    env->forced[2] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_GEMM_PATH", "tiled");
+    env->rows_forced[0] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_ROWS_PATH", "fused");
+    env->rows_forced[1] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_ROWS_PATH", "split");
     *state = env;
     if (err != CL_SUCCESS || !env->ctx || !env->adaptive || !env->forced[0] || !env->forced[1] ||
-        !env->forced[2]) {
+        !env->forced[2] || !env->rows_forced[0] || !env->rows_forced[1]) {
         fprintf(stderr, "FATAL: test environment setup failed on '%s'\n", env->device_name);
         test_env_teardown(state);
         return -1;
@@ -95,6 +100,7 @@ int test_env_teardown(void **state) {
     binv_context_destroy(env->ctx);
     binv_context_destroy(env->adaptive);
     for (int i = 0; i < 3; i++) binv_context_destroy(env->forced[i]);
+    for (int i = 0; i < 2; i++) binv_context_destroy(env->rows_forced[i]);
     if (env->queue) clReleaseCommandQueue(env->queue);
     if (env->context) clReleaseContext(env->context);
     free(env);

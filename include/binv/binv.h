@@ -134,6 +134,64 @@ BINV_API binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_d
                       cl_mem c, size_t c_offset, size_t ldc,
                       cl_uint num_events, const cl_event *wait_list, cl_event *event);
 
+/* ---- Row reductions (along the last dimension; f32 accumulation) ----------
+ * Common arguments as for binv_gemm: rows x cols matrices, row-major, element
+ * offsets and leading dimensions (ld >= cols).  Each output row is a function
+ * of its input row alone and has the same bits for every `rows`, every
+ * position and every device (docs/schedules.md).  rows == 0 is a no-op;
+ * cols == 0 is BINV_ERROR_INVALID_DIMENSION.  Weight/gamma/beta are vectors
+ * of cols elements of the same dtype.  y may be x itself (same offset and ld:
+ * in place) except for binv_add_rmsnorm; other overlaps are
+ * BINV_ERROR_ALIASING.  eps must be finite and >= 0 (else
+ * BINV_ERROR_INVALID_VALUE). */
+
+/* The chunk width of the invariant row schedule (docs/schedules.md). */
+BINV_API size_t binv_rows_chunk_size(binv_dtype dtype, size_t cols);
+
+/* y = x / sqrt(mean(x^2) + eps) * weight. */
+BINV_API binv_status binv_rmsnorm(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                                  size_t rows, size_t cols, cl_mem x, size_t x_offset, size_t ldx,
+                                  cl_mem weight, size_t weight_offset, float eps,
+                                  cl_mem y, size_t y_offset, size_t ldy,
+                                  cl_uint num_events, const cl_event *wait_list, cl_event *event);
+/* x <- x + residual (rounded to the dtype, written back), then
+ * y = rmsnorm(x) as above.  y must not overlap x or residual. */
+BINV_API binv_status binv_add_rmsnorm(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                                      size_t rows, size_t cols, cl_mem x, size_t x_offset,
+                                      size_t ldx, cl_mem residual, size_t residual_offset,
+                                      size_t ldr, cl_mem weight, size_t weight_offset, float eps,
+                                      cl_mem y, size_t y_offset, size_t ldy, cl_uint num_events,
+                                      const cl_event *wait_list, cl_event *event);
+/* y = (x - mean) / sqrt(var + eps) * gamma + beta (biased variance, two-pass). */
+BINV_API binv_status binv_layernorm(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                                    size_t rows, size_t cols, cl_mem x, size_t x_offset,
+                                    size_t ldx, cl_mem gamma, size_t gamma_offset, cl_mem beta,
+                                    size_t beta_offset, float eps, cl_mem y, size_t y_offset,
+                                    size_t ldy, cl_uint num_events, const cl_event *wait_list,
+                                    cl_event *event);
+/* y = exp(x - max) / sum(exp(x - max)).  A row of all -inf gives NaN
+ * (0/0, as PyTorch); a NaN in a row gives a row of NaN; +inf in a row gives
+ * NaN (inf - inf), as IEEE arithmetic implies. */
+BINV_API binv_status binv_softmax(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                                  size_t rows, size_t cols, cl_mem x, size_t x_offset, size_t ldx,
+                                  cl_mem y, size_t y_offset, size_t ldy,
+                                  cl_uint num_events, const cl_event *wait_list, cl_event *event);
+/* y = (x - max) - log(sum(exp(x - max))); special values as binv_softmax. */
+BINV_API binv_status binv_log_softmax(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                                      size_t rows, size_t cols, cl_mem x, size_t x_offset,
+                                      size_t ldx, cl_mem y, size_t y_offset, size_t ldy,
+                                      cl_uint num_events, const cl_event *wait_list,
+                                      cl_event *event);
+/* out[out_offset + i] = sum (or mean) of row i, as f32 (out is a float buffer). */
+BINV_API binv_status binv_row_sum(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                                  size_t rows, size_t cols, cl_mem x, size_t x_offset, size_t ldx,
+                                  cl_mem out, size_t out_offset, cl_uint num_events,
+                                  const cl_event *wait_list, cl_event *event);
+BINV_API binv_status binv_row_mean(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                                   size_t rows, size_t cols, cl_mem x, size_t x_offset, size_t ldx,
+                                   cl_mem out, size_t out_offset, cl_uint num_events,
+                                   const cl_event *wait_list, cl_event *event);
+
 #ifdef __cplusplus
 }
 #endif

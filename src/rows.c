@@ -1,0 +1,295 @@
+/* Row reductions: binv_rmsnorm, binv_add_rmsnorm, binv_layernorm,
+ * binv_softmax, binv_log_softmax, binv_row_sum, binv_row_mean.
+ * Kernels and their reduction order: cl/rows.cl; schedule: docs/schedules.md. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+/* Matches the OP_* codes of cl/rows.cl. */
+enum { OP_SUM = 0, OP_MEAN, OP_RMSNORM, OP_ADD_RMSNORM, OP_LAYERNORM, OP_SOFTMAX, OP_LOG_SOFTMAX };
+static const char *const OP_NAME[] = {"binv_row_sum", "binv_row_mean", "binv_rmsnorm",
+                                      "binv_add_rmsnorm", "binv_layernorm", "binv_softmax",
+                                      "binv_log_softmax"};
+
+/* The invariant chunk width of a row: a function of nothing but the library
+ * (the same for every cols and dtype).  Part of the bits' contract. */
+#define BINV_ROWS_CW 1024
+#define ROWS_G 4 /* chunks per work-group side by side; work-group = 32 * G */
+
+size_t binv_rows_chunk_size(binv_dtype dtype, size_t cols) {
+    if (binv_dtype_size(dtype) == 0) return 0;
+    (void)cols;
+    return BINV_ROWS_CW;
+}
+
+typedef struct rows_call {
+    int op;
+    binv_dtype dtype;
+    size_t rows, cols;
+    cl_mem x, r, w, b, y, out;
+    size_t x_off, ldx, r_off, ldr, w_off, b_off, y_off, ldy, out_off;
+    float eps;
+} rows_call;
+
+static int has_y(int op) { return op != OP_SUM && op != OP_MEAN; }
+
+/* Views [off, off + ext) elements of esz bytes in buffers p and q overlap. */
+static int overlap(cl_mem p, size_t po, size_t pe, cl_mem q, size_t qo, size_t qe) {
+    return p == q && po < qo + qe && qo < po + pe;
+}
+
+static binv_status validate(binv_context *ctx, cl_command_queue queue, const rows_call *c,
+                            cl_uint num_events, const cl_event *wait_list) {
+    const char *fn = OP_NAME[c->op];
+    binv_status st;
+    BINV_RETURN_ERROR_ON(binv_dtype_size(c->dtype) == 0, ctx, BINV_ERROR_UNSUPPORTED_DTYPE,
+                         "%s: dtype %d is not a binv_dtype", fn, (int)c->dtype);
+    if ((st = binv_check_queue(ctx, queue)) != BINV_SUCCESS) return st;
+    if ((st = binv_check_wait_list(ctx, num_events, wait_list)) != BINV_SUCCESS) return st;
+    BINV_RETURN_ERROR_ON(c->cols == 0 && c->rows != 0, ctx, BINV_ERROR_INVALID_DIMENSION,
+                         "%s: cols is 0 (a reduction over nothing)", fn);
+    BINV_RETURN_ERROR_ON(c->rows > 0x7fffffff || c->cols > 0x7fffffff, ctx,
+                         BINV_ERROR_INVALID_DIMENSION,
+                         "%s: rows=%zu cols=%zu: each must be below 2^31", fn, c->rows, c->cols);
+    if (c->op == OP_RMSNORM || c->op == OP_ADD_RMSNORM || c->op == OP_LAYERNORM)
+        BINV_RETURN_ERROR_ON(!(c->eps >= 0.0f) || isinf(c->eps), ctx, BINV_ERROR_INVALID_VALUE,
+                             "%s: eps must be finite and >= 0 (got %g)", fn, (double)c->eps);
+    BINV_RETURN_ERROR_ON(c->ldx < c->cols, ctx, BINV_ERROR_INVALID_LEADING_DIMENSION,
+                         "%s: ldx=%zu is smaller than cols=%zu", fn, c->ldx, c->cols);
+    if (has_y(c->op))
+        BINV_RETURN_ERROR_ON(c->ldy < c->cols, ctx, BINV_ERROR_INVALID_LEADING_DIMENSION,
+                             "%s: ldy=%zu is smaller than cols=%zu", fn, c->ldy, c->cols);
+    if (c->op == OP_ADD_RMSNORM)
+        BINV_RETURN_ERROR_ON(c->ldr < c->cols, ctx, BINV_ERROR_INVALID_LEADING_DIMENSION,
+                             "%s: ldr=%zu is smaller than cols=%zu", fn, c->ldr, c->cols);
+    const size_t es = binv_dtype_size(c->dtype);
+    size_t ext_x = 0, ext_y = 0, ext_r = 0;
+    int ok = 1;
+    if (c->rows) {
+        ok &= binv_mul_add_size(c->rows - 1, c->ldx, c->cols, &ext_x);
+        if (has_y(c->op)) ok &= binv_mul_add_size(c->rows - 1, c->ldy, c->cols, &ext_y);
+        if (c->op == OP_ADD_RMSNORM) ok &= binv_mul_add_size(c->rows - 1, c->ldr, c->cols, &ext_r);
+    }
+    BINV_RETURN_ERROR_ON(!ok, ctx, BINV_ERROR_INVALID_DIMENSION,
+                         "%s: matrix extents overflow size_t (rows=%zu cols=%zu)", fn, c->rows,
+                         c->cols);
+    if ((st = binv_check_buffer(ctx, c->x, c->x_off, ext_x, es, "x")) != BINV_SUCCESS) return st;
+    if (has_y(c->op) &&
+        (st = binv_check_buffer(ctx, c->y, c->y_off, ext_y, es, "y")) != BINV_SUCCESS)
+        return st;
+    if (c->op == OP_ADD_RMSNORM &&
+        (st = binv_check_buffer(ctx, c->r, c->r_off, ext_r, es, "residual")) != BINV_SUCCESS)
+        return st;
+    if ((c->op == OP_RMSNORM || c->op == OP_ADD_RMSNORM || c->op == OP_LAYERNORM) &&
+        (st = binv_check_buffer(ctx, c->w, c->w_off, c->cols, es,
+                                c->op == OP_LAYERNORM ? "gamma" : "weight")) != BINV_SUCCESS)
+        return st;
+    if (c->op == OP_LAYERNORM &&
+        (st = binv_check_buffer(ctx, c->b, c->b_off, c->cols, es, "beta")) != BINV_SUCCESS)
+        return st;
+    if (!has_y(c->op)) {
+        if ((st = binv_check_buffer(ctx, c->out, c->out_off, c->rows, 4, "out")) != BINV_SUCCESS)
+            return st;
+        /* out is f32, x is the dtype: compare in bytes. */
+        BINV_RETURN_ERROR_ON(overlap(c->out, c->out_off * 4, c->rows * 4, c->x, c->x_off * es,
+                                     ext_x * es),
+                             ctx, BINV_ERROR_ALIASING, "%s: out overlaps x", fn);
+        return BINV_SUCCESS;
+    }
+    /* y may be x itself (same offset and ld: in place), never a shifted view
+     * of it; nothing written may overlap a parameter vector or the residual. */
+    const int same_view = c->y == c->x && c->y_off == c->x_off && c->ldy == c->ldx;
+    BINV_RETURN_ERROR_ON(!same_view && overlap(c->y, c->y_off, ext_y, c->x, c->x_off, ext_x), ctx,
+                         BINV_ERROR_ALIASING,
+                         "%s: y partially overlaps x (in place needs the same offset and ld)", fn);
+    BINV_RETURN_ERROR_ON(c->op == OP_ADD_RMSNORM && c->y == c->x &&
+                             overlap(c->y, c->y_off, ext_y, c->x, c->x_off, ext_x),
+                         ctx, BINV_ERROR_ALIASING,
+                         "%s: y overlaps x (x receives x + residual, y the norm)", fn);
+    if (c->op == OP_ADD_RMSNORM) {
+        BINV_RETURN_ERROR_ON(overlap(c->r, c->r_off, ext_r, c->x, c->x_off, ext_x) ||
+                                 overlap(c->r, c->r_off, ext_r, c->y, c->y_off, ext_y),
+                             ctx, BINV_ERROR_ALIASING, "%s: residual overlaps x or y", fn);
+    }
+    if (c->op == OP_RMSNORM || c->op == OP_ADD_RMSNORM || c->op == OP_LAYERNORM) {
+        BINV_RETURN_ERROR_ON(overlap(c->w, c->w_off, c->cols, c->y, c->y_off, ext_y) ||
+                                 (c->op == OP_ADD_RMSNORM &&
+                                  overlap(c->w, c->w_off, c->cols, c->x, c->x_off, ext_x)),
+                             ctx, BINV_ERROR_ALIASING, "%s: the weight overlaps an output", fn);
+    }
+    if (c->op == OP_LAYERNORM)
+        BINV_RETURN_ERROR_ON(overlap(c->b, c->b_off, c->cols, c->y, c->y_off, ext_y), ctx,
+                             BINV_ERROR_ALIASING, "%s: beta overlaps y", fn);
+    return BINV_SUCCESS;
+}
+
+/* Chunk width for this call.  Invariant: fixed.  Adaptive (what a tuned
+ * library does): one chunk per row when the rows fill the device, else as many
+ * pieces as fill it — so the lanes' grouping changes with the row count. */
+static size_t chunk_for_call(const binv_context *ctx, const rows_call *c) {
+    if (ctx->schedule == BINV_SCHEDULE_INVARIANT) return binv_rows_chunk_size(c->dtype, c->cols);
+    size_t want = 2 * (size_t)ctx->info.compute_units * ROWS_G;
+    size_t pieces = c->rows >= want ? 1 : (want + c->rows - 1) / c->rows;
+    size_t max_pieces = (c->cols + BINV_ROWS_CW - 1) / BINV_ROWS_CW;
+    if (pieces > max_pieces) pieces = max_pieces;
+    if (pieces < 1) pieces = 1;
+    size_t cw = (c->cols + pieces - 1) / pieces;
+    return (cw + 31) / 32 * 32;
+}
+
+static binv_status enqueue(binv_context *ctx, cl_command_queue q, cl_program prog,
+                           const char *name, int stage, const rows_call *c, cl_uint cw,
+                           cl_uint nchunks, cl_mem P, size_t groups_x, cl_uint nwait,
+                           const cl_event *wait, cl_event *ev) {
+    cl_kernel kern;
+    binv_status st = binv_kernel_acquire(ctx, prog, name, &kern);
+    if (st != BINV_SUCCESS) return st;
+    cl_uint op = (cl_uint)c->op, rows = (cl_uint)c->rows, cols = (cl_uint)c->cols;
+    cl_ulong xo = c->x_off, ldx = c->ldx, ro = c->r_off, ldr = c->ldr, wo = c->w_off,
+             bo = c->b_off, yo = c->y_off, ldy = c->ldy, oo = c->out_off;
+    /* Unused buffers are bound to x: every argument must be a valid cl_mem. */
+    cl_mem r = c->r ? c->r : c->x, w = c->w ? c->w : c->x, b = c->b ? c->b : c->x;
+    cl_mem y = c->y ? c->y : c->x, out = c->out ? c->out : P;
+    cl_uint ustage = (cl_uint)stage;
+    const void *vals[] = {&ustage, &op, &rows, &cols, &cw, &nchunks, &c->x, &xo, &ldx, &r, &ro,
+                          &ldr, &w, &wo, &b, &bo, &c->eps, &y, &yo, &ldy, &out, &oo, &P};
+    const size_t sizes[] = {4, 4, 4, 4, 4, 4, sizeof(cl_mem), 8, 8, sizeof(cl_mem), 8, 8,
+                            sizeof(cl_mem), 8, sizeof(cl_mem), 8, 4, sizeof(cl_mem), 8, 8,
+                            sizeof(cl_mem), 8, sizeof(cl_mem)};
+    const int first = stage < 0 ? 1 : 0; /* rows_fused and rows_apply take no stage */
+    cl_int err = CL_SUCCESS;
+    for (int i = first; i < 23 && err == CL_SUCCESS; i++)
+        err = clSetKernelArg(kern, (cl_uint)(i - first), sizes[i], vals[i]);
+    if (err == CL_SUCCESS) {
+        size_t lws[2] = {32 * ROWS_G, 1};
+        size_t gws[2] = {groups_x * lws[0], c->rows};
+        err = clEnqueueNDRangeKernel(q, kern, 2, NULL, gws, lws, nwait, wait, ev);
+    }
+    binv_kernel_release(ctx, prog, name, kern);
+    BINV_RETURN_ERROR_ON(err != CL_SUCCESS, ctx, err, "%s: enqueue %s failed: %d",
+                         OP_NAME[c->op], name, (int)err);
+    return BINV_SUCCESS;
+}
+
+static binv_status rows_run(binv_context *ctx, cl_command_queue queue, rows_call *c,
+                            cl_uint num_events, const cl_event *wait_list, cl_event *event) {
+    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
+    binv_clear_error(ctx);
+    if (event) *event = NULL;
+    binv_status st = validate(ctx, queue, c, num_events, wait_list);
+    if (st != BINV_SUCCESS) return st;
+    if (c->rows == 0) {
+        if (event) BINV_CHECK_CL(ctx, clEnqueueMarkerWithWaitList(queue, num_events, wait_list, event),
+                                 "clEnqueueMarkerWithWaitList");
+        return BINV_SUCCESS;
+    }
+    char defines[64];
+    snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DG=%d", (int)c->dtype, ROWS_G);
+    cl_program prog;
+    if ((st = binv_program_get(ctx, "rows", binv_cl_rows, defines, &prog)) != BINV_SUCCESS)
+        return st;
+    const size_t cw = chunk_for_call(ctx, c);
+    const size_t nchunks = (c->cols + cw - 1) / cw;
+    const int two = c->op == OP_LAYERNORM || c->op == OP_SOFTMAX || c->op == OP_LOG_SOFTMAX;
+    size_t ws_bytes;
+    BINV_RETURN_ERROR_ON(!binv_mul_add_size(c->rows * nchunks, 2 * sizeof(float), 0, &ws_bytes),
+                         ctx, BINV_ERROR_INVALID_DIMENSION, "%s: workspace overflows",
+                         OP_NAME[c->op]);
+    /* Split a row across work-groups when the rows alone cannot fill the
+     * device (who computes what only: the chunk values are the same). */
+    const size_t groups = (nchunks + ROWS_G - 1) / ROWS_G;
+    int split = groups > 1 && c->rows < 2 * (size_t)ctx->info.compute_units;
+    if (ctx->rows_path == 1) split = 0;
+    if (ctx->rows_path == 2) split = 1;
+    binv_debug(ctx, "%s rows=%zu cols=%zu cw=%zu chunks=%zu %s", OP_NAME[c->op], c->rows, c->cols,
+               cw, nchunks, split ? "split" : "fused");
+    binv_workspace *wsh;
+    cl_mem ws;
+    if ((st = binv_workspace_acquire(ctx, queue, ws_bytes, &wsh, &ws)) != BINV_SUCCESS) return st;
+    if (!split) {
+        st = enqueue(ctx, queue, prog, "rows_fused", -1, c, (cl_uint)cw, (cl_uint)nchunks, ws, 1,
+                     num_events, wait_list, event);
+    } else {
+        cl_event e1 = NULL, e2 = NULL;
+        st = enqueue(ctx, queue, prog, "rows_partials", 0, c, (cl_uint)cw, (cl_uint)nchunks, ws,
+                     groups, num_events, wait_list, &e1);
+        if (st == BINV_SUCCESS && two)
+            st = enqueue(ctx, queue, prog, "rows_partials", 1, c, (cl_uint)cw, (cl_uint)nchunks,
+                         ws, groups, 1, &e1, &e2);
+        if (st == BINV_SUCCESS)
+            st = enqueue(ctx, queue, prog, "rows_apply", -1, c, (cl_uint)cw, (cl_uint)nchunks, ws,
+                         groups, 1, e2 ? &e2 : &e1, event);
+        if (e1) clReleaseEvent(e1);
+        if (e2) clReleaseEvent(e2);
+    }
+    binv_workspace_release(ctx, wsh, ws);
+    return st;
+}
+
+binv_status binv_rmsnorm(binv_context *ctx, cl_command_queue queue, binv_dtype dtype, size_t rows,
+                         size_t cols, cl_mem x, size_t x_offset, size_t ldx, cl_mem weight,
+                         size_t weight_offset, float eps, cl_mem y, size_t y_offset, size_t ldy,
+                         cl_uint num_events, const cl_event *wait_list, cl_event *event) {
+    rows_call c = {OP_RMSNORM, dtype, rows, cols, x, NULL, weight, NULL, y, NULL,
+                   x_offset, ldx, 0, 0, weight_offset, 0, y_offset, ldy, 0, eps};
+    return rows_run(ctx, queue, &c, num_events, wait_list, event);
+}
+
+binv_status binv_add_rmsnorm(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                             size_t rows, size_t cols, cl_mem x, size_t x_offset, size_t ldx,
+                             cl_mem residual, size_t residual_offset, size_t ldr, cl_mem weight,
+                             size_t weight_offset, float eps, cl_mem y, size_t y_offset,
+                             size_t ldy, cl_uint num_events, const cl_event *wait_list,
+                             cl_event *event) {
+    rows_call c = {OP_ADD_RMSNORM, dtype, rows, cols, x, residual, weight, NULL, y, NULL,
+                   x_offset, ldx, residual_offset, ldr, weight_offset, 0, y_offset, ldy, 0, eps};
+    return rows_run(ctx, queue, &c, num_events, wait_list, event);
+}
+
+binv_status binv_layernorm(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                           size_t rows, size_t cols, cl_mem x, size_t x_offset, size_t ldx,
+                           cl_mem gamma, size_t gamma_offset, cl_mem beta, size_t beta_offset,
+                           float eps, cl_mem y, size_t y_offset, size_t ldy, cl_uint num_events,
+                           const cl_event *wait_list, cl_event *event) {
+    rows_call c = {OP_LAYERNORM, dtype, rows, cols, x, NULL, gamma, beta, y, NULL,
+                   x_offset, ldx, 0, 0, gamma_offset, beta_offset, y_offset, ldy, 0, eps};
+    return rows_run(ctx, queue, &c, num_events, wait_list, event);
+}
+
+binv_status binv_softmax(binv_context *ctx, cl_command_queue queue, binv_dtype dtype, size_t rows,
+                         size_t cols, cl_mem x, size_t x_offset, size_t ldx, cl_mem y,
+                         size_t y_offset, size_t ldy, cl_uint num_events,
+                         const cl_event *wait_list, cl_event *event) {
+    rows_call c = {OP_SOFTMAX, dtype, rows, cols, x, NULL, NULL, NULL, y, NULL,
+                   x_offset, ldx, 0, 0, 0, 0, y_offset, ldy, 0, 0.0f};
+    return rows_run(ctx, queue, &c, num_events, wait_list, event);
+}
+
+binv_status binv_log_softmax(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                             size_t rows, size_t cols, cl_mem x, size_t x_offset, size_t ldx,
+                             cl_mem y, size_t y_offset, size_t ldy, cl_uint num_events,
+                             const cl_event *wait_list, cl_event *event) {
+    rows_call c = {OP_LOG_SOFTMAX, dtype, rows, cols, x, NULL, NULL, NULL, y, NULL,
+                   x_offset, ldx, 0, 0, 0, 0, y_offset, ldy, 0, 0.0f};
+    return rows_run(ctx, queue, &c, num_events, wait_list, event);
+}
+
+binv_status binv_row_sum(binv_context *ctx, cl_command_queue queue, binv_dtype dtype, size_t rows,
+                         size_t cols, cl_mem x, size_t x_offset, size_t ldx, cl_mem out,
+                         size_t out_offset, cl_uint num_events, const cl_event *wait_list,
+                         cl_event *event) {
+    rows_call c = {OP_SUM, dtype, rows, cols, x, NULL, NULL, NULL, NULL, out,
+                   x_offset, ldx, 0, 0, 0, 0, 0, 0, out_offset, 0.0f};
+    return rows_run(ctx, queue, &c, num_events, wait_list, event);
+}
+
+binv_status binv_row_mean(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                          size_t rows, size_t cols, cl_mem x, size_t x_offset, size_t ldx,
+                          cl_mem out, size_t out_offset, cl_uint num_events,
+                          const cl_event *wait_list, cl_event *event) {
+    rows_call c = {OP_MEAN, dtype, rows, cols, x, NULL, NULL, NULL, NULL, out,
+                   x_offset, ldx, 0, 0, 0, 0, 0, 0, out_offset, 0.0f};
+    return rows_run(ctx, queue, &c, num_events, wait_list, event);
+}
