@@ -32,6 +32,28 @@ for arg in "$@"; do
         --reps 5 --csv /tmp/tune.csv 2>&1 | grep -E "^binv-inv.*ok|^clblast.*ok"
     done
     ;;
+  ptx)
+    # The compiled program (NVIDIA: PTX text) through the library's binary cache.
+    cat > /tmp/ptx.c <<'C'
+#include <binv/binv.h>
+#include <stdio.h>
+int main(void) {
+  cl_platform_id p[4]; cl_uint np; clGetPlatformIDs(4, p, &np);
+  cl_device_id d = NULL;
+  for (cl_uint i = 0; i < np && !d; i++) clGetDeviceIDs(p[i], CL_DEVICE_TYPE_GPU, 1, &d, NULL);
+  cl_int e; cl_context c = clCreateContext(NULL, 1, &d, NULL, NULL, &e);
+  cl_command_queue q = clCreateCommandQueue(c, d, 0, &e);
+  binv_options o = {sizeof o, BINV_SCHEDULE_INVARIANT, "/tmp/ptxcache"};
+  binv_context *b; binv_context_create(c, d, &o, &b);
+  cl_mem m = clCreateBuffer(c, CL_MEM_READ_WRITE, 1 << 20, NULL, &e);
+  cl_mem m2 = clCreateBuffer(c, CL_MEM_READ_WRITE, 1 << 20, NULL, &e);
+  int st = binv_gemm(b, q, BINV_DTYPE_F32, 0, 1, 256, 256, 256, 1, m, 0, 256, m, 0, 256, 0, m2, 0, 256, 0, NULL, NULL);
+  clFinish(q); printf("gemm %d\n", st); binv_context_destroy(b); return 0; }
+C
+    gcc -O1 /tmp/ptx.c -Iinclude -Lbuild-gpu -lbinv-cl -lOpenCL -o /tmp/ptx && \
+      LD_LIBRARY_PATH=build-gpu:$LD_LIBRARY_PATH /tmp/ptx && cat /tmp/ptxcache/*.clbin > "$out/gemm-f32.ptx"
+    ls -la "$out"
+    ;;
   full)
     $bench --device gpu --dtype all --csv "$out/bench-gemm.csv" > "$out/bench-gemm.txt" 2>&1
     echo "bench rc=$?"; cat "$out/bench-gemm.txt" | grep -vE "^\s*$" | head -150
