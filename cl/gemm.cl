@@ -59,30 +59,66 @@ inline void binv_gemm_store(__global binv_t *C, ulong idx, float t, float alpha,
     BINV_STORE(C, idx, v);
 }
 
-/* Elements of the A and B tiles each work-item stages per step. */
+/* Elements of the A and B tiles each work-item stages per step: scalar
+ * loads (ALD, BLD) or BINV_VW-wide vector loads (AVL, BVL vectors). */
 #define ALD ((BM * BK + NT - 1) / NT)
 #define BLD ((BN * BK + NT - 1) / NT)
+#define AVL ((BM * BK / BINV_VW + NT - 1) / NT)
+#define BVL ((BN * BK / BINV_VW + NT - 1) / NT)
+#define PALEN (ALD > AVL * BINV_VW ? ALD : AVL * BINV_VW)
+#define PBLEN (BLD > BVL * BINV_VW ? BLD : BVL * BINV_VW)
 
 /* Loads step [t0, t0+len) of the A and B tiles into registers (0 outside the
  * matrix or past len); work-items walk the contiguous axis of each operand so
- * that loads coalesce. */
+ * that loads coalesce.  vec bit 0 (1): A (B) is K-contiguous with 16-byte
+ * aligned rows and steps, so whole vectors are loaded (ragged ends by element). */
 inline void binv_tiled_fetch(float *pa, float *pb, uint tid, uint i0, uint j0, uint m, uint n,
-                             uint t0, uint len, __global const binv_t *A, ulong a_off, ulong sai,
-                             ulong sap, __global const binv_t *B, ulong b_off, ulong sbp,
+                             uint t0, uint len, uint vec, __global const binv_t *A, ulong a_off,
+                             ulong sai, ulong sap, __global const binv_t *B, ulong b_off, ulong sbp,
                              ulong sbj) {
-    for (uint l = 0; l < ALD; l++) {
-        const uint e = tid + l * NT;
-        uint ii, kk;
-        if (sap == 1) { kk = e % BK; ii = e / BK; } else { ii = e % BM; kk = e / BM; }
-        pa[l] = (e < BM * BK && i0 + ii < m && kk < len)
-                    ? BINV_LOAD(A, a_off + (i0 + ii) * sai + (t0 + kk) * sap) : 0.0f;
+    if (vec & 1u) {
+        for (uint l = 0; l < AVL; l++) {
+            const uint e = tid + l * NT;
+            const uint kk = (e % (BK / BINV_VW)) * BINV_VW, ii = e / (BK / BINV_VW);
+            const ulong row = a_off + (ulong)(i0 + ii) * sai + t0;
+            float *v = pa + l * BINV_VW;
+            if (e < BM * BK / BINV_VW && i0 + ii < m && kk + BINV_VW <= len) {
+                binv_load_vec(A, row + kk, v);
+            } else {
+                for (int q = 0; q < BINV_VW; q++)
+                    v[q] = (e < BM * BK / BINV_VW && i0 + ii < m && kk + q < len) ? BINV_LOAD(A, row + kk + q) : 0.0f;
+            }
+        }
+    } else {
+        for (uint l = 0; l < ALD; l++) {
+            const uint e = tid + l * NT;
+            uint ii, kk;
+            if (sap == 1) { kk = e % BK; ii = e / BK; } else { ii = e % BM; kk = e / BM; }
+            pa[l] = (e < BM * BK && i0 + ii < m && kk < len)
+                        ? BINV_LOAD(A, a_off + (i0 + ii) * sai + (t0 + kk) * sap) : 0.0f;
+        }
     }
-    for (uint l = 0; l < BLD; l++) {
-        const uint e = tid + l * NT;
-        uint jj, kk;
-        if (sbp == 1) { kk = e % BK; jj = e / BK; } else { jj = e % BN; kk = e / BN; }
-        pb[l] = (e < BN * BK && j0 + jj < n && kk < len)
-                    ? BINV_LOAD(B, b_off + (t0 + kk) * sbp + (j0 + jj) * sbj) : 0.0f;
+    if (vec & 2u) {
+        for (uint l = 0; l < BVL; l++) {
+            const uint e = tid + l * NT;
+            const uint kk = (e % (BK / BINV_VW)) * BINV_VW, jj = e / (BK / BINV_VW);
+            const ulong row = b_off + (ulong)(j0 + jj) * sbj + t0;
+            float *v = pb + l * BINV_VW;
+            if (e < BN * BK / BINV_VW && j0 + jj < n && kk + BINV_VW <= len) {
+                binv_load_vec(B, row + kk, v);
+            } else {
+                for (int q = 0; q < BINV_VW; q++)
+                    v[q] = (e < BN * BK / BINV_VW && j0 + jj < n && kk + q < len) ? BINV_LOAD(B, row + kk + q) : 0.0f;
+            }
+        }
+    } else {
+        for (uint l = 0; l < BLD; l++) {
+            const uint e = tid + l * NT;
+            uint jj, kk;
+            if (sbp == 1) { kk = e % BK; jj = e / BK; } else { jj = e % BN; kk = e / BN; }
+            pb[l] = (e < BN * BK && j0 + jj < n && kk < len)
+                        ? BINV_LOAD(B, b_off + (t0 + kk) * sbp + (j0 + jj) * sbj) : 0.0f;
+        }
     }
 }
 
@@ -95,7 +131,7 @@ inline void binv_tiled_fetch(float *pa, float *pb, uint tid, uint i0, uint j0, u
 __kernel __attribute__((reqd_work_group_size(TX, TY, 1)))
 void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float alpha, float beta,
                 __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
-                __global const binv_t *B, ulong b_off, ulong sbp, ulong sbj,
+                __global const binv_t *B, ulong b_off, ulong sbp, ulong sbj, uint vec,
                 __global binv_t *C, ulong c_off, ulong ldc, __global float *P) {
     /* Two buffers per operand: step s computes from buffer s%2 while step
      * s+1 is stored into the other, so one barrier per step suffices. */
@@ -111,30 +147,48 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
     float acc[RM][RN];
     for (int r = 0; r < RM; r++)
         for (int q = 0; q < RN; q++) { tot[r][q] = 0.0f; acc[r][q] = 0.0f; }
-    float pa[ALD], pb[BLD];
+    float pa[PALEN], pb[PBLEN];
 
 #define BINV_TILED_STORE(buf)                                                              \
     {                                                                                      \
         __local float *As = (__local float *)As4 + (buf) * BK * APAD;                      \
         __local float *Bs = (__local float *)Bs4 + (buf) * BK * BPAD;                      \
-        for (uint l = 0; l < ALD; l++) {                                                   \
-            const uint e = tid + l * NT;                                                   \
-            uint ii, kk;                                                                   \
-            if (sap == 1) { kk = e % BK; ii = e / BK; } else { ii = e % BM; kk = e / BM; } \
-            if (e < BM * BK) As[kk * APAD + ii] = pa[l];                                   \
+        if (vec & 1u) {                                                                    \
+            for (uint l = 0; l < AVL; l++) {                                               \
+                const uint e = tid + l * NT;                                               \
+                const uint kk = (e % (BK / BINV_VW)) * BINV_VW, ii = e / (BK / BINV_VW);   \
+                if (e < BM * BK / BINV_VW)                                                 \
+                    for (int q = 0; q < BINV_VW; q++) As[(kk + q) * APAD + ii] = pa[l * BINV_VW + q]; \
+            }                                                                              \
+        } else {                                                                           \
+            for (uint l = 0; l < ALD; l++) {                                               \
+                const uint e = tid + l * NT;                                               \
+                uint ii, kk;                                                               \
+                if (sap == 1) { kk = e % BK; ii = e / BK; } else { ii = e % BM; kk = e / BM; } \
+                if (e < BM * BK) As[kk * APAD + ii] = pa[l];                               \
+            }                                                                              \
         }                                                                                  \
-        for (uint l = 0; l < BLD; l++) {                                                   \
-            const uint e = tid + l * NT;                                                   \
-            uint jj, kk;                                                                   \
-            if (sbp == 1) { kk = e % BK; jj = e / BK; } else { jj = e % BN; kk = e / BN; } \
-            if (e < BN * BK) Bs[kk * BPAD + jj] = pb[l];                                   \
+        if (vec & 2u) {                                                                    \
+            for (uint l = 0; l < BVL; l++) {                                               \
+                const uint e = tid + l * NT;                                               \
+                const uint kk = (e % (BK / BINV_VW)) * BINV_VW, jj = e / (BK / BINV_VW);   \
+                if (e < BN * BK / BINV_VW)                                                 \
+                    for (int q = 0; q < BINV_VW; q++) Bs[(kk + q) * BPAD + jj] = pb[l * BINV_VW + q]; \
+            }                                                                              \
+        } else {                                                                           \
+            for (uint l = 0; l < BLD; l++) {                                               \
+                const uint e = tid + l * NT;                                               \
+                uint jj, kk;                                                               \
+                if (sbp == 1) { kk = e % BK; jj = e / BK; } else { jj = e % BN; kk = e / BN; } \
+                if (e < BN * BK) Bs[kk * BPAD + jj] = pb[l];                               \
+            }                                                                              \
         }                                                                                  \
     }
 
     /* Step state: chunk c, step start t0, chunk end k1; buffer buf. */
     uint c = c_begin, t0 = c_begin * kc, k1 = min(k, t0 + kc), buf = 0;
     if (c < c_end) {
-        binv_tiled_fetch(pa, pb, tid, i0, j0, m, n, t0, min((uint)BK, k1 - t0), A, a_off, sai,
+        binv_tiled_fetch(pa, pb, tid, i0, j0, m, n, t0, min((uint)BK, k1 - t0), vec, A, a_off, sai,
                          sap, B, b_off, sbp, sbj);
         BINV_TILED_STORE(0)
     }
@@ -149,7 +203,7 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
             nk1 = min(k, nt0 + kc);
         }
         if (nc < c_end)
-            binv_tiled_fetch(pa, pb, tid, i0, j0, m, n, nt0, min((uint)BK, nk1 - nt0), A, a_off,
+            binv_tiled_fetch(pa, pb, tid, i0, j0, m, n, nt0, min((uint)BK, nk1 - nt0), vec, A, a_off,
                              sai, sap, B, b_off, sbp, sbj);
         __local const float4 *Ab = As4 + buf * (BK * APAD / 4);
         __local const float4 *Bb = Bs4 + buf * (BK * BPAD / 4);

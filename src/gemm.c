@@ -165,15 +165,19 @@ static binv_status launch_tiled(binv_context *ctx, cl_command_queue q, cl_progra
                                 const cl_event *wait, cl_event *ev) {
     cl_uint m = (cl_uint)x->m, n = (cl_uint)x->n, k = (cl_uint)x->k;
     cl_mem p = ws ? ws : x->c; /* P is unused in mode 0 but must be a buffer */
+    cl_uint vw = x->dtype == BINV_DTYPE_F32 ? 4 : 8;
+    int steps_aligned = kc % vw == 0 && g->bk % vw == 0;
+    cl_uint vec = (steps_aligned && x->sap == 1 && x->a_off % vw == 0 && x->sai % vw == 0 ? 1u : 0u) |
+                  (steps_aligned && x->sbp == 1 && x->b_off % vw == 0 && x->sbj % vw == 0 ? 2u : 0u);
     const void *vals[] = {&mode, &m, &n, &k, &kc, &nchunks, &x->alpha, &x->beta,
                           &x->a, &x->a_off, &x->sai, &x->sap, &x->b, &x->b_off, &x->sbp,
-                          &x->sbj, &x->c, &x->c_off, &x->ldc, &p};
+                          &x->sbj, &vec, &x->c, &x->c_off, &x->ldc, &p};
     const size_t sizes[] = {4, 4, 4, 4, 4, 4, 4, 4, sizeof(cl_mem), 8, 8, 8, sizeof(cl_mem), 8,
-                            8, 8, sizeof(cl_mem), 8, 8, sizeof(cl_mem)};
+                            8, 8, 4, sizeof(cl_mem), 8, 8, sizeof(cl_mem)};
     size_t lws[3] = {g->bn / g->rn, g->bm / g->rm, 1};
     size_t gws[3] = {ceil_div(x->n, g->bn) * lws[0], ceil_div(x->m, g->bm) * lws[1],
                      mode ? nchunks : 1};
-    return launch(ctx, q, prog, "gemm_tiled", 20, sizes, vals, 3, gws, lws, nwait, wait, ev);
+    return launch(ctx, q, prog, "gemm_tiled", 21, sizes, vals, 3, gws, lws, nwait, wait, ev);
 }
 
 static binv_status launch_skinny(binv_context *ctx, cl_command_queue q, cl_program prog,

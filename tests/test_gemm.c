@@ -30,13 +30,14 @@ typedef struct problem {
     unsigned char *a, *b, *c; /* storage words */
 } problem;
 
-/* ldb_pad: elements of padding per row of B (1 makes rows misaligned; 0 or a
- * multiple of 8 with a k multiple of 8 lets the vector-load paths run). */
+/* ldb_pad: elements of padding per row of B (1 makes rows misaligned, and A's
+ * 3; 0 or a multiple of 8 with k a multiple of 4 pads A and B alike so that
+ * the vector-load paths run). */
 static void problem_init_pad(problem *p, binv_dtype dt, binv_transpose ta, binv_transpose tb,
                              size_t m, size_t n, size_t k, uint64_t seed, size_t ldb_pad) {
     memset(p, 0, sizeof *p);
     p->dtype = dt; p->ta = ta; p->tb = tb; p->m = m; p->n = n; p->k = k;
-    p->lda = (ta == BINV_NO_TRANS ? k : m) + 3;
+    p->lda = (ta == BINV_NO_TRANS ? k : m) + (ldb_pad == 1 ? 3 : ldb_pad);
     p->ldb = (tb == BINV_NO_TRANS ? n : k) + ldb_pad;
     p->ldc = n + 2;
     p->a_elems = (ta == BINV_NO_TRANS ? m : k) * p->lda;
