@@ -139,7 +139,7 @@ static size_t chunk_for_call(const binv_context *ctx, const rows_call *c) {
     return (cw + 31) / 32 * 32;
 }
 
-static binv_status enqueue(binv_context *ctx, cl_command_queue q, cl_program prog,
+static binv_status enqueue(binv_context *ctx, cl_command_queue q, cl_program prog, int g,
                            const char *name, int stage, const rows_call *c, cl_uint cw,
                            cl_uint nchunks, cl_mem P, size_t groups_x, cl_uint nwait,
                            const cl_event *wait, cl_event *ev) {
@@ -163,7 +163,7 @@ static binv_status enqueue(binv_context *ctx, cl_command_queue q, cl_program pro
     for (int i = first; i < 23 && err == CL_SUCCESS; i++)
         err = clSetKernelArg(kern, (cl_uint)(i - first), sizes[i], vals[i]);
     if (err == CL_SUCCESS) {
-        size_t lws[2] = {32 * ROWS_G, 1};
+        size_t lws[2] = {32 * (size_t)g, 1};
         size_t gws[2] = {groups_x * lws[0], c->rows};
         err = clEnqueueNDRangeKernel(q, kern, 2, NULL, gws, lws, nwait, wait, ev);
     }
@@ -185,11 +185,6 @@ static binv_status rows_run(binv_context *ctx, cl_command_queue queue, rows_call
                                  "clEnqueueMarkerWithWaitList");
         return BINV_SUCCESS;
     }
-    char defines[64];
-    snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DG=%d", (int)c->dtype, ROWS_G);
-    cl_program prog;
-    if ((st = binv_program_get(ctx, "rows", binv_cl_rows, defines, &prog)) != BINV_SUCCESS)
-        return st;
     const size_t cw = chunk_for_call(ctx, c);
     const size_t nchunks = (c->cols + cw - 1) / cw;
     const int two = c->op == OP_LAYERNORM || c->op == OP_SOFTMAX || c->op == OP_LOG_SOFTMAX;
@@ -199,27 +194,35 @@ static binv_status rows_run(binv_context *ctx, cl_command_queue queue, rows_call
                          OP_NAME[c->op]);
     /* Split a row across work-groups when the rows alone cannot fill the
      * device (who computes what only: the chunk values are the same). */
-    const size_t groups = (nchunks + ROWS_G - 1) / ROWS_G;
-    int split = groups > 1 && c->rows < 2 * (size_t)ctx->info.compute_units;
+    int split = nchunks > ROWS_G && c->rows < 2 * (size_t)ctx->info.compute_units;
     if (ctx->rows_path == 1) split = 0;
     if (ctx->rows_path == 2) split = 1;
+    /* Chunks per work-group: G side by side when a group owns a whole row;
+     * one when a long row is spread over many groups (more of them). */
+    const int g = split ? 1 : ROWS_G;
+    const size_t groups = (nchunks + g - 1) / g;
+    char defines[64];
+    snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DG=%d", (int)c->dtype, g);
+    cl_program prog;
+    if ((st = binv_program_get(ctx, "rows", binv_cl_rows, defines, &prog)) != BINV_SUCCESS)
+        return st;
     binv_debug(ctx, "%s rows=%zu cols=%zu cw=%zu chunks=%zu %s", OP_NAME[c->op], c->rows, c->cols,
                cw, nchunks, split ? "split" : "fused");
     binv_workspace *wsh;
     cl_mem ws;
     if ((st = binv_workspace_acquire(ctx, queue, ws_bytes, &wsh, &ws)) != BINV_SUCCESS) return st;
     if (!split) {
-        st = enqueue(ctx, queue, prog, "rows_fused", -1, c, (cl_uint)cw, (cl_uint)nchunks, ws, 1,
+        st = enqueue(ctx, queue, prog, g, "rows_fused", -1, c, (cl_uint)cw, (cl_uint)nchunks, ws, 1,
                      num_events, wait_list, event);
     } else {
         cl_event e1 = NULL, e2 = NULL;
-        st = enqueue(ctx, queue, prog, "rows_partials", 0, c, (cl_uint)cw, (cl_uint)nchunks, ws,
+        st = enqueue(ctx, queue, prog, g, "rows_partials", 0, c, (cl_uint)cw, (cl_uint)nchunks, ws,
                      groups, num_events, wait_list, &e1);
         if (st == BINV_SUCCESS && two)
-            st = enqueue(ctx, queue, prog, "rows_partials", 1, c, (cl_uint)cw, (cl_uint)nchunks,
+            st = enqueue(ctx, queue, prog, g, "rows_partials", 1, c, (cl_uint)cw, (cl_uint)nchunks,
                          ws, groups, 1, &e1, &e2);
         if (st == BINV_SUCCESS)
-            st = enqueue(ctx, queue, prog, "rows_apply", -1, c, (cl_uint)cw, (cl_uint)nchunks, ws,
+            st = enqueue(ctx, queue, prog, g, "rows_apply", -1, c, (cl_uint)cw, (cl_uint)nchunks, ws,
                          groups, 1, e2 ? &e2 : &e1, event);
         if (e1) clReleaseEvent(e1);
         if (e2) clReleaseEvent(e2);
