@@ -68,59 +68,74 @@ inline void binv_gemm_store(__global binv_t *C, ulong idx, float t, float alpha,
 #define PALEN (ALD > AVL * BINV_VW ? ALD : AVL * BINV_VW)
 #define PBLEN (BLD > BVL * BINV_VW ? BLD : BVL * BINV_VW)
 
-/* Loads step [t0, t0+len) of the A and B tiles into registers (0 outside the
- * matrix or past len); work-items walk the contiguous axis of each operand so
- * that loads coalesce.  vec bit 0 (1): A (B) is K-contiguous with 16-byte
- * aligned rows and steps, so whole vectors are loaded (ragged ends by element). */
-inline void binv_tiled_fetch(float *pa, float *pb, uint tid, uint i0, uint j0, uint m, uint n,
-                             uint t0, uint len, uint vec, __global const binv_t *A, ulong a_off,
-                             ulong sai, ulong sap, __global const binv_t *B, ulong b_off, ulong sbp,
-                             ulong sbj) {
-    if (vec & 1u) {
-        for (uint l = 0; l < AVL; l++) {
+/* Loads step [t0, t0+len) of one operand's tile into registers: TO rows of
+ * the operand from o0 (op(A) rows or op(B) columns; `on` of them exist) by
+ * BK values of K; element (o, p) at X[off + o*so + p*sk].  0 outside the
+ * matrix or past len.  Work-items walk the contiguous axis so that loads
+ * coalesce.  vec: the operand is K-contiguous with 16-byte aligned rows and
+ * steps, so whole vectors are loaded (a ragged end by element); nvl vectors
+ * (else nl elements) per work-item. */
+inline void binv_tile_fetch(float *dst, uint tid, uint TO, uint nl, uint nvl, uint o0, uint on,
+                            uint t0, uint len, uint vec, __global const binv_t *X, ulong off,
+                            ulong so, ulong sk) {
+    if (vec) {
+        for (uint l = 0; l < nvl; l++) {
             const uint e = tid + l * NT;
-            const uint kk = (e % (BK / BINV_VW)) * BINV_VW, ii = e / (BK / BINV_VW);
-            const ulong row = a_off + (ulong)(i0 + ii) * sai + t0;
-            float *v = pa + l * BINV_VW;
-            if (e < BM * BK / BINV_VW && i0 + ii < m && kk + BINV_VW <= len) {
-                binv_load_vec(A, row + kk, v);
+            const uint kk = (e % (BK / BINV_VW)) * BINV_VW, oo = e / (BK / BINV_VW);
+            const ulong row = off + (ulong)(o0 + oo) * so + t0;
+            const int in = e < TO * BK / BINV_VW && o0 + oo < on;
+            float *v = dst + l * BINV_VW;
+            if (in && kk + BINV_VW <= len) {
+                binv_load_vec(X, row + kk, v);
             } else {
                 for (int q = 0; q < BINV_VW; q++)
-                    v[q] = (e < BM * BK / BINV_VW && i0 + ii < m && kk + q < len) ? BINV_LOAD(A, row + kk + q) : 0.0f;
+                    v[q] = (in && kk + q < len) ? BINV_LOAD(X, row + kk + q) : 0.0f;
             }
         }
     } else {
-        for (uint l = 0; l < ALD; l++) {
+        for (uint l = 0; l < nl; l++) {
             const uint e = tid + l * NT;
-            uint ii, kk;
-            if (sap == 1) { kk = e % BK; ii = e / BK; } else { ii = e % BM; kk = e / BM; }
-            pa[l] = (e < BM * BK && i0 + ii < m && kk < len)
-                        ? BINV_LOAD(A, a_off + (i0 + ii) * sai + (t0 + kk) * sap) : 0.0f;
-        }
-    }
-    if (vec & 2u) {
-        for (uint l = 0; l < BVL; l++) {
-            const uint e = tid + l * NT;
-            const uint kk = (e % (BK / BINV_VW)) * BINV_VW, jj = e / (BK / BINV_VW);
-            const ulong row = b_off + (ulong)(j0 + jj) * sbj + t0;
-            float *v = pb + l * BINV_VW;
-            if (e < BN * BK / BINV_VW && j0 + jj < n && kk + BINV_VW <= len) {
-                binv_load_vec(B, row + kk, v);
-            } else {
-                for (int q = 0; q < BINV_VW; q++)
-                    v[q] = (e < BN * BK / BINV_VW && j0 + jj < n && kk + q < len) ? BINV_LOAD(B, row + kk + q) : 0.0f;
-            }
-        }
-    } else {
-        for (uint l = 0; l < BLD; l++) {
-            const uint e = tid + l * NT;
-            uint jj, kk;
-            if (sbp == 1) { kk = e % BK; jj = e / BK; } else { jj = e % BN; kk = e / BN; }
-            pb[l] = (e < BN * BK && j0 + jj < n && kk < len)
-                        ? BINV_LOAD(B, b_off + (t0 + kk) * sbp + (j0 + jj) * sbj) : 0.0f;
+            uint oo, kk;
+            if (sk == 1) { kk = e % BK; oo = e / BK; } else { oo = e % TO; kk = e / TO; }
+            dst[l] = (e < TO * BK && o0 + oo < on && kk < len)
+                         ? BINV_LOAD(X, off + (o0 + oo) * so + (t0 + kk) * sk) : 0.0f;
         }
     }
 }
+
+/* Stores what binv_tile_fetch loaded into the local tile S[kk * pad + o]. */
+inline void binv_tile_store(__local float *S, uint pad, const float *src, uint tid, uint TO,
+                            uint nl, uint nvl, uint vec, ulong sk) {
+    if (vec) {
+        for (uint l = 0; l < nvl; l++) {
+            const uint e = tid + l * NT;
+            const uint kk = (e % (BK / BINV_VW)) * BINV_VW, oo = e / (BK / BINV_VW);
+            if (e < TO * BK / BINV_VW)
+                for (int q = 0; q < BINV_VW; q++) S[(kk + q) * pad + oo] = src[l * BINV_VW + q];
+        }
+    } else {
+        for (uint l = 0; l < nl; l++) {
+            const uint e = tid + l * NT;
+            uint oo, kk;
+            if (sk == 1) { kk = e % BK; oo = e / BK; } else { oo = e % TO; kk = e / TO; }
+            if (e < TO * BK) S[kk * pad + oo] = src[l];
+        }
+    }
+}
+
+/* Both operands of gemm_tiled: A's rows i0.., B's columns j0.. */
+#define BINV_TILED_FETCH(t0_, len_)                                                             \
+    {                                                                                           \
+        binv_tile_fetch(pa, tid, BM, ALD, AVL, i0, m, (t0_), (len_), vec & 1u, A, a_off, sai, sap); \
+        binv_tile_fetch(pb, tid, BN, BLD, BVL, j0, n, (t0_), (len_), vec & 2u, B, b_off, sbj, sbp); \
+    }
+#define BINV_TILED_STORE(buf)                                                                   \
+    {                                                                                           \
+        binv_tile_store((__local float *)As4 + (buf) * BK * APAD, APAD, pa, tid, BM, ALD, AVL,   \
+                        vec & 1u, sap);                                                         \
+        binv_tile_store((__local float *)Bs4 + (buf) * BK * BPAD, BPAD, pb, tid, BN, BLD, BVL,   \
+                        vec & 2u, sbp);                                                         \
+    }
 
 /* mode 0: each work-group walks every chunk of its BM x BN tile of C and
  *         writes C through the epilogue.
@@ -149,47 +164,10 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
         for (int q = 0; q < RN; q++) { tot[r][q] = 0.0f; acc[r][q] = 0.0f; }
     float pa[PALEN], pb[PBLEN];
 
-#define BINV_TILED_STORE(buf)                                                              \
-    {                                                                                      \
-        __local float *As = (__local float *)As4 + (buf) * BK * APAD;                      \
-        __local float *Bs = (__local float *)Bs4 + (buf) * BK * BPAD;                      \
-        if (vec & 1u) {                                                                    \
-            for (uint l = 0; l < AVL; l++) {                                               \
-                const uint e = tid + l * NT;                                               \
-                const uint kk = (e % (BK / BINV_VW)) * BINV_VW, ii = e / (BK / BINV_VW);   \
-                if (e < BM * BK / BINV_VW)                                                 \
-                    for (int q = 0; q < BINV_VW; q++) As[(kk + q) * APAD + ii] = pa[l * BINV_VW + q]; \
-            }                                                                              \
-        } else {                                                                           \
-            for (uint l = 0; l < ALD; l++) {                                               \
-                const uint e = tid + l * NT;                                               \
-                uint ii, kk;                                                               \
-                if (sap == 1) { kk = e % BK; ii = e / BK; } else { ii = e % BM; kk = e / BM; } \
-                if (e < BM * BK) As[kk * APAD + ii] = pa[l];                               \
-            }                                                                              \
-        }                                                                                  \
-        if (vec & 2u) {                                                                    \
-            for (uint l = 0; l < BVL; l++) {                                               \
-                const uint e = tid + l * NT;                                               \
-                const uint kk = (e % (BK / BINV_VW)) * BINV_VW, jj = e / (BK / BINV_VW);   \
-                if (e < BN * BK / BINV_VW)                                                 \
-                    for (int q = 0; q < BINV_VW; q++) Bs[(kk + q) * BPAD + jj] = pb[l * BINV_VW + q]; \
-            }                                                                              \
-        } else {                                                                           \
-            for (uint l = 0; l < BLD; l++) {                                               \
-                const uint e = tid + l * NT;                                               \
-                uint jj, kk;                                                               \
-                if (sbp == 1) { kk = e % BK; jj = e / BK; } else { jj = e % BN; kk = e / BN; } \
-                if (e < BN * BK) Bs[kk * BPAD + jj] = pb[l];                               \
-            }                                                                              \
-        }                                                                                  \
-    }
-
     /* Step state: chunk c, step start t0, chunk end k1; buffer buf. */
     uint c = c_begin, t0 = c_begin * kc, k1 = min(k, t0 + kc), buf = 0;
     if (c < c_end) {
-        binv_tiled_fetch(pa, pb, tid, i0, j0, m, n, t0, min((uint)BK, k1 - t0), vec, A, a_off, sai,
-                         sap, B, b_off, sbp, sbj);
+        BINV_TILED_FETCH(t0, min((uint)BK, k1 - t0))
         BINV_TILED_STORE(0)
     }
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -203,8 +181,7 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
             nk1 = min(k, nt0 + kc);
         }
         if (nc < c_end)
-            binv_tiled_fetch(pa, pb, tid, i0, j0, m, n, nt0, min((uint)BK, nk1 - nt0), vec, A, a_off,
-                             sai, sap, B, b_off, sbp, sbj);
+            BINV_TILED_FETCH(nt0, min((uint)BK, nk1 - nt0))
         __local const float4 *Ab = As4 + buf * (BK * APAD / 4);
         __local const float4 *Bb = Bs4 + buf * (BK * BPAD / 4);
         /* Rows of this work-item: ty*4 + r4*TY*4 + 0..3; columns likewise. */

@@ -6,12 +6,14 @@
 #include <stdint.h>
 
 #include "binv/binv.h"
+#include "cli.h"
 
 /* One OpenCL device, context and in-order queue per test binary (group
  * fixture), plus library contexts: the default (invariant) one, an adaptive
  * one, and invariant ones with each GEMM path forced.  Created once per binary
  * so that PoCL compiles each program once. */
 typedef struct test_env {
+    cli_device dev;             /* owns the context and queue below */
     cl_platform_id platform;
     cl_device_id device;
     cl_context context;
