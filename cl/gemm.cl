@@ -75,15 +75,15 @@ inline void binv_gemm_store(__global binv_t *C, ulong idx, float t, float alpha,
  * coalesce.  vec: the operand is K-contiguous with 16-byte aligned rows and
  * steps, so whole vectors are loaded (a ragged end by element); nvl vectors
  * (else nl elements) per work-item. */
-inline void binv_tile_fetch(float *dst, uint tid, uint TO, uint nl, uint nvl, uint o0, uint on,
-                            uint t0, uint len, uint vec, __global const binv_t *X, ulong off,
-                            ulong so, ulong sk) {
+inline void binv_tile_fetch(float *dst, uint tid, uint NTH, uint BK_, uint TO, uint nl, uint nvl,
+                            uint o0, uint on, uint t0, uint len, uint vec,
+                            __global const binv_t *X, ulong off, ulong so, ulong sk) {
     if (vec) {
         for (uint l = 0; l < nvl; l++) {
-            const uint e = tid + l * NT;
-            const uint kk = (e % (BK / BINV_VW)) * BINV_VW, oo = e / (BK / BINV_VW);
+            const uint e = tid + l * NTH;
+            const uint kk = (e % (BK_ / BINV_VW)) * BINV_VW, oo = e / (BK_ / BINV_VW);
             const ulong row = off + (ulong)(o0 + oo) * so + t0;
-            const int in = e < TO * BK / BINV_VW && o0 + oo < on;
+            const int in = e < TO * BK_ / BINV_VW && o0 + oo < on;
             float *v = dst + l * BINV_VW;
             if (in && kk + BINV_VW <= len) {
                 binv_load_vec(X, row + kk, v);
@@ -94,31 +94,31 @@ inline void binv_tile_fetch(float *dst, uint tid, uint TO, uint nl, uint nvl, ui
         }
     } else {
         for (uint l = 0; l < nl; l++) {
-            const uint e = tid + l * NT;
+            const uint e = tid + l * NTH;
             uint oo, kk;
-            if (sk == 1) { kk = e % BK; oo = e / BK; } else { oo = e % TO; kk = e / TO; }
-            dst[l] = (e < TO * BK && o0 + oo < on && kk < len)
+            if (sk == 1) { kk = e % BK_; oo = e / BK_; } else { oo = e % TO; kk = e / TO; }
+            dst[l] = (e < TO * BK_ && o0 + oo < on && kk < len)
                          ? BINV_LOAD(X, off + (o0 + oo) * so + (t0 + kk) * sk) : 0.0f;
         }
     }
 }
 
-/* Stores what binv_tile_fetch loaded into the local tile S[kk * pad + o]. */
-inline void binv_tile_store(__local float *S, uint pad, const float *src, uint tid, uint TO,
-                            uint nl, uint nvl, uint vec, ulong sk) {
+/* Stores what binv_tile_fetch loaded into the local tile S[kk * sk_ + o * so_]. */
+inline void binv_tile_store(__local float *S, uint sk_, uint so_, const float *src, uint tid,
+                            uint NTH, uint BK_, uint TO, uint nl, uint nvl, uint vec, ulong sk) {
     if (vec) {
         for (uint l = 0; l < nvl; l++) {
-            const uint e = tid + l * NT;
-            const uint kk = (e % (BK / BINV_VW)) * BINV_VW, oo = e / (BK / BINV_VW);
-            if (e < TO * BK / BINV_VW)
-                for (int q = 0; q < BINV_VW; q++) S[(kk + q) * pad + oo] = src[l * BINV_VW + q];
+            const uint e = tid + l * NTH;
+            const uint kk = (e % (BK_ / BINV_VW)) * BINV_VW, oo = e / (BK_ / BINV_VW);
+            if (e < TO * BK_ / BINV_VW)
+                for (int q = 0; q < BINV_VW; q++) S[(kk + q) * sk_ + oo * so_] = src[l * BINV_VW + q];
         }
     } else {
         for (uint l = 0; l < nl; l++) {
-            const uint e = tid + l * NT;
+            const uint e = tid + l * NTH;
             uint oo, kk;
-            if (sk == 1) { kk = e % BK; oo = e / BK; } else { oo = e % TO; kk = e / TO; }
-            if (e < TO * BK) S[kk * pad + oo] = src[l];
+            if (sk == 1) { kk = e % BK_; oo = e / BK_; } else { oo = e % TO; kk = e / TO; }
+            if (e < TO * BK_) S[kk * sk_ + oo * so_] = src[l];
         }
     }
 }
@@ -126,15 +126,17 @@ inline void binv_tile_store(__local float *S, uint pad, const float *src, uint t
 /* Both operands of gemm_tiled: A's rows i0.., B's columns j0.. */
 #define BINV_TILED_FETCH(t0_, len_)                                                             \
     {                                                                                           \
-        binv_tile_fetch(pa, tid, BM, ALD, AVL, i0, m, (t0_), (len_), vec & 1u, A, a_off, sai, sap); \
-        binv_tile_fetch(pb, tid, BN, BLD, BVL, j0, n, (t0_), (len_), vec & 2u, B, b_off, sbj, sbp); \
+        binv_tile_fetch(pa, tid, NT, BK, BM, ALD, AVL, i0, m, (t0_), (len_), vec & 1u, A, a_off,     \
+                        sai, sap);                                                              \
+        binv_tile_fetch(pb, tid, NT, BK, BN, BLD, BVL, j0, n, (t0_), (len_), vec & 2u, B, b_off,     \
+                        sbj, sbp);                                                              \
     }
 #define BINV_TILED_STORE(buf)                                                                   \
     {                                                                                           \
-        binv_tile_store((__local float *)As4 + (buf) * BK * APAD, APAD, pa, tid, BM, ALD, AVL,   \
-                        vec & 1u, sap);                                                         \
-        binv_tile_store((__local float *)Bs4 + (buf) * BK * BPAD, BPAD, pb, tid, BN, BLD, BVL,   \
-                        vec & 2u, sbp);                                                         \
+        binv_tile_store((__local float *)As4 + (buf) * BK * APAD, APAD, 1, pa, tid, NT, BK, BM,  \
+                        ALD, AVL, vec & 1u, sap);                                               \
+        binv_tile_store((__local float *)Bs4 + (buf) * BK * BPAD, BPAD, 1, pb, tid, NT, BK, BN,  \
+                        BLD, BVL, vec & 2u, sbp);                                               \
     }
 
 /* mode 0: each work-group walks every chunk of its BM x BN tile of C and
@@ -239,46 +241,7 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
 /* Values of B and A each work-item of gemm_skinny stages per step. */
 #define SBL SK
 #define SAL ((SMR * SK + SN - 1) / SN)
-
-/* Loads step [t0, t0+len) of the B block (SN columns) and A block (SMR rows)
- * into registers, as f32 (0 outside the matrices or past len). */
-inline void binv_skinny_fetch(float *pb, float *pa, uint lid, uint j0, uint r0, uint m, uint n,
-                              uint t0, uint len, uint bvec, __global const binv_t *A, ulong a_off,
-                              ulong sai, ulong sap, __global const binv_t *B, ulong b_off,
-                              ulong sbp, ulong sbj) {
-    if (bvec) {
-        /* K-contiguous B (the W[n, k] layout) with 16-byte aligned rows:
-         * whole-vector loads; a ragged end falls back to elements. */
-        for (uint l = 0; l < SK / BINV_VW; l++) {
-            const uint e = lid + l * SN;
-            const uint kk = (e % (SK / BINV_VW)) * BINV_VW, jj = e / (SK / BINV_VW);
-            const ulong row = b_off + (ulong)(j0 + jj) * sbj + t0;
-            float *v = pb + l * BINV_VW;
-            if (j0 + jj < n && kk + BINV_VW <= len) {
-                binv_load_vec(B, row + kk, v);
-            } else {
-                for (int q = 0; q < BINV_VW; q++)
-                    v[q] = (j0 + jj < n && kk + q < len) ? BINV_LOAD(B, row + kk + q) : 0.0f;
-            }
-        }
-    } else {
-        for (uint l = 0; l < SBL; l++) {
-            const uint e = lid + l * SN;
-            uint jj, kk;
-            if (sbp == 1) { kk = e % SK; jj = e / SK; } else { jj = e % SN; kk = e / SN; }
-            pb[l] = (j0 + jj < n && kk < len)
-                        ? BINV_LOAD(B, b_off + (t0 + kk) * sbp + (j0 + jj) * sbj) : 0.0f;
-        }
-    }
-    for (uint l = 0; l < SAL; l++) {
-        const uint e = lid + l * SN;
-        uint rr, kk;
-        if (sap == 1) { kk = e % SK; rr = e / SK; } else { rr = e % SMR; kk = e / SMR; }
-        pa[l] = (e < SMR * SK && r0 + rr < m && kk < len)
-                    ? BINV_LOAD(A, a_off + (r0 + rr) * sai + (t0 + kk) * sap) : 0.0f;
-    }
-}
-
+#define SBVL (SK / BINV_VW)
 /* Small m: work-group (x, c, y) computes chunk c's partial for SN columns and
  * up to SMR rows, one column per work-item, staging B through local memory so
  * the weight stream is read coalesced whatever its layout.  The next step is
@@ -298,34 +261,20 @@ void gemm_skinny(uint m, uint n, uint k, uint kc,
     float acc[SMR];
     for (int r = 0; r < SMR; r++) acc[r] = 0.0f;
     float pb[SBL], pa[SAL];
-    binv_skinny_fetch(pb, pa, lid, j0, r0, m, n, k0, min((uint)SK, k1 - k0), bvec, A, a_off, sai,
-                      sap, B, b_off, sbp, sbj);
+#define BINV_SKINNY_FETCH(t0_, len_)                                                          \
+    {                                                                                         \
+        binv_tile_fetch(pb, lid, SN, SK, SN, SBL, SBVL, j0, n, (t0_), (len_), bvec, B, b_off,  \
+                        sbj, sbp);                                                            \
+        binv_tile_fetch(pa, lid, SN, SK, SMR, SAL, 0, r0, m, (t0_), (len_), 0, A, a_off, sai,  \
+                        sap);                                                                 \
+    }
+    BINV_SKINNY_FETCH(k0, min((uint)SK, k1 - k0))
     for (uint t0 = k0; t0 < k1; t0 += SK) {
         const uint len = min((uint)SK, k1 - t0);
-        if (bvec) {
-            for (uint l = 0; l < SK / BINV_VW; l++) {
-                const uint e = lid + l * SN;
-                const uint kk = (e % (SK / BINV_VW)) * BINV_VW, jj = e / (SK / BINV_VW);
-                for (int q = 0; q < BINV_VW; q++) Bs[jj * (SK + 1) + kk + q] = pb[l * BINV_VW + q];
-            }
-        } else {
-            for (uint l = 0; l < SBL; l++) {
-                const uint e = lid + l * SN;
-                uint jj, kk;
-                if (sbp == 1) { kk = e % SK; jj = e / SK; } else { jj = e % SN; kk = e / SN; }
-                Bs[jj * (SK + 1) + kk] = pb[l];
-            }
-        }
-        for (uint l = 0; l < SAL; l++) {
-            const uint e = lid + l * SN;
-            uint rr, kk;
-            if (sap == 1) { kk = e % SK; rr = e / SK; } else { rr = e % SMR; kk = e / SMR; }
-            if (e < SMR * SK) As[rr * SK + kk] = pa[l];
-        }
+        binv_tile_store(Bs, 1, SK + 1, pb, lid, SN, SK, SN, SBL, SBVL, bvec, sbp);
+        binv_tile_store(As, 1, SK, pa, lid, SN, SK, SMR, SAL, 0, 0, sap);
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (t0 + SK < k1)
-            binv_skinny_fetch(pb, pa, lid, j0, r0, m, n, t0 + SK, min((uint)SK, k1 - t0 - SK), bvec,
-                              A, a_off, sai, sap, B, b_off, sbp, sbj);
+        if (t0 + SK < k1) BINV_SKINNY_FETCH(t0 + SK, min((uint)SK, k1 - t0 - SK))
 #define BINV_SKINNY_STEP(kk)                                                   \
     {                                                                          \
         const float b = Bs[lid * (SK + 1) + (kk)];                             \
