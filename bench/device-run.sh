@@ -13,8 +13,8 @@ export BINV_SKIP_DEPS=1
   nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv 2>&1
   clinfo -l 2>&1
 } > "$out/device.txt"
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release > "$out/build.log" 2>&1 &&
-  cmake --build build-gpu -j16 >> "$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release > /tmp/build.log 2>&1 &&
+  cmake --build build-gpu -j16 >> /tmp/build.log 2>&1 || { tail -30 /tmp/build.log; exit 1; }
 bench=./build-gpu/bench/binv-bench
 
 # 1. Tests on the GPU: invariance, determinism, accuracy, golden hashes.
@@ -55,10 +55,19 @@ C
     ls -la "$out"
     ;;
   full)
-    $bench --device gpu --dtype all --csv "$out/bench-gemm.csv" > "$out/bench-gemm.txt" 2>&1
-    echo "bench rc=$?"; cat "$out/bench-gemm.txt" | grep -vE "^\s*$" | head -150
-    ./build-gpu/tools/binv-study --device gpu --out "$out/study" > "$out/study.txt" 2>&1
+    # At most 8 files come back from $OUT: keep to these.
+    $bench --device gpu --dtype all --csv "$out/bench-gemm.csv" > "$out/bench.txt" 2>&1
+    echo "bench gemm rc=$?"
+    for dt in f32 bf16; do
+      $bench --device gpu --op rows --dtype $dt --rows-ops rmsnorm,softmax,log_softmax \
+        --rows-csv "/tmp/rows-$dt.csv" >> "$out/bench.txt" 2>&1
+      echo "bench rows $dt rc=$?"
+    done
+    cat /tmp/rows-f32.csv > "$out/bench-rows.csv"; tail -n +2 /tmp/rows-bf16.csv >> "$out/bench-rows.csv"
+    grep -vE "^\s*$" "$out/bench.txt" | head -250
+    ./build-gpu/tools/binv-study --device gpu --out /tmp/study > "$out/study.txt" 2>&1
     echo "study rc=$?"; tail -12 "$out/study.txt"
+    cp /tmp/study/report.md "$out/study-report.md"; cp /tmp/study/gemm.csv "$out/study-gemm.csv"
     ;;
   esac
 done
