@@ -63,25 +63,21 @@ inline float rows_value(uint op, __global const binv_t *x, ulong xo, __global co
 #define FOLD_MAX 3
 #define FOLD_EXP 4
 
-/* The chunk value of chunk c of one row, computed by the 32 work-items of
- * group `grp` (lane = 0..31); every work-item of the work-group must call it
- * (barriers).  `active` is 0 for groups with no chunk this round.  Returns
- * the chunk value to every work-item of the group. */
-inline float rows_chunk(uint fold, uint op, __global const binv_t *x, ulong xo,
-                        __global const binv_t *r, ulong ro, uint cols, uint cw, uint c, float mu,
-                        int active, uint lane, uint grp, __local float *scratch) {
-    float acc = fold == FOLD_MAX ? -INFINITY : 0.0f;
-    if (active && !(fold == FOLD_EXP && mu == -INFINITY)) {
-        const uint cs = c * cw, ce = min(cols, cs + cw);
-        for (uint i = cs + lane; i < ce; i += 32) {
-            const float v = rows_value(op, x, xo, r, ro, i);
-            if (fold == FOLD_SUM) acc = acc + v;
-            else if (fold == FOLD_SQ) acc = fma(v, v, acc);
-            else if (fold == FOLD_DEV) { const float d = v - mu; acc = fma(d, d, acc); }
-            else if (fold == FOLD_MAX) acc = binv_max(acc, v);
-            else acc = acc + binv_exp(v - mu);
-        }
-    }
+/* One step of a lane's fold. */
+inline float rows_fold(uint fold, float acc, float v, float mu) {
+    if (fold == FOLD_SUM) return acc + v;
+    if (fold == FOLD_SQ) return fma(v, v, acc);
+    if (fold == FOLD_DEV) { const float d = v - mu; return fma(d, d, acc); }
+    if (fold == FOLD_MAX) return binv_max(acc, v);
+    return acc + binv_exp(v - mu);
+}
+
+/* The identity a lane starts from. */
+inline float rows_fold_init(uint fold) { return fold == FOLD_MAX ? -INFINITY : 0.0f; }
+
+/* The halving tree over the 32 lane values of group `grp`; every work-item
+ * of the work-group must call it (barriers).  Returns the chunk value. */
+inline float rows_tree(uint fold, float acc, uint lane, uint grp, __local float *scratch) {
     __local float *s = scratch + grp * 32;
     s[lane] = acc;
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -92,6 +88,21 @@ inline float rows_chunk(uint fold, uint op, __global const binv_t *x, ulong xo,
     const float out = s[0];
     barrier(CLK_LOCAL_MEM_FENCE); /* scratch is reused by the next call */
     return out;
+}
+
+/* The chunk value of chunk c of one row, computed by the 32 work-items of
+ * group `grp` (lane = 0..31) from global memory.  `active` is 0 for groups
+ * with no chunk this round (they still take part in the barriers). */
+inline float rows_chunk(uint fold, uint op, __global const binv_t *x, ulong xo,
+                        __global const binv_t *r, ulong ro, uint cols, uint cw, uint c, float mu,
+                        int active, uint lane, uint grp, __local float *scratch) {
+    float acc = rows_fold_init(fold);
+    if (active && !(fold == FOLD_EXP && mu == -INFINITY)) {
+        const uint cs = c * cw, ce = min(cols, cs + cw);
+        for (uint i = cs + lane; i < ce; i += 32)
+            acc = rows_fold(fold, acc, rows_value(op, x, xo, r, ro, i), mu);
+    }
+    return rows_tree(fold, acc, lane, grp, scratch);
 }
 
 /* Left-to-right combination of a row's chunk values. */
@@ -143,6 +154,34 @@ inline void rows_stage(uint stage, uint op, __global const binv_t *x, ulong xo,
     }
 }
 
+/* The row statistics the elementwise results need, from the chunk values:
+ * norms: a0 = 1/sigma (layernorm: a0 = mu, a1 = 1/sigma); softmax: a0 = M,
+ * a1 = S (log_softmax: log S). */
+inline void rows_stats(uint op, uint rows, uint row, uint cols, uint nchunks, float eps,
+                       __global float *P, float *a0, float *a1) {
+    *a0 = 0.0f;
+    *a1 = 0.0f;
+    if (op == OP_RMSNORM || op == OP_ADD_RMSNORM) {
+        *a0 = binv_rsqrt(rows_combine_sum(PL(0), nchunks) / (float)cols + eps);
+    } else if (op == OP_LAYERNORM) {
+        *a0 = rows_combine_sum(PL(0), nchunks) / (float)cols;
+        *a1 = binv_rsqrt(rows_combine_sum(PL(1), nchunks) / (float)cols + eps);
+    } else if (op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) {
+        *a0 = rows_combine_max(PL(0), nchunks);
+        *a1 = rows_combine_exp(PL(0), PL(1), nchunks, *a0);
+        if (op == OP_LOG_SOFTMAX) *a1 = binv_log(*a1);
+    }
+}
+
+/* The elementwise result for value v at column i. */
+inline float rows_out(uint op, float v, float a0, float a1, __global const binv_t *w, ulong wo,
+                      __global const binv_t *b, ulong bo, uint i) {
+    if (op == OP_RMSNORM || op == OP_ADD_RMSNORM) return (v * a0) * BINV_LOAD(w, wo + i);
+    if (op == OP_LAYERNORM) return fma((v - a0) * a1, BINV_LOAD(w, wo + i), BINV_LOAD(b, bo + i));
+    if (op == OP_SOFTMAX) return binv_exp(v - a0) / a1;
+    return (v - a0) - a1;
+}
+
 /* Elementwise results for values [ibeg, iend) of `row`. */
 inline void rows_apply_range(uint op, __global binv_t *x, ulong xo, __global const binv_t *r,
                              ulong ro, __global const binv_t *w, ulong wo,
@@ -157,26 +196,12 @@ inline void rows_apply_range(uint op, __global binv_t *x, ulong xo, __global con
         }
         return;
     }
-    float a0 = 0.0f, a1 = 0.0f;
-    if (op == OP_RMSNORM || op == OP_ADD_RMSNORM) {
-        a0 = binv_rsqrt(rows_combine_sum(PL(0), nchunks) / (float)cols + eps);
-    } else if (op == OP_LAYERNORM) {
-        a0 = rows_combine_sum(PL(0), nchunks) / (float)cols;                     /* mu */
-        a1 = binv_rsqrt(rows_combine_sum(PL(1), nchunks) / (float)cols + eps);  /* 1/sigma */
-    } else {
-        a0 = rows_combine_max(PL(0), nchunks);                                   /* M */
-        a1 = rows_combine_exp(PL(0), PL(1), nchunks, a0);                        /* S */
-        if (op == OP_LOG_SOFTMAX) a1 = binv_log(a1);
-    }
+    float a0, a1;
+    rows_stats(op, rows, row, cols, nchunks, eps, P, &a0, &a1);
     for (uint i = ibeg + tid; i < iend; i += nthreads) {
         const float v = rows_value(op, x, xo, r, ro, i);
-        float o;
-        if (op == OP_RMSNORM || op == OP_ADD_RMSNORM) o = (v * a0) * BINV_LOAD(w, wo + i);
-        else if (op == OP_LAYERNORM) o = fma((v - a0) * a1, BINV_LOAD(w, wo + i), BINV_LOAD(b, bo + i));
-        else if (op == OP_SOFTMAX) o = binv_exp(v - a0) / a1;
-        else o = (v - a0) - a1;
         if (op == OP_ADD_RMSNORM) BINV_STORE(x, xo + i, v);
-        BINV_STORE(y, yo + i, o);
+        BINV_STORE(y, yo + i, rows_out(op, v, a0, a1, w, wo, b, bo, i));
     }
 }
 
@@ -225,4 +250,49 @@ void rows_apply(ROWS_ARGS) {
     const uint ibeg = cbeg * cw, iend = min(cols, (cbeg + G) * cw);
     rows_apply_range(op, x, xo, r, ro, w, w_off, b, b_off, eps, y, y_off + (ulong)row * ldy,
                      out + out_off, rows, row, cols, nchunks, P, ibeg, iend, tid, 32 * G);
+}
+
+/* One work-group per row with every chunk in registers: group grp (of G)
+ * owns chunk grp, lane l holds its <= 32 values v[grp*cw + l + 32*i].  For
+ * rows of at most G chunks of cw <= 1024 (host-checked).  The row is read
+ * once; folds, trees and combination are those of rows_fused. */
+__kernel __attribute__((reqd_work_group_size(32 * G, 1, 1)))
+void rows_fused_cached(ROWS_ARGS) {
+    __local float scratch[32 * G];
+    const uint row = get_group_id(1), tid = get_local_id(0), lane = tid % 32, grp = tid / 32;
+    const ulong xo = x_off + (ulong)row * ldx, ro = r_off + (ulong)row * ldr;
+    const uint cs = grp * cw, ce = min(cols, cs + cw);
+    float v[32];
+    uint cnt = 0;
+    for (uint i = cs + lane; i < ce && cnt < 32; i += 32) v[cnt++] = rows_value(op, x, xo, r, ro, i);
+    const int two = op == OP_LAYERNORM || op == OP_SOFTMAX || op == OP_LOG_SOFTMAX;
+    const uint fold0 = (op == OP_RMSNORM || op == OP_ADD_RMSNORM) ? FOLD_SQ
+                     : (op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) ? FOLD_MAX : FOLD_SUM;
+    for (uint stage = 0; stage < (two ? 2u : 1u); stage++) {
+        const uint fold = stage == 0 ? fold0 : op == OP_LAYERNORM ? FOLD_DEV : FOLD_EXP;
+        float mu = 0.0f;
+        if (stage == 1 && op == OP_LAYERNORM) mu = rows_combine_sum(PL(0), nchunks) / (float)cols;
+        if (stage == 1 && op != OP_LAYERNORM && grp < nchunks) mu = PL(0)[grp];
+        float acc = rows_fold_init(fold);
+        if (grp < nchunks && !(fold == FOLD_EXP && mu == -INFINITY))
+            for (uint q = 0; q < cnt; q++) acc = rows_fold(fold, acc, v[q], mu);
+        const float cv = rows_tree(fold, acc, lane, grp, scratch);
+        if (grp < nchunks && lane == 0) PL(stage)[grp] = cv;
+        barrier(CLK_GLOBAL_MEM_FENCE);
+    }
+    __global binv_t *yr = y + y_off + (ulong)row * ldy;
+    if (op == OP_SUM || op == OP_MEAN) {
+        if (tid == 0) {
+            const float S = rows_combine_sum(PL(0), nchunks);
+            out[out_off + row] = op == OP_SUM ? S : S / (float)cols;
+        }
+        return;
+    }
+    float a0, a1;
+    rows_stats(op, rows, row, cols, nchunks, eps, P, &a0, &a1);
+    uint q = 0;
+    for (uint i = cs + lane; i < ce && q < 32; i += 32, q++) {
+        if (op == OP_ADD_RMSNORM) BINV_STORE(x, xo + i, v[q]);
+        BINV_STORE(yr, i, rows_out(op, v[q], a0, a1, w, w_off, b, b_off, i));
+    }
 }

@@ -197,9 +197,16 @@ static binv_status rows_run(binv_context *ctx, cl_command_queue queue, rows_call
     int split = nchunks > ROWS_G && c->rows < 2 * (size_t)ctx->info.compute_units;
     if (ctx->rows_path == 1) split = 0;
     if (ctx->rows_path == 2) split = 1;
-    /* Chunks per work-group: G side by side when a group owns a whole row;
-     * one when a long row is spread over many groups (more of them). */
-    const int g = split ? 1 : ROWS_G;
+    /* Rows of at most 32 chunks of <= 1024 values: the fused kernel keeps the
+     * row in registers, one chunk per 32-item group (G = chunks rounded up to
+     * a power of two, within the device's work-group limit). */
+    int g_cached = 1;
+    while (g_cached < (int)nchunks) g_cached *= 2;
+    const int cached = !split && cw <= 1024 && nchunks <= 32 &&
+                       (size_t)32 * g_cached <= ctx->info.max_work_group_size;
+    /* Chunks per work-group otherwise: G side by side when a group owns a
+     * whole row; one when a long row is spread over many groups. */
+    const int g = cached ? g_cached : split ? 1 : ROWS_G;
     const size_t groups = (nchunks + g - 1) / g;
     char defines[64];
     snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DG=%d", (int)c->dtype, g);
@@ -212,7 +219,8 @@ static binv_status rows_run(binv_context *ctx, cl_command_queue queue, rows_call
     cl_mem ws;
     if ((st = binv_workspace_acquire(ctx, queue, ws_bytes, &wsh, &ws)) != BINV_SUCCESS) return st;
     if (!split) {
-        st = enqueue(ctx, queue, prog, g, "rows_fused", -1, c, (cl_uint)cw, (cl_uint)nchunks, ws, 1,
+        st = enqueue(ctx, queue, prog, g, cached ? "rows_fused_cached" : "rows_fused", -1, c,
+                     (cl_uint)cw, (cl_uint)nchunks, ws, 1,
                      num_events, wait_list, event);
     } else {
         cl_event e1 = NULL, e2 = NULL;
