@@ -129,7 +129,8 @@ inline float rows_combine_exp(__global const float *pm, __global const float *ps
 #define PL(plane) (P + ((ulong)(plane) * rows + row) * nchunks)
 
 /* Chunk values of chunks [cbeg, cend) of `row` for stage `stage`
- * (0: first statistic; 1: layernorm's deviations or softmax's exps). */
+ * (0: first statistic, and softmax's exps right after each chunk's max;
+ * 1: layernorm's deviations). */
 inline void rows_stage(uint stage, uint op, __global const binv_t *x, ulong xo,
                        __global const binv_t *r, ulong ro, uint rows, uint row, uint cols, uint cw,
                        uint nchunks, uint cbeg, uint cend, __global float *P, uint lane, uint grp,
@@ -151,6 +152,12 @@ inline void rows_stage(uint stage, uint op, __global const binv_t *x, ulong xo,
         const float v = rows_chunk(fold, op, x, xo, r, ro, cols, cw, c, m, active, lane, grp,
                                    scratch);
         if (active && lane == 0) PL(stage)[c] = v;
+        /* Softmax's s_c needs only its own chunk's m_c: same pass.  (Called
+         * by every op so that all work-items meet the same barriers.) */
+        const int exps = fold == FOLD_MAX;
+        const float e = rows_chunk(FOLD_EXP, op, x, xo, r, ro, cols, cw, c, v, active && exps,
+                                   lane, grp, scratch);
+        if (exps && active && lane == 0) PL(1)[c] = e;
     }
 }
 
@@ -217,8 +224,8 @@ void rows_fused(ROWS_ARGS) {
     __local float scratch[32 * G];
     const uint row = get_group_id(1), tid = get_local_id(0), lane = tid % 32, grp = tid / 32;
     const ulong xo = x_off + (ulong)row * ldx, ro = r_off + (ulong)row * ldr;
-    const int two = op == OP_LAYERNORM || op == OP_SOFTMAX || op == OP_LOG_SOFTMAX;
-    for (uint stage = 0; stage < (two ? 2u : 1u); stage++) {
+    /* Layernorm's deviations need the row mean: a second pass. */
+    for (uint stage = 0; stage < (op == OP_LAYERNORM ? 2u : 1u); stage++) {
         rows_stage(stage, op, x, xo, r, ro, rows, row, cols, cw, nchunks, 0, nchunks, P, lane,
                    grp, scratch);
         barrier(CLK_GLOBAL_MEM_FENCE); /* chunk values visible to the whole group */

@@ -126,15 +126,16 @@ static binv_status validate(binv_context *ctx, cl_command_queue queue, const row
 }
 
 /* Chunk width for this call.  Invariant: fixed.  Adaptive (what a tuned
- * library does): one chunk per row when the rows fill the device, else as many
- * pieces as fill it — so the lanes' grouping changes with the row count. */
+ * library does): at least one chunk per 1024 values, and more, smaller chunks
+ * when there are too few rows to fill the device (split-K by row count) — so
+ * the lanes' slices, and the rounding, change with the number of rows. */
 static size_t chunk_for_call(const binv_context *ctx, const rows_call *c) {
     if (ctx->schedule == BINV_SCHEDULE_INVARIANT) return binv_rows_chunk_size(c->dtype, c->cols);
-    size_t want = 2 * (size_t)ctx->info.compute_units * ROWS_G;
-    size_t pieces = c->rows >= want ? 1 : (want + c->rows - 1) / c->rows;
-    size_t max_pieces = (c->cols + BINV_ROWS_CW - 1) / BINV_ROWS_CW;
-    if (pieces > max_pieces) pieces = max_pieces;
-    if (pieces < 1) pieces = 1;
+    const size_t want = 8 * (size_t)ctx->info.compute_units; /* work-groups to fill it */
+    const size_t min_pieces = (c->cols + BINV_ROWS_CW - 1) / BINV_ROWS_CW;
+    size_t pieces = c->rows >= want ? min_pieces : (want + c->rows - 1) / c->rows;
+    if (pieces < min_pieces) pieces = min_pieces;
+    if (pieces > 32 * min_pieces) pieces = 32 * min_pieces;
     size_t cw = (c->cols + pieces - 1) / pieces;
     return (cw + 31) / 32 * 32;
 }
@@ -187,7 +188,7 @@ static binv_status rows_run(binv_context *ctx, cl_command_queue queue, rows_call
     }
     const size_t cw = chunk_for_call(ctx, c);
     const size_t nchunks = (c->cols + cw - 1) / cw;
-    const int two = c->op == OP_LAYERNORM || c->op == OP_SOFTMAX || c->op == OP_LOG_SOFTMAX;
+    const int two = c->op == OP_LAYERNORM; /* a second pass over the row (needs the mean) */
     size_t ws_bytes;
     BINV_RETURN_ERROR_ON(!binv_mul_add_size(c->rows * nchunks, 2 * sizeof(float), 0, &ws_bytes),
                          ctx, BINV_ERROR_INVALID_DIMENSION, "%s: workspace overflows",
