@@ -167,7 +167,7 @@ static void test_rows_determinism(void **state) {
     test_env *env = *state;
     for (int op = 0; op < R_NOPS; op++) {
         rprob p;
-        rprob_init(&p, (rop)op, BINV_DTYPE_BF16, 3, 20000, 4);
+        rprob_init(&p, (rop)op, BINV_DTYPE_BF16, 3, 40000, 4); /* > 32 chunks: all three kernels */
         void *first = run(env, env->ctx, &p, 0, 3, 0, 0, NULL);
         for (int rep = 0; rep < 10; rep++) {
             void *again = run(env, env->rows_forced[rep % 2], &p, 0, 3, 0, 0, NULL);
