@@ -51,16 +51,22 @@ inline void binv_load_vec(__global const binv_t *p, ulong idx, float *out) {
     float4 v = *(__global const float4 *)(p + idx);
     out[0] = v.s0; out[1] = v.s1; out[2] = v.s2; out[3] = v.s3;
 }
-#else
+#elif BINV_DTYPE == 2
 #define BINV_VW 8
 inline void binv_load_vec(__global const binv_t *p, ulong idx, float *out) {
-    ushort8 v = *(__global const ushort8 *)(p + idx);
-    ushort w[8] = {v.s0, v.s1, v.s2, v.s3, v.s4, v.s5, v.s6, v.s7};
-#if BINV_DTYPE == 2
-    for (int i = 0; i < 8; i++) out[i] = vload_half(i, (const half *)w);
+    const float8 v = vload_half8(0, p + idx);
+    out[0] = v.s0; out[1] = v.s1; out[2] = v.s2; out[3] = v.s3;
+    out[4] = v.s4; out[5] = v.s5; out[6] = v.s6; out[7] = v.s7;
+}
 #else
-    for (int i = 0; i < 8; i++) out[i] = binv_bf16_to_f32(w[i]);
-#endif
+#define BINV_VW 8
+/* One 16-byte load; each bf16 widened in registers (no private array). */
+inline void binv_load_vec(__global const binv_t *p, ulong idx, float *out) {
+    const uint4 u = *(__global const uint4 *)(p + idx);
+    out[0] = as_float(u.s0 << 16); out[1] = as_float(u.s0 & 0xffff0000u);
+    out[2] = as_float(u.s1 << 16); out[3] = as_float(u.s1 & 0xffff0000u);
+    out[4] = as_float(u.s2 << 16); out[5] = as_float(u.s2 & 0xffff0000u);
+    out[6] = as_float(u.s3 << 16); out[7] = as_float(u.s3 & 0xffff0000u);
 }
 #endif
 

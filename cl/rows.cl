@@ -269,9 +269,13 @@ void rows_fused_cached(ROWS_ARGS) {
     const uint row = get_group_id(1), tid = get_local_id(0), lane = tid % 32, grp = tid / 32;
     const ulong xo = x_off + (ulong)row * ldx, ro = r_off + (ulong)row * ldr;
     const uint cs = grp * cw, ce = min(cols, cs + cw);
+    /* Constant trip counts and constant indices keep v[] in registers. */
     float v[32];
-    uint cnt = 0;
-    for (uint i = cs + lane; i < ce && cnt < 32; i += 32) v[cnt++] = rows_value(op, x, xo, r, ro, i);
+#pragma unroll
+    for (uint q = 0; q < 32; q++) {
+        const uint i = cs + lane + 32 * q;
+        v[q] = i < ce ? rows_value(op, x, xo, r, ro, i) : 0.0f;
+    }
     const int two = op == OP_LAYERNORM || op == OP_SOFTMAX || op == OP_LOG_SOFTMAX;
     const uint fold0 = (op == OP_RMSNORM || op == OP_ADD_RMSNORM) ? FOLD_SQ
                      : (op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) ? FOLD_MAX : FOLD_SUM;
@@ -281,8 +285,11 @@ void rows_fused_cached(ROWS_ARGS) {
         if (stage == 1 && op == OP_LAYERNORM) mu = rows_combine_sum(PL(0), nchunks) / (float)cols;
         if (stage == 1 && op != OP_LAYERNORM && grp < nchunks) mu = PL(0)[grp];
         float acc = rows_fold_init(fold);
-        if (grp < nchunks && !(fold == FOLD_EXP && mu == -INFINITY))
-            for (uint q = 0; q < cnt; q++) acc = rows_fold(fold, acc, v[q], mu);
+        if (grp < nchunks && !(fold == FOLD_EXP && mu == -INFINITY)) {
+#pragma unroll
+            for (uint q = 0; q < 32; q++)
+                if (cs + lane + 32 * q < ce) acc = rows_fold(fold, acc, v[q], mu);
+        }
         const float cv = rows_tree(fold, acc, lane, grp, scratch);
         if (grp < nchunks && lane == 0) PL(stage)[grp] = cv;
         barrier(CLK_GLOBAL_MEM_FENCE);
@@ -297,9 +304,12 @@ void rows_fused_cached(ROWS_ARGS) {
     }
     float a0, a1;
     rows_stats(op, rows, row, cols, nchunks, eps, P, &a0, &a1);
-    uint q = 0;
-    for (uint i = cs + lane; i < ce && q < 32; i += 32, q++) {
-        if (op == OP_ADD_RMSNORM) BINV_STORE(x, xo + i, v[q]);
-        BINV_STORE(yr, i, rows_out(op, v[q], a0, a1, w, w_off, b, b_off, i));
+#pragma unroll
+    for (uint q = 0; q < 32; q++) {
+        const uint i = cs + lane + 32 * q;
+        if (i < ce) {
+            if (op == OP_ADD_RMSNORM) BINV_STORE(x, xo + i, v[q]);
+            BINV_STORE(yr, i, rows_out(op, v[q], a0, a1, w, w_off, b, b_off, i));
+        }
     }
 }

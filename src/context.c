@@ -42,6 +42,11 @@ static binv_status query_device(binv_context *ctx) {
                          "device '%s' lacks correctly rounded f32 divide/sqrt or round-to-nearest "
                          "(CL_DEVICE_SINGLE_FP_CONFIG=0x%llx)",
                          d->name, (unsigned long long)fp);
+    /* Vector loads of 16-bit storage unpack words in little-endian order. */
+    cl_bool little = CL_FALSE;
+    err = clGetDeviceInfo(ctx->device, CL_DEVICE_ENDIAN_LITTLE, sizeof little, &little, NULL);
+    BINV_RETURN_ERROR_ON(err != CL_SUCCESS || !little, ctx, BINV_ERROR_UNSUPPORTED_DEVICE,
+                         "device '%s' is not little-endian", d->name);
     BINV_RETURN_ERROR_ON(d->max_work_group_size < 64 || d->local_mem_size < 16384, ctx,
                          BINV_ERROR_UNSUPPORTED_DEVICE,
                          "device '%s' needs work-groups of >= 64 items and >= 16 KiB local memory",
