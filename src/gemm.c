@@ -34,7 +34,7 @@ typedef struct gemm_config {
 static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype) {
     gemm_config g;
     if (ctx->info.type & CL_DEVICE_TYPE_GPU) {
-        g = (gemm_config){128, 128, 16, 8, 8, 128, 16, 32};
+        g = (gemm_config){128, 128, 16, 8, 8, 128, 8, 32};
     } else {
         g = (gemm_config){32, 32, 16, 4, 4, 64, 8, 32};
     }
