@@ -434,12 +434,6 @@ static int push(void **arr, size_t *n, size_t *cap, const void *elem, size_t sz)
 /* ------------------------------------------------------------------------ */
 /* Host data                                                                */
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 /* Fills `count` storage words of dtype (into store) and, if vals is not
  * NULL, their exact f32 values.  Values are uniform in (-1, 1) with a full
@@ -451,7 +445,7 @@ static void fill_data(binv_dtype dt, unsigned char *store, float *vals, size_t c
     const size_t esz = study_dtype_size(dt);
     const uint32_t mant = dt == BINV_DTYPE_F32 ? 0x7fffffu : dt == BINV_DTYPE_F16 ? 0x3ffu : 0x7fu;
     for (size_t i = 0; i < count; i++) {
-        int32_t r = (int32_t)(splitmix64(seed) >> 40) - (1 << 23); /* [-2^23, 2^23) */
+        int32_t r = (int32_t)(study_rng_next(seed) >> 40) - (1 << 23); /* [-2^23, 2^23) */
         study_store(dt, store, i, r ? (float)r * 0x1p-23f : 0.3671875f);
         /* The low mantissa bit is the lowest bit of the storage word. */
         if (esz == 4) {
@@ -554,11 +548,6 @@ typedef struct bench {
 /* ------------------------------------------------------------------------ */
 /* Timing                                                                   */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -590,36 +579,36 @@ static int time_calls(bench *b, bench_call call, const void *cfg, double *ms, in
     /* Warm-up: the first calls build programs (binv's lazily, CLBlast's per
      * kernel variant) and wake the device up; >= 3 calls and >= 50 ms (at
      * most 100 calls), none timed. */
-    double w0 = now_s();
+    double w0 = study_now_s();
     for (int i = 0; i < 100; i++) {
         if (call(b, cfg, b->rot++)) return 1;
         CL_TRY(clFinish(b->queue), "clFinish");
-        if (i >= 2 && now_s() - w0 >= 0.050) break;
+        if (i >= 2 && study_now_s() - w0 >= 0.050) break;
     }
     /* Calibrate: batches of >= ~2 ms on a GPU (>= ~20 ms on a CPU, whose
      * thread wake-ups are noisier), at most 200 calls. */
-    double t0 = now_s();
+    double t0 = study_now_s();
     if (call(b, cfg, b->rot++)) return 1;
     CL_TRY(clFinish(b->queue), "clFinish");
-    double one = now_s() - t0, target = b->is_gpu ? 0.002 : 0.020;
+    double one = study_now_s() - t0, target = b->is_gpu ? 0.002 : 0.020;
     int inner = one > 0 && one < target ? (int)ceil(target / one) : 1;
     if (inner > 200) inner = 200;
     double *times = calloc(2 * (size_t)b->reps, sizeof *times), *host = times + b->reps;
     if (!times) return fail("out of host memory");
     for (int r = 0; r < b->reps; r++) {
-        t0 = now_s();
+        t0 = study_now_s();
         for (int i = 0; i < inner; i++)
             if (call(b, cfg, b->rot++)) {
                 free(times);
                 return 1;
             }
-        host[r] = (now_s() - t0) / inner;
+        host[r] = (study_now_s() - t0) / inner;
         cl_int err = clFinish(b->queue);
         if (err != CL_SUCCESS) {
             free(times);
             return fail("clFinish failed: OpenCL error %d", (int)err);
         }
-        times[r] = (now_s() - t0) / inner;
+        times[r] = (study_now_s() - t0) / inner;
     }
     *ms = 1e3 * median(times, b->reps);
     if (host_ms) *host_ms = 1e3 * median(host, b->reps);
@@ -752,14 +741,14 @@ static int measure_copy_bandwidth(bench *b) {
     size_t gws = bytes / 16;
     /* Warm-up, and a calibration of how many copies make a batch of >= 10 ms
      * on a GPU so that the launch and clFinish latency do not count. */
-    double t0 = now_s();
+    double t0 = study_now_s();
     err = clEnqueueNDRangeKernel(b->queue, kern, 1, NULL, &gws, NULL, 0, NULL, NULL);
     if (err == CL_SUCCESS) err = clFinish(b->queue);
     if (err != CL_SUCCESS) {
         rc = fail("copy kernel failed: OpenCL error %d", (int)err);
         goto done;
     }
-    double t1 = now_s();
+    double t1 = study_now_s();
     int inner = 1;
     if (b->is_gpu) {
         double one = t1 - t0;
@@ -770,7 +759,7 @@ static int measure_copy_bandwidth(bench *b) {
     times = calloc((size_t)reps, sizeof *times);
     if (!times) { rc = fail("out of host memory"); goto done; }
     for (int r = 0; r < reps; r++) {
-        t0 = now_s();
+        t0 = study_now_s();
         for (int i = 0; i < inner && err == CL_SUCCESS; i++)
             err = clEnqueueNDRangeKernel(b->queue, kern, 1, NULL, &gws, NULL, 0, NULL, NULL);
         if (err == CL_SUCCESS) err = clFinish(b->queue);
@@ -778,7 +767,7 @@ static int measure_copy_bandwidth(bench *b) {
             rc = fail("copy kernel failed: OpenCL error %d", (int)err);
             goto done;
         }
-        times[r] = (now_s() - t0) / inner;
+        times[r] = (study_now_s() - t0) / inner;
     }
     double t = median(times, reps);
     b->copy_gbs = 2.0 * (double)bytes / t * 1e-9;

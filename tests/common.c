@@ -100,12 +100,7 @@ void test_read(const test_env *env, cl_mem buf, size_t bytes, void *dst) {
                      CL_SUCCESS);
 }
 
-uint64_t test_rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+uint64_t test_rng_next(uint64_t *s) { return study_rng_next(s); }
 
 size_t test_dtype_size(binv_dtype dtype) { return study_dtype_size(dtype); }
 

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "cli.h"
 #include "study.h"
@@ -39,25 +38,12 @@ typedef struct row_result {
     int distinct_so_far;
 } row_result;
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Activations and weights of LLM-like scale: uniform in (-1, 1) scaled, then
  * stored in the dtype (round to nearest even). */
 static void fill(binv_dtype dt, void *dst, size_t count, uint64_t seed, float scale) {
     uint64_t s = seed;
     for (size_t i = 0; i < count; i++) {
-        float v = ((float)(splitmix(&s) >> 40) / 16777216.0f * 2.0f - 1.0f) * scale;
+        float v = ((float)(study_rng_next(&s) >> 40) / 16777216.0f * 2.0f - 1.0f) * scale;
         study_store(dt, dst, i, v);
     }
 }
@@ -189,11 +175,11 @@ static int sweep(study *s, const options *o, impl_id impl, binv_dtype dt, const 
         if (run_impl(s, impl, dt, m, n, k, a, w, c)) goto release; /* warm-up (compiles) */
         clFinish(s->dev.queue);
         int reps = o->quick ? 2 : 5;
-        double t0 = now_s();
+        double t0 = study_now_s();
         for (int r = 0; r < reps; r++)
             if (run_impl(s, impl, dt, m, n, k, a, w, c)) goto release;
         clFinish(s->dev.queue);
-        double ms_per = (now_s() - t0) / reps * 1e3;
+        double ms_per = (study_now_s() - t0) / reps * 1e3;
         clEnqueueReadBuffer(s->dev.queue, c, CL_TRUE, 0, n * es, row0, 0, NULL, NULL);
         if (mi == 0) memcpy(ref, row0, n * es);
         study_diff d = study_compare(dt, ref, row0, n);

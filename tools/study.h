@@ -8,6 +8,11 @@
 
 #include "binv/binv.h"
 
+/* splitmix64: deterministic data, identical on every platform. */
+uint64_t study_rng_next(uint64_t *state);
+/* Monotonic wall clock in seconds. */
+double study_now_s(void);
+
 size_t study_dtype_size(binv_dtype dt);
 const char *study_dtype_name(binv_dtype dt);
 /* Element i of storage `src` as f32 (exact). */
