@@ -105,6 +105,30 @@ inline float rows_chunk(uint fold, uint op, __global const binv_t *x, ulong xo,
     return rows_tree(fold, acc, lane, grp, scratch);
 }
 
+/* A lane's values of a chunk [cs, ce) kept in registers: lane l holds
+ * v[q] = value(cs + l + 32*q), q < 32 (chunks of at most 1024 values).
+ * Constant trip counts and indices keep v[] in registers and let all loads
+ * be in flight at once. */
+#define ROWS_LV 32
+inline void rows_load_lane(float *v, uint op, __global const binv_t *x, ulong xo,
+                           __global const binv_t *r, ulong ro, uint cs, uint ce, uint lane) {
+#pragma unroll
+    for (uint q = 0; q < ROWS_LV; q++) {
+        const uint i = cs + lane + 32 * q;
+        v[q] = i < ce ? rows_value(op, x, xo, r, ro, i) : 0.0f;
+    }
+}
+
+/* The lane's fold over its register values: the same order as rows_chunk. */
+inline float rows_fold_lane(uint fold, const float *v, uint cs, uint ce, uint lane, float mu) {
+    float acc = rows_fold_init(fold);
+    if (fold == FOLD_EXP && mu == -INFINITY) return acc;
+#pragma unroll
+    for (uint q = 0; q < ROWS_LV; q++)
+        if (cs + lane + 32 * q < ce) acc = rows_fold(fold, acc, v[q], mu);
+    return acc;
+}
+
 /* Left-to-right combination of a row's chunk values. */
 inline float rows_combine_sum(__global const float *p, uint nchunks) {
     float t = p[0];
@@ -144,19 +168,29 @@ inline void rows_stage(uint stage, uint op, __global const binv_t *x, ulong xo,
         fold = op == OP_LAYERNORM ? FOLD_DEV : FOLD_EXP;
         if (op == OP_LAYERNORM) mu = rows_combine_sum(PL(0), nchunks) / (float)cols;
     }
+    /* Softmax's s_c needs only its own chunk's m_c: it is computed in the
+     * same pass.  Every work-item calls every tree (barriers). */
+    const int exps = fold == FOLD_MAX;
     for (uint c0 = cbeg; c0 < cend; c0 += G) {
         const uint c = c0 + grp;
         const int active = c < cend;
         float m = mu;
         if (fold == FOLD_EXP && active) m = PL(0)[c];
-        const float v = rows_chunk(fold, op, x, xo, r, ro, cols, cw, c, m, active, lane, grp,
-                                   scratch);
+        float v, e;
+        if (cw <= 32 * ROWS_LV) {
+            /* The chunk read once, into registers (the invariant width). */
+            const uint cs = c * cw, ce = active ? min(cols, cs + cw) : cs;
+            float lv[ROWS_LV];
+            rows_load_lane(lv, op, x, xo, r, ro, cs, ce, lane);
+            v = rows_tree(fold, rows_fold_lane(fold, lv, cs, ce, lane, m), lane, grp, scratch);
+            e = rows_tree(FOLD_EXP, exps ? rows_fold_lane(FOLD_EXP, lv, cs, ce, lane, v) : 0.0f,
+                          lane, grp, scratch);
+        } else {
+            v = rows_chunk(fold, op, x, xo, r, ro, cols, cw, c, m, active, lane, grp, scratch);
+            e = rows_chunk(FOLD_EXP, op, x, xo, r, ro, cols, cw, c, v, active && exps, lane, grp,
+                           scratch);
+        }
         if (active && lane == 0) PL(stage)[c] = v;
-        /* Softmax's s_c needs only its own chunk's m_c: same pass.  (Called
-         * by every op so that all work-items meet the same barriers.) */
-        const int exps = fold == FOLD_MAX;
-        const float e = rows_chunk(FOLD_EXP, op, x, xo, r, ro, cols, cw, c, v, active && exps,
-                                   lane, grp, scratch);
         if (exps && active && lane == 0) PL(1)[c] = e;
     }
 }
@@ -205,6 +239,7 @@ inline void rows_apply_range(uint op, __global binv_t *x, ulong xo, __global con
     }
     float a0, a1;
     rows_stats(op, rows, row, cols, nchunks, eps, P, &a0, &a1);
+#pragma unroll 8
     for (uint i = ibeg + tid; i < iend; i += nthreads) {
         const float v = rows_value(op, x, xo, r, ro, i);
         if (op == OP_ADD_RMSNORM) BINV_STORE(x, xo + i, v);
@@ -269,13 +304,8 @@ void rows_fused_cached(ROWS_ARGS) {
     const uint row = get_group_id(1), tid = get_local_id(0), lane = tid % 32, grp = tid / 32;
     const ulong xo = x_off + (ulong)row * ldx, ro = r_off + (ulong)row * ldr;
     const uint cs = grp * cw, ce = min(cols, cs + cw);
-    /* Constant trip counts and constant indices keep v[] in registers. */
-    float v[32];
-#pragma unroll
-    for (uint q = 0; q < 32; q++) {
-        const uint i = cs + lane + 32 * q;
-        v[q] = i < ce ? rows_value(op, x, xo, r, ro, i) : 0.0f;
-    }
+    float v[ROWS_LV];
+    rows_load_lane(v, op, x, xo, r, ro, cs, ce, lane);
     const int two = op == OP_LAYERNORM || op == OP_SOFTMAX || op == OP_LOG_SOFTMAX;
     const uint fold0 = (op == OP_RMSNORM || op == OP_ADD_RMSNORM) ? FOLD_SQ
                      : (op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) ? FOLD_MAX : FOLD_SUM;
@@ -284,12 +314,8 @@ void rows_fused_cached(ROWS_ARGS) {
         float mu = 0.0f;
         if (stage == 1 && op == OP_LAYERNORM) mu = rows_combine_sum(PL(0), nchunks) / (float)cols;
         if (stage == 1 && op != OP_LAYERNORM && grp < nchunks) mu = PL(0)[grp];
-        float acc = rows_fold_init(fold);
-        if (grp < nchunks && !(fold == FOLD_EXP && mu == -INFINITY)) {
-#pragma unroll
-            for (uint q = 0; q < 32; q++)
-                if (cs + lane + 32 * q < ce) acc = rows_fold(fold, acc, v[q], mu);
-        }
+        const float acc = grp < nchunks ? rows_fold_lane(fold, v, cs, ce, lane, mu)
+                                        : rows_fold_init(fold);
         const float cv = rows_tree(fold, acc, lane, grp, scratch);
         if (grp < nchunks && lane == 0) PL(stage)[grp] = cv;
         barrier(CLK_GLOBAL_MEM_FENCE);
