@@ -158,7 +158,7 @@ inline float rows_combine_exp(__global const float *pm, __global const float *ps
 inline void rows_stage(uint stage, uint op, __global const binv_t *x, ulong xo,
                        __global const binv_t *r, ulong ro, uint rows, uint row, uint cols, uint cw,
                        uint nchunks, uint cbeg, uint cend, __global float *P, uint lane, uint grp,
-                       __local float *scratch) {
+                       __local float *scratch, int regs) {
     uint fold;
     float mu = 0.0f;
     if (stage == 0) {
@@ -177,7 +177,7 @@ inline void rows_stage(uint stage, uint op, __global const binv_t *x, ulong xo,
         float m = mu;
         if (fold == FOLD_EXP && active) m = PL(0)[c];
         float v, e;
-        if (cw <= 32 * ROWS_LV) {
+        if (regs && cw <= 32 * ROWS_LV) {
             /* The chunk read once, into registers (the invariant width). */
             const uint cs = c * cw, ce = active ? min(cols, cs + cw) : cs;
             float lv[ROWS_LV];
@@ -239,7 +239,6 @@ inline void rows_apply_range(uint op, __global binv_t *x, ulong xo, __global con
     }
     float a0, a1;
     rows_stats(op, rows, row, cols, nchunks, eps, P, &a0, &a1);
-#pragma unroll 8
     for (uint i = ibeg + tid; i < iend; i += nthreads) {
         const float v = rows_value(op, x, xo, r, ro, i);
         if (op == OP_ADD_RMSNORM) BINV_STORE(x, xo + i, v);
@@ -262,7 +261,7 @@ void rows_fused(ROWS_ARGS) {
     /* Layernorm's deviations need the row mean: a second pass. */
     for (uint stage = 0; stage < (op == OP_LAYERNORM ? 2u : 1u); stage++) {
         rows_stage(stage, op, x, xo, r, ro, rows, row, cols, cw, nchunks, 0, nchunks, P, lane,
-                   grp, scratch);
+                   grp, scratch, 0);
         barrier(CLK_GLOBAL_MEM_FENCE); /* chunk values visible to the whole group */
     }
     rows_apply_range(op, x, xo, r, ro, w, w_off, b, b_off, eps, y, y_off + (ulong)row * ldy,
@@ -278,7 +277,7 @@ void rows_partials(uint stage, ROWS_ARGS) {
     const uint cbeg = get_group_id(0) * G;
     const ulong xo = x_off + (ulong)row * ldx, ro = r_off + (ulong)row * ldr;
     rows_stage(stage, op, x, xo, r, ro, rows, row, cols, cw, nchunks, cbeg, min(nchunks, cbeg + G),
-               P, lane, grp, scratch);
+               P, lane, grp, scratch, 1);
 }
 
 /* Split rows: work-group (x, row) writes the results of chunks
