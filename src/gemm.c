@@ -31,14 +31,16 @@ typedef struct gemm_config {
     unsigned sn, smr, sk;        /* gemm_skinny */
 } gemm_config;
 
-static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype) {
+static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t m) {
     gemm_config g;
     if (ctx->info.type & CL_DEVICE_TYPE_GPU) {
-        g = (gemm_config){128, 128, 16, 8, 8, 128, 8, 32};
+        /* H100 sweep (docs/performance.md): 4 rows per skinny group for
+         * m <= 4 (fewer idle accumulators), 8 above; 32-value steps. */
+        g = (gemm_config){128, 128, 16, 8, 8, 128, m <= 4 ? 4 : 8, 32};
     } else {
         g = (gemm_config){32, 32, 16, 4, 4, 64, 8, 32};
+        if (dtype != BINV_DTYPE_F32) g.sk = 64; /* same bytes per staged row */
     }
-    if (dtype != BINV_DTYPE_F32) g.sk = 64; /* same bytes per staged row */
     /* BINV_GEMM_SKINNY="SN,SMR,SK" overrides the skinny shape (tuning). */
     const char *sk = getenv("BINV_GEMM_SKINNY");
     unsigned sn, smr, skk;
@@ -257,7 +259,7 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     x.sbp = trans_b == BINV_NO_TRANS ? ldb : 1;
     x.sbj = trans_b == BINV_NO_TRANS ? 1 : ldb;
 
-    gemm_config g = pick_config(ctx, dtype);
+    gemm_config g = pick_config(ctx, dtype, m);
     char defines[256];
     snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DBM=%u -DBN=%u -DBK=%u -DRM=%u -DRN=%u "
              "-DSN=%u -DSMR=%u -DSK=%u", (int)dtype, g.bm, g.bn, g.bk, g.rm, g.rn, g.sn, g.smr,
