@@ -192,6 +192,114 @@ BINV_API binv_status binv_row_mean(binv_context *ctx, cl_command_queue queue, bi
                                    cl_mem out, size_t out_offset, cl_uint num_events,
                                    const cl_event *wait_list, cl_event *event);
 
+/* ---- Elementwise --------------------------------------------------------- */
+/* SwiGLU of a gated MLP: y = silu(gate) * up = gate / (1 + exp(-gate)) * up
+ * (library exp, f32 arithmetic, rounded to the dtype once).  rows x cols
+ * matrices with row strides ldg, ldu, ldy >= cols.  y may be gate or up itself
+ * (same offset and ld); other overlaps are BINV_ERROR_ALIASING. */
+BINV_API binv_status binv_swiglu(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                                 size_t rows, size_t cols, cl_mem gate, size_t gate_offset,
+                                 size_t ldg, cl_mem up, size_t up_offset, size_t ldu, cl_mem y,
+                                 size_t y_offset, size_t ldy, cl_uint num_events,
+                                 const cl_event *wait_list, cl_event *event);
+
+/* ---- Attention over a paged KV cache --------------------------------------
+ * Layout.  K and V live in two pools of fixed-size pages:
+ *   pool[page][slot][kv_head][d], slot < BINV_KV_PAGE_SIZE, d < head_dim,
+ * in the cache's dtype, from element 0 of each buffer.  A sequence's token at
+ * position p lives in page page_table[s][p / BINV_KV_PAGE_SIZE], slot
+ * p % BINV_KV_PAGE_SIZE.  Pages of one sequence need not be contiguous or in
+ * order.
+ *
+ * A step (binv_kv_batch) is a list of sequences, each with q_len >= 1 new
+ * tokens (prefill, a chunk of a prefill, or one decode token) and ctx_len,
+ * its length once they are appended: the new tokens have positions
+ * ctx_len - q_len .. ctx_len - 1.  New tokens are packed sequence after
+ * sequence (sequence 0's first), so token rows of Q, K_new, V_new and O are
+ * numbered 0 .. num_tokens - 1 in that order.
+ *
+ * Schedule (docs/schedules.md): a query token at position p attends to keys
+ * 0..p (causal), cut into chunks of binv_attention_split_size() keys at fixed
+ * key positions; each chunk's (max, sum, weighted V) is computed in a fixed
+ * order and the chunks are merged left to right with the library's exp.  The
+ * bits of a token's output therefore depend on its own query and keys only:
+ * not on how the prompt was chunked, on the other sequences of the step, or on
+ * the device.  BINV_SCHEDULE_ADAPTIVE contexts choose the split count from
+ * the batch and the device instead (not invariant). */
+
+#define BINV_KV_PAGE_SIZE 16
+
+/* Describes a paged KV cache; the buffers are borrowed. */
+typedef struct binv_kv_cache {
+    binv_dtype dtype;
+    size_t num_pages; /* pages in each pool */
+    size_t kv_heads;
+    size_t head_dim;  /* 1 .. 256 */
+    cl_mem k, v;      /* each >= num_pages * BINV_KV_PAGE_SIZE * kv_heads * head_dim elements */
+} binv_kv_cache;
+
+/* The validated, uploaded metadata of one step (create once per step, use it
+ * for binv_kv_append, binv_rope's positions and every layer's
+ * binv_attention, destroy).  Opaque. */
+typedef struct binv_kv_batch binv_kv_batch;
+
+/* Validates the host arrays and copies them into device memory (through
+ * `queue`, blocking; nothing is retained from the caller's arrays).
+ *   q_lens[s] >= 1, q_lens[s] <= ctx_lens[s] <= max_pages * BINV_KV_PAGE_SIZE,
+ *   page_table[s * max_pages + i] < num_pages for every page i a sequence uses.
+ * Violations return BINV_ERROR_INVALID_VALUE (page or length) or
+ * BINV_ERROR_INVALID_DIMENSION (sizes), with a message naming the sequence. */
+BINV_API binv_status binv_kv_batch_create(binv_context *ctx, cl_command_queue queue,
+                                          size_t num_pages, size_t num_seqs,
+                                          const cl_uint *q_lens, const cl_uint *ctx_lens,
+                                          const cl_uint *page_table, size_t max_pages,
+                                          binv_kv_batch **out);
+BINV_API void binv_kv_batch_destroy(binv_kv_batch *batch); /* NULL-safe */
+/* Total new tokens of the step (rows of Q, K_new, V_new, O); 0 for NULL. */
+BINV_API size_t binv_kv_batch_tokens(const binv_kv_batch *batch);
+/* A device buffer of cl_uint: the position of each new token (for
+ * binv_rope).  Owned by the batch: valid until binv_kv_batch_destroy. */
+BINV_API cl_mem binv_kv_batch_positions(const binv_kv_batch *batch);
+
+/* Writes the step's new K and V rows (num_tokens x kv_heads*head_dim, row
+ * strides ldk / ldv >= kv_heads*head_dim, cache dtype) into their pages. */
+BINV_API binv_status binv_kv_append(binv_context *ctx, cl_command_queue queue,
+                                    const binv_kv_cache *cache, const binv_kv_batch *batch,
+                                    cl_mem k_new, size_t k_offset, size_t ldk, cl_mem v_new,
+                                    size_t v_offset, size_t ldv, cl_uint num_events,
+                                    const cl_event *wait_list, cl_event *event);
+
+/* Rotary position embedding, in place, Meta / llama2.c style (interleaved
+ * pairs): for head h and i < head_dim/2, with f = theta^(-2i/head_dim) and
+ * a = position * f, (x[2i], x[2i+1]) <- (x0 cos a - x1 sin a, x0 sin a + x1 cos a).
+ * x is tokens x (heads*head_dim) with row stride ldx; positions is a cl_uint
+ * buffer (one per token, from positions_offset).  head_dim even; theta > 1
+ * finite.  cos, sin and the power are the library's own (same bits on every
+ * device; accurate to a few ulp for |a| < 2^20). */
+BINV_API binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                               size_t tokens, size_t heads, size_t head_dim, cl_mem x,
+                               size_t x_offset, size_t ldx, cl_mem positions,
+                               size_t positions_offset, float theta, cl_uint num_events,
+                               const cl_event *wait_list, cl_event *event);
+
+/* The key-chunk (split) length of the invariant attention schedule. */
+BINV_API size_t binv_attention_split_size(binv_dtype dtype, size_t head_dim);
+
+/* Causal grouped-query attention of the step's new tokens over their
+ * sequences' cached keys (append the step's K/V first):
+ *   o[t, h] = softmax(scale * q[t, h] . K[s, 0..p]) V[s, 0..p]
+ * with kv head h / (heads / kv_heads).  q and o are num_tokens x
+ * (heads*head_dim), row strides ldq / ldo, the cache's dtype; heads a
+ * multiple of cache->kv_heads; scale finite.  o may not overlap q or the
+ * pools.  Special values: as IEEE arithmetic implies (a NaN or inf score
+ * gives a NaN row). */
+BINV_API binv_status binv_attention(binv_context *ctx, cl_command_queue queue,
+                                    const binv_kv_cache *cache, const binv_kv_batch *batch,
+                                    size_t heads, float scale, cl_mem q, size_t q_offset,
+                                    size_t ldq, cl_mem o, size_t o_offset, size_t ldo,
+                                    cl_uint num_events, const cl_event *wait_list,
+                                    cl_event *event);
+
 #ifdef __cplusplus
 }
 #endif
