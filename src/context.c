@@ -114,6 +114,8 @@ binv_status binv_context_create(cl_context context, cl_device_id device,
     ctx->gemm_path = gemm_path_from_env();
     const char *rp = getenv("BINV_ROWS_PATH");
     ctx->rows_path = rp && !strcmp(rp, "fused") ? 1 : rp && !strcmp(rp, "split") ? 2 : 0;
+    const char *ap = getenv("BINV_ATTN_PATH");
+    ctx->attn_path = ap && !strcmp(ap, "fused") ? 1 : ap && !strcmp(ap, "split") ? 2 : 0;
     binv_status st = BINV_SUCCESS;
     if (opt.cache_dir && *opt.cache_dir) {
         ctx->cache_dir = strdup(opt.cache_dir);
@@ -141,6 +143,7 @@ binv_status binv_context_create(cl_context context, cl_device_id device,
 void binv_context_destroy(binv_context *ctx) {
     if (!ctx) return;
     binv_program_destroy_all(ctx);
+    binv_attention_destroy_all(ctx);
     while (ctx->errors) {
         binv_err_slot *n = ctx->errors->next;
         free(ctx->errors);

@@ -67,6 +67,14 @@ typedef struct binv_device_info {
 typedef enum { BINV_GEMM_PATH_AUTO = 0, BINV_GEMM_PATH_SKINNY, BINV_GEMM_PATH_SPLITK,
                BINV_GEMM_PATH_TILED } binv_gemm_path;
 
+/* RoPE frequency tables, one per (theta, head_dim), built on first use. */
+typedef struct binv_rope_table {
+    float theta;
+    size_t head_dim;
+    cl_mem freq;
+    struct binv_rope_table *next;
+} binv_rope_table;
+
 struct binv_context {
     cl_context cl_ctx;
     cl_device_id device;
@@ -77,6 +85,7 @@ struct binv_context {
     int debug;
     binv_gemm_path gemm_path;
     int rows_path; /* tests: BINV_ROWS_PATH = fused (1) | split (2); 0 automatic */
+    int attn_path; /* tests: BINV_ATTN_PATH = fused (1) | split (2); 0 automatic */
 
     pthread_mutex_t lock;       /* guards the lists below */
     pthread_mutex_t build_lock; /* serialises program builds */
@@ -84,6 +93,7 @@ struct binv_context {
     binv_program_entry *programs;
     binv_kernel_entry *free_kernels;
     binv_workspace *workspaces;
+    binv_rope_table *rope_tables;
 };
 
 /* util.c --------------------------------------------------------------- */
@@ -146,6 +156,9 @@ binv_status binv_workspace_acquire(binv_context *ctx, cl_command_queue queue, si
 void binv_workspace_release(binv_context *ctx, binv_workspace *ws, cl_mem buffer);
 void binv_program_destroy_all(binv_context *ctx);
 
+/* attention.c ---------------------------------------------------------- */
+void binv_attention_destroy_all(binv_context *ctx);
+
 /* program_cache.c ------------------------------------------------------ */
 /* On-disk program-binary cache.  Any problem means "not cached": the caller
  * compiles from source.  Files are written to a temporary name and renamed. */
@@ -171,5 +184,7 @@ void binv_sha256_hex(const void *data, size_t n, char hex[65]);
 extern const char binv_cl_common[];
 extern const char binv_cl_gemm[];
 extern const char binv_cl_rows[];
+extern const char binv_cl_attention[];
+extern const char binv_cl_activation[];
 
 #endif

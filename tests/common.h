@@ -23,6 +23,7 @@ typedef struct test_env {
     binv_context *adaptive;     /* BINV_SCHEDULE_ADAPTIVE */
     binv_context *forced[3];    /* invariant, BINV_GEMM_PATH = skinny, splitk, tiled */
     binv_context *rows_forced[2]; /* invariant, BINV_ROWS_PATH = fused, split */
+    binv_context *attn_forced[2]; /* invariant, BINV_ATTN_PATH = fused, split */
 } test_env;
 
 /* Device choice: BINV_TEST_DEVICE = "gpu", "cpu" or "P:D" (platform:device

@@ -193,8 +193,9 @@ BINV_API binv_status binv_row_mean(binv_context *ctx, cl_command_queue queue, bi
                                    const cl_event *wait_list, cl_event *event);
 
 /* ---- Elementwise --------------------------------------------------------- */
-/* SwiGLU of a gated MLP: y = silu(gate) * up = gate / (1 + exp(-gate)) * up
- * (library exp, f32 arithmetic, rounded to the dtype once).  rows x cols
+/* SwiGLU of a gated MLP: y = silu(gate) * up = gate * sigmoid(gate) * up
+ * (sigmoid from the library's exp of -|gate|, f32 arithmetic, rounded to the
+ * dtype once; cl/activation.cl spells out the order).  rows x cols
  * matrices with row strides ldg, ldu, ldy >= cols.  y may be gate or up itself
  * (same offset and ld); other overlaps are BINV_ERROR_ALIASING. */
 BINV_API binv_status binv_swiglu(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,

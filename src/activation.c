@@ -1,0 +1,71 @@
+/* Elementwise activations: binv_swiglu.  Kernel: cl/activation.cl. */
+#include <stdio.h>
+
+#include "internal.h"
+
+static int overlaps(cl_mem p, size_t po, size_t pe, cl_mem q, size_t qo, size_t qe) {
+    return p == q && po < qo + qe && qo < po + pe;
+}
+
+binv_status binv_swiglu(binv_context *ctx, cl_command_queue queue, binv_dtype dtype, size_t rows,
+                        size_t cols, cl_mem gate, size_t gate_offset, size_t ldg, cl_mem up,
+                        size_t up_offset, size_t ldu, cl_mem y, size_t y_offset, size_t ldy,
+                        cl_uint num_events, const cl_event *wait_list, cl_event *event) {
+    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
+    const char *fn = "binv_swiglu";
+    binv_clear_error(ctx);
+    if (event) *event = NULL;
+    binv_status st;
+    BINV_RETURN_ERROR_ON(binv_dtype_size(dtype) == 0, ctx, BINV_ERROR_UNSUPPORTED_DTYPE,
+                         "%s: dtype %d is not a binv_dtype", fn, (int)dtype);
+    if ((st = binv_check_queue(ctx, queue)) != BINV_SUCCESS) return st;
+    if ((st = binv_check_wait_list(ctx, num_events, wait_list)) != BINV_SUCCESS) return st;
+    BINV_RETURN_ERROR_ON(rows > 0x7fffffff || cols > 0x7fffffff, ctx, BINV_ERROR_INVALID_DIMENSION,
+                         "%s: rows=%zu cols=%zu: each must be below 2^31", fn, rows, cols);
+    BINV_RETURN_ERROR_ON(ldg < cols || ldu < cols || ldy < cols, ctx,
+                         BINV_ERROR_INVALID_LEADING_DIMENSION,
+                         "%s: ldg=%zu ldu=%zu ldy=%zu must be >= cols=%zu", fn, ldg, ldu, ldy, cols);
+    size_t eg = 0, eu = 0, ey = 0;
+    if (rows && cols)
+        BINV_RETURN_ERROR_ON(!binv_mul_add_size(rows - 1, ldg, cols, &eg) ||
+                                 !binv_mul_add_size(rows - 1, ldu, cols, &eu) ||
+                                 !binv_mul_add_size(rows - 1, ldy, cols, &ey),
+                             ctx, BINV_ERROR_INVALID_DIMENSION, "%s: extents overflow", fn);
+    const size_t es = binv_dtype_size(dtype);
+    if ((st = binv_check_buffer(ctx, gate, gate_offset, eg, es, "gate")) != BINV_SUCCESS) return st;
+    if ((st = binv_check_buffer(ctx, up, up_offset, eu, es, "up")) != BINV_SUCCESS) return st;
+    if ((st = binv_check_buffer(ctx, y, y_offset, ey, es, "y")) != BINV_SUCCESS) return st;
+    const int same_g = y == gate && y_offset == gate_offset && ldy == ldg;
+    const int same_u = y == up && y_offset == up_offset && ldy == ldu;
+    BINV_RETURN_ERROR_ON((!same_g && overlaps(y, y_offset, ey, gate, gate_offset, eg)) ||
+                             (!same_u && overlaps(y, y_offset, ey, up, up_offset, eu)),
+                         ctx, BINV_ERROR_ALIASING,
+                         "%s: y partially overlaps gate or up (in place needs the same view)", fn);
+    if (rows == 0 || cols == 0) {
+        if (event)
+            BINV_CHECK_CL(ctx, clEnqueueMarkerWithWaitList(queue, num_events, wait_list, event),
+                          "clEnqueueMarkerWithWaitList");
+        return BINV_SUCCESS;
+    }
+    char defines[32];
+    snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d", (int)dtype);
+    cl_program prog;
+    if ((st = binv_program_get(ctx, "activation", binv_cl_activation, defines, &prog)) !=
+        BINV_SUCCESS)
+        return st;
+    cl_kernel k;
+    if ((st = binv_kernel_acquire(ctx, prog, "act_swiglu", &k)) != BINV_SUCCESS) return st;
+    cl_uint r = (cl_uint)rows, c = (cl_uint)cols;
+    cl_ulong go = gate_offset, lg = ldg, uo = up_offset, lu = ldu, yo = y_offset, ly = ldy;
+    const void *vals[] = {&r, &c, &gate, &go, &lg, &up, &uo, &lu, &y, &yo, &ly};
+    const size_t sizes[] = {4, 4, sizeof(cl_mem), 8, 8, sizeof(cl_mem), 8, 8, sizeof(cl_mem), 8, 8};
+    cl_int err = CL_SUCCESS;
+    for (cl_uint i = 0; i < 11 && err == CL_SUCCESS; i++) err = clSetKernelArg(k, i, sizes[i], vals[i]);
+    if (err == CL_SUCCESS) {
+        const size_t lws[2] = {64, 1}, gws[2] = {(cols + 63) / 64 * 64, rows};
+        err = clEnqueueNDRangeKernel(queue, k, 2, NULL, gws, lws, num_events, wait_list, event);
+    }
+    binv_kernel_release(ctx, prog, "act_swiglu", k);
+    BINV_RETURN_ERROR_ON(err != CL_SUCCESS, ctx, err, "%s: enqueue failed: %d", fn, (int)err);
+    return BINV_SUCCESS;
+}

@@ -1,0 +1,619 @@
+/* Attention over a paged KV cache: binv_kv_batch_*, binv_kv_append,
+ * binv_rope, binv_attention.  Kernels and their reduction order:
+ * cl/attention.cl; schedule: docs/schedules.md. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* The invariant key-chunk length: a library constant (the same for every
+ * head_dim and dtype), part of the bits' contract. */
+#define ATTN_CH 256
+#define ATTN_FUSED_SPLIT 0xffffffffu /* split_chunks of "one split holds every chunk" */
+#define ATTN_MAX_HEAD_DIM 256
+#define ATTN_CONFIGS 4
+
+/* A work list for one (tokens per group, split length) pair, built lazily. */
+typedef struct attn_config {
+    cl_uint tb, split_chunks;
+    cl_mem work, part_base;
+    size_t nwork, records; /* work items; split states (per head) */
+} attn_config;
+
+struct binv_kv_batch {
+    binv_context *ctx;
+    size_t num_pages, num_seqs, num_tokens, max_pages;
+    cl_uint *q_lens, *ctx_lens; /* host copies */
+    cl_uint max_pos;           /* largest position of a new token */
+    /* device: positions[T] | token_seq[T] | ctx_lens[S] | page_table[S*max_pages] */
+    cl_mem meta;
+    cl_uint ctx_off, pt_off;
+    pthread_mutex_t lock; /* guards configs */
+    attn_config configs[ATTN_CONFIGS];
+    int nconfigs;
+};
+
+size_t binv_attention_split_size(binv_dtype dtype, size_t head_dim) {
+    (void)head_dim;
+    return binv_dtype_size(dtype) ? ATTN_CH : 0;
+}
+
+size_t binv_kv_batch_tokens(const binv_kv_batch *b) { return b ? b->num_tokens : 0; }
+cl_mem binv_kv_batch_positions(const binv_kv_batch *b) { return b ? b->meta : NULL; }
+
+void binv_kv_batch_destroy(binv_kv_batch *b) {
+    if (!b) return;
+    for (int i = 0; i < b->nconfigs; i++) {
+        clReleaseMemObject(b->configs[i].work);
+        clReleaseMemObject(b->configs[i].part_base);
+    }
+    if (b->meta) clReleaseMemObject(b->meta);
+    pthread_mutex_destroy(&b->lock);
+    free(b->q_lens);
+    free(b->ctx_lens);
+    free(b);
+}
+
+/* Slots (page * PAGE + slot) written by the step must be distinct: two
+ * sequences appending to one slot would race. */
+static binv_status check_slots(binv_context *ctx, size_t num_pages, size_t num_seqs,
+                               const cl_uint *q_lens, const cl_uint *ctx_lens,
+                               const cl_uint *pt, size_t max_pages) {
+    const size_t nslots = num_pages * BINV_KV_PAGE_SIZE;
+    unsigned char *seen = calloc((nslots + 7) / 8, 1);
+    BINV_RETURN_ERROR_ON(!seen, ctx, BINV_ERROR_OUT_OF_HOST_MEMORY,
+                         "binv_kv_batch_create: out of host memory");
+    for (size_t s = 0; s < num_seqs; s++)
+        for (cl_uint p = ctx_lens[s] - q_lens[s]; p < ctx_lens[s]; p++) {
+            const size_t slot = (size_t)pt[s * max_pages + p / BINV_KV_PAGE_SIZE] *
+                                    BINV_KV_PAGE_SIZE + p % BINV_KV_PAGE_SIZE;
+            if (seen[slot / 8] & (1u << (slot % 8))) {
+                free(seen);
+                return binv_set_error(ctx, BINV_ERROR_INVALID_VALUE,
+                                      "binv_kv_batch_create: sequence %zu position %u writes a "
+                                      "cache slot another new token of the step also writes",
+                                      s, p);
+            }
+            seen[slot / 8] |= (unsigned char)(1u << (slot % 8));
+        }
+    free(seen);
+    return BINV_SUCCESS;
+}
+
+binv_status binv_kv_batch_create(binv_context *ctx, cl_command_queue queue, size_t num_pages,
+                                 size_t num_seqs, const cl_uint *q_lens, const cl_uint *ctx_lens,
+                                 const cl_uint *page_table, size_t max_pages,
+                                 binv_kv_batch **out) {
+    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
+    binv_clear_error(ctx);
+    const char *fn = "binv_kv_batch_create";
+    BINV_RETURN_ERROR_ON(!out, ctx, BINV_ERROR_INVALID_ARGUMENT, "%s: out is NULL", fn);
+    *out = NULL;
+    binv_status st = binv_check_queue(ctx, queue);
+    if (st != BINV_SUCCESS) return st;
+    BINV_RETURN_ERROR_ON(num_seqs && (!q_lens || !ctx_lens || !page_table), ctx,
+                         BINV_ERROR_INVALID_ARGUMENT, "%s: q_lens, ctx_lens or page_table is NULL",
+                         fn);
+    BINV_RETURN_ERROR_ON(num_pages == 0 || max_pages == 0, ctx, BINV_ERROR_INVALID_DIMENSION,
+                         "%s: num_pages (%zu) and max_pages (%zu) must be >= 1", fn, num_pages,
+                         max_pages);
+    BINV_RETURN_ERROR_ON(num_pages > 0x0fffffff || max_pages > 0x0fffffff ||
+                             num_seqs > 0x0fffffff ||
+                             (num_seqs && max_pages > 0x7fffffff / num_seqs),
+                         ctx, BINV_ERROR_INVALID_DIMENSION,
+                         "%s: num_pages=%zu num_seqs=%zu max_pages=%zu exceed the 32-bit indices "
+                         "of the kernels", fn, num_pages, num_seqs, max_pages);
+    size_t tokens = 0;
+    cl_uint max_pos = 0;
+    for (size_t s = 0; s < num_seqs; s++) {
+        BINV_RETURN_ERROR_ON(q_lens[s] == 0, ctx, BINV_ERROR_INVALID_VALUE,
+                             "%s: sequence %zu has q_len 0 (each needs >= 1 new token)", fn, s);
+        BINV_RETURN_ERROR_ON(ctx_lens[s] < q_lens[s], ctx, BINV_ERROR_INVALID_VALUE,
+                             "%s: sequence %zu: ctx_len %u < q_len %u", fn, s, ctx_lens[s],
+                             q_lens[s]);
+        BINV_RETURN_ERROR_ON((size_t)ctx_lens[s] > max_pages * BINV_KV_PAGE_SIZE, ctx,
+                             BINV_ERROR_INVALID_VALUE,
+                             "%s: sequence %zu: ctx_len %u is past its page table (%zu pages of "
+                             "%d tokens)", fn, s, ctx_lens[s], max_pages, BINV_KV_PAGE_SIZE);
+        const size_t used = (ctx_lens[s] + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE;
+        for (size_t i = 0; i < used; i++)
+            BINV_RETURN_ERROR_ON(page_table[s * max_pages + i] >= num_pages, ctx,
+                                 BINV_ERROR_INVALID_VALUE,
+                                 "%s: sequence %zu: page_table[%zu] = %u is past the pool of %zu "
+                                 "pages", fn, s, i, page_table[s * max_pages + i], num_pages);
+        tokens += q_lens[s];
+        BINV_RETURN_ERROR_ON(tokens > 0x0fffffff, ctx, BINV_ERROR_INVALID_DIMENSION,
+                             "%s: more than 2^28 new tokens", fn);
+        if (ctx_lens[s] - 1 > max_pos) max_pos = ctx_lens[s] - 1;
+    }
+    if ((st = check_slots(ctx, num_pages, num_seqs, q_lens, ctx_lens, page_table, max_pages)) !=
+        BINV_SUCCESS)
+        return st;
+
+    binv_kv_batch *b = calloc(1, sizeof *b);
+    const size_t words = 2 * tokens + num_seqs + num_seqs * max_pages + 1;
+    cl_uint *meta = malloc(words * sizeof *meta);
+    if (b) {
+        b->q_lens = malloc((num_seqs + 1) * sizeof(cl_uint));
+        b->ctx_lens = malloc((num_seqs + 1) * sizeof(cl_uint));
+    }
+    if (!b || !meta || !b->q_lens || !b->ctx_lens) {
+        free(meta);
+        if (b) {
+            free(b->q_lens);
+            free(b->ctx_lens);
+        }
+        free(b);
+        return binv_set_error(ctx, BINV_ERROR_OUT_OF_HOST_MEMORY, "%s: out of host memory", fn);
+    }
+    b->ctx = ctx;
+    b->num_pages = num_pages;
+    b->num_seqs = num_seqs;
+    b->num_tokens = tokens;
+    b->max_pages = max_pages;
+    b->max_pos = max_pos;
+    b->ctx_off = (cl_uint)(2 * tokens);
+    b->pt_off = (cl_uint)(2 * tokens + num_seqs);
+    if (num_seqs) {
+        memcpy(b->q_lens, q_lens, num_seqs * sizeof(cl_uint));
+        memcpy(b->ctx_lens, ctx_lens, num_seqs * sizeof(cl_uint));
+    }
+    size_t t = 0;
+    for (size_t s = 0; s < num_seqs; s++)
+        for (cl_uint i = 0; i < q_lens[s]; i++, t++) {
+            meta[t] = ctx_lens[s] - q_lens[s] + i;
+            meta[tokens + t] = (cl_uint)s;
+        }
+    for (size_t s = 0; s < num_seqs; s++) meta[b->ctx_off + s] = ctx_lens[s];
+    if (num_seqs)
+        memcpy(meta + b->pt_off, page_table, num_seqs * max_pages * sizeof(cl_uint));
+    meta[words - 1] = 0;
+    pthread_mutex_init(&b->lock, NULL);
+    cl_int err;
+    /* COPY_HOST_PTR: copied before clCreateBuffer returns, no queue work. */
+    b->meta = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                             words * sizeof(cl_uint), meta, &err);
+    free(meta);
+    if (err != CL_SUCCESS) {
+        b->meta = NULL;
+        binv_kv_batch_destroy(b);
+        return binv_set_error(ctx, err, "%s: clCreateBuffer failed: %d", fn, (int)err);
+    }
+    *out = b;
+    return BINV_SUCCESS;
+}
+
+/* Checks shared by binv_kv_append and binv_attention. */
+static binv_status check_cache(binv_context *ctx, const char *fn, const binv_kv_cache *c,
+                               const binv_kv_batch *b) {
+    BINV_RETURN_ERROR_ON(!c || !b, ctx, BINV_ERROR_INVALID_ARGUMENT, "%s: cache or batch is NULL",
+                         fn);
+    BINV_RETURN_ERROR_ON(b->ctx != ctx, ctx, BINV_ERROR_CONTEXT_MISMATCH,
+                         "%s: the batch was created on another binv_context", fn);
+    BINV_RETURN_ERROR_ON(binv_dtype_size(c->dtype) == 0, ctx, BINV_ERROR_UNSUPPORTED_DTYPE,
+                         "%s: cache dtype %d is not a binv_dtype", fn, (int)c->dtype);
+    BINV_RETURN_ERROR_ON(c->head_dim == 0 || c->head_dim > ATTN_MAX_HEAD_DIM || c->kv_heads == 0 ||
+                             c->kv_heads > 4096,
+                         ctx, BINV_ERROR_INVALID_DIMENSION,
+                         "%s: head_dim=%zu (1..%d) kv_heads=%zu (1..4096)", fn, c->head_dim,
+                         ATTN_MAX_HEAD_DIM, c->kv_heads);
+    BINV_RETURN_ERROR_ON(c->num_pages < b->num_pages, ctx, BINV_ERROR_INVALID_VALUE,
+                         "%s: the batch was validated for %zu pages but the cache has %zu", fn,
+                         b->num_pages, c->num_pages);
+    size_t ext;
+    BINV_RETURN_ERROR_ON(!binv_mul_add_size(c->num_pages * BINV_KV_PAGE_SIZE, c->kv_heads, 0, &ext) ||
+                             !binv_mul_add_size(ext, c->head_dim, 0, &ext),
+                         ctx, BINV_ERROR_INVALID_DIMENSION, "%s: cache extent overflows", fn);
+    const size_t es = binv_dtype_size(c->dtype);
+    binv_status st;
+    if ((st = binv_check_buffer(ctx, c->k, 0, ext, es, "cache->k")) != BINV_SUCCESS) return st;
+    if ((st = binv_check_buffer(ctx, c->v, 0, ext, es, "cache->v")) != BINV_SUCCESS) return st;
+    BINV_RETURN_ERROR_ON(c->k == c->v, ctx, BINV_ERROR_ALIASING,
+                         "%s: cache->k and cache->v are the same buffer", fn);
+    return BINV_SUCCESS;
+}
+
+/* A token-row matrix argument: tokens x width elements, stride ld. */
+static binv_status check_rows(binv_context *ctx, const char *fn, const char *what, cl_mem m,
+                              size_t off, size_t ld, size_t tokens, size_t width, size_t es,
+                              size_t *ext) {
+    BINV_RETURN_ERROR_ON(ld < width, ctx, BINV_ERROR_INVALID_LEADING_DIMENSION,
+                         "%s: the row stride of %s (%zu) is smaller than its width %zu", fn, what,
+                         ld, width);
+    *ext = 0;
+    BINV_RETURN_ERROR_ON(tokens && !binv_mul_add_size(tokens - 1, ld, width, ext), ctx,
+                         BINV_ERROR_INVALID_DIMENSION, "%s: %s extent overflows", fn, what);
+    return binv_check_buffer(ctx, m, off, *ext, es, what);
+}
+
+static int overlaps(cl_mem p, size_t po, size_t pe, cl_mem q, size_t qo, size_t qe) {
+    return p == q && po < qo + qe && qo < po + pe;
+}
+
+static binv_status set_args(binv_context *ctx, cl_kernel k, const char *fn, int n,
+                            const void *const *vals, const size_t *sizes) {
+    for (int i = 0; i < n; i++) {
+        cl_int err = clSetKernelArg(k, (cl_uint)i, sizes[i], vals[i]);
+        BINV_RETURN_ERROR_ON(err != CL_SUCCESS, ctx, err, "%s: clSetKernelArg(%d) failed: %d", fn,
+                             i, (int)err);
+    }
+    return BINV_SUCCESS;
+}
+
+/* Enqueues `name` of `prog` with the given arguments and range. */
+static binv_status launch(binv_context *ctx, cl_command_queue queue, const char *fn,
+                          cl_program prog, const char *name, int nargs, const void *const *vals,
+                          const size_t *sizes, const size_t gws[2], const size_t lws[2],
+                          cl_uint nwait, const cl_event *wait, cl_event *ev) {
+    cl_kernel k;
+    binv_status st = binv_kernel_acquire(ctx, prog, name, &k);
+    if (st != BINV_SUCCESS) return st;
+    st = set_args(ctx, k, fn, nargs, vals, sizes);
+    if (st == BINV_SUCCESS) {
+        cl_int err = clEnqueueNDRangeKernel(queue, k, 2, NULL, gws, lws, nwait, wait, ev);
+        if (err != CL_SUCCESS)
+            st = binv_set_error(ctx, err, "%s: enqueue %s failed: %d", fn, name, (int)err);
+    }
+    binv_kernel_release(ctx, prog, name, k);
+    return st;
+}
+
+static binv_status marker(binv_context *ctx, cl_command_queue q, cl_uint n, const cl_event *w,
+                          cl_event *ev) {
+    if (ev) BINV_CHECK_CL(ctx, clEnqueueMarkerWithWaitList(q, n, w, ev), "clEnqueueMarkerWithWaitList");
+    return BINV_SUCCESS;
+}
+
+static binv_status common_entry(binv_context *ctx, cl_command_queue queue, cl_uint n,
+                                const cl_event *w, cl_event *ev) {
+    binv_clear_error(ctx);
+    if (ev) *ev = NULL;
+    binv_status st = binv_check_queue(ctx, queue);
+    if (st != BINV_SUCCESS) return st;
+    return binv_check_wait_list(ctx, n, w);
+}
+
+binv_status binv_kv_append(binv_context *ctx, cl_command_queue queue, const binv_kv_cache *cache,
+                           const binv_kv_batch *batch, cl_mem k_new, size_t k_offset, size_t ldk,
+                           cl_mem v_new, size_t v_offset, size_t ldv, cl_uint num_events,
+                           const cl_event *wait_list, cl_event *event) {
+    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
+    const char *fn = "binv_kv_append";
+    binv_status st = common_entry(ctx, queue, num_events, wait_list, event);
+    if (st != BINV_SUCCESS) return st;
+    if ((st = check_cache(ctx, fn, cache, batch)) != BINV_SUCCESS) return st;
+    const size_t es = binv_dtype_size(cache->dtype), kvd = cache->kv_heads * cache->head_dim;
+    const size_t T = batch->num_tokens;
+    size_t ek, ev;
+    if ((st = check_rows(ctx, fn, "k_new", k_new, k_offset, ldk, T, kvd, es, &ek)) != BINV_SUCCESS)
+        return st;
+    if ((st = check_rows(ctx, fn, "v_new", v_new, v_offset, ldv, T, kvd, es, &ev)) != BINV_SUCCESS)
+        return st;
+    BINV_RETURN_ERROR_ON(k_new == cache->k || k_new == cache->v || v_new == cache->k ||
+                             v_new == cache->v,
+                         ctx, BINV_ERROR_ALIASING, "%s: k_new or v_new is a cache pool", fn);
+    if (T == 0) return marker(ctx, queue, num_events, wait_list, event);
+    char defines[32];
+    snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d", (int)cache->dtype);
+    cl_program prog;
+    if ((st = binv_program_get(ctx, "attention", binv_cl_attention, defines, &prog)) !=
+        BINV_SUCCESS)
+        return st;
+    cl_uint ntok = (cl_uint)T, pt_off = batch->pt_off, mp = (cl_uint)batch->max_pages,
+            ukvd = (cl_uint)kvd;
+    cl_ulong ko = k_offset, lk = ldk, vo = v_offset, lv = ldv;
+    const void *vals[] = {&batch->meta, &ntok, &pt_off, &mp, &ukvd, &k_new, &ko, &lk,
+                          &v_new, &vo, &lv, &cache->k, &cache->v};
+    const size_t sizes[] = {sizeof(cl_mem), 4, 4, 4, 4, sizeof(cl_mem), 8, 8,
+                            sizeof(cl_mem), 8, 8, sizeof(cl_mem), sizeof(cl_mem)};
+    const size_t lws[2] = {64, 1}, gws[2] = {(kvd + 63) / 64 * 64, T};
+    return launch(ctx, queue, fn, prog, "attn_append", 13, vals, sizes, gws, lws, num_events,
+                  wait_list, event);
+}
+
+/* theta^(-2i/head_dim) for i < head_dim/2: computed in double and rounded
+ * to float once, so the float is the correctly rounded value except when the
+ * host's pow() is off by an ulp of double exactly at a float rounding
+ * boundary (probability ~2^-29 per entry).  A float-only evaluation on the
+ * device would err by up to 2^-20 relative (the rounding of the exponent
+ * times ln theta), 0.9 rad at position 10^6.  Cached in the context. */
+static binv_status rope_table(binv_context *ctx, float theta, size_t head_dim, cl_mem *out) {
+    pthread_mutex_lock(&ctx->lock);
+    for (binv_rope_table *t = ctx->rope_tables; t; t = t->next)
+        if (t->theta == theta && t->head_dim == head_dim) {
+            *out = t->freq;
+            pthread_mutex_unlock(&ctx->lock);
+            return BINV_SUCCESS;
+        }
+    binv_rope_table *t = calloc(1, sizeof *t);
+    float *f = malloc(head_dim / 2 * sizeof *f);
+    cl_int err = CL_OUT_OF_HOST_MEMORY;
+    if (t && f) {
+        for (size_t i = 0; i < head_dim / 2; i++)
+            f[i] = (float)pow((double)theta, -(double)(2 * i) / (double)head_dim);
+        t->freq = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                                 head_dim / 2 * sizeof *f, f, &err);
+    }
+    free(f);
+    if (err != CL_SUCCESS) {
+        free(t);
+        pthread_mutex_unlock(&ctx->lock);
+        return binv_set_error(ctx, err == CL_OUT_OF_HOST_MEMORY ? BINV_ERROR_OUT_OF_HOST_MEMORY : err,
+                              "binv_rope: frequency table: error %d", (int)err);
+    }
+    t->theta = theta;
+    t->head_dim = head_dim;
+    t->next = ctx->rope_tables;
+    ctx->rope_tables = t;
+    *out = t->freq;
+    pthread_mutex_unlock(&ctx->lock);
+    return BINV_SUCCESS;
+}
+
+void binv_attention_destroy_all(binv_context *ctx) {
+    while (ctx->rope_tables) {
+        binv_rope_table *t = ctx->rope_tables;
+        ctx->rope_tables = t->next;
+        clReleaseMemObject(t->freq);
+        free(t);
+    }
+}
+
+binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtype, size_t tokens,
+                      size_t heads, size_t head_dim, cl_mem x, size_t x_offset, size_t ldx,
+                      cl_mem positions, size_t positions_offset, float theta,
+                      cl_uint num_events, const cl_event *wait_list, cl_event *event) {
+    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
+    const char *fn = "binv_rope";
+    binv_status st = common_entry(ctx, queue, num_events, wait_list, event);
+    if (st != BINV_SUCCESS) return st;
+    BINV_RETURN_ERROR_ON(binv_dtype_size(dtype) == 0, ctx, BINV_ERROR_UNSUPPORTED_DTYPE,
+                         "%s: dtype %d is not a binv_dtype", fn, (int)dtype);
+    BINV_RETURN_ERROR_ON(head_dim < 2 || head_dim % 2 || heads == 0 || heads > 0xffff ||
+                             head_dim > 0xffff || tokens > 0x7fffffff,
+                         ctx, BINV_ERROR_INVALID_DIMENSION,
+                         "%s: head_dim=%zu must be even and >= 2, heads=%zu >= 1, tokens=%zu < 2^31",
+                         fn, head_dim, heads, tokens);
+    BINV_RETURN_ERROR_ON(!(theta > 1.0f) || isinf(theta), ctx, BINV_ERROR_INVALID_VALUE,
+                         "%s: theta must be finite and > 1 (got %g)", fn, (double)theta);
+    size_t ext;
+    if ((st = check_rows(ctx, fn, "x", x, x_offset, ldx, tokens, heads * head_dim,
+                         binv_dtype_size(dtype), &ext)) != BINV_SUCCESS)
+        return st;
+    if ((st = binv_check_buffer(ctx, positions, positions_offset, tokens, sizeof(cl_uint),
+                                "positions")) != BINV_SUCCESS)
+        return st;
+    BINV_RETURN_ERROR_ON(positions == x, ctx, BINV_ERROR_ALIASING, "%s: positions is x", fn);
+    if (tokens == 0) return marker(ctx, queue, num_events, wait_list, event);
+    char defines[32];
+    snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d", (int)dtype);
+    cl_program prog;
+    if ((st = binv_program_get(ctx, "attention", binv_cl_attention, defines, &prog)) !=
+        BINV_SUCCESS)
+        return st;
+    cl_mem freq;
+    if ((st = rope_table(ctx, theta, head_dim, &freq)) != BINV_SUCCESS) return st;
+    cl_ulong xo = x_offset, lx = ldx, po = positions_offset;
+    cl_uint h = (cl_uint)heads, hd = (cl_uint)head_dim;
+    const void *vals[] = {&x, &xo, &lx, &positions, &po, &h, &hd, &freq};
+    const size_t sizes[] = {sizeof(cl_mem), 8, 8, sizeof(cl_mem), 8, 4, 4, sizeof(cl_mem)};
+    const size_t pairs = heads * head_dim / 2;
+    const size_t lws[2] = {64, 1}, gws[2] = {(pairs + 63) / 64 * 64, tokens};
+    return launch(ctx, queue, fn, prog, "attn_rope", 8, vals, sizes, gws, lws, num_events,
+                  wait_list, event);
+}
+
+/* Tile shape of attn_chunks for this device (who computes what only). */
+typedef struct attn_shape {
+    int gb, tb, j, wg;
+} attn_shape;
+
+static size_t local_bytes(const attn_shape *s, size_t d) {
+    const size_t r = (size_t)s->tb * s->gb;
+    return 4 * (r * d + (size_t)s->j * (d + 1) + r * ATTN_CH + 3 * r);
+}
+
+static attn_shape pick_shape(const binv_context *ctx, size_t group, size_t d, cl_uint max_q) {
+    const int gpu = (ctx->info.type & CL_DEVICE_TYPE_GPU) != 0;
+    const int rmax = gpu ? 16 : 8;
+    attn_shape s = {1, 1, gpu ? 32 : 16, gpu ? 128 : 64};
+    for (int g = 1; g <= rmax && (size_t)g <= group; g++)
+        if (group % (size_t)g == 0) s.gb = g;
+    /* Tokens per group: 1 for decode steps, else enough to make rmax rows. */
+    s.tb = max_q > 1 ? rmax / s.gb : 1;
+    if (s.tb < 1) s.tb = 1;
+    if ((size_t)s.wg > ctx->info.max_work_group_size) s.wg = (int)ctx->info.max_work_group_size;
+    const size_t budget = (size_t)ctx->info.local_mem_size - 1024;
+    while (local_bytes(&s, d) > budget && s.tb > 1) s.tb /= 2;
+    while (local_bytes(&s, d) > budget && s.j > 4) s.j /= 2;
+    while (local_bytes(&s, d) > budget && s.gb > 1) {
+        int g = s.gb - 1;
+        while (group % (size_t)g) g--;
+        s.gb = g;
+    }
+    return s;
+}
+
+/* Builds (or finds) the work list of (seq, first token, tokens, split) and
+ * each token's first split-state record. */
+static binv_status get_config(binv_context *ctx, binv_kv_batch *b, cl_uint tb,
+                              cl_uint split_chunks, const attn_config **out) {
+    for (int i = 0; i < b->nconfigs; i++)
+        if (b->configs[i].tb == tb && b->configs[i].split_chunks == split_chunks) {
+            *out = &b->configs[i];
+            return BINV_SUCCESS;
+        }
+    size_t nwork = 0;
+    for (size_t s = 0; s < b->num_seqs; s++)
+        for (cl_uint t = 0; t < b->q_lens[s]; t += tb) {
+            const cl_uint last = t + tb < b->q_lens[s] ? t + tb - 1 : b->q_lens[s] - 1;
+            const cl_uint maxpos = b->ctx_lens[s] - b->q_lens[s] + last;
+            nwork += (maxpos / ATTN_CH) / split_chunks + 1;
+        }
+    cl_uint *work = malloc((nwork ? nwork : 1) * 4 * sizeof(cl_uint));
+    cl_uint *base = malloc((b->num_tokens ? b->num_tokens : 1) * sizeof(cl_uint));
+    if (!work || !base) {
+        free(work);
+        free(base);
+        return binv_set_error(ctx, BINV_ERROR_OUT_OF_HOST_MEMORY,
+                              "binv_attention: out of host memory");
+    }
+    size_t w = 0, tok = 0, records = 0;
+    for (size_t s = 0; s < b->num_seqs; s++) {
+        const cl_uint pos0 = b->ctx_lens[s] - b->q_lens[s];
+        for (cl_uint t = 0; t < b->q_lens[s]; t += tb) {
+            const cl_uint nt = t + tb < b->q_lens[s] ? tb : b->q_lens[s] - t;
+            const cl_uint ns = ((pos0 + t + nt - 1) / ATTN_CH) / split_chunks + 1;
+            for (cl_uint sp = 0; sp < ns; sp++, w++) {
+                work[4 * w] = (cl_uint)s;
+                work[4 * w + 1] = (cl_uint)(tok + t);
+                work[4 * w + 2] = nt;
+                work[4 * w + 3] = sp;
+            }
+        }
+        for (cl_uint t = 0; t < b->q_lens[s]; t++) {
+            const cl_uint ns = ((pos0 + t) / ATTN_CH) / split_chunks + 1;
+            base[tok + t] = (cl_uint)records;
+            if (ns > 1) records += ns;
+        }
+        tok += b->q_lens[s];
+    }
+    cl_int e1 = CL_SUCCESS, e2 = CL_SUCCESS;
+    attn_config c = {tb, split_chunks, NULL, NULL, nwork, records};
+    c.work = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                            (nwork ? nwork : 1) * 4 * sizeof(cl_uint), work, &e1);
+    c.part_base = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                                 (b->num_tokens ? b->num_tokens : 1) * sizeof(cl_uint), base, &e2);
+    free(work);
+    free(base);
+    if (e1 != CL_SUCCESS || e2 != CL_SUCCESS) {
+        if (c.work) clReleaseMemObject(c.work);
+        if (c.part_base) clReleaseMemObject(c.part_base);
+        return binv_set_error(ctx, e1 != CL_SUCCESS ? e1 : e2,
+                              "binv_attention: clCreateBuffer failed: %d", (int)(e1 ? e1 : e2));
+    }
+    if (b->nconfigs == ATTN_CONFIGS) { /* evict the oldest */
+        clReleaseMemObject(b->configs[0].work);
+        clReleaseMemObject(b->configs[0].part_base);
+        memmove(b->configs, b->configs + 1, (ATTN_CONFIGS - 1) * sizeof *b->configs);
+        b->nconfigs--;
+    }
+    b->configs[b->nconfigs] = c;
+    *out = &b->configs[b->nconfigs++];
+    return BINV_SUCCESS;
+}
+
+binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv_kv_cache *cache,
+                           const binv_kv_batch *batch_c, size_t heads, float scale, cl_mem q,
+                           size_t q_offset, size_t ldq, cl_mem o, size_t o_offset, size_t ldo,
+                           cl_uint num_events, const cl_event *wait_list, cl_event *event) {
+    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
+    const char *fn = "binv_attention";
+    binv_status st = common_entry(ctx, queue, num_events, wait_list, event);
+    if (st != BINV_SUCCESS) return st;
+    if ((st = check_cache(ctx, fn, cache, batch_c)) != BINV_SUCCESS) return st;
+    binv_kv_batch *batch = (binv_kv_batch *)batch_c; /* only its config cache changes */
+    BINV_RETURN_ERROR_ON(heads == 0 || heads % cache->kv_heads || heads > 0xffff, ctx,
+                         BINV_ERROR_INVALID_DIMENSION,
+                         "%s: heads=%zu must be a positive multiple of kv_heads=%zu", fn, heads,
+                         cache->kv_heads);
+    BINV_RETURN_ERROR_ON(!isfinite(scale), ctx, BINV_ERROR_INVALID_VALUE,
+                         "%s: scale must be finite (got %g)", fn, (double)scale);
+    const size_t es = binv_dtype_size(cache->dtype), D = cache->head_dim, T = batch->num_tokens;
+    size_t eq, eo;
+    if ((st = check_rows(ctx, fn, "q", q, q_offset, ldq, T, heads * D, es, &eq)) != BINV_SUCCESS)
+        return st;
+    if ((st = check_rows(ctx, fn, "o", o, o_offset, ldo, T, heads * D, es, &eo)) != BINV_SUCCESS)
+        return st;
+    BINV_RETURN_ERROR_ON(overlaps(o, o_offset, eo, q, q_offset, eq), ctx, BINV_ERROR_ALIASING,
+                         "%s: o overlaps q", fn);
+    BINV_RETURN_ERROR_ON(o == cache->k || o == cache->v, ctx, BINV_ERROR_ALIASING,
+                         "%s: o is a cache pool", fn);
+    if (T == 0) return marker(ctx, queue, num_events, wait_list, event);
+
+    cl_uint max_q = 0;
+    for (size_t s = 0; s < batch->num_seqs; s++)
+        if (batch->q_lens[s] > max_q) max_q = batch->q_lens[s];
+    const size_t group = heads / cache->kv_heads;
+    attn_shape sh = pick_shape(ctx, group, D, max_q);
+    BINV_RETURN_ERROR_ON(local_bytes(&sh, D) > ctx->info.local_mem_size, ctx,
+                         BINV_ERROR_UNSUPPORTED_DEVICE,
+                         "%s: head_dim %zu needs %zu bytes of local memory; the device has %lu",
+                         fn, D, local_bytes(&sh, D), (unsigned long)ctx->info.local_mem_size);
+    /* Work-groups without splitting, and the chunks of the longest context. */
+    size_t blocks = 0;
+    for (size_t s = 0; s < batch->num_seqs; s++)
+        blocks += (batch->q_lens[s] + (size_t)sh.tb - 1) / (size_t)sh.tb;
+    const size_t groups = blocks * (heads / (size_t)sh.gb);
+    const size_t max_chunks = batch->max_pos / ATTN_CH + 1;
+    const size_t want = 4 * (size_t)ctx->info.compute_units;
+    cl_uint split_chunks;
+    if (ctx->schedule == BINV_SCHEDULE_ADAPTIVE) {
+        /* FlashDecoding-style: as many splits as it takes to fill the device,
+         * chosen from the batch (so the merge tree changes with it). */
+        const size_t nsplit = groups >= want ? 1 : (want + groups - 1) / groups;
+        const size_t per = (max_chunks + nsplit - 1) / nsplit;
+        split_chunks = nsplit == 1 || per >= max_chunks ? ATTN_FUSED_SPLIT : (cl_uint)per;
+    } else {
+        int split = groups < want && max_chunks > 1;
+        if (ctx->attn_path == 1) split = 0;
+        if (ctx->attn_path == 2) split = 1;
+        split_chunks = split ? 1 : ATTN_FUSED_SPLIT;
+    }
+    char defines[128];
+    snprintf(defines, sizeof defines,
+             "-DBINV_DTYPE=%d -DCH=%d -DD=%zu -DGB=%d -DTB=%d -DJ=%d -DWG=%d", (int)cache->dtype,
+             ATTN_CH, D, sh.gb, sh.tb, sh.j, sh.wg);
+    cl_program prog;
+    if ((st = binv_program_get(ctx, "attention", binv_cl_attention, defines, &prog)) !=
+        BINV_SUCCESS)
+        return st;
+    pthread_mutex_lock(&batch->lock);
+    const attn_config *cfg = NULL;
+    st = get_config(ctx, batch, (cl_uint)sh.tb, split_chunks, &cfg);
+    if (st != BINV_SUCCESS) {
+        pthread_mutex_unlock(&batch->lock);
+        return st;
+    }
+    binv_debug(ctx, "%s T=%zu heads=%zu D=%zu gb=%d tb=%d j=%d wg=%d split_chunks=%u work=%zu "
+               "records=%zu", fn, T, heads, D, sh.gb, sh.tb, sh.j, sh.wg, split_chunks,
+               cfg->nwork, cfg->records);
+    size_t ws_bytes = 4;
+    if (cfg->records && !binv_mul_add_size(cfg->records * heads, (D + 2) * 4, 0, &ws_bytes))
+        st = binv_set_error(ctx, BINV_ERROR_INVALID_DIMENSION, "%s: workspace overflows", fn);
+    binv_workspace *wsh = NULL;
+    cl_mem ws = NULL;
+    if (st != BINV_SUCCESS ||
+        (st = binv_workspace_acquire(ctx, queue, ws_bytes, &wsh, &ws)) != BINV_SUCCESS) {
+        pthread_mutex_unlock(&batch->lock);
+        return st;
+    }
+    cl_uint ntok = (cl_uint)T, pt_off = batch->pt_off, mp = (cl_uint)batch->max_pages,
+            uh = (cl_uint)heads, ukv = (cl_uint)cache->kv_heads;
+    cl_ulong qo = q_offset, lq = ldq, oo = o_offset, lo = ldo;
+    const void *vals[] = {&batch->meta, &ntok, &pt_off, &mp, &cfg->work, &cfg->part_base,
+                          &q, &qo, &lq, &o, &oo, &lo, &cache->k, &cache->v,
+                          &uh, &ukv, &scale, &split_chunks, &ws};
+    const size_t M = sizeof(cl_mem);
+    const size_t sizes[] = {M, 4, 4, 4, M, M, M, 8, 8, M, 8, 8, M, M, 4, 4, 4, 4, M};
+    const size_t lws[2] = {(size_t)sh.wg, 1};
+    const size_t gws[2] = {cfg->nwork * (size_t)sh.wg, heads / (size_t)sh.gb};
+    const int merge = cfg->records > 0;
+    cl_event e1 = NULL;
+    st = launch(ctx, queue, fn, prog, "attn_chunks", 19, vals, sizes, gws, lws, num_events,
+                wait_list, merge ? &e1 : event);
+    if (st == BINV_SUCCESS && merge) {
+        const void *mv[] = {&batch->meta, &cfg->part_base, &ws, &o, &oo, &lo, &uh, &split_chunks};
+        const size_t ms[] = {M, M, M, M, 8, 8, 4, 4};
+        size_t mw = D < 64 ? 32 : 64;
+        if (mw > ctx->info.max_work_group_size) mw = ctx->info.max_work_group_size;
+        const size_t mlws[2] = {mw, 1}, mgws[2] = {T * mw, heads};
+        st = launch(ctx, queue, fn, prog, "attn_merge", 8, mv, ms, mgws, mlws, 1, &e1, event);
+    }
+    if (e1) clReleaseEvent(e1);
+    binv_workspace_release(ctx, wsh, ws);
+    pthread_mutex_unlock(&batch->lock);
+    return st;
+}
