@@ -19,6 +19,12 @@
  * against a double-precision reference, and whether row 0 of the output kept
  * its bits over every row count (row 0 of x is the same in every batch).
  *
+ * Attention (--op attention): decode steps (batch x context, one new token
+ * per sequence) and a one-sequence prefill over the paged KV cache, 32 query
+ * heads / 8 KV heads / head_dim 128: time per binv_attention call, KV bytes
+ * read per second as a fraction of the copy bandwidth (decode), TFLOP/s
+ * (prefill: 4 * heads * head_dim * P(P+1)/2), adaptive vs invariant.
+ *
  * `binv-bench --help` lists the options. */
 #include <errno.h>
 #include <limits.h>
@@ -51,7 +57,7 @@ static const char *const impl_names[IMPL_COUNT] = {"clblast", "binv-invariant", 
 enum { SCHED_INVARIANT = 0, SCHED_ADAPTIVE = 1 };
 static const char *const sched_names[2] = {"invariant", "adaptive"};
 
-enum { RUN_GEMM = 1, RUN_ROWS = 2 };
+enum { RUN_GEMM = 1, RUN_ROWS = 2, RUN_ATTN = 4 };
 
 /* Row reductions.  Traffic per call, the convention of the GB/s column:
  * `reads` + `writes` matrices of rows x cols elements (x read once, y written
@@ -99,6 +105,9 @@ typedef struct options {
     int run_invariant, run_adaptive;
     const char *plot_dir;
     int wcopies;          /* 0: automatic */
+    const char *attn_csv;
+    size_list attn_batch, attn_ctx;
+    size_t attn_prefill;
 } options;
 
 static void usage(FILE *f) {
@@ -108,7 +117,7 @@ static void usage(FILE *f) {
         "                         device D as numbered by --list (default: $BINV_DEVICE, else\n"
         "                         the first GPU, else the first device)\n"
         "  --list                 list platforms and devices, then exit\n"
-        "  --op gemm|rows|all     what to measure (default gemm)\n"
+        "  --op gemm|rows|attention|all   what to measure (default gemm)\n"
         "  --quick                small CPU smoke run: gemm m in {1,4,64}, (n,k) in {512x512,\n"
         "                         72x1000}; rows in {1,64}, cols in {4096,14336}\n"
         "  --dtype f32|f16|bf16|all   storage dtype(s) (default f32)\n"
@@ -135,6 +144,12 @@ static void usage(FILE *f) {
         "                         buffers exceed 25%% of the device memory is skipped.  On a\n"
         "                         GPU the inputs and outputs rotate through >= 128 MB each so\n"
         "                         that small shapes are timed from DRAM, not from L2\n"
+        " attention (32 heads, 8 KV heads, head_dim 128):\n"
+        "  --attn-csv FILE        CSV output (default binv-bench-attention.csv)\n"
+        "  --attn-batch LIST      decode batch sizes (default 1,8,64; --quick 1,4)\n"
+        "  --attn-ctx LIST        decode context lengths (default 512,4096,32768;\n"
+        "                         --quick 300,1000); shapes over the memory limit are skipped\n"
+        "  --attn-prefill N       prefill length (default 4096; --quick 256; 0: none)\n"
         "  --help                 this text\n");
 }
 
@@ -232,10 +247,14 @@ static int parse_args(int argc, char **argv, options *o) {
     static const size_t quick_n[] = {512, 72}, quick_k[] = {512, 1000};
     static const size_t def_rows[] = {1, 8, 64, 512, 4096, 16384}, quick_rows[] = {1, 64};
     static const size_t def_cols[] = {4096, 14336, 152064}, quick_cols[] = {4096, 14336};
+    static const size_t def_ab[] = {1, 8, 64}, quick_ab[] = {1, 4};
+    static const size_t def_ac[] = {512, 4096, 32768}, quick_ac[] = {300, 1000};
     const char *m_list = NULL, *nk_list = NULL, *rows_list = NULL, *cols_list = NULL;
+    const char *ab_list = NULL, *ac_list = NULL, *prefill = NULL;
     memset(o, 0, sizeof *o);
     o->csv = "binv-bench-gemm.csv";
     o->rows_csv = "binv-bench-rows.csv";
+    o->attn_csv = "binv-bench-attention.csv";
     o->run = RUN_GEMM;
     o->dtypes[0] = BINV_DTYPE_F32;
     o->ndtypes = 1;
@@ -263,7 +282,8 @@ static int parse_args(int argc, char **argv, options *o) {
         static const char *const known[] = {"--help", "--list", "--quick", "--device", "--csv",
                                             "--dtype", "--reps", "--weight-copies", "--m",
                                             "--nk", "--schedule", "--plot", "--op", "--rows-csv",
-                                            "--rows-ops", "--rows", "--cols"};
+                                            "--rows-ops", "--rows", "--cols", "--attn-csv",
+                                            "--attn-batch", "--attn-ctx", "--attn-prefill"};
         int is_known = 0;
         for (size_t q = 0; q < sizeof known / sizeof *known; q++)
             is_known |= !strcmp(name, known[q]);
@@ -295,16 +315,26 @@ static int parse_args(int argc, char **argv, options *o) {
             o->quick = 1;
         } else if (!strcmp(name, "--device")) {
             o->device = val;
-        } else if (!strcmp(name, "--csv") || !strcmp(name, "--rows-csv")) {
+        } else if (!strcmp(name, "--csv") || !strcmp(name, "--rows-csv") ||
+                   !strcmp(name, "--attn-csv")) {
             if (!*val) { fprintf(stderr, "binv-bench: %s needs a file name\n", name); return 1; }
             if (!strcmp(name, "--csv")) o->csv = val;
-            else o->rows_csv = val;
+            else if (!strcmp(name, "--rows-csv")) o->rows_csv = val;
+            else o->attn_csv = val;
+        } else if (!strcmp(name, "--attn-batch")) {
+            ab_list = val;
+        } else if (!strcmp(name, "--attn-ctx")) {
+            ac_list = val;
+        } else if (!strcmp(name, "--attn-prefill")) {
+            prefill = val;
         } else if (!strcmp(name, "--op")) {
             if (!strcmp(val, "gemm")) o->run = RUN_GEMM;
             else if (!strcmp(val, "rows")) o->run = RUN_ROWS;
-            else if (!strcmp(val, "all")) o->run = RUN_GEMM | RUN_ROWS;
+            else if (!strcmp(val, "attention")) o->run = RUN_ATTN;
+            else if (!strcmp(val, "all")) o->run = RUN_GEMM | RUN_ROWS | RUN_ATTN;
             else {
-                fprintf(stderr, "binv-bench: --op must be gemm, rows or all, not '%s'\n", val);
+                fprintf(stderr, "binv-bench: --op must be gemm, rows, attention or all, not "
+                                "'%s'\n", val);
                 return 1;
             }
         } else if (!strcmp(name, "--rows-ops")) {
@@ -374,8 +404,17 @@ static int parse_args(int argc, char **argv, options *o) {
     /* Size lists: an explicit list wins over --quick, which wins over the default. */
     if (size_list_option("--m", m_list, &o->ms, o->quick, quick_m, 3, def_m, 11) ||
         size_list_option("--rows", rows_list, &o->rows, o->quick, quick_rows, 2, def_rows, 6) ||
-        size_list_option("--cols", cols_list, &o->cols, o->quick, quick_cols, 2, def_cols, 3))
+        size_list_option("--cols", cols_list, &o->cols, o->quick, quick_cols, 2, def_cols, 3) ||
+        size_list_option("--attn-batch", ab_list, &o->attn_batch, o->quick, quick_ab, 2, def_ab,
+                         3) ||
+        size_list_option("--attn-ctx", ac_list, &o->attn_ctx, o->quick, quick_ac, 2, def_ac, 3))
         return 1;
+    o->attn_prefill = o->quick ? 256 : 4096;
+    if (prefill && (parse_size(prefill, &o->attn_prefill) != (int)strlen(prefill) ||
+                    o->attn_prefill > (1u << 20))) {
+        fprintf(stderr, "binv-bench: --attn-prefill needs an integer in 0..1048576\n");
+        return 1;
+    }
     if (nk_list) {
         if (!parse_nk_list(nk_list, o)) {
             fprintf(stderr, "binv-bench: --nk needs a comma-separated list like "
@@ -1744,7 +1783,8 @@ static int setup_device(bench *b) {
         printf("CLBlast: not compiled in (no clblast column)\n");
 #endif
     }
-    const char *env[] = {"BINV_GEMM_PATH", "BINV_GEMM_TILE", "BINV_ROWS_PATH", "BINV_DEBUG"};
+    const char *env[] = {"BINV_GEMM_PATH", "BINV_GEMM_TILE", "BINV_ROWS_PATH", "BINV_ATTN_PATH",
+                         "BINV_DEBUG"};
     for (size_t i = 0; i < sizeof env / sizeof *env; i++) {
         const char *v = getenv(env[i]);
         if (v && *v) printf("note: %s=%s is set\n", env[i], v);
@@ -1802,6 +1842,144 @@ static int run_rows(bench *b) {
     return close_csv(&b->rows_csv, b->opt.rows_csv);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Attention                                                                */
+
+enum { ATTN_HEADS = 32, ATTN_KV_HEADS = 8, ATTN_D = 128 };
+
+typedef struct attn_cfg {
+    int sched;
+    binv_kv_cache cache;
+    binv_kv_batch *batch[2]; /* per schedule: a batch belongs to one context */
+    cl_mem q, o;
+    float scale;
+} attn_cfg;
+
+static int attn_call(bench *b, const void *cfg, unsigned long slot) {
+    const attn_cfg *c = cfg;
+    (void)slot;
+    const size_t ld = ATTN_HEADS * ATTN_D;
+    binv_status st = binv_attention(b->binv[c->sched], b->queue, &c->cache, c->batch[c->sched],
+                                    ATTN_HEADS, c->scale, c->q, 0, ld, c->o, 0, ld, 0, NULL, NULL);
+    if (st != BINV_SUCCESS)
+        return fail("binv_attention: %s", binv_context_last_error(b->binv[c->sched]));
+    return 0;
+}
+
+/* One shape: `seqs` sequences of `ctx` tokens, `qlen` new tokens each
+ * (1: decode; ctx: prefill), pages shuffled over the pool.  Times both
+ * schedules, prints and writes one row each. */
+static int attn_shape(bench *b, FILE *csv, binv_dtype dt, const char *kind, size_t seqs,
+                      size_t ctx, size_t qlen) {
+    const size_t es = study_dtype_size(dt), kvd = ATTN_KV_HEADS * ATTN_D;
+    const size_t pps = (ctx + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE, pages = seqs * pps;
+    const size_t pool = pages * BINV_KV_PAGE_SIZE * kvd * es, T = seqs * qlen;
+    const size_t qbytes = T * ATTN_HEADS * ATTN_D * es;
+    if (pool > b->max_alloc || 2 * (cl_ulong)pool + 2 * qbytes > b->global_mem / 10 * 8) {
+        printf("%-8s %-5s %6zu %7zu  skipped: the pools need 2 x %.1f GB\n", kind,
+               study_dtype_name(dt), seqs, ctx, (double)pool / 1e9);
+        return 0;
+    }
+    attn_cfg c;
+    memset(&c, 0, sizeof c);
+    c.scale = 1.0f / sqrtf((float)ATTN_D);
+    c.cache = (binv_kv_cache){dt, pages, ATTN_KV_HEADS, ATTN_D, NULL, NULL};
+    cl_uint *ql = malloc(seqs * sizeof *ql), *cl = malloc(seqs * sizeof *cl);
+    cl_uint *pt = malloc(pages * sizeof *pt);
+    unsigned char *hq = malloc(qbytes), pattern[128];
+    int rc = 0;
+    if (!ql || !cl || !pt || !hq) rc = fail("out of host memory");
+    uint64_t r = 12345;
+    for (size_t i = 0; !rc && i < pages; i++) pt[i] = (cl_uint)i;
+    for (size_t i = pages - 1; !rc && i > 0; i--) { /* non-contiguous, shuffled pages */
+        size_t j = (size_t)(study_rng_next(&r) % (i + 1));
+        cl_uint t = pt[i]; pt[i] = pt[j]; pt[j] = t;
+    }
+    for (size_t s = 0; !rc && s < seqs; s++) { ql[s] = (cl_uint)qlen; cl[s] = (cl_uint)ctx; }
+    uint64_t seed = 77;
+    if (!rc) fill_data(dt, hq, NULL, T * ATTN_HEADS * ATTN_D, &seed);
+    if (!rc) fill_data(dt, pattern, NULL, sizeof pattern / es, &seed);
+    if (!rc) rc = create_buffer(b, pool, NULL, &c.cache.k, "K pool");
+    if (!rc) rc = create_buffer(b, pool, NULL, &c.cache.v, "V pool");
+    if (!rc) rc = create_buffer(b, qbytes, hq, &c.q, "Q");
+    if (!rc) rc = create_buffer(b, qbytes, NULL, &c.o, "O");
+    /* Pool contents: a 128-byte pattern repeated (the kernels' speed does not
+     * depend on the values). */
+    if (!rc && clEnqueueFillBuffer(b->queue, c.cache.k, pattern, sizeof pattern, 0, pool, 0, NULL,
+                                   NULL) != CL_SUCCESS)
+        rc = fail("clEnqueueFillBuffer failed");
+    if (!rc && clEnqueueFillBuffer(b->queue, c.cache.v, pattern, sizeof pattern, 0, pool, 0, NULL,
+                                   NULL) != CL_SUCCESS)
+        rc = fail("clEnqueueFillBuffer failed");
+    double us[2] = {0, 0};
+    for (int sc = 0; !rc && sc < 2; sc++) {
+        if (!b->binv[sc]) continue;
+        binv_status st = binv_kv_batch_create(b->binv[sc], b->queue, pages, seqs, ql, cl, pt, pps,
+                                              &c.batch[sc]);
+        if (st != BINV_SUCCESS) {
+            rc = fail("binv_kv_batch_create: %s", binv_context_last_error(b->binv[sc]));
+            break;
+        }
+        c.sched = sc;
+        double ms;
+        int inner;
+        if ((rc = time_calls(b, attn_call, &c, &ms, &inner, NULL))) break;
+        us[sc] = 1e3 * ms;
+    }
+    /* decode: KV bytes read; prefill: 2 flops per multiply-add of QK^T and PV
+     * over the causal triangle. */
+    const double kv_bytes = 2.0 * (double)seqs * (double)ctx * (double)kvd * (double)es;
+    const double flops = 4.0 * ATTN_HEADS * ATTN_D * (double)seqs *
+                         ((double)ctx * (ctx + 1) / 2 - (double)(ctx - qlen) * (ctx - qlen + 1) / 2);
+    for (int sc = 0; !rc && sc < 2; sc++) {
+        if (!b->binv[sc]) continue;
+        const double gbs = kv_bytes / (us[sc] * 1e3), tf = flops / (us[sc] * 1e6);
+        const double ratio = b->binv[0] && b->binv[1] ? us[1] / us[0] : 0.0;
+        printf("%-8s %-5s %6zu %7zu  %-9s %10.1f %8.1f %6.1f%% %8.2f %7.2f\n", kind,
+               study_dtype_name(dt), seqs, ctx, sched_names[sc], us[sc], gbs,
+               100.0 * gbs / b->copy_gbs, tf, ratio);
+        fprintf(csv, "%s,%s,%s,%s,%zu,%zu,%zu,%d,%d,%d,%.3f,%.0f,%.2f,%.2f,%.4f,%.4f,%.4f\n",
+                b->dev.name, study_dtype_name(dt), kind, sched_names[sc], seqs, ctx, qlen,
+                ATTN_HEADS, ATTN_KV_HEADS, ATTN_D, us[sc], kv_bytes, gbs, b->copy_gbs,
+                gbs / b->copy_gbs, tf, ratio);
+    }
+    for (int sc = 0; sc < 2; sc++) binv_kv_batch_destroy(c.batch[sc]);
+    release_mem(&c.cache.k);
+    release_mem(&c.cache.v);
+    release_mem(&c.q);
+    release_mem(&c.o);
+    free(ql); free(cl); free(pt); free(hq);
+    return rc;
+}
+
+static int run_attention(bench *b) {
+    printf("\nAttention over the paged KV cache: %d query heads, %d KV heads, head_dim %d, page "
+           "%d tokens, pages shuffled\n", ATTN_HEADS, ATTN_KV_HEADS, ATTN_D, BINV_KV_PAGE_SIZE);
+    printf("columns: us = median time of one binv_attention call (K/V already appended); GB/s "
+           "= K+V bytes of the contexts / time; %%BW = that / copy bandwidth; TFLOP/s = "
+           "4*heads*head_dim*(causal pairs) / time; adapt/inv = adaptive time / invariant "
+           "time\n");
+    printf("%-8s %-5s %6s %7s  %-9s %10s %8s %7s %8s %7s\n", "kind", "dtype", "seqs", "ctx",
+           "schedule", "us", "GB/s", "%BW", "TFLOP/s", "ad/inv");
+    FILE *csv = NULL;
+    if (open_csv(&csv, b->opt.attn_csv,
+                 "device,dtype,kind,schedule,seqs,ctx,q_len,heads,kv_heads,head_dim,us_per_call,"
+                 "kv_bytes,kv_gbs,copy_gbs,frac_copy_bw,tflops,adaptive_over_invariant\n"))
+        return 1;
+    int rc = 0;
+    for (int d = 0; !rc && d < b->opt.ndtypes; d++) {
+        const binv_dtype dt = b->opt.dtypes[d];
+        for (int i = 0; !rc && i < b->opt.attn_batch.n; i++)
+            for (int j = 0; !rc && j < b->opt.attn_ctx.n; j++)
+                rc = attn_shape(b, csv, dt, "decode", b->opt.attn_batch.v[i],
+                                b->opt.attn_ctx.v[j], 1);
+        if (!rc && b->opt.attn_prefill)
+            rc = attn_shape(b, csv, dt, "prefill", 1, b->opt.attn_prefill, b->opt.attn_prefill);
+    }
+    int crc = close_csv(&csv, b->opt.attn_csv);
+    return rc ? rc : crc;
+}
+
 static void teardown(bench *b) {
     free_shape(b);
     free_rows_shape(b);
@@ -1838,6 +2016,7 @@ int main(int argc, char **argv) {
     if (!rc) rc = measure_copy_bandwidth(&b);
     if (!rc && (b.opt.run & RUN_GEMM)) rc = run_gemm(&b);
     if (!rc && (b.opt.run & RUN_ROWS)) rc = run_rows(&b);
+    if (!rc && (b.opt.run & RUN_ATTN)) rc = run_attention(&b);
     if (!rc && b.any_bad)
         rc = fail("some results are wrong (check = BAD above: error relative to the term "
                   "magnitudes beyond the tolerance)");
