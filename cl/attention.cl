@@ -30,7 +30,7 @@
  * splits are merged as blocks, which is a different (batch-dependent) order.
  *
  * Compile-time parameters: D head_dim, GB heads per work-group, TB tokens per
- * work-group, J keys per local tile, WG work-group size. */
+ * work-group, J keys per local tile, WG work-group size, VEC 16-byte loads. */
 
 #ifndef CH
 #define CH 256
@@ -50,12 +50,38 @@
 #ifndef WG
 #define WG 64
 #endif
+#ifndef VEC
+#define VEC 0
+#endif
+
+#ifndef BLK
+#define BLK 0
+#endif
 
 #define R (TB * GB)
-#define DP (D + 1)               /* local row pitch (no bank conflicts) and outputs per row */
-#define NOUT (R * DP)            /* outputs per group: A_0..A_{D-1} and L for each row */
-#define NPW ((NOUT + WG - 1) / WG)
+#define DP (D + 1)               /* outputs per row: A_0..A_{D-1} and L */
+#define NOUT (R * DP)            /* outputs per group */
 #define PAGE 16
+
+/* Who owns which output (r, d) (d = D is L) in the chunk sums and merges.
+ * BLK = 0: output oi = lid + k*WG, r = oi / DP, d = oi % DP.
+ * BLK = 1 (D a multiple of 4, WG a multiple of D/4): item lid takes the
+ *   column quad d4 = lid % (D/4) of rows rg, rg + NRG, ... (rg = lid / (D/4)):
+ *   slot k = kr*5 + c is row rg + kr*NRG, column 4*d4 + c (c < 4) or L
+ *   (c = 4, only for d4 = 0); it reads 4 values of V with one 16-byte local
+ *   load and the probability once for the four (register blocking).  The
+ *   sums are the same sequential chains either way. */
+#if BLK
+#define Q4 (D / 4)
+#define NRG (WG / Q4)
+#define RB2 ((R + NRG - 1) / NRG)
+#define NPW (RB2 * 5)
+#define DPK (D + 4)              /* local row pitch of K/V: 16-byte aligned rows */
+#define RBS ((R + (WG / J) - 1) / (WG / J)) /* rows per item in the scores */
+#else
+#define NPW ((NOUT + WG - 1) / WG)
+#define DPK (D + 1)              /* local row pitch of K/V: no bank conflicts */
+#endif
 
 /* Storage elements copied bit for bit (append never converts). */
 #if BINV_DTYPE == 1
@@ -145,6 +171,74 @@ inline void attn_merge_step(float *M, float *A, float m, float a, int first) {
     *M = mn;
 }
 
+/* Loads keys [sub, sub + J) of the chunk (those < nk) of one KV head into
+ * kv_l as f32: every load of a work-item is issued before any is stored, so
+ * they are all in flight at once.  VEC: 16-byte loads (head_dim a multiple
+ * of BINV_VW, pools 16-byte aligned). */
+#if VEC
+#define LW BINV_VW
+#else
+#define LW 1
+#endif
+#define NLD ((J * D / LW + WG - 1) / WG)
+inline void attn_load_tile(__global const binv_t *pool, __local const uint *slot_l, uint kvd,
+                           uint kvh, uint sub, uint nk, __local float *kv_l, uint lid) {
+    float v[NLD][LW];
+#pragma unroll
+    for (uint n = 0; n < NLD; n++) {
+        const uint i = lid + n * WG, jj = i / (D / LW), d = (i % (D / LW)) * LW;
+        if (i < J * D / LW && sub + jj < nk) {
+            const ulong idx = (ulong)slot_l[sub + jj] * kvd + (ulong)kvh * D + d;
+#if VEC
+            binv_load_vec(pool, idx, v[n]);
+#else
+            v[n][0] = BINV_LOAD(pool, idx);
+#endif
+        }
+    }
+#pragma unroll
+    for (uint n = 0; n < NLD; n++) {
+        const uint i = lid + n * WG, jj = i / (D / LW), d = (i % (D / LW)) * LW;
+        if (i < J * D / LW && sub + jj < nk)
+            for (uint k = 0; k < LW; k++) kv_l[jj * DPK + d + k] = v[n][k];
+    }
+}
+
+/* Lanes per row for the max (a power of two, R * MAXL <= WG).  The max of a
+ * set is exact, so its tree is free: only the sign of a zero maximum can
+ * depend on it, and that never reaches an output (exp(s - m) and the merge
+ * weights are the same for m = +0 and m = -0). */
+#if WG / R >= 64
+#define MAXL 64
+#elif WG / R >= 32
+#define MAXL 32
+#elif WG / R >= 16
+#define MAXL 16
+#elif WG / R >= 8
+#define MAXL 8
+#elif WG / R >= 4
+#define MAXL 4
+#elif WG / R >= 2
+#define MAXL 2
+#else
+#define MAXL 1
+#endif
+
+/* Output slot k of item lid: its row and column; 0 if the slot is unused. */
+inline int attn_out(uint lid, int k, uint *r, uint *d) {
+#if BLK
+    const uint d4 = lid % Q4, c = (uint)k % 5;
+    *r = lid / Q4 + (uint)(k / 5) * NRG;
+    *d = c < 4 ? 4 * d4 + c : D;
+    return *r < R && (c < 4 || d4 == 0);
+#else
+    const uint oi = lid + (uint)k * WG;
+    *r = oi / DP;
+    *d = oi % DP;
+    return oi < NOUT;
+#endif
+}
+
 /* One work-group: work item e = (seq, first token, tokens, split) of the
  * work list, head block get_group_id(1) (GB query heads of one KV head). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
@@ -155,12 +249,15 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
                  __global const binv_t *kpool, __global const binv_t *vpool,
                  uint heads, uint kv_heads, float scale, uint split_chunks,
                  __global float *part) {
-    __local float q_l[R * D];
-    __local float kv_l[J * DP];
+    __local float4 q4[(R * D + 3) / 4];
+    __local float4 kv4[(J * DPK + 3) / 4];
+    __local float *q_l = (__local float *)q4, *kv_l = (__local float *)kv4;
     __local float s_l[R * CH];
     __local float m_l[R];
     __local int n_l[R];
     __local float L_l[R];
+    __local uint slot_l[CH];
+    __local float mx_l[WG];
 
     const uint lid = get_local_id(0);
     const uint4 w = work[get_group_id(0)];
@@ -186,27 +283,10 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
     for (uint c = c_first; c < c_last; c++) {
         const uint key0 = c * CH;
         const uint nk = maxpos + 1 - key0 < CH ? maxpos + 1 - key0 : CH;
-        /* scores of the chunk's keys for all R rows */
-        for (uint sub = 0; sub < nk; sub += J) {
-            barrier(CLK_LOCAL_MEM_FENCE);
-            for (uint i = lid; i < J * D; i += WG) {
-                const uint jj = i / D, d = i % D;
-                if (sub + jj < nk) {
-                    const ulong slot = attn_slot(meta, pt_off, max_pages, seq, key0 + sub + jj);
-                    kv_l[jj * DP + d] = BINV_LOAD(kpool, (slot * kvd) + (ulong)kvh * D + d);
-                }
-            }
-            barrier(CLK_LOCAL_MEM_FENCE);
-            for (uint i = lid; i < R * J; i += WG) {
-                const uint r = i / J, jj = i % J;
-                if (sub + jj < nk) {
-                    float dot = 0.0f;
-                    for (uint d = 0; d < D; d++) dot = fma(q_l[r * D + d], kv_l[jj * DP + d], dot);
-                    s_l[r * CH + sub + jj] = dot * scale;
-                }
-            }
-        }
+        /* cache slot of every key of the chunk; keys of each row */
         barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint j = lid; j < nk; j += WG)
+            slot_l[j] = (uint)attn_slot(meta, pt_off, max_pages, seq, key0 + j);
         if (lid < R) {
             const uint tb = lid / GB;
             int n = 0;
@@ -214,13 +294,70 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
                 const uint p = meta[t0 + tb];
                 n = p + 1 > key0 ? (int)min((uint)CH, p + 1 - key0) : 0;
             }
-            float m = -INFINITY;
-            for (int j = 0; j < n; j++) {
-                const float s = s_l[lid * CH + j];
-                m = s > m ? s : m;
-            }
-            m_l[lid] = m;
             n_l[lid] = n;
+        }
+        /* scores of the chunk's keys for all R rows */
+        for (uint sub = 0; sub < nk; sub += J) {
+            barrier(CLK_LOCAL_MEM_FENCE);
+            attn_load_tile(kpool, slot_l, kvd, kvh, sub, nk, kv_l, lid);
+            barrier(CLK_LOCAL_MEM_FENCE);
+#if BLK
+            {   /* key jj = lid % J against rows rg, rg + WG/J, ...: one 16-byte
+                 * load of K per 4 columns, shared by the rows */
+                const uint jj = lid % J, rg = lid / J;
+                float dot[RBS];
+                for (int k = 0; k < RBS; k++) dot[k] = 0.0f;
+                if (sub + jj < nk)
+                    for (uint d4 = 0; d4 < D / 4; d4++) {
+                        const float4 kv = kv4[(jj * DPK) / 4 + d4];
+#pragma unroll
+                        for (int k = 0; k < RBS; k++) {
+                            const uint r = rg + (uint)k * (WG / J);
+                            if (r < R) {
+                                const float4 qv = q4[(r * D) / 4 + d4];
+                                float t = dot[k];
+                                t = fma(qv.x, kv.x, t);
+                                t = fma(qv.y, kv.y, t);
+                                t = fma(qv.z, kv.z, t);
+                                dot[k] = fma(qv.w, kv.w, t);
+                            }
+                        }
+                    }
+                for (int k = 0; k < RBS; k++) {
+                    const uint r = rg + (uint)k * (WG / J);
+                    if (r < R && sub + jj < nk) s_l[r * CH + sub + jj] = dot[k] * scale;
+                }
+            }
+#else
+            for (uint i = lid; i < R * J; i += WG) {
+                const uint r = i / J, jj = i % J;
+                if (sub + jj < nk) {
+                    float dot = 0.0f;
+                    for (uint d = 0; d < D; d++) dot = fma(q_l[r * D + d], kv_l[jj * DPK + d], dot);
+                    s_l[r * CH + sub + jj] = dot * scale;
+                }
+            }
+#endif
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        {
+            const uint r = lid / MAXL, ln = lid % MAXL;
+            float m = -INFINITY;
+            if (r < R)
+                for (int j = (int)ln; j < n_l[r]; j += MAXL) {
+                    const float sv = s_l[r * CH + j];
+                    m = sv > m ? sv : m;
+                }
+            mx_l[lid] = m;
+            for (uint h = MAXL / 2; h > 0; h /= 2) {
+                barrier(CLK_LOCAL_MEM_FENCE);
+                if (ln < h) {
+                    const float o2 = mx_l[lid + h];
+                    mx_l[lid] = o2 > mx_l[lid] ? o2 : mx_l[lid];
+                }
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            if (lid < R) m_l[lid] = mx_l[lid * MAXL];
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (uint i = lid; i < R * CH; i += WG) {
@@ -230,14 +367,29 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
         for (int k = 0; k < NPW; k++) acc[k] = 0.0f;
         for (uint sub = 0; sub < nk; sub += J) {
             barrier(CLK_LOCAL_MEM_FENCE);
-            for (uint i = lid; i < J * D; i += WG) {
-                const uint jj = i / D, d = i % D;
-                if (sub + jj < nk) {
-                    const ulong slot = attn_slot(meta, pt_off, max_pages, seq, key0 + sub + jj);
-                    kv_l[jj * DP + d] = BINV_LOAD(vpool, (slot * kvd) + (ulong)kvh * D + d);
+            attn_load_tile(vpool, slot_l, kvd, kvh, sub, nk, kv_l, lid);
+            barrier(CLK_LOCAL_MEM_FENCE);
+#if BLK
+            for (int kr = 0; kr < RB2; kr++) {
+                const uint d4 = lid % Q4, r = lid / Q4 + (uint)kr * NRG;
+                if (r < R) {
+                    const int lim = min(n_l[r] - (int)sub, J);
+                    float a0 = acc[kr * 5], a1 = acc[kr * 5 + 1], a2 = acc[kr * 5 + 2],
+                          a3 = acc[kr * 5 + 3], al = acc[kr * 5 + 4];
+                    for (int jj = 0; jj < lim; jj++) {
+                        const float p = s_l[r * CH + sub + jj];
+                        const float4 v = kv4[(jj * DPK) / 4 + d4];
+                        a0 = fma(p, v.x, a0);
+                        a1 = fma(p, v.y, a1);
+                        a2 = fma(p, v.z, a2);
+                        a3 = fma(p, v.w, a3);
+                        al = fma(p, 1.0f, al);
+                    }
+                    acc[kr * 5] = a0; acc[kr * 5 + 1] = a1; acc[kr * 5 + 2] = a2;
+                    acc[kr * 5 + 3] = a3; acc[kr * 5 + 4] = al;
                 }
             }
-            barrier(CLK_LOCAL_MEM_FENCE);
+#else
             for (int k = 0; k < NPW; k++) {
                 const uint oi = lid + k * WG;
                 if (oi < NOUT) {
@@ -245,17 +397,18 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
                     const int lim = min(n_l[r] - (int)sub, J);
                     float a = acc[k];
                     for (int jj = 0; jj < lim; jj++) {
-                        const float v = d < D ? kv_l[jj * DP + d] : 1.0f;
+                        const float v = d < D ? kv_l[jj * DPK + d] : 1.0f;
                         a = fma(s_l[r * CH + sub + jj], v, a);
                     }
                     acc[k] = a;
                 }
             }
+#endif
         }
         for (int k = 0; k < NPW; k++) {
-            const uint oi = lid + k * WG;
-            if (oi < NOUT && n_l[oi / DP] > 0) {
-                attn_merge_step(&st_m[k], &st_a[k], m_l[oi / DP], acc[k], !started[k]);
+            uint r, d;
+            if (attn_out(lid, k, &r, &d) && n_l[r] > 0) {
+                attn_merge_step(&st_m[k], &st_a[k], m_l[r], acc[k], !started[k]);
                 started[k] = 1;
             }
         }
@@ -264,14 +417,14 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
     /* L of each row to every work-item of that row */
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int k = 0; k < NPW; k++) {
-        const uint oi = lid + k * WG;
-        if (oi < NOUT && oi % DP == D) L_l[oi / DP] = started[k] ? st_a[k] : 1.0f;
+        uint r, d;
+        if (attn_out(lid, k, &r, &d) && d == D) L_l[r] = started[k] ? st_a[k] : 1.0f;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int k = 0; k < NPW; k++) {
-        const uint oi = lid + k * WG;
-        if (oi >= NOUT || !started[k]) continue;
-        const uint r = oi / DP, d = oi % DP, tb = r / GB, g = r % GB;
+        uint r, d;
+        if (!attn_out(lid, k, &r, &d) || !started[k]) continue;
+        const uint tb = r / GB, g = r % GB;
         const uint t = t0 + tb, hq = hq0 + g;
         const uint nsplit = (meta[t] / CH) / split_chunks + 1;
         if (nsplit == 1) {
@@ -285,19 +438,35 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
 }
 
 /* Merges the split states of tokens that have more than one split, left to
- * right.  One work-group per (token, head); items loop over the columns. */
+ * right.  One work-group per (token, head); items loop over the columns.
+ * States are read 8 at a time (all loads in flight), then merged in order. */
+#define MB 8
 __kernel void attn_merge(__global const uint *meta, __global const uint *part_base,
                          __global const float *part, __global binv_t *o, ulong o_off, ulong ldo,
                          uint heads, uint split_chunks) {
     const uint t = get_group_id(0), hq = get_group_id(1);
     const uint nsplit = (meta[t] / CH) / split_chunks + 1;
     if (nsplit == 1) return;
+    __global const float *base = part + ((ulong)part_base[t] * heads + hq) * (D + 2);
+    const ulong stride = (ulong)heads * (D + 2);
     for (uint d = get_local_id(0); d < D; d += get_local_size(0)) {
         float M = 0.0f, A = 0.0f, ML = 0.0f, L = 0.0f;
-        for (uint s = 0; s < nsplit; s++) {
-            __global const float *rec = part + (((ulong)part_base[t] + s) * heads + hq) * (D + 2);
-            attn_merge_step(&M, &A, rec[0], rec[1 + d], s == 0);
-            attn_merge_step(&ML, &L, rec[0], rec[1 + D], s == 0);
+        for (uint s0 = 0; s0 < nsplit; s0 += MB) {
+            float m[MB], a[MB], l[MB];
+#pragma unroll
+            for (uint k = 0; k < MB; k++)
+                if (s0 + k < nsplit) {
+                    __global const float *rec = base + (s0 + k) * stride;
+                    m[k] = rec[0];
+                    a[k] = rec[1 + d];
+                    l[k] = rec[1 + D];
+                }
+#pragma unroll
+            for (uint k = 0; k < MB; k++)
+                if (s0 + k < nsplit) {
+                    attn_merge_step(&M, &A, m[k], a[k], s0 + k == 0);
+                    attn_merge_step(&ML, &L, m[k], l[k], s0 + k == 0);
+                }
         }
         BINV_STORE(o, o_off + (ulong)t * ldo + (ulong)hq * D + d, A / L);
     }
