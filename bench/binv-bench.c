@@ -410,8 +410,9 @@ static int parse_args(int argc, char **argv, options *o) {
         size_list_option("--attn-ctx", ac_list, &o->attn_ctx, o->quick, quick_ac, 2, def_ac, 3))
         return 1;
     o->attn_prefill = o->quick ? 256 : 4096;
-    if (prefill && (parse_size(prefill, &o->attn_prefill) != (int)strlen(prefill) ||
-                    o->attn_prefill > (1u << 20))) {
+    if (prefill && !strcmp(prefill, "0")) o->attn_prefill = 0;
+    else if (prefill && (parse_size(prefill, &o->attn_prefill) != (int)strlen(prefill) ||
+                         o->attn_prefill > (1u << 20))) {
         fprintf(stderr, "binv-bench: --attn-prefill needs an integer in 0..1048576\n");
         return 1;
     }

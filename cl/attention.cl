@@ -172,18 +172,19 @@ inline void attn_merge_step(float *M, float *A, float m, float a, int first) {
 }
 
 /* Loads keys [sub, sub + J) of the chunk (those < nk) of one KV head into
- * kv_l as f32: every load of a work-item is issued before any is stored, so
- * they are all in flight at once.  VEC: 16-byte loads (head_dim a multiple
- * of BINV_VW, pools 16-byte aligned). */
+ * registers (attn_fetch), then into kv_l as f32 (attn_put).  The loop over a
+ * chunk's tiles issues the next tile's loads before it computes on the
+ * current one, so the loads are in flight during the arithmetic (software
+ * pipelining through registers).  VEC: 16-byte loads (head_dim a multiple of
+ * BINV_VW, pools 16-byte aligned). */
 #if VEC
 #define LW BINV_VW
 #else
 #define LW 1
 #endif
 #define NLD ((J * D / LW + WG - 1) / WG)
-inline void attn_load_tile(__global const binv_t *pool, __local const uint *slot_l, uint kvd,
-                           uint kvh, uint sub, uint nk, __local float *kv_l, uint lid) {
-    float v[NLD][LW];
+inline void attn_fetch(__global const binv_t *pool, __local const uint *slot_l, uint kvd,
+                       uint kvh, uint sub, uint nk, uint lid, float v[NLD][LW]) {
 #pragma unroll
     for (uint n = 0; n < NLD; n++) {
         const uint i = lid + n * WG, jj = i / (D / LW), d = (i % (D / LW)) * LW;
@@ -196,6 +197,8 @@ inline void attn_load_tile(__global const binv_t *pool, __local const uint *slot
 #endif
         }
     }
+}
+inline void attn_put(uint sub, uint nk, uint lid, float v[NLD][LW], __local float *kv_l) {
 #pragma unroll
     for (uint n = 0; n < NLD; n++) {
         const uint i = lid + n * WG, jj = i / (D / LW), d = (i % (D / LW)) * LW;
@@ -274,6 +277,7 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
     }
 
     float st_m[NPW], st_a[NPW], acc[NPW];
+    float tile[NLD][LW];
     int started[NPW];
     for (int k = 0; k < NPW; k++) started[k] = 0;
 
@@ -297,10 +301,13 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
             n_l[lid] = n;
         }
         /* scores of the chunk's keys for all R rows */
+        barrier(CLK_LOCAL_MEM_FENCE);
+        attn_fetch(kpool, slot_l, kvd, kvh, 0, nk, lid, tile);
         for (uint sub = 0; sub < nk; sub += J) {
             barrier(CLK_LOCAL_MEM_FENCE);
-            attn_load_tile(kpool, slot_l, kvd, kvh, sub, nk, kv_l, lid);
+            attn_put(sub, nk, lid, tile, kv_l);
             barrier(CLK_LOCAL_MEM_FENCE);
+            if (sub + J < nk) attn_fetch(kpool, slot_l, kvd, kvh, sub + J, nk, lid, tile);
 #if BLK
             {   /* key jj = lid % J against rows rg, rg + WG/J, ...: one 16-byte
                  * load of K per 4 columns, shared by the rows */
@@ -339,6 +346,7 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
             }
 #endif
         }
+        attn_fetch(vpool, slot_l, kvd, kvh, 0, nk, lid, tile); /* in flight during max, exp */
         barrier(CLK_LOCAL_MEM_FENCE);
         {
             const uint r = lid / MAXL, ln = lid % MAXL;
@@ -367,8 +375,9 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
         for (int k = 0; k < NPW; k++) acc[k] = 0.0f;
         for (uint sub = 0; sub < nk; sub += J) {
             barrier(CLK_LOCAL_MEM_FENCE);
-            attn_load_tile(vpool, slot_l, kvd, kvh, sub, nk, kv_l, lid);
+            attn_put(sub, nk, lid, tile, kv_l);
             barrier(CLK_LOCAL_MEM_FENCE);
+            if (sub + J < nk) attn_fetch(vpool, slot_l, kvd, kvh, sub + J, nk, lid, tile);
 #if BLK
             for (int kr = 0; kr < RB2; kr++) {
                 const uint d4 = lid % Q4, r = lid / Q4 + (uint)kr * NRG;
@@ -438,36 +447,66 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
 }
 
 /* Merges the split states of tokens that have more than one split, left to
- * right.  One work-group per (token, head); items loop over the columns.
- * States are read 8 at a time (all loads in flight), then merged in order. */
-#define MB 8
+ * right.  One work-group per (token, head).  The running maximum and the two
+ * weights of each merge (x = exp(M - M'), y = exp(m_s - M'), exactly as
+ * attn_merge_step computes them) are worked out once per state in local
+ * memory, MS states at a time; then every item folds its columns with two
+ * fma per state. */
+#define MS 128
 __kernel void attn_merge(__global const uint *meta, __global const uint *part_base,
                          __global const float *part, __global binv_t *o, ulong o_off, ulong ldo,
                          uint heads, uint split_chunks) {
-    const uint t = get_group_id(0), hq = get_group_id(1);
+    __local float xw[MS], yw[MS], mm[MS];
+    __local float carry;
+    const uint t = get_group_id(0), hq = get_group_id(1), lid = get_local_id(0);
+    const uint nl = get_local_size(0);
     const uint nsplit = (meta[t] / CH) / split_chunks + 1;
-    if (nsplit == 1) return;
+    if (nsplit == 1) return; /* the whole group: no barrier is skipped by part of it */
     __global const float *base = part + ((ulong)part_base[t] * heads + hq) * (D + 2);
     const ulong stride = (ulong)heads * (D + 2);
-    for (uint d = get_local_id(0); d < D; d += get_local_size(0)) {
-        float M = 0.0f, A = 0.0f, ML = 0.0f, L = 0.0f;
-        for (uint s0 = 0; s0 < nsplit; s0 += MB) {
-            float m[MB], a[MB], l[MB];
-#pragma unroll
-            for (uint k = 0; k < MB; k++)
-                if (s0 + k < nsplit) {
-                    __global const float *rec = base + (s0 + k) * stride;
-                    m[k] = rec[0];
-                    a[k] = rec[1 + d];
-                    l[k] = rec[1 + D];
+    float A[(D + 1 + 31) / 32]; /* columns lid, lid + nl, ... (nl >= 32); column D is L */
+    for (uint s0 = 0; s0 < nsplit; s0 += MS) {
+        const uint n = min((uint)MS, nsplit - s0);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint k = lid; k < n; k += nl) mm[k] = base[(s0 + k) * stride];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid == 0) {
+            float M = carry;
+            for (uint k = 0; k < n; k++) {
+                const float m = mm[k];
+                if (s0 + k == 0) {
+                    M = m;
+                    continue;
                 }
-#pragma unroll
-            for (uint k = 0; k < MB; k++)
-                if (s0 + k < nsplit) {
-                    attn_merge_step(&M, &A, m[k], a[k], s0 + k == 0);
-                    attn_merge_step(&ML, &L, m[k], l[k], s0 + k == 0);
-                }
+                const float mn = M > m ? M : m;
+                xw[k] = M - mn;
+                yw[k] = m - mn;
+                M = mn;
+            }
+            carry = M;
         }
-        BINV_STORE(o, o_off + (ulong)t * ldo + (ulong)hq * D + d, A / L);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint k = lid; k < n; k += nl)
+            if (s0 + k > 0) {
+                xw[k] = binv_exp(xw[k]);
+                yw[k] = binv_exp(yw[k]);
+            }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint c = 0, d = lid; d <= D; c++, d += nl) {
+            float a = A[c];
+#pragma unroll 8
+            for (uint k = 0; k < n; k++) {
+                const float v = base[(s0 + k) * stride + 1 + d];
+                a = s0 + k == 0 ? v : fma(v, yw[k], a * xw[k]);
+            }
+            A[c] = a;
+        }
     }
+    /* L (column D) to every item, then the outputs */
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint c = 0, d = lid; d <= D; c++, d += nl)
+        if (d == D) carry = A[c];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint c = 0, d = lid; d < D; c++, d += nl)
+        BINV_STORE(o, o_off + (ulong)t * ldo + (ulong)hq * D + d, A[c] / carry);
 }

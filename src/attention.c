@@ -625,7 +625,10 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
     if (st == BINV_SUCCESS && merge) {
         const void *mv[] = {&batch->meta, &cfg->part_base, &ws, &o, &oo, &lo, &uh, &split_chunks};
         const size_t ms[] = {M, M, M, M, 8, 8, 4, 4};
-        size_t mw = D < 64 ? 32 : 64;
+        /* 32..128 items, each a few of the D + 1 columns (attn_merge sizes
+         * its register array for >= 32 items). */
+        size_t mw = (D + 1 + 31) / 32 * 32;
+        if (mw > 128) mw = 128;
         if (mw > ctx->info.max_work_group_size) mw = ctx->info.max_work_group_size;
         const size_t mlws[2] = {mw, 1}, mgws[2] = {T * mw, heads};
         st = launch(ctx, queue, fn, prog, "attn_merge", 8, mv, ms, mgws, mlws, 1, &e1, event);
