@@ -76,31 +76,162 @@ static void test_distinct(void **state) {
     assert_int_equal(s.count, 0);
 }
 
-/* The CLI end to end, on the default device: it must exit 0, and its report
- * must say the invariant rows have 1 distinct output. */
+static void test_batch_sizes(void **state) {
+    (void)state;
+    size_t b[32];
+    size_t n = study_batch_sizes(64, b, 32);
+    const size_t want[] = {1, 2, 3, 4, 8, 16, 32, 64};
+    assert_int_equal(n, 8);
+    for (size_t i = 0; i < n; i++) assert_int_equal(b[i], want[i]);
+    assert_int_equal(study_batch_sizes(6, b, 32), 4); /* 1 2 3 4 */
+    assert_int_equal(study_batch_sizes(1, b, 32), 1);
+    assert_int_equal(study_batch_sizes(0, b, 32), 0);
+    assert_int_equal(study_batch_sizes(1u << 20, b, 5), 5); /* capped */
+}
+
+/* The adaptive row rule of docs/schedules.md, at the widths the study uses:
+ * 2 compute units (the PoCL CI machine) and 132 (an H100). */
+static void test_rows_adaptive_width(void **state) {
+    (void)state;
+    /* 4096 wide, 16 work-groups fill the device: 16, 8, 6 pieces, then 4. */
+    assert_int_equal(study_rows_adaptive_width(1, 4096, 2), 256);
+    assert_int_equal(study_rows_adaptive_width(2, 4096, 2), 512);
+    assert_int_equal(study_rows_adaptive_width(3, 4096, 2), 704); /* ceil(4096/6) = 683 -> 704 */
+    assert_int_equal(study_rows_adaptive_width(4, 4096, 2), 1024);
+    assert_int_equal(study_rows_adaptive_width(64, 4096, 2), 1024);
+    assert_int_equal(study_rows_adaptive_width(1, 14336, 2), 896);
+    assert_int_equal(study_rows_adaptive_width(2, 14336, 2), 1024);
+    /* A vocabulary row already has 149 chunks >= 16: never split further. */
+    for (size_t r = 1; r <= 64; r++)
+        assert_int_equal(study_rows_adaptive_width(r, 152064, 2), 1024);
+    /* On 132 units (1056 work-groups) it is: 1056 pieces capped at 32 x 4. */
+    assert_int_equal(study_rows_adaptive_width(1, 4096, 132), 32);
+    assert_int_equal(study_rows_adaptive_width(1, 152064, 132), 160); /* 1056 pieces */
+    assert_int_equal(study_rows_adaptive_width(8, 152064, 132), 1024);  /* 149 >= 132 */
+    assert_int_equal(study_rows_adaptive_width(2048, 4096, 132), 1024);
+    /* Never wider than the invariant chunk. */
+    for (size_t c = 1; c < 5000; c += 37)
+        for (size_t r = 1; r < 40; r += 3)
+            assert_true(study_rows_adaptive_width(r, c, 2) <=
+                        binv_rows_chunk_size(BINV_DTYPE_F32, c));
+}
+
+static void test_sum_ref(void **state) {
+    (void)state;
+    /* 2^24 + 1 + 1 + ... : f32 running sums lose every 1, the reference not. */
+    enum { N = 1001 };
+    float x[N];
+    x[0] = 16777216.0f;
+    for (int i = 1; i < N; i++) x[i] = 1.0f;
+    assert_true(study_sum_ref(x, N) == 16777216.0 + 1000.0);
+    /* Cancellation: big + small - big. */
+    float y[3] = {1e30f, 3.0f, -1e30f};
+    assert_true(study_sum_ref(y, 3) == 3.0);
+    assert_true(study_sum_ref(y, 0) == 0.0);
+}
+
+/* Diff in the output dtype: a one-element f32 output (row_sum) and bf16. */
+static void test_compare_dtypes(void **state) {
+    (void)state;
+    float a = 297.114868f, b = nextafterf(a, 0.0f);
+    study_diff d = study_compare(BINV_DTYPE_F32, &a, &b, 1);
+    assert_int_equal(d.differing, 1);
+    assert_true(d.max_ulp == 1);
+    assert_true(d.max_abs == (double)a - (double)b);
+    uint16_t p[2], q[2];
+    study_store(BINV_DTYPE_BF16, p, 0, 1.0f);
+    study_store(BINV_DTYPE_BF16, p, 1, -3.0f);
+    study_store(BINV_DTYPE_BF16, q, 0, 1.0f);
+    study_store(BINV_DTYPE_BF16, q, 1, -3.0f - 3 * 0.015625f); /* 3 bf16 ulp at 2..4 */
+    d = study_compare(BINV_DTYPE_BF16, p, q, 2);
+    assert_int_equal(d.differing, 1);
+    assert_true(d.max_ulp == 3);
+    assert_true(d.max_abs == 3 * 0.015625);
+    /* Identical rows: nothing differs, distinct counts once. */
+    study_hashset s = {0};
+    assert_int_equal(study_hashset_add(&s, p, sizeof p), 1);
+    assert_int_equal(study_hashset_add(&s, p, sizeof p), 0);
+    assert_int_equal(study_hashset_add(&s, q, sizeof q), 1);
+    assert_int_equal(s.count, 2);
+    study_hashset_free(&s);
+}
+
+/* Splits a markdown table row into trimmed cells; returns the count. */
+static int cells(char *line, char **out, int max) {
+    int n = 0;
+    char *p = strchr(line, '|');
+    while (p && n < max) {
+        char *e = strchr(p + 1, '|');
+        if (!e) break;
+        char *b = p + 1;
+        while (*b == ' ') b++;
+        char *t = e;
+        while (t > b && t[-1] == ' ') t--;
+        *t = '\0';
+        out[n++] = b;
+        p = e;
+    }
+    return n;
+}
+
+/* The CLI end to end, on the default device, at tiny sizes: it must exit 0,
+ * write every family's CSV, and its report must say that every invariant
+ * series had 1 distinct output, 0 diff and deterministic repeats, and that
+ * binv_row_sum gave 1 distinct result in the atomics demonstration. */
 static void test_cli_smoke(void **state) {
     (void)state;
     const char *exe = getenv("BINV_STUDY_EXE");
     if (!exe) skip();
     char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' --bogus > /dev/null 2>&1", exe);
+    assert_int_not_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd,
-             "'%s' --quick --n 64 --k 1100 --max-batch 8 --out binv-study-smoke > study.log 2>&1",
+             "'%s' --quick --n 64 --k 1100 --max-batch 8 --cols 2100 --max-rows 8 "
+             "--atomic-n 65536 --atomic-repeats 6 --repeats 2 --out binv-study-smoke "
+             "> study.log 2>&1",
              exe);
+    const double t0 = study_now_s();
     assert_int_equal(system(cmd), 0);
+    printf("binv-study smoke run: %.1f s\n", study_now_s() - t0);
     FILE *f = fopen("binv-study-smoke/report.md", "r");
     assert_non_null(f);
-    char line[1024];
-    int inv = 0;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "| binv-invariant |", 18) && (strstr(line, "yes") || strstr(line, "no"))) {
-            inv++;
-            assert_non_null(strstr(line, "| 1 | 0 | 0 | yes |"));
+    char line[4096];
+    int inv_gemm = 0, inv_rows = 0, rowsum = 0, attention = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "## Attention", 12)) attention = 1;
+        char *c[16];
+        int n = cells(line, c, 16);
+        /* Summary tables: op | shape | implementation | dtype | distinct |
+         * max abs | max ulp | deterministic | ms | ms. */
+        if (n == 10 && !strcmp(c[2], "binv-invariant") &&
+            (!strcmp(c[7], "yes") || strstr(c[7], "no"))) {
+            assert_string_equal(c[4], "1");
+            assert_string_equal(c[5], "0");
+            assert_string_equal(c[6], "0");
+            assert_string_equal(c[7], "yes");
+            if (!strcmp(c[0], "gemm")) inv_gemm++;
+            else inv_rows++;
         }
+        if (n == 8 && !strcmp(c[0], "binv_row_sum (invariant)")) {
+            assert_string_equal(c[2], "1");
+            rowsum++;
+        }
+    }
     fclose(f);
-    assert_int_equal(inv, 3); /* f32, f16, bf16 */
-    f = fopen("binv-study-smoke/gemm.csv", "r");
-    assert_non_null(f);
-    fclose(f);
+    assert_int_equal(inv_gemm, 3);     /* f32, f16, bf16 (n = 64: one shape) */
+    assert_int_equal(inv_rows, 7 * 3); /* 7 row cases x 3 dtypes */
+    assert_int_equal(rowsum, 1);
+    assert_true(attention); /* the hook says it is not measured yet */
+    const char *files[] = {"gemm.csv", "rows.csv", "atomics.csv"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(line, sizeof line, "binv-study-smoke/%s", files[i]);
+        f = fopen(line, "r");
+        assert_non_null(f);
+        int lines = 0;
+        while (fgets(line, sizeof line, f)) lines++;
+        fclose(f);
+        assert_true(lines > 3);
+    }
 }
 
 int main(void) {
@@ -108,6 +239,10 @@ int main(void) {
         cmocka_unit_test(test_conversions),
         cmocka_unit_test(test_ulp_and_diff),
         cmocka_unit_test(test_distinct),
+        cmocka_unit_test(test_batch_sizes),
+        cmocka_unit_test(test_rows_adaptive_width),
+        cmocka_unit_test(test_sum_ref),
+        cmocka_unit_test(test_compare_dtypes),
         cmocka_unit_test(test_cli_smoke),
     };
     return cmocka_run_group_tests_name("study", tests, NULL, NULL);

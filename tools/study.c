@@ -156,3 +156,31 @@ void study_hashset_free(study_hashset *s) {
     s->h = NULL;
     s->count = s->cap = 0;
 }
+
+size_t study_batch_sizes(size_t max, size_t *out, size_t cap) {
+    size_t n = 0;
+    for (size_t b = 1; b <= max && n < cap; b = b < 4 ? b + 1 : b * 2) out[n++] = b;
+    return n;
+}
+
+size_t study_rows_adaptive_width(size_t rows, size_t cols, size_t cus) {
+    const size_t cw = 1024; /* docs/schedules.md: at least one chunk per 1024 values */
+    if (rows == 0 || cols == 0) return cw;
+    const size_t want = 8 * cus; /* work-groups that fill the device */
+    const size_t min_pieces = (cols + cw - 1) / cw;
+    size_t pieces = rows >= want ? min_pieces : (want + rows - 1) / rows;
+    if (pieces < min_pieces) pieces = min_pieces;
+    if (pieces > 32 * min_pieces) pieces = 32 * min_pieces;
+    size_t w = (cols + pieces - 1) / pieces;
+    return (w + 31) / 32 * 32;
+}
+
+double study_sum_ref(const float *x, size_t n) {
+    double s = 0.0, c = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double v = x[i], t = s + v;
+        c += fabs(s) >= fabs(v) ? (s - t) + v : (v - t) + s;
+        s = t;
+    }
+    return s + c;
+}

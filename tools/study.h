@@ -43,4 +43,20 @@ uint64_t study_hash(const void *data, size_t n);
 int study_hashset_add(study_hashset *s, const void *data, size_t n);
 void study_hashset_free(study_hashset *s);
 
+/* The batch sizes of a sweep: 1, 2, 3, 4, then doubling, up to max (and at
+ * most cap of them).  Returns how many were written. */
+size_t study_batch_sizes(size_t max, size_t *out, size_t cap);
+
+/* The chunk width a BINV_SCHEDULE_ADAPTIVE context uses for a row reduction
+ * of `rows` rows of `cols` values on a device of `cus` compute units: the
+ * rule written down in docs/schedules.md ("Adaptive"), copied here only so
+ * that the report can say which widths the measured bits came from.  The
+ * invariant width is binv_rows_chunk_size(), whatever rows is. */
+size_t study_rows_adaptive_width(size_t rows, size_t cols, size_t cus);
+
+/* sum of x[0..n) in double with Neumaier compensation: a reference against
+ * which f32 sums in any order can be judged (its own error is far below an
+ * f32 ulp of the result for the sizes the study uses). */
+double study_sum_ref(const float *x, size_t n);
+
 #endif
