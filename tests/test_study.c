@@ -187,7 +187,7 @@ static void test_cli_smoke(void **state) {
     assert_int_not_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd,
              "'%s' --quick --n 64 --k 1100 --max-batch 8 --cols 2100 --max-rows 8 "
-             "--atomic-n 65536 --atomic-repeats 6 --repeats 2 --out binv-study-smoke "
+             "--atomic-n 65536 --atomic-repeats 6 --repeats 2 --attn-ctx 600 --out binv-study-smoke "
              "> study.log 2>&1",
              exe);
     const double t0 = study_now_s();
@@ -196,7 +196,7 @@ static void test_cli_smoke(void **state) {
     FILE *f = fopen("binv-study-smoke/report.md", "r");
     assert_non_null(f);
     char line[4096];
-    int inv_gemm = 0, inv_rows = 0, rowsum = 0, attention = 0;
+    int inv_gemm = 0, inv_rows = 0, inv_attn = 0, rowsum = 0, attention = 0;
     while (fgets(line, sizeof line, f)) {
         if (!strncmp(line, "## Attention", 12)) attention = 1;
         char *c[16];
@@ -210,6 +210,7 @@ static void test_cli_smoke(void **state) {
             assert_string_equal(c[6], "0");
             assert_string_equal(c[7], "yes");
             if (!strcmp(c[0], "gemm")) inv_gemm++;
+            else if (!strcmp(c[0], "decode-batch") || !strcmp(c[0], "prefill-chunk")) inv_attn++;
             else inv_rows++;
         }
         if (n == 8 && !strcmp(c[0], "binv_row_sum (invariant)")) {
@@ -221,9 +222,10 @@ static void test_cli_smoke(void **state) {
     assert_int_equal(inv_gemm, 3);     /* f32, f16, bf16 (n = 64: one shape) */
     assert_int_equal(inv_rows, 7 * 3); /* 7 row cases x 3 dtypes */
     assert_int_equal(rowsum, 1);
-    assert_true(attention); /* the hook says it is not measured yet */
-    const char *files[] = {"gemm.csv", "rows.csv", "atomics.csv"};
-    for (int i = 0; i < 3; i++) {
+    assert_int_equal(inv_attn, 2 * 3); /* decode-batch and prefill-chunk x 3 dtypes */
+    assert_true(attention);
+    const char *files[] = {"gemm.csv", "rows.csv", "atomics.csv", "attention.csv"};
+    for (int i = 0; i < 4; i++) {
         snprintf(line, sizeof line, "binv-study-smoke/%s", files[i]);
         f = fopen(line, "r");
         assert_non_null(f);
