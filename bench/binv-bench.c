@@ -50,11 +50,12 @@
 /* ------------------------------------------------------------------------ */
 /* What is measured                                                         */
 
-enum { IMPL_CLBLAST = 0, IMPL_INVARIANT = 1, IMPL_ADAPTIVE = 2, IMPL_COUNT = 3 };
-static const char *const impl_names[IMPL_COUNT] = {"clblast", "binv-invariant", "binv-adaptive"};
+enum { IMPL_CLBLAST = 0, IMPL_INVARIANT = 1, IMPL_ADAPTIVE = 2, IMPL_NATIVE = 3, IMPL_COUNT = 4 };
+static const char *const impl_names[IMPL_COUNT] = {"clblast", "binv-invariant", "binv-adaptive",
+                                                   "binv-native"};
 
 /* binv schedules, index into bench.binv[]. */
-enum { SCHED_INVARIANT = 0, SCHED_ADAPTIVE = 1 };
+enum { SCHED_INVARIANT = 0, SCHED_ADAPTIVE = 1, SCHED_NATIVE = 2 /* invariant, native path */ };
 static const char *const sched_names[2] = {"invariant", "adaptive"};
 
 enum { RUN_GEMM = 1, RUN_ROWS = 2, RUN_ATTN = 4 };
@@ -541,7 +542,7 @@ typedef struct bench {
     options opt;
     cli_device dev;
     cl_command_queue queue; /* without profiling: timing is wall clock */
-    binv_context *binv[2];  /* [SCHED_INVARIANT], [SCHED_ADAPTIVE] */
+    binv_context *binv[3];  /* [SCHED_INVARIANT], [SCHED_ADAPTIVE], [SCHED_NATIVE] */
     int is_gpu, has_fp16;
     cl_uint compute_units;
     cl_ulong global_mem, max_alloc;
@@ -901,12 +902,14 @@ static int impl_selected(const bench *b, int impl) {
 #endif
     case IMPL_INVARIANT: return b->opt.run_invariant;
     case IMPL_ADAPTIVE: return b->opt.run_adaptive;
+    case IMPL_NATIVE: return b->binv[SCHED_NATIVE] != NULL;
     }
     return 0;
 }
 
 /* Whether impl can run dtype on this device (an "n/a" cell otherwise). */
 static int impl_supports(const bench *b, int impl, binv_dtype dt) {
+    if (impl == IMPL_NATIVE) return dt != BINV_DTYPE_F32; /* tensor cores: bf16 / f16 */
     if (impl != IMPL_CLBLAST) return 1;
     if (dt == BINV_DTYPE_F32) return 1;
     if (dt == BINV_DTYPE_F16) return b->has_fp16; /* CLBlast HGEMM computes in half */
@@ -936,7 +939,9 @@ static int gemm_call(bench *b, const void *cfg, unsigned long slot) {
         return fail("internal: CLBlast is not compiled in");
 #endif
     }
-    binv_context *ctx = b->binv[g->impl == IMPL_INVARIANT ? SCHED_INVARIANT : SCHED_ADAPTIVE];
+    binv_context *ctx = b->binv[g->impl == IMPL_INVARIANT  ? SCHED_INVARIANT
+                                : g->impl == IMPL_NATIVE ? SCHED_NATIVE
+                                                         : SCHED_ADAPTIVE];
     binv_status st = binv_gemm(ctx, b->queue, g->dt, BINV_NO_TRANS, BINV_TRANS, m, n, k, 1.0f,
                                b->a, 0, k, w, 0, k, 0.0f, b->c, 0, n, 0, NULL, NULL);
     if (st != BINV_SUCCESS)
@@ -984,6 +989,7 @@ static void reference_row(const bench *b, const float *arow, size_t n, size_t k,
  * (bf16); CLBlast HGEMM also accumulates in half. */
 static double error_tolerance(int impl, binv_dtype dt) {
     if (dt == BINV_DTYPE_F32) return 1e-3;
+    if (impl == IMPL_NATIVE) return 2e-2;
     if (dt == BINV_DTYPE_BF16) return 2e-2;
     return impl == IMPL_CLBLAST ? 5e-2 : 1e-2;
 }
@@ -1772,6 +1778,20 @@ static int setup_device(bench *b) {
                         sched_names[s], b->dev.name, binv_status_string(st), st);
     }
 
+    /* The native tensor-core path, where the device has it (GEMM only). */
+    if (b->opt.run_invariant && (b->opt.run & RUN_GEMM)) {
+        binv_options o;
+        memset(&o, 0, sizeof o);
+        o.struct_size = sizeof o;
+        o.path = BINV_PATH_NATIVE;
+        if (binv_context_create(b->dev.context, dev, &o, &b->binv[SCHED_NATIVE]) == BINV_SUCCESS &&
+            binv_context_path(b->binv[SCHED_NATIVE]) != BINV_PATH_NATIVE) {
+            printf("binv-native: %s\n", binv_context_last_error(b->binv[SCHED_NATIVE]));
+            binv_context_destroy(b->binv[SCHED_NATIVE]);
+            b->binv[SCHED_NATIVE] = NULL;
+        }
+    }
+
     printf("binv-bench %s: device '%s' (%s, platform '%s'), %u compute units, %.1f GiB, "
            "cl_khr_fp16 %s\n",
            binv_version_string(), b->dev.name, type_name(b->dev.type), b->dev.platform_name,
@@ -1989,7 +2009,7 @@ static void teardown(bench *b) {
     /* CLBlast caches programs built for this context: drop them first. */
     CLBlastClearCache();
 #endif
-    for (int s = 0; s < 2; s++) binv_context_destroy(b->binv[s]);
+    for (int s = 0; s < 3; s++) binv_context_destroy(b->binv[s]);
     if (b->queue) clReleaseCommandQueue(b->queue);
     cli_device_close(&b->dev);
     if (b->csv) fclose(b->csv);

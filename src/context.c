@@ -1,4 +1,5 @@
 /* binv_context: creation, device checks, destruction. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,12 +81,45 @@ static binv_gemm_path gemm_path_from_env(void) {
     return BINV_GEMM_PATH_AUTO;
 }
 
+/* cl_nv_device_attribute_query */
+#define BINV_CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV 0x4000
+
+/* The native path needs an NVIDIA device of compute capability >= 8.0
+ * (mma.sync.m16n8k16 with bf16).  Otherwise the context keeps the portable
+ * path and remembers why. */
+static void grant_native(binv_context *ctx) {
+    char ext[8192] = "";
+    clGetDeviceInfo(ctx->device, CL_DEVICE_EXTENSIONS, sizeof ext - 1, ext, NULL);
+    cl_uint major = 0;
+    if (ctx->info.vendor_id != 0x10de || !strstr(ext, "cl_nv_device_attribute_query")) {
+        snprintf(ctx->path_note, sizeof ctx->path_note,
+                 "native path: '%s' is not an NVIDIA device with cl_nv_device_attribute_query; "
+                 "running the portable path", ctx->info.name);
+        return;
+    }
+    if (clGetDeviceInfo(ctx->device, BINV_CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV, sizeof major,
+                        &major, NULL) != CL_SUCCESS || major < 8) {
+        snprintf(ctx->path_note, sizeof ctx->path_note,
+                 "native path: '%s' has compute capability %u.x (< 8.0); running the portable "
+                 "path", ctx->info.name, major);
+        return;
+    }
+    ctx->path = BINV_PATH_NATIVE;
+}
+
+binv_path binv_context_path(const binv_context *ctx) {
+    if (!ctx) return BINV_PATH_PORTABLE;
+    if (ctx->path != BINV_PATH_NATIVE && ctx->path_note[0])
+        binv_set_error((binv_context *)ctx, BINV_SUCCESS, "%s", ctx->path_note);
+    return ctx->path;
+}
+
 binv_status binv_context_create(cl_context context, cl_device_id device,
                                 const binv_options *options, binv_context **out) {
     if (!out) return BINV_ERROR_INVALID_ARGUMENT;
     *out = NULL;
     if (!context || !device) return BINV_ERROR_INVALID_ARGUMENT;
-    binv_options opt = {sizeof(binv_options), BINV_SCHEDULE_INVARIANT, NULL};
+    binv_options opt = {sizeof(binv_options), BINV_SCHEDULE_INVARIANT, NULL, BINV_PATH_PORTABLE};
     if (options) {
         /* Accept any caller struct at least as large as struct_size itself;
          * fields beyond the caller's struct_size keep their defaults. */
@@ -93,6 +127,8 @@ binv_status binv_context_create(cl_context context, cl_device_id device,
         size_t n = options->struct_size < sizeof opt ? options->struct_size : sizeof opt;
         memcpy(&opt, options, n);
         if (opt.schedule != BINV_SCHEDULE_INVARIANT && opt.schedule != BINV_SCHEDULE_ADAPTIVE)
+            return BINV_ERROR_INVALID_ENUM;
+        if (opt.path != BINV_PATH_PORTABLE && opt.path != BINV_PATH_NATIVE)
             return BINV_ERROR_INVALID_ENUM;
     }
     binv_context *ctx = calloc(1, sizeof *ctx);
@@ -123,6 +159,7 @@ binv_status binv_context_create(cl_context context, cl_device_id device,
     }
     if (st == BINV_SUCCESS) st = context_has_device(ctx);
     if (st == BINV_SUCCESS) st = query_device(ctx);
+    if (st == BINV_SUCCESS && opt.path == BINV_PATH_NATIVE) grant_native(ctx);
     if (st != BINV_SUCCESS) {
         /* Nothing retained yet; free what we made. */
         binv_debug(ctx, "context_create failed: %s", binv_context_last_error(ctx));

@@ -231,6 +231,58 @@ static size_t chunk_for_call(const binv_context *ctx, const gemm_config *g, cons
     return ceil_div(k, splits);
 }
 
+/* The native tensor-core kernel (cl/gemm_native.cl): 128 x 128 tiles, K
+ * never split.  16-byte loads when every row start is 16-byte aligned. */
+static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                                 size_t m, size_t n, size_t k, float alpha, cl_mem a,
+                                 size_t a_offset, size_t lda, cl_mem b, size_t b_offset,
+                                 size_t ldb, float beta, cl_mem c, size_t c_offset, size_t ldc,
+                                 cl_uint num_events, const cl_event *wait_list, cl_event *event) {
+    BINV_RETURN_ERROR_ON(m > 0xffffffffu || n > 0xffffffffu || k > 0xffffffffu, ctx,
+                         BINV_ERROR_INVALID_DIMENSION, "binv_gemm (native): m, n, k must be < 2^32");
+    const int vec = k % 8 == 0 && lda % 8 == 0 && ldb % 8 == 0 && a_offset % 8 == 0 &&
+                    b_offset % 8 == 0;
+    /* Fragments through ldmatrix where the compiler takes it (the shared
+     * address of a __local pointer); else 32-bit local loads.  Either way
+     * the same mma sequence, so the same bits.  BINV_NATIVE_LDM=0 forces the
+     * plain loads (tests compare the two). */
+    const char *env = getenv("BINV_NATIVE_LDM");
+    int ldm = !(env && !strcmp(env, "0"));
+    char defines[64];
+    cl_program prog;
+    binv_status st;
+    for (;;) {
+        snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DNVEC=%d -DNLDM=%d", (int)dtype, vec,
+                 ldm);
+        st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
+        if (st == BINV_ERROR_BUILD_FAILED && ldm) {
+            binv_debug(ctx, "gemm native: ldmatrix build failed; plain local loads");
+            ldm = 0;
+            continue;
+        }
+        break;
+    }
+    if (st != BINV_SUCCESS) return st;
+    cl_kernel kern;
+    if ((st = binv_kernel_acquire(ctx, prog, "gemm_native", &kern)) != BINV_SUCCESS) return st;
+    cl_uint um = (cl_uint)m, un = (cl_uint)n, uk = (cl_uint)k;
+    cl_ulong ao = a_offset, la = lda, bo = b_offset, lb = ldb, co = c_offset, lc = ldc;
+    const void *vals[] = {&um, &un, &uk, &alpha, &beta, &a, &ao, &la, &b, &bo, &lb, &c, &co, &lc};
+    const size_t M = sizeof(cl_mem);
+    const size_t sizes[] = {4, 4, 4, 4, 4, M, 8, 8, M, 8, 8, M, 8, 8};
+    cl_int err = CL_SUCCESS;
+    for (cl_uint i = 0; i < 14 && err == CL_SUCCESS; i++) err = clSetKernelArg(kern, i, sizes[i], vals[i]);
+    if (err == CL_SUCCESS) {
+        const size_t lws[2] = {256, 1}, gws[2] = {ceil_div(n, 128) * 256, ceil_div(m, 128)};
+        err = clEnqueueNDRangeKernel(queue, kern, 2, NULL, gws, lws, num_events, wait_list, event);
+    }
+    binv_kernel_release(ctx, prog, "gemm_native", kern);
+    BINV_RETURN_ERROR_ON(err != CL_SUCCESS, ctx, err, "binv_gemm (native): enqueue failed: %d",
+                         (int)err);
+    binv_debug(ctx, "gemm native %s m=%zu n=%zu k=%zu vec=%d", binv_dtype_name(dtype), m, n, k, vec);
+    return BINV_SUCCESS;
+}
+
 binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
                       binv_transpose trans_a, binv_transpose trans_b, size_t m, size_t n,
                       size_t k, float alpha, cl_mem a, size_t a_offset, size_t lda, cl_mem b,
@@ -251,6 +303,11 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
         }
         return BINV_SUCCESS;
     }
+
+    if (ctx->path == BINV_PATH_NATIVE && dtype != BINV_DTYPE_F32 && trans_a == BINV_NO_TRANS &&
+        trans_b == BINV_TRANS)
+        return launch_native(ctx, queue, dtype, m, n, k, alpha, a, a_offset, lda, b, b_offset, ldb,
+                             beta, c, c_offset, ldc, num_events, wait_list, event);
 
     gemm_args x = {dtype, m, n, k, alpha, beta, a, b, c, a_offset, 0, 0, b_offset, 0, 0,
                    c_offset, ldc};

@@ -86,6 +86,8 @@ struct binv_context {
     binv_gemm_path gemm_path;
     int rows_path; /* tests: BINV_ROWS_PATH = fused (1) | split (2); 0 automatic */
     int attn_path; /* tests: BINV_ATTN_PATH = fused (1) | split (2); 0 automatic */
+    binv_path path; /* the path granted (native only where supported) */
+    char path_note[256]; /* why a native request fell back */
 
     pthread_mutex_t lock;       /* guards the lists below */
     pthread_mutex_t build_lock; /* serialises program builds */
@@ -186,5 +188,6 @@ extern const char binv_cl_gemm[];
 extern const char binv_cl_rows[];
 extern const char binv_cl_attention[];
 extern const char binv_cl_activation[];
+extern const char binv_cl_gemm_native[];
 
 #endif

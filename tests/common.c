@@ -21,7 +21,7 @@
  * force one kernel path are read at creation). */
 static binv_context *make_ctx(test_env *env, binv_schedule sched, const char *var,
                               const char *path) {
-    binv_options opt = {sizeof(binv_options), sched, NULL};
+    binv_options opt = {sizeof(binv_options), sched, NULL, BINV_PATH_PORTABLE};
     binv_context *c = NULL;
     if (path) setenv(var, path, 1);
     binv_status st = binv_context_create(env->context, env->device, &opt, &c);

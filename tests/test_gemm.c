@@ -537,6 +537,78 @@ static void test_threads(void **state) {
     problem_free(&p);
 }
 
+/* ---- the native (tensor-core) path ------------------------------------------
+ * On a device without it, a native request falls back to the portable path
+ * (bits equal to the default context's, and binv_context_path says why).  On
+ * an NVIDIA GPU of compute capability >= 8: bf16/f16 in the LLM layout are
+ * batch-invariant (every m, row position, offset, aligned and unaligned
+ * loads), deterministic, accurate, with golden hashes per architecture. */
+static void test_gemm_native(void **state) {
+    test_env *env = *state;
+    binv_options o = {sizeof o, BINV_SCHEDULE_INVARIANT, NULL, BINV_PATH_NATIVE};
+    binv_context *nat = NULL;
+    assert_int_equal(binv_context_create(env->context, env->device, &o, &nat), BINV_SUCCESS);
+    static const size_t ms[] = {1, 2, 3, 17, 64, 129, 257};
+    const size_t mmax = 300;
+    if (binv_context_path(nat) == BINV_PATH_PORTABLE) {
+        const char *why = binv_context_last_error(nat);
+        printf("# native path not available here: %s\n", why);
+        assert_non_null(strstr(why, "portable"));
+        problem p;
+        problem_init(&p, BINV_DTYPE_BF16, BINV_NO_TRANS, BINV_TRANS, 40, 70, 300, 5);
+        unsigned char *x = run_rows(env, nat, &p, 0, 40, 0, 1.0f, 0.0f);
+        unsigned char *y = run_rows(env, env->ctx, &p, 0, 40, 0, 1.0f, 0.0f);
+        assert_memory_equal(x, y, 40 * p.ldc * 2);
+        free(x); free(y);
+        problem_free(&p);
+        binv_context_destroy(nat);
+        return;
+    }
+    cl_uint cc[2] = {0, 0};
+    clGetDeviceInfo(env->device, 0x4000, sizeof cc[0], &cc[0], NULL);
+    clGetDeviceInfo(env->device, 0x4001, sizeof cc[1], &cc[1], NULL);
+    int bad = 0;
+    for (int d = 1; d < 3; d++)
+        for (int kk = 0; kk < 2; kk++) {
+            const size_t k = kk ? 1003 : 1024, n = 200;
+            problem p;
+            /* pad 0: rows 16-byte aligned (vector loads) when k % 8 == 0 */
+            problem_init_pad(&p, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, mmax, n, k, 77 + k, 0);
+            unsigned char *full = run_rows(env, nat, &p, 0, mmax, 0, 1.0f, 0.0f);
+            for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++) {
+                const size_t m = ms[mi], starts[2] = {0, mmax - m};
+                for (int si = 0; si < 2; si++) {
+                    unsigned char *out = run_rows(env, nat, &p, starts[si], m, (size_t)(3 * si + 1),
+                                                  1.0f, 0.0f);
+                    for (size_t i = 0; i < m; i++)
+                        if (!rows_equal(&p, out, i, full, starts[si] + i))
+                            fail_msg("native %s k=%zu: row %zu in a batch of %zu differs",
+                                     test_dtype_name(DTYPES[d]), k, starts[si] + i, m);
+                    free(out);
+                }
+            }
+            for (int rep = 0; rep < 3; rep++) {
+                unsigned char *again = run_rows(env, nat, &p, 0, mmax, 0, 1.0f, 0.0f);
+                assert_memory_equal(again, full, mmax * p.ldc * test_dtype_size(p.dtype));
+                free(again);
+            }
+            /* accuracy: the portable bound (products exact, f32 sums) */
+            check_accuracy(&p, full, 1.0f, 0.0f, "native");
+            unsigned char *ab = run_rows(env, nat, &p, 0, mmax, 0, 0.5f, -1.25f);
+            check_accuracy(&p, ab, 0.5f, -1.25f, "native alpha/beta");
+            free(ab);
+            char hex[65], name[96];
+            test_sha256_hex(full, mmax * p.ldc * test_dtype_size(p.dtype), hex);
+            snprintf(name, sizeof name, "native_cc%u%u_%s_%zux%zux%zu", cc[0], cc[1],
+                     test_dtype_name(DTYPES[d]), mmax, n, k);
+            if (!test_golden_check("gemm_native.txt", name, hex)) bad++;
+            free(full);
+            problem_free(&p);
+        }
+    binv_context_destroy(nat);
+    if (bad) fail_msg("%d native golden hashes differ", bad);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_input),
@@ -550,6 +622,7 @@ int main(void) {
         cmocka_unit_test(test_invariance_large),
         cmocka_unit_test(test_golden),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_gemm_native),
     };
     return cmocka_run_group_tests_name("gemm", tests, test_env_setup, test_env_teardown);
 }

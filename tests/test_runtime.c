@@ -52,14 +52,14 @@ static void test_create_arguments(void **state) {
     assert_int_equal(binv_context_create(NULL, env->device, NULL, &c), BINV_ERROR_INVALID_ARGUMENT);
     assert_null(c);
     assert_int_equal(binv_context_create(env->context, NULL, NULL, &c), BINV_ERROR_INVALID_ARGUMENT);
-    binv_options bad = {sizeof(binv_options), (binv_schedule)5, NULL};
+    binv_options bad = {sizeof(binv_options), (binv_schedule)5, NULL, BINV_PATH_PORTABLE};
     assert_int_equal(binv_context_create(env->context, env->device, &bad, &c), BINV_ERROR_INVALID_ENUM);
     assert_null(c);
-    binv_options tiny = {2, BINV_SCHEDULE_INVARIANT, NULL};
+    binv_options tiny = {2, BINV_SCHEDULE_INVARIANT, NULL, BINV_PATH_PORTABLE};
     assert_int_equal(binv_context_create(env->context, env->device, &tiny, &c),
                      BINV_ERROR_INVALID_ARGUMENT);
     /* An older, shorter options struct (only struct_size and schedule). */
-    binv_options old = {offsetof(binv_options, cache_dir), BINV_SCHEDULE_ADAPTIVE, "ignored"};
+    binv_options old = {offsetof(binv_options, cache_dir), BINV_SCHEDULE_ADAPTIVE, "ignored", BINV_PATH_PORTABLE};
     assert_int_equal(binv_context_create(env->context, env->device, &old, &c), BINV_SUCCESS);
     assert_string_equal(binv_context_last_error(c), "");
     binv_context_destroy(c);
@@ -95,7 +95,7 @@ static void test_binary_cache(void **state) {
     test_env *env = *state;
     char dir[] = "/tmp/binv-cache-test-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    binv_options opt = {sizeof opt, BINV_SCHEDULE_INVARIANT, dir};
+    binv_options opt = {sizeof opt, BINV_SCHEDULE_INVARIANT, dir, BINV_PATH_PORTABLE};
     const float expect[6] = {4, 5, 11, 10, 11, 29};
     float out[6];
     for (int round = 0; round < 3; round++) {
@@ -123,7 +123,7 @@ static void test_binary_cache(void **state) {
         }
     }
     /* An unusable cache directory is no error either. */
-    binv_options nowhere = {sizeof opt, BINV_SCHEDULE_INVARIANT, "/proc/binv-no-such-dir/x"};
+    binv_options nowhere = {sizeof opt, BINV_SCHEDULE_INVARIANT, "/proc/binv-no-such-dir/x", BINV_PATH_PORTABLE};
     binv_context *c;
     assert_int_equal(binv_context_create(env->context, env->device, &nowhere, &c), BINV_SUCCESS);
     run_small_gemm(env, c, out);

@@ -1630,7 +1630,7 @@ int main(int argc, char **argv) {
     if (!o.atomic_n) o.atomic_n = o.quick ? (size_t)1 << 20 : (size_t)1 << 22;
 
     int rc = 1;
-    binv_options bo = {sizeof bo, BINV_SCHEDULE_INVARIANT, NULL};
+    binv_options bo = {sizeof bo, BINV_SCHEDULE_INVARIANT, NULL, BINV_PATH_PORTABLE};
     binv_status st = binv_context_create(s.dev.context, s.dev.device, &bo, &s.inv);
     bo.schedule = BINV_SCHEDULE_ADAPTIVE;
     if (st == BINV_SUCCESS) st = binv_context_create(s.dev.context, s.dev.device, &bo, &s.adapt);

@@ -93,11 +93,21 @@ typedef enum binv_schedule { BINV_SCHEDULE_INVARIANT = 0, BINV_SCHEDULE_ADAPTIVE
 /* Options for binv_context_create.  Set struct_size = sizeof(binv_options);
  * fields past an older caller's struct_size take their defaults, so the struct
  * can grow without breaking callers. */
+/* Kernel path.  PORTABLE: OpenCL C only, the same bits on every device.
+ * NATIVE: on NVIDIA GPUs of compute capability >= 8.0, bf16/f16 binv_gemm in
+ * the LLM layout (A NO_TRANS, B TRANS) runs on tensor cores (inline PTX
+ * mma.sync): still batch-invariant and deterministic, but its bits are fixed
+ * per GPU architecture, not portable (docs/schedules.md).  Everything else
+ * (f32, other layouts, other ops, other devices) runs the portable path;
+ * binv_context_path() says which one a context got. */
+typedef enum binv_path { BINV_PATH_PORTABLE = 0, BINV_PATH_NATIVE = 1 } binv_path;
+
 typedef struct binv_options {
     size_t struct_size;
     binv_schedule schedule;  /* default BINV_SCHEDULE_INVARIANT */
     const char *cache_dir;   /* on-disk program-binary cache; NULL = none.
                                 The string is copied. */
+    binv_path path;          /* default BINV_PATH_PORTABLE (appended in 0.2) */
 } binv_options;
 
 /* Creates a library context on one device of an OpenCL context.  Both are
@@ -106,6 +116,10 @@ typedef struct binv_options {
 BINV_API binv_status binv_context_create(cl_context context, cl_device_id device,
                                 const binv_options *options, binv_context **out);
 BINV_API void binv_context_destroy(binv_context *ctx); /* NULL-safe */
+/* The path ctx runs: BINV_PATH_NATIVE only when it was asked for and the
+ * device supports it (else the portable fallback; binv_context_last_error
+ * on this thread then says why).  BINV_PATH_PORTABLE for NULL. */
+BINV_API binv_path binv_context_path(const binv_context *ctx);
 
 /* The message of the last error this thread met on ctx ("" if none).  Valid
  * until this thread's next call on ctx or ctx's destruction.  ctx may be NULL
