@@ -295,6 +295,61 @@ void gemm_skinny(uint m, uint n, uint k, uint kc,
         for (uint r = 0; r < mr; r++) P[((ulong)c * m + r0 + r) * n + j] = acc[r];
 }
 
+/* gemm_gemv: small m when B is K-contiguous with 16-byte aligned rows (the
+ * LLM weight layout W[n, k] with k, ldb and the offset multiples of the
+ * vector width).  Work-item (column j, chunk c) streams W[j, chunk] straight
+ * from global memory, GU 16-byte vectors ahead, and runs the chunk's fma
+ * chain (p ascending, from +0) for GR rows of A, which the work-group stages
+ * in local memory once.  No local staging of the weights, no barrier in the
+ * loop: the weight stream is the only traffic.  Same partials as
+ * gemm_skinny, combined by gemm_reduce. */
+#ifndef GR
+#define GR 4
+#endif
+#ifndef GWG
+#define GWG 128
+#endif
+#define GU 4
+#define GKC 512 /* the largest chunk length (BINV_GEMM_KC_MAX) */
+__kernel __attribute__((reqd_work_group_size(GWG, 1, 1)))
+void gemm_gemv(uint m, uint n, uint k, uint kc,
+               __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
+               __global const binv_t *B, ulong b_off, ulong ldb, __global float *P) {
+    __local float As[GR * GKC];
+    const uint lid = get_local_id(0), j = get_group_id(0) * GWG + lid, c = get_group_id(1);
+    const uint r0 = get_group_id(2) * GR, mr = min((uint)GR, m - r0);
+    const uint k0 = c * kc, len = min(kc, k - k0);
+    for (uint i = lid; i < GR * len; i += GWG) {
+        const uint r = i / len, p = i % len;
+        As[r * GKC + p] = r < mr ? BINV_LOAD(A, a_off + (r0 + r) * sai + (ulong)(k0 + p) * sap) : 0.0f;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (j >= n) return;
+    float acc[GR];
+    for (int r = 0; r < GR; r++) acc[r] = 0.0f;
+    __global const binv_t *w = B + b_off + (ulong)j * ldb + k0;
+    uint p = 0;
+    for (; p + GU * BINV_VW <= len; p += GU * BINV_VW) {
+        float v[GU][BINV_VW];
+#pragma unroll
+        for (int u = 0; u < GU; u++) binv_load_vec(w, p + u * BINV_VW, v[u]);
+#pragma unroll
+        for (int u = 0; u < GU; u++)
+#pragma unroll
+            for (int e = 0; e < BINV_VW; e++) {
+                const float b = v[u][e];
+#pragma unroll
+                for (int r = 0; r < GR; r++)
+                    acc[r] = fma(As[r * GKC + p + u * BINV_VW + e], b, acc[r]);
+            }
+    }
+    for (; p < len; p++) {
+        const float b = BINV_LOAD(w, p);
+        for (int r = 0; r < GR; r++) acc[r] = fma(As[r * GKC + p], b, acc[r]);
+    }
+    for (uint r = 0; r < mr; r++) P[((ulong)c * m + r0 + r) * n + j] = acc[r];
+}
+
 /* Combines chunk partials in chunk order and applies the epilogue. */
 __kernel void gemm_reduce(uint m, uint n, uint nchunks, float alpha, float beta,
                           __global const float *P, __global binv_t *C, ulong c_off, ulong ldc) {

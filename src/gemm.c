@@ -29,6 +29,7 @@ size_t binv_gemm_chunk_size(binv_dtype dtype, size_t k) {
 typedef struct gemm_config {
     unsigned bm, bn, bk, rm, rn; /* gemm_tiled */
     unsigned sn, smr, sk;        /* gemm_skinny */
+    unsigned gr, gwg;            /* gemm_gemv: rows per group, work-group size */
 } gemm_config;
 
 static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t m) {
@@ -36,9 +37,9 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
     if (ctx->info.type & CL_DEVICE_TYPE_GPU) {
         /* H100 sweep (docs/performance.md): 4 rows per skinny group for
          * m <= 4 (fewer idle accumulators), 8 above; 32-value steps. */
-        g = (gemm_config){128, 128, 16, 8, 8, 128, m <= 4 ? 4 : 8, 32};
+        g = (gemm_config){128, 128, 16, 8, 8, 128, m <= 4 ? 4 : 8, 32, m <= 4 ? 4 : 8, 128};
     } else {
-        g = (gemm_config){32, 32, 16, 4, 4, 64, 8, 32};
+        g = (gemm_config){32, 32, 16, 4, 4, 64, 8, 32, 4, 64};
         if (dtype != BINV_DTYPE_F32) g.sk = 64; /* same bytes per staged row */
     }
     /* BINV_GEMM_SKINNY="SN,SMR,SK" overrides the skinny shape (tuning). */
@@ -57,6 +58,13 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
         (size_t)(bm / rm) * (bn / rn) <= ctx->info.max_work_group_size &&
         (size_t)2 * bk * (bm + bn + 8) * 4 <= ctx->info.local_mem_size) {
         g.bm = bm; g.bn = bn; g.bk = bk; g.rm = rm; g.rn = rn;
+    }
+    /* BINV_GEMM_GEMV="GR,GWG" overrides the gemv shape (tuning). */
+    const char *gv = getenv("BINV_GEMM_GEMV");
+    unsigned gr, gwg;
+    if (gv && sscanf(gv, "%u,%u", &gr, &gwg) == 2 && gr >= 1 && gr <= 16 && gwg >= 32 &&
+        gwg <= ctx->info.max_work_group_size && (size_t)gr * 512 * 4 <= ctx->info.local_mem_size) {
+        g.gr = gr; g.gwg = gwg;
     }
     /* Fall back to smaller tiles on devices with small work-groups. */
     while ((size_t)(g.bm / g.rm) * (g.bn / g.rn) > ctx->info.max_work_group_size && g.bm > 32) {
@@ -203,6 +211,20 @@ static binv_status launch_skinny(binv_context *ctx, cl_command_queue q, cl_progr
     return launch(ctx, q, prog, "gemm_skinny", 14, sizes, vals, 3, gws, lws, nwait, wait, ev);
 }
 
+static binv_status launch_gemv(binv_context *ctx, cl_command_queue q, cl_program prog,
+                               const gemm_config *g, const gemm_args *x, cl_uint kc,
+                               cl_uint nchunks, cl_mem ws, cl_uint nwait, const cl_event *wait,
+                               cl_event *ev) {
+    cl_uint m = (cl_uint)x->m, n = (cl_uint)x->n, k = (cl_uint)x->k;
+    const void *vals[] = {&m, &n, &k, &kc, &x->a, &x->a_off, &x->sai, &x->sap,
+                          &x->b, &x->b_off, &x->sbj, &ws};
+    const size_t sizes[] = {4, 4, 4, 4, sizeof(cl_mem), 8, 8, 8, sizeof(cl_mem), 8, 8,
+                            sizeof(cl_mem)};
+    size_t lws[3] = {g->gwg, 1, 1};
+    size_t gws[3] = {ceil_div(x->n, g->gwg) * g->gwg, nchunks, ceil_div(x->m, g->gr)};
+    return launch(ctx, q, prog, "gemm_gemv", 12, sizes, vals, 3, gws, lws, nwait, wait, ev);
+}
+
 static binv_status launch_reduce(binv_context *ctx, cl_command_queue q, cl_program prog,
                                  const gemm_args *x, cl_uint nchunks, cl_mem ws, cl_uint nwait,
                                  const cl_event *wait, cl_event *ev) {
@@ -319,8 +341,8 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     gemm_config g = pick_config(ctx, dtype, m);
     char defines[256];
     snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DBM=%u -DBN=%u -DBK=%u -DRM=%u -DRN=%u "
-             "-DSN=%u -DSMR=%u -DSK=%u", (int)dtype, g.bm, g.bn, g.bk, g.rm, g.rn, g.sn, g.smr,
-             g.sk);
+             "-DSN=%u -DSMR=%u -DSK=%u -DGR=%u -DGWG=%u", (int)dtype, g.bm, g.bn, g.bk, g.rm,
+             g.rn, g.sn, g.smr, g.sk, g.gr, g.gwg);
     cl_program prog;
     if ((st = binv_program_get(ctx, "gemm", binv_cl_gemm, defines, &prog)) != BINV_SUCCESS)
         return st;
@@ -332,13 +354,18 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
      * same schedule.  Split along the chunk boundaries when the C tiles alone
      * cannot fill the device. */
     binv_gemm_path path = ctx->gemm_path;
+    /* gemm_gemv streams K-contiguous, 16-byte aligned weight rows. */
+    const size_t vw = dtype == BINV_DTYPE_F32 ? 4 : 8;
+    const int gemv_ok = x.sbp == 1 && x.b_off % vw == 0 && x.sbj % vw == 0 && kc <= 512;
     if (path == BINV_GEMM_PATH_AUTO) {
         size_t tiles = ceil_div(m, g.bm) * ceil_div(n, g.bn);
         if (nchunks > 1 && tiles < 2 * (size_t)ctx->info.compute_units)
-            path = m <= 32 ? BINV_GEMM_PATH_SKINNY : BINV_GEMM_PATH_SPLITK;
+            path = m > 32 ? BINV_GEMM_PATH_SPLITK
+                   : gemv_ok ? BINV_GEMM_PATH_GEMV : BINV_GEMM_PATH_SKINNY;
         else
             path = BINV_GEMM_PATH_TILED;
     }
+    if (path == BINV_GEMM_PATH_GEMV && !gemv_ok) path = BINV_GEMM_PATH_SKINNY;
     if (k == 0) path = BINV_GEMM_PATH_SPLITK; /* reduce kernel alone: C = beta*C + alpha*0 */
     binv_debug(ctx, "gemm %s m=%zu n=%zu k=%zu kc=%zu chunks=%zu path=%d", binv_dtype_name(dtype),
                m, n, k, kc, nchunks, (int)path);
@@ -358,6 +385,9 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
         if (path == BINV_GEMM_PATH_SKINNY)
             st = launch_skinny(ctx, queue, prog, &g, &x, (cl_uint)kc, (cl_uint)nchunks, ws,
                                num_events, wait_list, &mid);
+        else if (path == BINV_GEMM_PATH_GEMV)
+            st = launch_gemv(ctx, queue, prog, &g, &x, (cl_uint)kc, (cl_uint)nchunks, ws,
+                             num_events, wait_list, &mid);
         else
             st = launch_tiled(ctx, queue, prog, &g, &x, 1, (cl_uint)kc, (cl_uint)nchunks, ws,
                               num_events, wait_list, &mid);

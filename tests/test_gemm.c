@@ -114,13 +114,15 @@ static void check_invariance(void **state, binv_dtype dt, binv_transpose ta, bin
     problem_init_pad(&p, dt, ta, tb, mmax, n, k, 1000 + n * 7 + k, ldb_pad);
     /* The reference: all rows at once, automatic path. */
     unsigned char *full = run_rows(env, env->ctx, &p, 0, mmax, 0, 1.0f, 0.0f);
-    binv_context *ctxs[4] = {env->ctx, env->forced[0], env->forced[1], env->forced[2]};
-    const char *cname[4] = {"auto", "skinny", "splitk", "tiled"};
+    /* gemv runs where B is K-contiguous and aligned, else it is skinny. */
+    binv_context *ctxs[5] = {env->ctx, env->forced[0], env->forced[1], env->forced[2],
+                             env->forced[3]};
+    const char *cname[5] = {"auto", "skinny", "splitk", "tiled", "gemv"};
     for (size_t mi = 0; mi < nm; mi++) {
         size_t m = ms[mi];
         size_t starts[3] = {0, mmax - m, (m * 37) % (mmax - m + 1)};
         for (int si = 0; si < 3; si++) {
-            for (int ci = 0; ci < 4; ci++) {
+            for (int ci = 0; ci < 5; ci++) {
                 size_t c_off = (size_t)(si * 5 + ci);
                 unsigned char *out = run_rows(env, ctxs[ci], &p, starts[si], m, c_off, 1.0f, 0.0f);
                 for (size_t i = 0; i < m; i++) {
@@ -148,6 +150,14 @@ static void test_invariance_small(void **state) {
                 for (size_t s = 0; s < sizeof nk / sizeof *nk; s++)
                     check_invariance(state, DTYPES[d], (binv_transpose)ta, (binv_transpose)tb,
                                      nk[s][0], nk[s][1], ms, sizeof ms / sizeof *ms, 1);
+    /* 16-byte aligned weight rows (gemm_gemv), k a multiple of the vector
+     * width and not (2000 = 3*512 + 464: ragged last chunk). */
+    for (int d = 0; d < 3; d++) {
+        check_invariance(state, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, 127, 1000, ms,
+                         sizeof ms / sizeof *ms, 0);
+        check_invariance(state, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, 33, 2000, ms,
+                         sizeof ms / sizeof *ms, 8);
+    }
 }
 
 static void test_invariance_large(void **state) {
@@ -178,7 +188,7 @@ static void test_invariance_other_rows(void **state) {
         test_fill(dt, p.a + (r + 1) * p.lda * es, (63 - r) * p.lda, 998);
         float specials[] = {NAN, INFINITY, -INFINITY, 0.0f};
         for (int s = 0; s < 4; s++) test_from_f32(dt, specials[s], p.a, (size_t)s * p.lda + 5);
-        for (int ci = 0; ci < 4; ci++) {
+        for (int ci = 0; ci < 5; ci++) {
             binv_context *c = ci == 0 ? env->ctx : env->forced[ci - 1];
             unsigned char *out = run_rows(env, c, &p, 0, 64, 0, 1.0f, 0.0f);
             assert_true(rows_equal(&p, out, r, ref, r));
