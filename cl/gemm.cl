@@ -309,7 +309,9 @@ void gemm_skinny(uint m, uint n, uint k, uint kc,
 #ifndef GWG
 #define GWG 128
 #endif
-#define GU 4
+#ifndef GU
+#define GU 4 /* 16-byte loads in flight per work-item */
+#endif
 #define GKC 512 /* the largest chunk length (BINV_GEMM_KC_MAX) */
 __kernel __attribute__((reqd_work_group_size(GWG, 1, 1)))
 void gemm_gemv(uint m, uint n, uint k, uint kc,

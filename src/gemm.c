@@ -29,7 +29,7 @@ size_t binv_gemm_chunk_size(binv_dtype dtype, size_t k) {
 typedef struct gemm_config {
     unsigned bm, bn, bk, rm, rn; /* gemm_tiled */
     unsigned sn, smr, sk;        /* gemm_skinny */
-    unsigned gr, gwg;            /* gemm_gemv: rows per group, work-group size */
+    unsigned gr, gwg, gu;        /* gemm_gemv: rows per group, work-group size, loads ahead */
 } gemm_config;
 
 static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t m) {
@@ -37,9 +37,13 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
     if (ctx->info.type & CL_DEVICE_TYPE_GPU) {
         /* H100 sweep (docs/performance.md): 4 rows per skinny group for
          * m <= 4 (fewer idle accumulators), 8 above; 32-value steps. */
-        g = (gemm_config){128, 128, 16, 8, 8, 128, m <= 4 ? 4 : 8, 32, m <= 4 ? 4 : 8, 128};
+        /* gemv: all rows of A in one group (W streamed once), rows rounded
+         * up to a power of two (idle accumulators cost issue slots). */
+        unsigned gr = 1;
+        while (gr < m && gr < 16) gr *= 2;
+        g = (gemm_config){128, 128, 16, 8, 8, 128, m <= 4 ? 4 : 8, 32, gr, 128, 8};
     } else {
-        g = (gemm_config){32, 32, 16, 4, 4, 64, 8, 32, 4, 64};
+        g = (gemm_config){32, 32, 16, 4, 4, 64, 8, 32, 4, 64, 4};
         if (dtype != BINV_DTYPE_F32) g.sk = 64; /* same bytes per staged row */
     }
     /* BINV_GEMM_SKINNY="SN,SMR,SK" overrides the skinny shape (tuning). */
@@ -59,12 +63,13 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
         (size_t)2 * bk * (bm + bn + 8) * 4 <= ctx->info.local_mem_size) {
         g.bm = bm; g.bn = bn; g.bk = bk; g.rm = rm; g.rn = rn;
     }
-    /* BINV_GEMM_GEMV="GR,GWG" overrides the gemv shape (tuning). */
+    /* BINV_GEMM_GEMV="GR,GWG,GU" overrides the gemv shape (tuning). */
     const char *gv = getenv("BINV_GEMM_GEMV");
-    unsigned gr, gwg;
-    if (gv && sscanf(gv, "%u,%u", &gr, &gwg) == 2 && gr >= 1 && gr <= 16 && gwg >= 32 &&
-        gwg <= ctx->info.max_work_group_size && (size_t)gr * 512 * 4 <= ctx->info.local_mem_size) {
-        g.gr = gr; g.gwg = gwg;
+    unsigned gr, gwg, gu;
+    if (gv && sscanf(gv, "%u,%u,%u", &gr, &gwg, &gu) == 3 && gr >= 1 && gr <= 16 && gwg >= 32 &&
+        gu >= 1 && gu <= 32 && gwg <= ctx->info.max_work_group_size &&
+        (size_t)gr * 512 * 4 <= ctx->info.local_mem_size) {
+        g.gr = gr; g.gwg = gwg; g.gu = gu;
     }
     /* Fall back to smaller tiles on devices with small work-groups. */
     while ((size_t)(g.bm / g.rm) * (g.bn / g.rn) > ctx->info.max_work_group_size && g.bm > 32) {
@@ -341,8 +346,8 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     gemm_config g = pick_config(ctx, dtype, m);
     char defines[256];
     snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DBM=%u -DBN=%u -DBK=%u -DRM=%u -DRN=%u "
-             "-DSN=%u -DSMR=%u -DSK=%u -DGR=%u -DGWG=%u", (int)dtype, g.bm, g.bn, g.bk, g.rm,
-             g.rn, g.sn, g.smr, g.sk, g.gr, g.gwg);
+             "-DSN=%u -DSMR=%u -DSK=%u -DGR=%u -DGWG=%u -DGU=%u", (int)dtype, g.bm, g.bn, g.bk,
+             g.rm, g.rn, g.sn, g.smr, g.sk, g.gr, g.gwg, g.gu);
     cl_program prog;
     if ((st = binv_program_get(ctx, "gemm", binv_cl_gemm, defines, &prog)) != BINV_SUCCESS)
         return st;
@@ -354,14 +359,17 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
      * same schedule.  Split along the chunk boundaries when the C tiles alone
      * cannot fill the device. */
     binv_gemm_path path = ctx->gemm_path;
-    /* gemm_gemv streams K-contiguous, 16-byte aligned weight rows. */
+    /* gemm_gemv streams K-contiguous, 16-byte aligned weight rows.  On the
+     * H100 it beat gemm_skinny for bf16 (m <= 16) and lost for f32 and f16
+     * (vload_half), so the automatic choice takes it for bf16 only. */
     const size_t vw = dtype == BINV_DTYPE_F32 ? 4 : 8;
     const int gemv_ok = x.sbp == 1 && x.b_off % vw == 0 && x.sbj % vw == 0 && kc <= 512;
     if (path == BINV_GEMM_PATH_AUTO) {
         size_t tiles = ceil_div(m, g.bm) * ceil_div(n, g.bn);
         if (nchunks > 1 && tiles < 2 * (size_t)ctx->info.compute_units)
             path = m > 32 ? BINV_GEMM_PATH_SPLITK
-                   : gemv_ok ? BINV_GEMM_PATH_GEMV : BINV_GEMM_PATH_SKINNY;
+                   : gemv_ok && dtype == BINV_DTYPE_BF16 && m <= 16 ? BINV_GEMM_PATH_GEMV
+                                                                   : BINV_GEMM_PATH_SKINNY;
         else
             path = BINV_GEMM_PATH_TILED;
     }
