@@ -70,12 +70,11 @@ inline void nat_fetch(__global const raw16 *p, ulong off, ulong ld, uint rows, u
     }
 }
 
-inline void nat_put(__local uint *s, uint lid, const uint4 v[2]) {
+inline void nat_put(__local uint4 *s, uint lid, const uint4 v[2]) {
 #pragma unroll
-    for (uint n = 0; n < 2; n++) {
+    for (uint n = 0; n < 2; n++) { /* one 16-byte store: rows of LDS elements are 16-byte aligned */
         const uint i = lid + n * 256, r = i / 4, c = (i % 4) * 8;
-        __local uint *d = s + (r * LDS + c) / 2;
-        d[0] = v[n].x; d[1] = v[n].y; d[2] = v[n].z; d[3] = v[n].w;
+        s[(r * LDS + c) / 8] = v[n];
     }
 }
 
@@ -108,8 +107,8 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
     uint4 va[2], vb[2];
     nat_fetch(a, a_off, lda, m, k, m0, 0, lid, va);
     nat_fetch(b, b_off, ldb, n, k, n0, 0, lid, vb);
-    nat_put((__local uint *)As4[0], lid, va);
-    nat_put((__local uint *)Bs4[0], lid, vb);
+    nat_put(As4[0], lid, va);
+    nat_put(Bs4[0], lid, vb);
     barrier(CLK_LOCAL_MEM_FENCE);
     const uint steps = (k + NBK - 1) / NBK;
     for (uint s = 0; s < steps; s++) {
@@ -164,8 +163,8 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
             }
         }
         if (s + 1 < steps) {
-            nat_put((__local uint *)As4[cur ^ 1], lid, va);
-            nat_put((__local uint *)Bs4[cur ^ 1], lid, vb);
+            nat_put(As4[cur ^ 1], lid, va);
+            nat_put(Bs4[cur ^ 1], lid, vb);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }

@@ -363,7 +363,8 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
      * H100 it beat gemm_skinny for bf16 (m <= 16) and lost for f32 and f16
      * (vload_half), so the automatic choice takes it for bf16 only. */
     const size_t vw = dtype == BINV_DTYPE_F32 ? 4 : 8;
-    const int gemv_ok = x.sbp == 1 && x.b_off % vw == 0 && x.sbj % vw == 0 && kc <= 512;
+    const int gemv_ok = x.sbp == 1 && x.b_off % vw == 0 && x.sbj % vw == 0 && kc % vw == 0 &&
+                        kc <= 512; /* chunk starts 16-byte aligned too (adaptive kc) */
     if (path == BINV_GEMM_PATH_AUTO) {
         size_t tiles = ceil_div(m, g.bm) * ceil_div(n, g.bn);
         if (nchunks > 1 && tiles < 2 * (size_t)ctx->info.compute_units)
