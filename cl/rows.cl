@@ -37,6 +37,18 @@
 #define OP_SOFTMAX 5
 #define OP_LOG_SOFTMAX 6
 
+/* OPC >= 0: the program is built for that one op (the host does so on GPUs,
+ * where the runtime op switches cost issue slots and keep loads apart); the
+ * kernels then ignore their op argument.  The arithmetic is the same. */
+#ifndef OPC
+#define OPC -1
+#endif
+#if OPC >= 0
+#define ROWS_FIX_OP() (op = OPC)
+#else
+#define ROWS_FIX_OP() ((void)0)
+#endif
+
 /* Chunks processed side by side by one work-group (work-group = 32 * G). */
 #ifndef G
 #define G 4
@@ -255,6 +267,7 @@ inline void rows_apply_range(uint op, __global binv_t *x, ulong xo, __global con
 /* One work-group per row: every stage, then the elementwise results. */
 __kernel __attribute__((reqd_work_group_size(32 * G, 1, 1)))
 void rows_fused(ROWS_ARGS) {
+    ROWS_FIX_OP();
     __local float scratch[32 * G];
     const uint row = get_group_id(1), tid = get_local_id(0), lane = tid % 32, grp = tid / 32;
     const ulong xo = x_off + (ulong)row * ldx, ro = r_off + (ulong)row * ldr;
@@ -272,6 +285,7 @@ void rows_fused(ROWS_ARGS) {
  * `stage` into the workspace. */
 __kernel __attribute__((reqd_work_group_size(32 * G, 1, 1)))
 void rows_partials(uint stage, ROWS_ARGS) {
+    ROWS_FIX_OP();
     __local float scratch[32 * G];
     const uint row = get_group_id(1), tid = get_local_id(0), lane = tid % 32, grp = tid / 32;
     const uint cbeg = get_group_id(0) * G;
@@ -284,6 +298,7 @@ void rows_partials(uint stage, ROWS_ARGS) {
  * [x*G, x*G + G) (row_sum/row_mean: work-group 0 writes the row's result). */
 __kernel __attribute__((reqd_work_group_size(32 * G, 1, 1)))
 void rows_apply(ROWS_ARGS) {
+    ROWS_FIX_OP();
     const uint row = get_group_id(1), tid = get_local_id(0);
     const uint cbeg = get_group_id(0) * G;
     if ((op == OP_SUM || op == OP_MEAN) && cbeg != 0) return;
@@ -299,6 +314,7 @@ void rows_apply(ROWS_ARGS) {
  * once; folds, trees and combination are those of rows_fused. */
 __kernel __attribute__((reqd_work_group_size(32 * G, 1, 1)))
 void rows_fused_cached(ROWS_ARGS) {
+    ROWS_FIX_OP();
     __local float scratch[32 * G];
     const uint row = get_group_id(1), tid = get_local_id(0), lane = tid % 32, grp = tid / 32;
     const ulong xo = x_off + (ulong)row * ldx, ro = r_off + (ulong)row * ldr;

@@ -210,7 +210,10 @@ static binv_status rows_run(binv_context *ctx, cl_command_queue queue, rows_call
     const int g = cached ? g_cached : split ? 1 : ROWS_G;
     const size_t groups = (nchunks + g - 1) / g;
     char defines[64];
-    snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DG=%d", (int)c->dtype, g);
+    /* GPUs: one program per op (the op switches folded away; PoCL keeps one
+     * program for all ops, compile time matters more there). */
+    const int opc = (ctx->info.type & CL_DEVICE_TYPE_GPU) ? c->op : -1;
+    snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DG=%d -DOPC=%d", (int)c->dtype, g, opc);
     cl_program prog;
     if ((st = binv_program_get(ctx, "rows", binv_cl_rows, defines, &prog)) != BINV_SUCCESS)
         return st;
