@@ -144,17 +144,20 @@ inline float rows_fold_lane(uint fold, const float *v, uint cs, uint ce, uint la
 /* Left-to-right combination of a row's chunk values. */
 inline float rows_combine_sum(__global const float *p, uint nchunks) {
     float t = p[0];
+#pragma unroll 8
     for (uint c = 1; c < nchunks; c++) t = t + p[c];
     return t;
 }
 inline float rows_combine_max(__global const float *p, uint nchunks) {
     float t = p[0];
+#pragma unroll 8
     for (uint c = 1; c < nchunks; c++) t = binv_max(t, p[c]);
     return t;
 }
 inline float rows_combine_exp(__global const float *pm, __global const float *ps, uint nchunks,
                               float M) {
     float S = 0.0f;
+#pragma unroll 8
     for (uint c = 0; c < nchunks; c++)
         if (pm[c] != -INFINITY) S = fma(ps[c], binv_exp(pm[c] - M), S);
     return S;
@@ -241,16 +244,27 @@ inline void rows_apply_range(uint op, __global binv_t *x, ulong xo, __global con
                              __global const binv_t *b, ulong bo, float eps, __global binv_t *y,
                              ulong yo, __global float *out, uint rows, uint row, uint cols,
                              uint nchunks, __global float *P, uint ibeg, uint iend, uint tid,
-                             uint nthreads) {
-    if (op == OP_SUM || op == OP_MEAN) {
-        if (tid == 0) {
+                             uint nthreads, __local float *st) {
+    /* The statistics once per work-group (a long row has many chunks to
+     * combine), shared through local memory.  The barrier is reached by every
+     * work-item whatever the op (PoCL miscompiles barriers behind op-dependent
+     * branches). */
+    const int vec = op == OP_SUM || op == OP_MEAN;
+    if (tid == 0 && !vec) {
+        float s0, s1;
+        rows_stats(op, rows, row, cols, nchunks, eps, P, &s0, &s1);
+        st[0] = s0;
+        st[1] = s1;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (vec) {
+        if (tid == 0 && ibeg == 0) { /* one work-group per row writes the f32 result */
             const float S = rows_combine_sum(PL(0), nchunks);
             out[row] = op == OP_SUM ? S : S / (float)cols;
         }
         return;
     }
-    float a0, a1;
-    rows_stats(op, rows, row, cols, nchunks, eps, P, &a0, &a1);
+    const float a0 = st[0], a1 = st[1];
     for (uint i = ibeg + tid; i < iend; i += nthreads) {
         const float v = rows_value(op, x, xo, r, ro, i);
         if (op == OP_ADD_RMSNORM) BINV_STORE(x, xo + i, v);
@@ -278,7 +292,7 @@ void rows_fused(ROWS_ARGS) {
         barrier(CLK_GLOBAL_MEM_FENCE); /* chunk values visible to the whole group */
     }
     rows_apply_range(op, x, xo, r, ro, w, w_off, b, b_off, eps, y, y_off + (ulong)row * ldy,
-                     out + out_off, rows, row, cols, nchunks, P, 0, cols, tid, 32 * G);
+                     out + out_off, rows, row, cols, nchunks, P, 0, cols, tid, 32 * G, scratch);
 }
 
 /* Split rows: work-group (x, row) computes chunks [x*G, x*G + G) of stage
@@ -301,11 +315,11 @@ void rows_apply(ROWS_ARGS) {
     ROWS_FIX_OP();
     const uint row = get_group_id(1), tid = get_local_id(0);
     const uint cbeg = get_group_id(0) * G;
-    if ((op == OP_SUM || op == OP_MEAN) && cbeg != 0) return;
     const ulong xo = x_off + (ulong)row * ldx, ro = r_off + (ulong)row * ldr;
     const uint ibeg = cbeg * cw, iend = min(cols, (cbeg + G) * cw);
+    __local float st[2];
     rows_apply_range(op, x, xo, r, ro, w, w_off, b, b_off, eps, y, y_off + (ulong)row * ldy,
-                     out + out_off, rows, row, cols, nchunks, P, ibeg, iend, tid, 32 * G);
+                     out + out_off, rows, row, cols, nchunks, P, ibeg, iend, tid, 32 * G, st);
 }
 
 /* One work-group per row with every chunk in registers: group grp (of G)
