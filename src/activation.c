@@ -3,9 +3,6 @@
 
 #include "internal.h"
 
-static int overlaps(cl_mem p, size_t po, size_t pe, cl_mem q, size_t qo, size_t qe) {
-    return p == q && po < qo + qe && qo < po + pe;
-}
 
 binv_status binv_swiglu(binv_context *ctx, cl_command_queue queue, binv_dtype dtype, size_t rows,
                         size_t cols, cl_mem gate, size_t gate_offset, size_t ldg, cl_mem up,
@@ -37,8 +34,8 @@ binv_status binv_swiglu(binv_context *ctx, cl_command_queue queue, binv_dtype dt
     if ((st = binv_check_buffer(ctx, y, y_offset, ey, es, "y")) != BINV_SUCCESS) return st;
     const int same_g = y == gate && y_offset == gate_offset && ldy == ldg;
     const int same_u = y == up && y_offset == up_offset && ldy == ldu;
-    BINV_RETURN_ERROR_ON((!same_g && overlaps(y, y_offset, ey, gate, gate_offset, eg)) ||
-                             (!same_u && overlaps(y, y_offset, ey, up, up_offset, eu)),
+    BINV_RETURN_ERROR_ON((!same_g && binv_views_overlap(y, y_offset, ey, gate, gate_offset, eg)) ||
+                             (!same_u && binv_views_overlap(y, y_offset, ey, up, up_offset, eu)),
                          ctx, BINV_ERROR_ALIASING,
                          "%s: y partially overlaps gate or up (in place needs the same view)", fn);
     if (rows == 0 || cols == 0) {

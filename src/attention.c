@@ -228,9 +228,6 @@ static binv_status check_rows(binv_context *ctx, const char *fn, const char *wha
     return binv_check_buffer(ctx, m, off, *ext, es, what);
 }
 
-static int overlaps(cl_mem p, size_t po, size_t pe, cl_mem q, size_t qo, size_t qe) {
-    return p == q && po < qo + qe && qo < po + pe;
-}
 
 static binv_status set_args(binv_context *ctx, cl_kernel k, const char *fn, int n,
                             const void *const *vals, const size_t *sizes) {
@@ -541,7 +538,7 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
         return st;
     if ((st = check_rows(ctx, fn, "o", o, o_offset, ldo, T, heads * D, es, &eo)) != BINV_SUCCESS)
         return st;
-    BINV_RETURN_ERROR_ON(overlaps(o, o_offset, eo, q, q_offset, eq), ctx, BINV_ERROR_ALIASING,
+    BINV_RETURN_ERROR_ON(binv_views_overlap(o, o_offset, eo, q, q_offset, eq), ctx, BINV_ERROR_ALIASING,
                          "%s: o overlaps q", fn);
     BINV_RETURN_ERROR_ON(o == cache->k || o == cache->v, ctx, BINV_ERROR_ALIASING,
                          "%s: o is a cache pool", fn);

@@ -135,6 +135,8 @@ const char *binv_dtype_name(binv_dtype dtype);
  * `what` names the argument in messages. */
 binv_status binv_check_buffer(binv_context *ctx, cl_mem buf, size_t offset, size_t extent,
                               size_t elem, const char *what);
+/* Views [po, po + pe) of p and [qo, qo + qe) of q (same units) overlap. */
+int binv_views_overlap(cl_mem p, size_t po, size_t pe, cl_mem q, size_t qo, size_t qe);
 /* Checks a queue: non-NULL, of ctx's cl_context and device. */
 binv_status binv_check_queue(binv_context *ctx, cl_command_queue queue);
 /* Checks num_events/wait_list consistency as clEnqueue* would. */

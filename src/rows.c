@@ -35,10 +35,6 @@ typedef struct rows_call {
 
 static int has_y(int op) { return op != OP_SUM && op != OP_MEAN; }
 
-/* Views [off, off + ext) elements of esz bytes in buffers p and q overlap. */
-static int overlap(cl_mem p, size_t po, size_t pe, cl_mem q, size_t qo, size_t qe) {
-    return p == q && po < qo + qe && qo < po + pe;
-}
 
 static binv_status validate(binv_context *ctx, cl_command_queue queue, const rows_call *c,
                             cl_uint num_events, const cl_event *wait_list) {
@@ -93,7 +89,7 @@ static binv_status validate(binv_context *ctx, cl_command_queue queue, const row
         if ((st = binv_check_buffer(ctx, c->out, c->out_off, c->rows, 4, "out")) != BINV_SUCCESS)
             return st;
         /* out is f32, x is the dtype: compare in bytes. */
-        BINV_RETURN_ERROR_ON(overlap(c->out, c->out_off * 4, c->rows * 4, c->x, c->x_off * es,
+        BINV_RETURN_ERROR_ON(binv_views_overlap(c->out, c->out_off * 4, c->rows * 4, c->x, c->x_off * es,
                                      ext_x * es),
                              ctx, BINV_ERROR_ALIASING, "%s: out overlaps x", fn);
         return BINV_SUCCESS;
@@ -101,26 +97,26 @@ static binv_status validate(binv_context *ctx, cl_command_queue queue, const row
     /* y may be x itself (same offset and ld: in place), never a shifted view
      * of it; nothing written may overlap a parameter vector or the residual. */
     const int same_view = c->y == c->x && c->y_off == c->x_off && c->ldy == c->ldx;
-    BINV_RETURN_ERROR_ON(!same_view && overlap(c->y, c->y_off, ext_y, c->x, c->x_off, ext_x), ctx,
+    BINV_RETURN_ERROR_ON(!same_view && binv_views_overlap(c->y, c->y_off, ext_y, c->x, c->x_off, ext_x), ctx,
                          BINV_ERROR_ALIASING,
                          "%s: y partially overlaps x (in place needs the same offset and ld)", fn);
     BINV_RETURN_ERROR_ON(c->op == OP_ADD_RMSNORM && c->y == c->x &&
-                             overlap(c->y, c->y_off, ext_y, c->x, c->x_off, ext_x),
+                             binv_views_overlap(c->y, c->y_off, ext_y, c->x, c->x_off, ext_x),
                          ctx, BINV_ERROR_ALIASING,
                          "%s: y overlaps x (x receives x + residual, y the norm)", fn);
     if (c->op == OP_ADD_RMSNORM) {
-        BINV_RETURN_ERROR_ON(overlap(c->r, c->r_off, ext_r, c->x, c->x_off, ext_x) ||
-                                 overlap(c->r, c->r_off, ext_r, c->y, c->y_off, ext_y),
+        BINV_RETURN_ERROR_ON(binv_views_overlap(c->r, c->r_off, ext_r, c->x, c->x_off, ext_x) ||
+                                 binv_views_overlap(c->r, c->r_off, ext_r, c->y, c->y_off, ext_y),
                              ctx, BINV_ERROR_ALIASING, "%s: residual overlaps x or y", fn);
     }
     if (c->op == OP_RMSNORM || c->op == OP_ADD_RMSNORM || c->op == OP_LAYERNORM) {
-        BINV_RETURN_ERROR_ON(overlap(c->w, c->w_off, c->cols, c->y, c->y_off, ext_y) ||
+        BINV_RETURN_ERROR_ON(binv_views_overlap(c->w, c->w_off, c->cols, c->y, c->y_off, ext_y) ||
                                  (c->op == OP_ADD_RMSNORM &&
-                                  overlap(c->w, c->w_off, c->cols, c->x, c->x_off, ext_x)),
+                                  binv_views_overlap(c->w, c->w_off, c->cols, c->x, c->x_off, ext_x)),
                              ctx, BINV_ERROR_ALIASING, "%s: the weight overlaps an output", fn);
     }
     if (c->op == OP_LAYERNORM)
-        BINV_RETURN_ERROR_ON(overlap(c->b, c->b_off, c->cols, c->y, c->y_off, ext_y), ctx,
+        BINV_RETURN_ERROR_ON(binv_views_overlap(c->b, c->b_off, c->cols, c->y, c->y_off, ext_y), ctx,
                              BINV_ERROR_ALIASING, "%s: beta overlaps y", fn);
     return BINV_SUCCESS;
 }

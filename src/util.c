@@ -135,6 +135,10 @@ binv_status binv_check_buffer(binv_context *ctx, cl_mem buf, size_t offset, size
     return BINV_SUCCESS;
 }
 
+int binv_views_overlap(cl_mem p, size_t po, size_t pe, cl_mem q, size_t qo, size_t qe) {
+    return p == q && po < qo + qe && qo < po + pe;
+}
+
 binv_status binv_check_queue(binv_context *ctx, cl_command_queue queue) {
     BINV_RETURN_ERROR_ON(!queue, ctx, BINV_ERROR_INVALID_ARGUMENT, "queue is NULL");
     cl_context qctx = NULL;
