@@ -34,8 +34,13 @@ binv_status binv_swiglu(binv_context *ctx, cl_command_queue queue, binv_dtype dt
     if ((st = binv_check_buffer(ctx, y, y_offset, ey, es, "y")) != BINV_SUCCESS) return st;
     const int same_g = y == gate && y_offset == gate_offset && ldy == ldg;
     const int same_u = y == up && y_offset == up_offset && ldy == ldu;
-    BINV_RETURN_ERROR_ON((!same_g && binv_views_overlap(y, y_offset, ey, gate, gate_offset, eg)) ||
-                             (!same_u && binv_views_overlap(y, y_offset, ey, up, up_offset, eu)),
+    /* Same row stride: interleaved views (y = gate, up the other half of the
+     * same rows) are fine; otherwise whole extents are compared. */
+#define SWIGLU_CLASH(bv, bo, ld, e)                                                          \
+    (ldy == (ld) ? binv_rows_views_overlap(y, y_offset, cols, bv, bo, cols, rows, ldy)    \
+                 : binv_views_overlap(y, y_offset, ey, bv, bo, e))
+    BINV_RETURN_ERROR_ON((!same_g && SWIGLU_CLASH(gate, gate_offset, ldg, eg)) ||
+                             (!same_u && SWIGLU_CLASH(up, up_offset, ldu, eu)),
                          ctx, BINV_ERROR_ALIASING,
                          "%s: y partially overlaps gate or up (in place needs the same view)", fn);
     if (rows == 0 || cols == 0) {

@@ -137,6 +137,10 @@ binv_status binv_check_buffer(binv_context *ctx, cl_mem buf, size_t offset, size
                               size_t elem, const char *what);
 /* Views [po, po + pe) of p and [qo, qo + qe) of q (same units) overlap. */
 int binv_views_overlap(cl_mem p, size_t po, size_t pe, cl_mem q, size_t qo, size_t qe);
+/* Two rows x width views with the same row stride ld (elements) share an
+ * element (interleaved views, e.g. the two halves of [gate | up] rows, do not). */
+int binv_rows_views_overlap(cl_mem p, size_t po, size_t pw, cl_mem q, size_t qo, size_t qw,
+                            size_t rows, size_t ld);
 /* Checks a queue: non-NULL, of ctx's cl_context and device. */
 binv_status binv_check_queue(binv_context *ctx, cl_command_queue queue);
 /* Checks num_events/wait_list consistency as clEnqueue* would. */

@@ -139,6 +139,19 @@ int binv_views_overlap(cl_mem p, size_t po, size_t pe, cl_mem q, size_t qo, size
     return p == q && po < qo + qe && qo < po + pe;
 }
 
+int binv_rows_views_overlap(cl_mem p, size_t po, size_t pw, cl_mem q, size_t qo, size_t qw,
+                            size_t rows, size_t ld) {
+    if (p != q || rows == 0 || pw == 0 || qw == 0) return 0;
+    const size_t ext = (rows - 1) * ld;
+    if (!binv_views_overlap(p, po, ext + pw, q, qo, ext + qw)) return 0;
+    /* Same row stride: rows r and r' meet only if the column offset between
+     * the views (modulo ld) falls inside one of them. */
+    if (pw > ld || qw > ld) return 1;
+    const size_t d = (qo >= po ? qo - po : po - qo) % ld;
+    const size_t first = qo >= po ? pw : qw, second = qo >= po ? qw : pw;
+    return d < first || ld - d < second;
+}
+
 binv_status binv_check_queue(binv_context *ctx, cl_command_queue queue) {
     BINV_RETURN_ERROR_ON(!queue, ctx, BINV_ERROR_INVALID_ARGUMENT, "queue is NULL");
     cl_context qctx = NULL;

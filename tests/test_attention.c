@@ -561,6 +561,24 @@ static void test_swiglu(void **state) {
         unsigned char *y2 = malloc(R * C * es);
         test_read(env, bg, R * C * es, y2);
         assert_memory_equal(y, y2, R * C * es);
+        /* y = gate in place with up the other half of the same rows
+         * ([gate | up] rows of 2C): allowed, same bits */
+        {
+            unsigned char *gu = malloc(2 * R * C * es), *o2 = malloc(2 * R * C * es);
+            for (size_t r = 0; r < R; r++) {
+                memcpy(gu + 2 * r * C * es, g + r * C * es, C * es);
+                memcpy(gu + (2 * r + 1) * C * es, u + r * C * es, C * es);
+            }
+            cl_mem bgu = test_buffer(env, 2 * R * C * es, gu);
+            assert_int_equal(binv_swiglu(env->ctx, env->queue, dt, R, C, bgu, 0, 2 * C, bgu, C, 2 * C, bgu, 0, 2 * C, 0, NULL, NULL), BINV_SUCCESS);
+            test_read(env, bgu, 2 * R * C * es, o2);
+            for (size_t r = 0; r < R; r++)
+                assert_memory_equal(o2 + 2 * r * C * es, y + r * C * es, C * es);
+            /* y = up's half while gate is read: a partial overlap */
+            assert_int_equal(binv_swiglu(env->ctx, env->queue, dt, R, C, bgu, 0, 2 * C, bgu, C, 2 * C, bgu, 1, 2 * C, 0, NULL, NULL), BINV_ERROR_ALIASING);
+            clReleaseMemObject(bgu);
+            free(gu); free(o2);
+        }
         /* partial overlap, bad ld: errors, nothing written */
         assert_int_equal(binv_swiglu(env->ctx, env->queue, dt, R, C - 1, bu, 0, C, bu, 0, C, bu, 1, C, 0, NULL, NULL), BINV_ERROR_ALIASING);
         assert_int_equal(binv_swiglu(env->ctx, env->queue, dt, R, C, bu, 0, C - 1, bu, 0, C, by, 0, C, 0, NULL, NULL), BINV_ERROR_INVALID_LEADING_DIMENSION);

@@ -47,6 +47,7 @@ typedef struct options {
     size_t n, k, router_n, max_batch; /* gemm */
     size_t cols, max_rows;            /* rows: cols overrides every case's width */
     size_t attn_ctx;                  /* attention: context of the studied sequence */
+    const char *llm_report;           /* a binv-llm --report section to include */
     size_t atomic_n;                  /* atomics */
     int atomic_repeats;
 } options;
@@ -1526,6 +1527,23 @@ static void write_report(const study *s, const options *o, const int *ran, doubl
         }
         if (ran[i]) FAMILIES[i].report(f, s, o);
     }
+    /* The end-to-end serving experiment: binv-llm --report FILE writes the
+     * section; --llm-report FILE includes it here (docs/llm.md). */
+    if (o->llm_report) {
+        FILE *l = fopen(o->llm_report, "r");
+        if (!l) {
+            fprintf(stderr, "warning: cannot read %s: %s\n", o->llm_report, strerror(errno));
+        } else {
+            char buf[4096];
+            size_t n;
+            while ((n = fread(buf, 1, sizeof buf, l)) > 0) fwrite(buf, 1, n, f);
+            fclose(l);
+        }
+    } else {
+        fprintf(f, "## End to end (binv-llm)\n\nNot included in this run: `binv-llm --report "
+                   "FILE` runs the serving experiment and `binv-study --llm-report FILE` includes "
+                   "it here (docs/llm.md).\n");
+    }
     fclose(f);
 }
 
@@ -1563,6 +1581,7 @@ static int usage(const char *argv0) {
             "          [--max-batch N] [--n N] [--k K] [--router-n N]    (gemm)\n"
             "          [--max-rows N] [--cols N]                          (rows)\n"
             "          [--attn-ctx L]                                     (attention)\n"
+            "          [--llm-report FILE]     include binv-llm's --report section\n"
             "          [--atomic-n N] [--atomic-repeats R]                (atomics)\n"
             "Measures how much the same request's output changes with the batch it is in\n"
             "(GEMM: CLBlast, libbinv adaptive, libbinv invariant; row reductions: libbinv\n"
@@ -1596,6 +1615,7 @@ static int parse(int argc, char **argv, options *o) {
         else if (!strcmp(a, "--router-n") && v) o->router_n = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--max-rows") && v) o->max_rows = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--attn-ctx") && v) o->attn_ctx = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--llm-report") && v) o->llm_report = argv[++i];
         else if (!strcmp(a, "--cols") && v) o->cols = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--atomic-n") && v) o->atomic_n = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--atomic-repeats") && v) o->atomic_repeats = atoi(argv[++i]);
