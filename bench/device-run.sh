@@ -78,17 +78,20 @@ C
   study)
     # binv-study on the GPU and the binv-llm experiment (study.tar.gz).
     d=/tmp/study-out; mkdir -p $d
-    ./build-gpu/tools/binv-study --device gpu --out $d/study > $d/study.txt 2>&1
+    timeout ${STUDY_TIMEOUT:-300} ./build-gpu/tools/binv-study --device gpu ${STUDY_ARGS:-} \
+      --out $d/study > $d/study.txt 2>&1
     echo "study rc=$?"; tail -5 $d/study.txt
-    if [ -x ./build-gpu/tools/binv-llm ]; then
+    if [ -x ./build-gpu/tools/binv-llm ] && [ -f ../shared/models/stories260K.bin ]; then
       ./build-gpu/tools/binv-llm --device gpu --model ../shared/models/stories260K.bin \
         --check 64 --report $d/llm-stories.md > $d/llm-stories.txt 2>&1
       echo "llm stories rc=$?"; tail -12 $d/llm-stories.txt
       ./build-gpu/tools/binv-llm --device gpu --dtype bf16 --model ../shared/models/stories260K.bin \
         --report $d/llm-stories-bf16.md > $d/llm-stories-bf16.txt 2>&1
       echo "llm stories bf16 rc=$?"; tail -6 $d/llm-stories-bf16.txt
-      ./build-gpu/tools/binv-llm --device gpu --dtype bf16 --synthetic /tmp/syn.bin ${LLM_SYN:-} \
-        --report $d/llm-synthetic.md > $d/llm-synthetic.txt 2>&1
+    fi
+    if [ -x ./build-gpu/tools/binv-llm ]; then
+      timeout ${LLM_TIMEOUT:-240} ./build-gpu/tools/binv-llm --device gpu --dtype bf16 \
+        --synthetic /tmp/syn.bin ${LLM_SYN:-} --report $d/llm-synthetic.md > $d/llm-synthetic.txt 2>&1
       echo "llm synthetic rc=$?"; tail -12 $d/llm-synthetic.txt
     fi
     tar czf "$out/study.tar.gz" -C $d .
