@@ -81,11 +81,11 @@ C
     timeout ${STUDY_TIMEOUT:-300} ./build-gpu/tools/binv-study --device gpu ${STUDY_ARGS:-} \
       --out $d/study > $d/study.txt 2>&1
     echo "study rc=$?"; tail -5 $d/study.txt
-    if [ -x ./build-gpu/tools/binv-llm ] && [ -f ../shared/models/stories260K.bin ]; then
-      ./build-gpu/tools/binv-llm --device gpu --model ../shared/models/stories260K.bin \
+    if [ -x ./build-gpu/tools/binv-llm ] && [ -f "${LLM_MODEL:=../shared/models/stories260K.bin}" ]; then
+      ./build-gpu/tools/binv-llm --device gpu --model "$LLM_MODEL" \
         --check 64 --report $d/llm-stories.md > $d/llm-stories.txt 2>&1
       echo "llm stories rc=$?"; tail -12 $d/llm-stories.txt
-      ./build-gpu/tools/binv-llm --device gpu --dtype bf16 --model ../shared/models/stories260K.bin \
+      ./build-gpu/tools/binv-llm --device gpu --dtype bf16 --model "$LLM_MODEL" \
         --report $d/llm-stories-bf16.md > $d/llm-stories-bf16.txt 2>&1
       echo "llm stories bf16 rc=$?"; tail -6 $d/llm-stories-bf16.txt
     fi
