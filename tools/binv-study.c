@@ -578,14 +578,23 @@ static int rows_run(study *s, const options *o, FILE *csv) {
 /* ---- Run-to-run nondeterminism: float atomics ------------------------------ */
 
 /* The usual float atomic add of OpenCL 1.2, which has none: a compare-and-
- * swap loop on the float's bits.  Every work-item adds its element to one
- * total; the order of the additions, and so the rounding, is the order in
- * which the swaps happen to land. */
+ * swap loop on the float's bits.  Each work-group first sums its 64 values
+ * with a fixed local tree (deterministic), then adds its partial to one
+ * global total with the CAS loop, as real reductions do; the order in which
+ * the work-groups' additions land, and so the rounding, varies from run to
+ * run.  (One atomic per element would serialise a GPU on one address.) */
 static const char ATOMIC_SRC[] =
     "__kernel void atomic_sum(__global const float *x, uint n, volatile __global uint *acc) {\n"
-    "    uint i = get_global_id(0);\n"
-    "    if (i >= n) return;\n"
-    "    float v = x[i];\n"
+    "    __local float s[64];\n"
+    "    const uint i = get_global_id(0), l = get_local_id(0);\n"
+    "    s[l] = i < n ? x[i] : 0.0f;\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "    for (uint h = 32; h > 0; h >>= 1) {\n"
+    "        if (l < h) s[l] = s[l] + s[l + h];\n"
+    "        barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "    }\n"
+    "    if (l != 0) return;\n"
+    "    const float v = s[0];\n"
     "    uint old = *acc, seen;\n"
     "    do {\n"
     "        seen = old;\n"
