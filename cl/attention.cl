@@ -494,7 +494,6 @@ __kernel void attn_merge(__global const uint *meta, __global const uint *part_ba
         barrier(CLK_LOCAL_MEM_FENCE);
         for (uint c = 0, d = lid; d <= D; c++, d += nl) {
             float a = A[c];
-#pragma unroll 8
             for (uint k = 0; k < n; k++) {
                 const float v = base[(s0 + k) * stride + 1 + d];
                 a = s0 + k == 0 ? v : fma(v, yw[k], a * xw[k]);
