@@ -207,6 +207,18 @@ inline void attn_put(uint sub, uint nk, uint lid, float v[NLD][LW], __local floa
     }
 }
 
+/* One step of a chunk's tile loop: the tile fetched last step goes to local
+ * memory, then the next tile's loads are issued (in flight while the caller
+ * computes on this one).  Every work-item calls it (barriers). */
+inline void attn_tile_step(__global const binv_t *pool, __local const uint *slot_l, uint kvd,
+                           uint kvh, uint sub, uint nk, uint lid, float tile[NLD][LW],
+                           __local float *kv_l) {
+    barrier(CLK_LOCAL_MEM_FENCE);
+    attn_put(sub, nk, lid, tile, kv_l);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (sub + J < nk) attn_fetch(pool, slot_l, kvd, kvh, sub + J, nk, lid, tile);
+}
+
 /* Lanes per row for the max (a power of two, R * MAXL <= WG).  The max of a
  * set is exact, so its tree is free: only the sign of a zero maximum can
  * depend on it, and that never reaches an output (exp(s - m) and the merge
@@ -304,10 +316,7 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
         barrier(CLK_LOCAL_MEM_FENCE);
         attn_fetch(kpool, slot_l, kvd, kvh, 0, nk, lid, tile);
         for (uint sub = 0; sub < nk; sub += J) {
-            barrier(CLK_LOCAL_MEM_FENCE);
-            attn_put(sub, nk, lid, tile, kv_l);
-            barrier(CLK_LOCAL_MEM_FENCE);
-            if (sub + J < nk) attn_fetch(kpool, slot_l, kvd, kvh, sub + J, nk, lid, tile);
+            attn_tile_step(kpool, slot_l, kvd, kvh, sub, nk, lid, tile, kv_l);
 #if BLK
             {   /* key jj = lid % J against rows rg, rg + WG/J, ...: one 16-byte
                  * load of K per 4 columns, shared by the rows */
@@ -374,10 +383,7 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
         }
         for (int k = 0; k < NPW; k++) acc[k] = 0.0f;
         for (uint sub = 0; sub < nk; sub += J) {
-            barrier(CLK_LOCAL_MEM_FENCE);
-            attn_put(sub, nk, lid, tile, kv_l);
-            barrier(CLK_LOCAL_MEM_FENCE);
-            if (sub + J < nk) attn_fetch(vpool, slot_l, kvd, kvh, sub + J, nk, lid, tile);
+            attn_tile_step(vpool, slot_l, kvd, kvh, sub, nk, lid, tile, kv_l);
 #if BLK
             for (int kr = 0; kr < RB2; kr++) {
                 const uint d4 = lid % Q4, r = lid / Q4 + (uint)kr * NRG;

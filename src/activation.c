@@ -43,31 +43,19 @@ binv_status binv_swiglu(binv_context *ctx, cl_command_queue queue, binv_dtype dt
                              (!same_u && SWIGLU_CLASH(up, up_offset, ldu, eu)),
                          ctx, BINV_ERROR_ALIASING,
                          "%s: y partially overlaps gate or up (in place needs the same view)", fn);
-    if (rows == 0 || cols == 0) {
-        if (event)
-            BINV_CHECK_CL(ctx, clEnqueueMarkerWithWaitList(queue, num_events, wait_list, event),
-                          "clEnqueueMarkerWithWaitList");
-        return BINV_SUCCESS;
-    }
+    if (rows == 0 || cols == 0)
+        return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
     char defines[32];
     snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d", (int)dtype);
     cl_program prog;
     if ((st = binv_program_get(ctx, "activation", binv_cl_activation, defines, &prog)) !=
         BINV_SUCCESS)
         return st;
-    cl_kernel k;
-    if ((st = binv_kernel_acquire(ctx, prog, "act_swiglu", &k)) != BINV_SUCCESS) return st;
     cl_uint r = (cl_uint)rows, c = (cl_uint)cols;
     cl_ulong go = gate_offset, lg = ldg, uo = up_offset, lu = ldu, yo = y_offset, ly = ldy;
     const void *vals[] = {&r, &c, &gate, &go, &lg, &up, &uo, &lu, &y, &yo, &ly};
     const size_t sizes[] = {4, 4, sizeof(cl_mem), 8, 8, sizeof(cl_mem), 8, 8, sizeof(cl_mem), 8, 8};
-    cl_int err = CL_SUCCESS;
-    for (cl_uint i = 0; i < 11 && err == CL_SUCCESS; i++) err = clSetKernelArg(k, i, sizes[i], vals[i]);
-    if (err == CL_SUCCESS) {
-        const size_t lws[2] = {64, 1}, gws[2] = {(cols + 63) / 64 * 64, rows};
-        err = clEnqueueNDRangeKernel(queue, k, 2, NULL, gws, lws, num_events, wait_list, event);
-    }
-    binv_kernel_release(ctx, prog, "act_swiglu", k);
-    BINV_RETURN_ERROR_ON(err != CL_SUCCESS, ctx, err, "%s: enqueue failed: %d", fn, (int)err);
-    return BINV_SUCCESS;
+    const size_t lws[2] = {64, 1}, gws[2] = {(cols + 63) / 64 * 64, rows};
+    return binv_kernel_launch(ctx, queue, prog, "act_swiglu", 11, sizes, vals, 2, gws, lws,
+                              num_events, wait_list, event);
 }

@@ -229,40 +229,6 @@ static binv_status check_rows(binv_context *ctx, const char *fn, const char *wha
 }
 
 
-static binv_status set_args(binv_context *ctx, cl_kernel k, const char *fn, int n,
-                            const void *const *vals, const size_t *sizes) {
-    for (int i = 0; i < n; i++) {
-        cl_int err = clSetKernelArg(k, (cl_uint)i, sizes[i], vals[i]);
-        BINV_RETURN_ERROR_ON(err != CL_SUCCESS, ctx, err, "%s: clSetKernelArg(%d) failed: %d", fn,
-                             i, (int)err);
-    }
-    return BINV_SUCCESS;
-}
-
-/* Enqueues `name` of `prog` with the given arguments and range. */
-static binv_status launch(binv_context *ctx, cl_command_queue queue, const char *fn,
-                          cl_program prog, const char *name, int nargs, const void *const *vals,
-                          const size_t *sizes, const size_t gws[2], const size_t lws[2],
-                          cl_uint nwait, const cl_event *wait, cl_event *ev) {
-    cl_kernel k;
-    binv_status st = binv_kernel_acquire(ctx, prog, name, &k);
-    if (st != BINV_SUCCESS) return st;
-    st = set_args(ctx, k, fn, nargs, vals, sizes);
-    if (st == BINV_SUCCESS) {
-        cl_int err = clEnqueueNDRangeKernel(queue, k, 2, NULL, gws, lws, nwait, wait, ev);
-        if (err != CL_SUCCESS)
-            st = binv_set_error(ctx, err, "%s: enqueue %s failed: %d", fn, name, (int)err);
-    }
-    binv_kernel_release(ctx, prog, name, k);
-    return st;
-}
-
-static binv_status marker(binv_context *ctx, cl_command_queue q, cl_uint n, const cl_event *w,
-                          cl_event *ev) {
-    if (ev) BINV_CHECK_CL(ctx, clEnqueueMarkerWithWaitList(q, n, w, ev), "clEnqueueMarkerWithWaitList");
-    return BINV_SUCCESS;
-}
-
 static binv_status common_entry(binv_context *ctx, cl_command_queue queue, cl_uint n,
                                 const cl_event *w, cl_event *ev) {
     binv_clear_error(ctx);
@@ -291,7 +257,7 @@ binv_status binv_kv_append(binv_context *ctx, cl_command_queue queue, const binv
     BINV_RETURN_ERROR_ON(k_new == cache->k || k_new == cache->v || v_new == cache->k ||
                              v_new == cache->v,
                          ctx, BINV_ERROR_ALIASING, "%s: k_new or v_new is a cache pool", fn);
-    if (T == 0) return marker(ctx, queue, num_events, wait_list, event);
+    if (T == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
     char defines[32];
     snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d", (int)cache->dtype);
     cl_program prog;
@@ -306,8 +272,8 @@ binv_status binv_kv_append(binv_context *ctx, cl_command_queue queue, const binv
     const size_t sizes[] = {sizeof(cl_mem), 4, 4, 4, 4, sizeof(cl_mem), 8, 8,
                             sizeof(cl_mem), 8, 8, sizeof(cl_mem), sizeof(cl_mem)};
     const size_t lws[2] = {64, 1}, gws[2] = {(kvd + 63) / 64 * 64, T};
-    return launch(ctx, queue, fn, prog, "attn_append", 13, vals, sizes, gws, lws, num_events,
-                  wait_list, event);
+    return binv_kernel_launch(ctx, queue, prog, "attn_append", 13, sizes, vals, 2, gws, lws,
+                              num_events, wait_list, event);
 }
 
 /* theta^(-2i/head_dim) for i < head_dim/2: computed in double and rounded
@@ -383,7 +349,7 @@ binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
                                 "positions")) != BINV_SUCCESS)
         return st;
     BINV_RETURN_ERROR_ON(positions == x, ctx, BINV_ERROR_ALIASING, "%s: positions is x", fn);
-    if (tokens == 0) return marker(ctx, queue, num_events, wait_list, event);
+    if (tokens == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
     char defines[32];
     snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d", (int)dtype);
     cl_program prog;
@@ -398,8 +364,8 @@ binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     const size_t sizes[] = {sizeof(cl_mem), 8, 8, sizeof(cl_mem), 8, 4, 4, sizeof(cl_mem)};
     const size_t pairs = heads * head_dim / 2;
     const size_t lws[2] = {64, 1}, gws[2] = {(pairs + 63) / 64 * 64, tokens};
-    return launch(ctx, queue, fn, prog, "attn_rope", 8, vals, sizes, gws, lws, num_events,
-                  wait_list, event);
+    return binv_kernel_launch(ctx, queue, prog, "attn_rope", 8, sizes, vals, 2, gws, lws,
+                              num_events, wait_list, event);
 }
 
 /* Tile shape of attn_chunks for this device (who computes what only). */
@@ -542,7 +508,7 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
                          "%s: o overlaps q", fn);
     BINV_RETURN_ERROR_ON(o == cache->k || o == cache->v, ctx, BINV_ERROR_ALIASING,
                          "%s: o is a cache pool", fn);
-    if (T == 0) return marker(ctx, queue, num_events, wait_list, event);
+    if (T == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
 
     cl_uint max_q = 0;
     for (size_t s = 0; s < batch->num_seqs; s++)
@@ -617,7 +583,7 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
     const size_t gws[2] = {cfg->nwork * (size_t)sh.wg, heads / (size_t)sh.gb};
     const int merge = cfg->records > 0;
     cl_event e1 = NULL;
-    st = launch(ctx, queue, fn, prog, "attn_chunks", 19, vals, sizes, gws, lws, num_events,
+    st = binv_kernel_launch(ctx, queue, prog, "attn_chunks", 19, sizes, vals, 2, gws, lws, num_events,
                 wait_list, merge ? &e1 : event);
     if (st == BINV_SUCCESS && merge) {
         const void *mv[] = {&batch->meta, &cfg->part_base, &ws, &o, &oo, &lo, &uh, &split_chunks};
@@ -628,7 +594,8 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
         if (mw > 128) mw = 128;
         if (mw > ctx->info.max_work_group_size) mw = ctx->info.max_work_group_size;
         const size_t mlws[2] = {mw, 1}, mgws[2] = {T * mw, heads};
-        st = launch(ctx, queue, fn, prog, "attn_merge", 8, mv, ms, mgws, mlws, 1, &e1, event);
+        st = binv_kernel_launch(ctx, queue, prog, "attn_merge", 8, ms, mv, 2, mgws, mlws, 1, &e1,
+                                event);
     }
     if (e1) clReleaseEvent(e1);
     binv_workspace_release(ctx, wsh, ws);

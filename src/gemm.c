@@ -146,34 +146,7 @@ static binv_status validate(binv_context *ctx, cl_command_queue queue, binv_dtyp
     return BINV_SUCCESS;
 }
 
-static binv_status set_args(binv_context *ctx, cl_kernel kern, const char *name, int nargs,
-                            const size_t *sizes, const void *const *vals) {
-    for (int i = 0; i < nargs; i++) {
-        cl_int err = clSetKernelArg(kern, (cl_uint)i, sizes[i], vals[i]);
-        BINV_RETURN_ERROR_ON(err != CL_SUCCESS, ctx, err, "clSetKernelArg(%s, %d) failed: %d",
-                             name, i, (int)err);
-    }
-    return BINV_SUCCESS;
-}
-
 /* Enqueues one kernel, taking a pooled cl_kernel for the duration. */
-static binv_status launch(binv_context *ctx, cl_command_queue q, cl_program prog,
-                          const char *name, int nargs, const size_t *sizes,
-                          const void *const *vals, cl_uint dims, const size_t *gws,
-                          const size_t *lws, cl_uint nwait, const cl_event *wait, cl_event *ev) {
-    cl_kernel kern;
-    binv_status st = binv_kernel_acquire(ctx, prog, name, &kern);
-    if (st != BINV_SUCCESS) return st;
-    st = set_args(ctx, kern, name, nargs, sizes, vals);
-    if (st == BINV_SUCCESS) {
-        cl_int err = clEnqueueNDRangeKernel(q, kern, dims, NULL, gws, lws, nwait, wait, ev);
-        if (err != CL_SUCCESS)
-            st = binv_set_error(ctx, err, "clEnqueueNDRangeKernel(%s) failed: %d", name, (int)err);
-    }
-    binv_kernel_release(ctx, prog, name, kern);
-    return st;
-}
-
 static binv_status launch_tiled(binv_context *ctx, cl_command_queue q, cl_program prog,
                                 const gemm_config *g, const gemm_args *x, cl_uint mode,
                                 cl_uint kc, cl_uint nchunks, cl_mem ws, cl_uint nwait,
@@ -192,7 +165,7 @@ static binv_status launch_tiled(binv_context *ctx, cl_command_queue q, cl_progra
     size_t lws[3] = {g->bn / g->rn, g->bm / g->rm, 1};
     size_t gws[3] = {ceil_div(x->n, g->bn) * lws[0], ceil_div(x->m, g->bm) * lws[1],
                      mode ? nchunks : 1};
-    return launch(ctx, q, prog, "gemm_tiled", 21, sizes, vals, 3, gws, lws, nwait, wait, ev);
+    return binv_kernel_launch(ctx, q, prog, "gemm_tiled", 21, sizes, vals, 3, gws, lws, nwait, wait, ev);
 }
 
 static binv_status launch_skinny(binv_context *ctx, cl_command_queue q, cl_program prog,
@@ -213,7 +186,7 @@ static binv_status launch_skinny(binv_context *ctx, cl_command_queue q, cl_progr
                             sizeof(cl_mem)};
     size_t lws[3] = {g->sn, 1, 1};
     size_t gws[3] = {ceil_div(x->n, g->sn) * g->sn, nchunks, ceil_div(x->m, g->smr)};
-    return launch(ctx, q, prog, "gemm_skinny", 14, sizes, vals, 3, gws, lws, nwait, wait, ev);
+    return binv_kernel_launch(ctx, q, prog, "gemm_skinny", 14, sizes, vals, 3, gws, lws, nwait, wait, ev);
 }
 
 static binv_status launch_gemv(binv_context *ctx, cl_command_queue q, cl_program prog,
@@ -227,7 +200,7 @@ static binv_status launch_gemv(binv_context *ctx, cl_command_queue q, cl_program
                             sizeof(cl_mem)};
     size_t lws[3] = {g->gwg, 1, 1};
     size_t gws[3] = {ceil_div(x->n, g->gwg) * g->gwg, nchunks, ceil_div(x->m, g->gr)};
-    return launch(ctx, q, prog, "gemm_gemv", 12, sizes, vals, 3, gws, lws, nwait, wait, ev);
+    return binv_kernel_launch(ctx, q, prog, "gemm_gemv", 12, sizes, vals, 3, gws, lws, nwait, wait, ev);
 }
 
 static binv_status launch_reduce(binv_context *ctx, cl_command_queue q, cl_program prog,
@@ -238,7 +211,7 @@ static binv_status launch_reduce(binv_context *ctx, cl_command_queue q, cl_progr
     const size_t sizes[] = {4, 4, 4, 4, 4, sizeof(cl_mem), sizeof(cl_mem), 8, 8};
     size_t lws[2] = {64, 1};
     size_t gws[2] = {ceil_div(x->n, 64) * 64, x->m};
-    return launch(ctx, q, prog, "gemm_reduce", 9, sizes, vals, 2, gws, lws, nwait, wait, ev);
+    return binv_kernel_launch(ctx, q, prog, "gemm_reduce", 9, sizes, vals, 2, gws, lws, nwait, wait, ev);
 }
 
 /* Chunk length for this call.  Invariant: binv_gemm_chunk_size (k, dtype).
@@ -290,22 +263,15 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
         break;
     }
     if (st != BINV_SUCCESS) return st;
-    cl_kernel kern;
-    if ((st = binv_kernel_acquire(ctx, prog, "gemm_native", &kern)) != BINV_SUCCESS) return st;
     cl_uint um = (cl_uint)m, un = (cl_uint)n, uk = (cl_uint)k;
     cl_ulong ao = a_offset, la = lda, bo = b_offset, lb = ldb, co = c_offset, lc = ldc;
     const void *vals[] = {&um, &un, &uk, &alpha, &beta, &a, &ao, &la, &b, &bo, &lb, &c, &co, &lc};
     const size_t M = sizeof(cl_mem);
     const size_t sizes[] = {4, 4, 4, 4, 4, M, 8, 8, M, 8, 8, M, 8, 8};
-    cl_int err = CL_SUCCESS;
-    for (cl_uint i = 0; i < 14 && err == CL_SUCCESS; i++) err = clSetKernelArg(kern, i, sizes[i], vals[i]);
-    if (err == CL_SUCCESS) {
-        const size_t lws[2] = {256, 1}, gws[2] = {ceil_div(n, 128) * 256, ceil_div(m, 128)};
-        err = clEnqueueNDRangeKernel(queue, kern, 2, NULL, gws, lws, num_events, wait_list, event);
-    }
-    binv_kernel_release(ctx, prog, "gemm_native", kern);
-    BINV_RETURN_ERROR_ON(err != CL_SUCCESS, ctx, err, "binv_gemm (native): enqueue failed: %d",
-                         (int)err);
+    const size_t lws[2] = {256, 1}, gws[2] = {ceil_div(n, 128) * 256, ceil_div(m, 128)};
+    st = binv_kernel_launch(ctx, queue, prog, "gemm_native", 14, sizes, vals, 2, gws, lws,
+                            num_events, wait_list, event);
+    if (st != BINV_SUCCESS) return st;
     binv_debug(ctx, "gemm native %s m=%zu n=%zu k=%zu vec=%d", binv_dtype_name(dtype), m, n, k, vec);
     return BINV_SUCCESS;
 }
@@ -324,11 +290,7 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     if (st != BINV_SUCCESS) return st;
     if (m == 0 || n == 0) {
         /* BLAS quick return.  Still honour the event contract. */
-        if (event) {
-            cl_int err = clEnqueueMarkerWithWaitList(queue, num_events, wait_list, event);
-            BINV_CHECK_CL(ctx, err, "clEnqueueMarkerWithWaitList");
-        }
-        return BINV_SUCCESS;
+        return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
     }
 
     if (ctx->path == BINV_PATH_NATIVE && dtype != BINV_DTYPE_F32 && trans_a == BINV_NO_TRANS &&

@@ -87,7 +87,7 @@ struct binv_context {
     int rows_path; /* tests: BINV_ROWS_PATH = fused (1) | split (2); 0 automatic */
     int attn_path; /* tests: BINV_ATTN_PATH = fused (1) | split (2); 0 automatic */
     binv_path path; /* the path granted (native only where supported) */
-    char path_note[256]; /* why a native request fell back */
+    char path_note[512]; /* why a native request fell back */
 
     pthread_mutex_t lock;       /* guards the lists below */
     pthread_mutex_t build_lock; /* serialises program builds */
@@ -143,6 +143,10 @@ int binv_rows_views_overlap(cl_mem p, size_t po, size_t pw, cl_mem q, size_t qo,
                             size_t rows, size_t ld);
 /* Checks a queue: non-NULL, of ctx's cl_context and device. */
 binv_status binv_check_queue(binv_context *ctx, cl_command_queue queue);
+/* The event of a call with nothing to compute: a marker after the wait list
+ * (nothing enqueued when event is NULL). */
+binv_status binv_enqueue_marker(binv_context *ctx, cl_command_queue queue, cl_uint num_events,
+                                const cl_event *wait_list, cl_event *event);
 /* Checks num_events/wait_list consistency as clEnqueue* would. */
 binv_status binv_check_wait_list(binv_context *ctx, cl_uint num_events, const cl_event *wait_list);
 
@@ -156,6 +160,13 @@ binv_status binv_kernel_acquire(binv_context *ctx, cl_program program, const cha
                                 cl_kernel *out);
 void binv_kernel_release(binv_context *ctx, cl_program program, const char *name,
                          cl_kernel kernel);
+/* Takes a kernel of `prog` from the pool, sets its nargs arguments
+ * (sizes[i], vals[i]), enqueues it over dims dimensions and gives it back. */
+binv_status binv_kernel_launch(binv_context *ctx, cl_command_queue q, cl_program prog,
+                               const char *name, int nargs, const size_t *sizes,
+                               const void *const *vals, cl_uint dims, const size_t *gws,
+                               const size_t *lws, cl_uint nwait, const cl_event *wait,
+                               cl_event *ev);
 /* Locks and returns a scratch buffer of at least `bytes` for `queue`.  On
  * success *ws must be passed to binv_workspace_release after the last enqueue
  * that uses it.  Out-of-order queues get a private buffer each call. */

@@ -267,3 +267,25 @@ void binv_program_destroy_all(binv_context *ctx) {
         ctx->programs = n;
     }
 }
+
+binv_status binv_kernel_launch(binv_context *ctx, cl_command_queue q, cl_program prog,
+                               const char *name, int nargs, const size_t *sizes,
+                               const void *const *vals, cl_uint dims, const size_t *gws,
+                               const size_t *lws, cl_uint nwait, const cl_event *wait,
+                               cl_event *ev) {
+    cl_kernel kern;
+    binv_status st = binv_kernel_acquire(ctx, prog, name, &kern);
+    if (st != BINV_SUCCESS) return st;
+    for (int i = 0; i < nargs && st == BINV_SUCCESS; i++) {
+        cl_int err = clSetKernelArg(kern, (cl_uint)i, sizes[i], vals[i]);
+        if (err != CL_SUCCESS)
+            st = binv_set_error(ctx, err, "clSetKernelArg(%s, %d) failed: %d", name, i, (int)err);
+    }
+    if (st == BINV_SUCCESS) {
+        cl_int err = clEnqueueNDRangeKernel(q, kern, dims, NULL, gws, lws, nwait, wait, ev);
+        if (err != CL_SUCCESS)
+            st = binv_set_error(ctx, err, "clEnqueueNDRangeKernel(%s) failed: %d", name, (int)err);
+    }
+    binv_kernel_release(ctx, prog, name, kern);
+    return st;
+}

@@ -140,9 +140,6 @@ static binv_status enqueue(binv_context *ctx, cl_command_queue q, cl_program pro
                            const char *name, int stage, const rows_call *c, cl_uint cw,
                            cl_uint nchunks, cl_mem P, size_t groups_x, cl_uint nwait,
                            const cl_event *wait, cl_event *ev) {
-    cl_kernel kern;
-    binv_status st = binv_kernel_acquire(ctx, prog, name, &kern);
-    if (st != BINV_SUCCESS) return st;
     cl_uint op = (cl_uint)c->op, rows = (cl_uint)c->rows, cols = (cl_uint)c->cols;
     cl_ulong xo = c->x_off, ldx = c->ldx, ro = c->r_off, ldr = c->ldr, wo = c->w_off,
              bo = c->b_off, yo = c->y_off, ldy = c->ldy, oo = c->out_off;
@@ -156,18 +153,9 @@ static binv_status enqueue(binv_context *ctx, cl_command_queue q, cl_program pro
                             sizeof(cl_mem), 8, sizeof(cl_mem), 8, 4, sizeof(cl_mem), 8, 8,
                             sizeof(cl_mem), 8, sizeof(cl_mem)};
     const int first = stage < 0 ? 1 : 0; /* rows_fused and rows_apply take no stage */
-    cl_int err = CL_SUCCESS;
-    for (int i = first; i < 23 && err == CL_SUCCESS; i++)
-        err = clSetKernelArg(kern, (cl_uint)(i - first), sizes[i], vals[i]);
-    if (err == CL_SUCCESS) {
-        size_t lws[2] = {32 * (size_t)g, 1};
-        size_t gws[2] = {groups_x * lws[0], c->rows};
-        err = clEnqueueNDRangeKernel(q, kern, 2, NULL, gws, lws, nwait, wait, ev);
-    }
-    binv_kernel_release(ctx, prog, name, kern);
-    BINV_RETURN_ERROR_ON(err != CL_SUCCESS, ctx, err, "%s: enqueue %s failed: %d",
-                         OP_NAME[c->op], name, (int)err);
-    return BINV_SUCCESS;
+    const size_t lws[2] = {32 * (size_t)g, 1}, gws[2] = {groups_x * lws[0], c->rows};
+    return binv_kernel_launch(ctx, q, prog, name, 23 - first, sizes + first, vals + first, 2, gws,
+                              lws, nwait, wait, ev);
 }
 
 static binv_status rows_run(binv_context *ctx, cl_command_queue queue, rows_call *c,
@@ -178,9 +166,7 @@ static binv_status rows_run(binv_context *ctx, cl_command_queue queue, rows_call
     binv_status st = validate(ctx, queue, c, num_events, wait_list);
     if (st != BINV_SUCCESS) return st;
     if (c->rows == 0) {
-        if (event) BINV_CHECK_CL(ctx, clEnqueueMarkerWithWaitList(queue, num_events, wait_list, event),
-                                 "clEnqueueMarkerWithWaitList");
-        return BINV_SUCCESS;
+        return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
     }
     const size_t cw = chunk_for_call(ctx, c);
     const size_t nchunks = (c->cols + cw - 1) / cw;

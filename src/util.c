@@ -178,3 +178,11 @@ binv_status binv_check_wait_list(binv_context *ctx, cl_uint num_events, const cl
                              "wait_list[%u] is NULL", (unsigned)i);
     return BINV_SUCCESS;
 }
+
+binv_status binv_enqueue_marker(binv_context *ctx, cl_command_queue queue, cl_uint num_events,
+                                const cl_event *wait_list, cl_event *event) {
+    if (event)
+        BINV_CHECK_CL(ctx, clEnqueueMarkerWithWaitList(queue, num_events, wait_list, event),
+                      "clEnqueueMarkerWithWaitList");
+    return BINV_SUCCESS;
+}
