@@ -9,9 +9,11 @@
  *   Epilogue:         v = alpha * t;  if (beta != 0) v = fma(beta, c_ij, v);  store v
  * Nothing else is added, reordered or fused.  The kernels differ only in who
  * computes which (i, j, chunk): gemm_tiled walks all chunks of a C tile in
- * registers; gemm_tiled with one chunk per work-group, and gemm_skinny (small
- * m), write chunk partials p_c to a workspace that gemm_reduce combines in
- * chunk order.  All give the same bits for the same (i, j).
+ * registers; gemm_tiled with one chunk per work-group, gemm_skinny and
+ * gemm_gemv (small m) write chunk partials p_c to a workspace, which is
+ * combined in chunk order either by gemm_reduce (a second launch) or, in the
+ * same launch, by the last work-group to finish a tile (binv_gemm_arrive).
+ * All give the same bits for the same (i, j).
  *
  * Indexing: op(A)(i, p) = A[a_off + i*sai + p*sap], op(B)(p, j) =
  * B[b_off + p*sbp + j*sbj], C(i, j) = C[c_off + i*ldc + j].  The strides
@@ -57,6 +59,62 @@ inline void binv_gemm_store(__global binv_t *C, ulong idx, float t, float alpha,
     float v = alpha * t;
     if (beta != 0.0f) v = fma(beta, BINV_LOAD(C, idx), v);
     BINV_STORE(C, idx, v);
+}
+
+/* t for output (i, j) from the chunk partials P[(c*m + i)*n + j]: p_0, then
+ * + p_c in chunk order (k = 0: +0).  Volatile loads: in the one-launch
+ * split-K the partials were written by other work-groups during this kernel,
+ * so they must come from the device-coherent level, never a stale L1 line. */
+inline float binv_gemm_combine(__global const volatile float *P, uint m, uint n, uint nchunks,
+                               uint i, uint j) {
+    float t = 0.0f;
+    if (nchunks > 0) {
+        t = P[(ulong)i * n + j];
+        for (uint c = 1; c < nchunks; c++) t = t + P[((ulong)c * m + i) * n + j];
+    }
+    return t;
+}
+
+/* One-launch split-K.  A work-group that has written its chunk partials of
+ * output tile `tile` to P counts itself in cnt[tile]; the one that brings
+ * the count to nchunks (whichever chunk it computed, in whatever order the
+ * device ran the work-groups) returns 1 and then combines the tile with
+ * binv_gemm_tile_combine, in chunk order: arrival order decides who adds,
+ * never what is added in which order.  It resets the count to 0, so the
+ * counters are 0 again when the kernel ends.  Every work-item fences its own
+ * stores before the barrier (the CUDA threadfence-reduction pattern; a fence
+ * per work-item because OpenCL 1.2 barriers order only within the group).
+ * Called by every work-item whether or not `fuse` is set (then it returns 0):
+ * PoCL miscompiles barriers reached only under a branch. */
+inline int binv_gemm_arrive(uint fuse, volatile __global uint *cnt, uint tile, uint nchunks,
+                            uint lid, __local uint *flag) {
+    mem_fence(CLK_GLOBAL_MEM_FENCE);
+    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+    if (lid == 0) {
+        uint done = 0;
+        if (fuse) {
+            done = atomic_inc(cnt + tile) + 1u;
+            if (done == nchunks) atomic_xchg(cnt + tile, 0u);
+        }
+        *flag = fuse && done == nchunks;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const int last = *flag != 0u;
+    if (last) mem_fence(CLK_GLOBAL_MEM_FENCE); /* the count before the partials */
+    return last;
+}
+
+/* The last work-group's part: rows [i0, i0+mi) x columns [j0, j0+nj) of C,
+ * nth work-items sharing them. */
+inline void binv_gemm_tile_combine(__global const volatile float *P, uint m, uint n, uint nchunks,
+                                   uint i0, uint mi, uint j0, uint nj, uint lid, uint nth,
+                                   float alpha, float beta, __global binv_t *C, ulong c_off,
+                                   ulong ldc) {
+    for (uint e = lid; e < mi * nj; e += nth) {
+        const uint i = i0 + e / nj, j = j0 + e % nj;
+        binv_gemm_store(C, c_off + (ulong)i * ldc + j, binv_gemm_combine(P, m, n, nchunks, i, j),
+                        alpha, beta);
+    }
 }
 
 /* Elements of the A and B tiles each work-item stages per step: scalar
@@ -143,17 +201,21 @@ inline void binv_tile_store(__local float *S, uint sk_, uint so_, const float *s
  *         writes C through the epilogue.
  * mode 1: work-group (x, y, c) computes only chunk c's partial of its tile and
  *         writes it to P (split-K along the fixed chunk boundaries).
+ * mode 2: as mode 1, and the tile's last work-group combines the partials
+ *         (binv_gemm_arrive; counters cnt[], one per tile).
  * The next step's tiles are fetched into registers while this step computes
  * (software pipelining); that changes when data arrives, not any arithmetic. */
 __kernel __attribute__((reqd_work_group_size(TX, TY, 1)))
 void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float alpha, float beta,
                 __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
                 __global const binv_t *B, ulong b_off, ulong sbp, ulong sbj, uint vec,
-                __global binv_t *C, ulong c_off, ulong ldc, __global float *P) {
+                __global binv_t *C, ulong c_off, ulong ldc, __global float *P,
+                __global uint *cnt) {
     /* Two buffers per operand: step s computes from buffer s%2 while step
      * s+1 is stored into the other, so one barrier per step suffices. */
     __local float4 As4[2 * BK * APAD / 4];
     __local float4 Bs4[2 * BK * BPAD / 4];
+    __local uint last; /* mode 2: binv_gemm_arrive's verdict */
     const uint tx = get_local_id(0), ty = get_local_id(1);
     const uint tid = ty * TX + tx;
     const uint i0 = get_group_id(1) * BM, j0 = get_group_id(0) * BN;
@@ -236,25 +298,34 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
                 binv_gemm_store(C, c_off + (ulong)i * ldc + j, tot[r][q], alpha, beta);
         }
     }
+    if (binv_gemm_arrive(mode == 2, cnt, get_group_id(1) * get_num_groups(0) + get_group_id(0),
+                         nchunks, tid, &last))
+        binv_gemm_tile_combine(P, m, n, nchunks, i0, min((uint)BM, m - i0), j0,
+                               min((uint)BN, n - j0), tid, NT, alpha, beta, C, c_off, ldc);
 }
 
 /* Values of B and A each work-item of gemm_skinny stages per step. */
 #define SBL SK
 #define SAL ((SMR * SK + SN - 1) / SN)
 #define SBVL (SK / BINV_VW)
-/* Small m: work-group (x, c, y) computes chunk c's partial for SN columns and
- * up to SMR rows, one column per work-item, staging B through local memory so
- * the weight stream is read coalesced whatever its layout.  The next step is
- * fetched into registers while this one computes. */
+/* Small m: work-group (row block y, column block x, chunk c) computes chunk
+ * c's partial for SN columns and up to SMR rows, one column per work-item,
+ * staging B through local memory so that the weight stream is read coalesced
+ * whatever its layout.  The next step is fetched into registers while this
+ * one computes.  Row blocks are the fastest-varying group index, so the
+ * groups that read the same weights run together (one HBM pass at m > SMR).
+ * fuse: the tile's last group combines the partials (binv_gemm_arrive). */
 __kernel __attribute__((reqd_work_group_size(SN, 1, 1)))
-void gemm_skinny(uint m, uint n, uint k, uint kc,
+void gemm_skinny(uint m, uint n, uint k, uint kc, uint nchunks,
                  __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
                  __global const binv_t *B, ulong b_off, ulong sbp, ulong sbj, uint bvec,
-                 __global float *P) {
+                 __global float *P, uint fuse, __global uint *cnt, float alpha, float beta,
+                 __global binv_t *C, ulong c_off, ulong ldc) {
     __local float Bs[SN * (SK + 1)]; /* Bs[jj][kk], padded against bank conflicts */
     __local float As[SMR * SK];
+    __local uint last;
     const uint lid = get_local_id(0);
-    const uint j0 = get_group_id(0) * SN, c = get_group_id(1), r0 = get_group_id(2) * SMR;
+    const uint r0 = get_group_id(0) * SMR, j0 = get_group_id(1) * SN, c = get_group_id(2);
     const uint mr = min((uint)SMR, m - r0); /* rows of this work-group */
     const uint k0 = c * kc;
     const uint k1 = min(k, k0 + kc);
@@ -293,6 +364,10 @@ void gemm_skinny(uint m, uint n, uint k, uint kc,
     const uint j = j0 + lid;
     if (j < n)
         for (uint r = 0; r < mr; r++) P[((ulong)c * m + r0 + r) * n + j] = acc[r];
+    if (binv_gemm_arrive(fuse, cnt, get_group_id(1) * get_num_groups(0) + get_group_id(0),
+                         nchunks, lid, &last))
+        binv_gemm_tile_combine(P, m, n, nchunks, r0, mr, j0, min((uint)SN, n - j0), lid, SN,
+                               alpha, beta, C, c_off, ldc);
 }
 
 /* gemm_gemv: small m when B is K-contiguous with 16-byte aligned rows (the
@@ -314,22 +389,29 @@ void gemm_skinny(uint m, uint n, uint k, uint kc,
 #endif
 #define GKC 512 /* the largest chunk length (BINV_GEMM_KC_MAX) */
 __kernel __attribute__((reqd_work_group_size(GWG, 1, 1)))
-void gemm_gemv(uint m, uint n, uint k, uint kc,
+void gemm_gemv(uint m, uint n, uint k, uint kc, uint nchunks,
                __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
-               __global const binv_t *B, ulong b_off, ulong ldb, __global float *P) {
+               __global const binv_t *B, ulong b_off, ulong ldb, __global float *P,
+               uint fuse, __global uint *cnt, float alpha, float beta,
+               __global binv_t *C, ulong c_off, ulong ldc) {
     __local float As[GR * GKC];
-    const uint lid = get_local_id(0), j = get_group_id(0) * GWG + lid, c = get_group_id(1);
-    const uint r0 = get_group_id(2) * GR, mr = min((uint)GR, m - r0);
+    __local uint last;
+    /* Groups: (row block, column block, chunk), row blocks fastest as in
+     * gemm_skinny. */
+    const uint lid = get_local_id(0), j0 = get_group_id(1) * GWG, j = j0 + lid;
+    const uint c = get_group_id(2);
+    const uint r0 = get_group_id(0) * GR, mr = min((uint)GR, m - r0);
     const uint k0 = c * kc, len = min(kc, k - k0);
     for (uint i = lid; i < GR * len; i += GWG) {
         const uint r = i / len, p = i % len;
         As[r * GKC + p] = r < mr ? BINV_LOAD(A, a_off + (r0 + r) * sai + (ulong)(k0 + p) * sap) : 0.0f;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (j >= n) return;
     float acc[GR];
     for (int r = 0; r < GR; r++) acc[r] = 0.0f;
-    __global const binv_t *w = B + b_off + (ulong)j * ldb + k0;
+    /* Work-items past n stream row n-1 (in bounds) and store nothing, so
+     * that every work-item reaches binv_gemm_arrive's barrier. */
+    __global const binv_t *w = B + b_off + (ulong)min(j, n - 1) * ldb + k0;
     uint p = 0;
     for (; p + GU * BINV_VW <= len; p += GU * BINV_VW) {
         float v[GU][BINV_VW];
@@ -349,7 +431,12 @@ void gemm_gemv(uint m, uint n, uint k, uint kc,
         const float b = BINV_LOAD(w, p);
         for (int r = 0; r < GR; r++) acc[r] = fma(As[r * GKC + p], b, acc[r]);
     }
-    for (uint r = 0; r < mr; r++) P[((ulong)c * m + r0 + r) * n + j] = acc[r];
+    if (j < n)
+        for (uint r = 0; r < mr; r++) P[((ulong)c * m + r0 + r) * n + j] = acc[r];
+    if (binv_gemm_arrive(fuse, cnt, get_group_id(1) * get_num_groups(0) + get_group_id(0),
+                         nchunks, lid, &last))
+        binv_gemm_tile_combine(P, m, n, nchunks, r0, mr, j0, min((uint)GWG, n - j0), lid, GWG,
+                               alpha, beta, C, c_off, ldc);
 }
 
 /* Combines chunk partials in chunk order and applies the epilogue. */
@@ -357,10 +444,6 @@ __kernel void gemm_reduce(uint m, uint n, uint nchunks, float alpha, float beta,
                           __global const float *P, __global binv_t *C, ulong c_off, ulong ldc) {
     const uint j = get_global_id(0), i = get_global_id(1);
     if (i >= m || j >= n) return;
-    float t = 0.0f;
-    if (nchunks > 0) {
-        t = P[(ulong)i * n + j];
-        for (uint c = 1; c < nchunks; c++) t = t + P[((ulong)c * m + i) * n + j];
-    }
-    binv_gemm_store(C, c_off + (ulong)i * ldc + j, t, alpha, beta);
+    binv_gemm_store(C, c_off + (ulong)i * ldc + j, binv_gemm_combine(P, m, n, nchunks, i, j),
+                    alpha, beta);
 }

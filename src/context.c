@@ -149,6 +149,8 @@ binv_status binv_context_create(cl_context context, cl_device_id device,
     const char *dbg = getenv("BINV_DEBUG");
     ctx->debug = dbg && *dbg && strcmp(dbg, "0") != 0;
     ctx->gemm_path = gemm_path_from_env();
+    const char *fz = getenv("BINV_GEMM_FUSE");
+    ctx->gemm_fuse = !(fz && !strcmp(fz, "0"));
     const char *rp = getenv("BINV_ROWS_PATH");
     ctx->rows_path = rp && !strcmp(rp, "fused") ? 1 : rp && !strcmp(rp, "split") ? 2 : 0;
     const char *ap = getenv("BINV_ATTN_PATH");

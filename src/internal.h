@@ -46,6 +46,8 @@ typedef struct binv_workspace {
     cl_command_queue queue;
     cl_mem buffer;
     size_t size;
+    cl_mem counters;   /* split-K arrival counters, all 0 between calls */
+    size_t ncounters;
     pthread_mutex_t lock;
     struct binv_workspace *next;
 } binv_workspace;
@@ -84,6 +86,7 @@ struct binv_context {
     binv_device_info info;
     int debug;
     binv_gemm_path gemm_path;
+    int gemm_fuse; /* split-K combined in the same launch (tests: BINV_GEMM_FUSE=0 -> 2 launches) */
     int rows_path; /* tests: BINV_ROWS_PATH = fused (1) | split (2); 0 automatic */
     int attn_path; /* tests: BINV_ATTN_PATH = fused (1) | split (2); 0 automatic */
     binv_path path; /* the path granted (native only where supported) */
@@ -173,6 +176,11 @@ binv_status binv_kernel_launch(binv_context *ctx, cl_command_queue q, cl_program
 binv_status binv_workspace_acquire(binv_context *ctx, cl_command_queue queue, size_t bytes,
                                    binv_workspace **ws, cl_mem *buffer);
 void binv_workspace_release(binv_context *ctx, binv_workspace *ws, cl_mem buffer);
+/* A buffer of at least `count` uint arrival counters for one-launch split-K,
+ * held with ws (in-order queues only: ws != NULL).  New counters are zeroed
+ * by a fill enqueued on ws's queue; every kernel that uses them leaves them 0. */
+binv_status binv_workspace_counters(binv_context *ctx, binv_workspace *ws, size_t count,
+                                    cl_mem *counters);
 void binv_program_destroy_all(binv_context *ctx);
 
 /* attention.c ---------------------------------------------------------- */

@@ -237,6 +237,31 @@ binv_status binv_workspace_acquire(binv_context *ctx, cl_command_queue queue, si
     return BINV_SUCCESS;
 }
 
+binv_status binv_workspace_counters(binv_context *ctx, binv_workspace *ws, size_t count,
+                                    cl_mem *counters) {
+    BINV_RETURN_ERROR_ON(!ws, ctx, BINV_ERROR_INVALID_ARGUMENT,
+                         "split-K counters need an in-order queue's workspace");
+    if (ws->ncounters < count) {
+        size_t want = ws->ncounters * 2 > count ? ws->ncounters * 2 : count;
+        cl_int err;
+        cl_mem b = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, want * sizeof(cl_uint), NULL, &err);
+        BINV_CHECK_CL(ctx, err, "clCreateBuffer(split-K counters)");
+        const cl_uint zero = 0;
+        err = clEnqueueFillBuffer(ws->queue, b, &zero, sizeof zero, 0, want * sizeof(cl_uint), 0,
+                                  NULL, NULL);
+        if (err != CL_SUCCESS) {
+            clReleaseMemObject(b);
+            return binv_set_error(ctx, err, "clEnqueueFillBuffer(split-K counters) failed: %d",
+                                  (int)err);
+        }
+        if (ws->counters) clReleaseMemObject(ws->counters);
+        ws->counters = b;
+        ws->ncounters = want;
+    }
+    *counters = ws->counters;
+    return BINV_SUCCESS;
+}
+
 void binv_workspace_release(binv_context *ctx, binv_workspace *ws, cl_mem buffer) {
     if (ws)
         pthread_mutex_unlock(&ws->lock);
@@ -254,6 +279,7 @@ void binv_program_destroy_all(binv_context *ctx) {
     while (ctx->workspaces) {
         binv_workspace *n = ctx->workspaces->next;
         if (ctx->workspaces->buffer) clReleaseMemObject(ctx->workspaces->buffer);
+        if (ctx->workspaces->counters) clReleaseMemObject(ctx->workspaces->counters);
         clReleaseCommandQueue(ctx->workspaces->queue);
         pthread_mutex_destroy(&ctx->workspaces->lock);
         free(ctx->workspaces);
