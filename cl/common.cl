@@ -12,6 +12,15 @@
  * arithmetic is f32 for every storage dtype. */
 #pragma OPENCL FP_CONTRACT OFF
 
+/* Full unrolling of loops over register arrays (accumulators, staged tiles),
+ * so that compilers keep them in registers rather than in private memory.
+ * -DBINV_NO_UNROLL (BINV_EXTRA_DEFINES) leaves the choice to the compiler. */
+#ifdef BINV_NO_UNROLL
+#define BINV_UNROLL
+#else
+#define BINV_UNROLL _Pragma("unroll")
+#endif
+
 #ifndef BINV_DTYPE
 #define BINV_DTYPE 1
 #endif

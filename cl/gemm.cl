@@ -224,6 +224,7 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
 
     float tot[RM][RN];
     float acc[RM][RN];
+    BINV_UNROLL
     for (int r = 0; r < RM; r++)
         for (int q = 0; q < RN; q++) { tot[r][q] = 0.0f; acc[r][q] = 0.0f; }
     float pa[PALEN], pb[PBLEN];
@@ -252,14 +253,17 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
 #define BINV_TILED_STEP(kk)                                                           \
     {                                                                                 \
         float a[RM], b[RN];                                                           \
+        BINV_UNROLL                                                                    \
         for (int r4 = 0; r4 < RM / 4; r4++) {                                         \
             float4 v = Ab[((kk) * APAD + ty * 4 + r4 * TY * 4) / 4];                  \
             a[4 * r4] = v.x; a[4 * r4 + 1] = v.y; a[4 * r4 + 2] = v.z; a[4 * r4 + 3] = v.w; \
         }                                                                             \
+        BINV_UNROLL                                                                    \
         for (int q4 = 0; q4 < RN / 4; q4++) {                                         \
             float4 v = Bb[((kk) * BPAD + tx * 4 + q4 * TX * 4) / 4];                  \
             b[4 * q4] = v.x; b[4 * q4 + 1] = v.y; b[4 * q4 + 2] = v.z; b[4 * q4 + 3] = v.w; \
         }                                                                             \
+        BINV_UNROLL                                                                    \
         for (int r = 0; r < RM; r++)                                                  \
             for (int q = 0; q < RN; q++) acc[r][q] = fma(a[r], b[q], acc[r][q]);      \
     }
@@ -275,6 +279,7 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
         buf ^= 1u;
         if (nc != c) {
             /* Chunk c is complete: t = p_0, then t = t + p_c, in chunk order. */
+            BINV_UNROLL
             for (int r = 0; r < RM; r++)
                 for (int q = 0; q < RN; q++) {
                     tot[r][q] = (c == c_begin) ? acc[r][q] : tot[r][q] + acc[r][q];
@@ -286,9 +291,11 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
         k1 = nk1;
     }
 
+    BINV_UNROLL
     for (int r = 0; r < RM; r++) {
         const uint i = i0 + ty * 4 + (r / 4) * TY * 4 + (r % 4);
         if (i >= m) continue;
+        BINV_UNROLL
         for (int q = 0; q < RN; q++) {
             const uint j = j0 + tx * 4 + (q / 4) * TX * 4 + (q % 4);
             if (j >= n) continue;
@@ -330,6 +337,7 @@ void gemm_skinny(uint m, uint n, uint k, uint kc, uint nchunks,
     const uint k0 = c * kc;
     const uint k1 = min(k, k0 + kc);
     float acc[SMR];
+    BINV_UNROLL
     for (int r = 0; r < SMR; r++) acc[r] = 0.0f;
     float pb[SBL], pa[SAL];
 #define BINV_SKINNY_FETCH(t0_, len_)                                                          \
@@ -349,6 +357,7 @@ void gemm_skinny(uint m, uint n, uint k, uint kc, uint nchunks,
 #define BINV_SKINNY_STEP(kk)                                                   \
     {                                                                          \
         const float b = Bs[lid * (SK + 1) + (kk)];                             \
+        BINV_UNROLL                                                             \
         for (uint r = 0; r < SMR; r++)                                         \
             if (r < mr) acc[r] = fma(As[r * SK + (kk)], b, acc[r]);            \
     }
@@ -362,8 +371,11 @@ void gemm_skinny(uint m, uint n, uint k, uint kc, uint nchunks,
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     const uint j = j0 + lid;
-    if (j < n)
-        for (uint r = 0; r < mr; r++) P[((ulong)c * m + r0 + r) * n + j] = acc[r];
+    if (j < n) {
+        BINV_UNROLL
+        for (int r = 0; r < SMR; r++)
+            if (r < mr) P[((ulong)c * m + r0 + r) * n + j] = acc[r];
+    }
     if (binv_gemm_arrive(fuse, cnt, get_group_id(1) * get_num_groups(0) + get_group_id(0),
                          nchunks, lid, &last))
         binv_gemm_tile_combine(P, m, n, nchunks, r0, mr, j0, min((uint)SN, n - j0), lid, SN,
@@ -408,6 +420,7 @@ void gemm_gemv(uint m, uint n, uint k, uint kc, uint nchunks,
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     float acc[GR];
+    BINV_UNROLL
     for (int r = 0; r < GR; r++) acc[r] = 0.0f;
     /* Work-items past n stream row n-1 (in bounds) and store nothing, so
      * that every work-item reaches binv_gemm_arrive's barrier. */
@@ -429,10 +442,14 @@ void gemm_gemv(uint m, uint n, uint k, uint kc, uint nchunks,
     }
     for (; p < len; p++) {
         const float b = BINV_LOAD(w, p);
+        BINV_UNROLL
         for (int r = 0; r < GR; r++) acc[r] = fma(As[r * GKC + p], b, acc[r]);
     }
-    if (j < n)
-        for (uint r = 0; r < mr; r++) P[((ulong)c * m + r0 + r) * n + j] = acc[r];
+    if (j < n) {
+        BINV_UNROLL
+        for (int r = 0; r < GR; r++)
+            if (r < mr) P[((ulong)c * m + r0 + r) * n + j] = acc[r];
+    }
     if (binv_gemm_arrive(fuse, cnt, get_group_id(1) * get_num_groups(0) + get_group_id(0),
                          nchunks, lid, &last))
         binv_gemm_tile_combine(P, m, n, nchunks, r0, mr, j0, min((uint)GWG, n - j0), lid, GWG,

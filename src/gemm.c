@@ -259,13 +259,22 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
      * plain loads (tests compare the two). */
     const char *env = getenv("BINV_NATIVE_LDM");
     int ldm = !(env && !strcmp(env, "0"));
-    char defines[64];
+    /* With 16-byte rows: the cp.async pipeline (BINV_NATIVE_PIPE=0: register
+     * staging, for comparison).  Both issue the same mma sequence. */
+    const char *penv = getenv("BINV_NATIVE_PIPE");
+    int pipe = vec && ldm && !(penv && !strcmp(penv, "0"));
+    char defines[96];
     cl_program prog;
     binv_status st;
     for (;;) {
-        snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DNVEC=%d -DNLDM=%d", (int)dtype, vec,
-                 ldm);
+        snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DNVEC=%d -DNLDM=%d -DNPIPE=%d",
+                 (int)dtype, vec, ldm, pipe);
         st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
+        if (st == BINV_ERROR_BUILD_FAILED && pipe) {
+            binv_debug(ctx, "gemm native: cp.async build failed; register staging");
+            pipe = 0;
+            continue;
+        }
         if (st == BINV_ERROR_BUILD_FAILED && ldm) {
             binv_debug(ctx, "gemm native: ldmatrix build failed; plain local loads");
             ldm = 0;
@@ -283,7 +292,8 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
     st = binv_kernel_launch(ctx, queue, prog, "gemm_native", 14, sizes, vals, 2, gws, lws,
                             num_events, wait_list, event);
     if (st != BINV_SUCCESS) return st;
-    binv_debug(ctx, "gemm native %s m=%zu n=%zu k=%zu vec=%d", binv_dtype_name(dtype), m, n, k, vec);
+    binv_debug(ctx, "gemm native %s m=%zu n=%zu k=%zu vec=%d ldm=%d pipe=%d",
+               binv_dtype_name(dtype), m, n, k, vec, ldm, pipe);
     return BINV_SUCCESS;
 }
 

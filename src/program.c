@@ -97,7 +97,12 @@ static binv_status build(binv_context *ctx, const char *family, const char *sour
 binv_status binv_program_get(binv_context *ctx, const char *family, const char *source,
                              const char *defines, cl_program *out) {
     char options[1024];
-    int n = snprintf(options, sizeof options, "%s %s", BINV_BUILD_OPTIONS, defines ? defines : "");
+    /* BINV_EXTRA_DEFINES: extra -D options for tuning experiments (e.g.
+     * -DBINV_NO_UNROLL); they only change code generation, never the
+     * arithmetic, and are part of the cache key like every option. */
+    const char *extra = getenv("BINV_EXTRA_DEFINES");
+    int n = snprintf(options, sizeof options, "%s %s %s", BINV_BUILD_OPTIONS, defines ? defines : "",
+                     extra ? extra : "");
     BINV_RETURN_ERROR_ON(n < 0 || (size_t)n >= sizeof options, ctx, BINV_ERROR_INVALID_ARGUMENT,
                          "internal: build options too long");
     char key[1200];
