@@ -3,7 +3,7 @@
 # test suite on the GPU (golden hashes = portable bits), the benchmark, and
 # optionally a tile sweep.  Results go to $OUT.
 #   usage (on the device machine, from the repo root, .device carried):
-#     bash bench/device-run.sh [tune] [ptx] [full] [study]
+#     bash bench/device-run.sh [tune] [ptx] [probe] [full] [study]
 set -uo pipefail
 source .device/setup.sh
 out=${OUT:-/tmp/binv-out}
@@ -35,6 +35,18 @@ for arg in "$@"; do
         --reps 5 --csv /tmp/tune.csv 2>&1 | grep -E "^binv-inv.*ok|^clblast.*ok"
     done
     ;;
+  probe)
+    # Variants side by side (bits never change): each line of the file
+    # PROBE (default bench/probe.txt) is "VAR=VALUE ...|binv-bench args".
+    p=$out/probe.txt; : > $p
+    while IFS='|' read -r envs args; do
+      [ -z "$envs$args" ] && continue
+      echo "== $envs | $args" >> $p
+      env $envs timeout 90 $bench --device gpu --reps ${REPS:-10} --schedule invariant $args \
+        --csv /tmp/probe.csv 2>&1 | grep -E "^binv-(invariant|native) .*ok|rror|FAIL" >> $p
+    done < <(grep -v '^#' "${PROBE:-bench/probe.txt}")
+    cat $p
+    ;;
   ptx)
     # The compiled program (NVIDIA: PTX text) through the library's binary cache.
     cat > /tmp/ptx.c <<'C'
@@ -51,10 +63,16 @@ int main(void) {
   cl_mem m = clCreateBuffer(c, CL_MEM_READ_WRITE, 1 << 20, NULL, &e);
   cl_mem m2 = clCreateBuffer(c, CL_MEM_READ_WRITE, 1 << 20, NULL, &e);
   int st = binv_gemm(b, q, BINV_DTYPE_F32, 0, 1, 256, 256, 256, 1, m, 0, 256, m, 0, 256, 0, m2, 0, 256, 0, NULL, NULL);
-  clFinish(q); printf("gemm %d\n", st); binv_context_destroy(b); return 0; }
+  /* bf16 at m = 1 (gemv program) and the native path (cp.async build). */
+  st |= binv_gemm(b, q, BINV_DTYPE_BF16, 0, 1, 1, 256, 256, 1, m, 0, 256, m, 0, 256, 0, m2, 0, 256, 0, NULL, NULL);
+  binv_options on = {sizeof on, BINV_SCHEDULE_INVARIANT, "/tmp/ptxcache", BINV_PATH_NATIVE};
+  binv_context *nb; binv_context_create(c, d, &on, &nb);
+  st |= binv_gemm(nb, q, BINV_DTYPE_BF16, 0, 1, 256, 256, 256, 1, m, 0, 256, m, 0, 256, 0, m2, 0, 256, 0, NULL, NULL);
+  clFinish(q); printf("gemm %d\n", st); binv_context_destroy(nb); binv_context_destroy(b); return 0; }
 C
     gcc -O1 /tmp/ptx.c -Iinclude -Lbuild-gpu -lbinv-cl -lOpenCL -o /tmp/ptx && \
-      LD_LIBRARY_PATH=build-gpu:$LD_LIBRARY_PATH /tmp/ptx && cat /tmp/ptxcache/*.clbin > "$out/gemm-f32.ptx"
+      LD_LIBRARY_PATH=build-gpu:$LD_LIBRARY_PATH BINV_DEBUG=1 /tmp/ptx 2>&1 | tail -5 &&
+      mkdir -p "$out/ptx" && cp /tmp/ptxcache/* "$out/ptx/"
     ls -la "$out"
     ;;
   full)
