@@ -456,6 +456,143 @@ void gemm_gemv(uint m, uint n, uint k, uint kc, uint nchunks,
                                alpha, beta, C, c_off, ldc);
 }
 
+/* gemm_stream: small m when B is K-contiguous with 16-byte aligned rows and
+ * k, the offsets and the chunk length are multiples of the vector width (the
+ * LLM weight layout), so every 16-byte vector lies inside one chunk.
+ * Work-group (row block, column block, chunk c): TN work-items, one column
+ * each, up to TR rows of A.  Each step stages 128 bytes of K (TK values) of
+ * the TN weight rows as raw 16-byte vectors: loaded coalesced (8 consecutive
+ * work-items read one row's 128 bytes), stored unconverted in local memory
+ * with 16 bytes of padding per row, so that a column's vectors are read back
+ * without bank conflicts; double-buffered (one barrier per step), the next
+ * step loaded into registers while this one computes.  Each work-item then
+ * runs its column's fma chain in p order (the schedule), widening each
+ * vector in registers.  Same partials as gemm_skinny. */
+#ifndef TN
+#define TN 128
+#endif
+#ifndef TR
+#define TR 4
+#endif
+#define TV 8                 /* 16-byte vectors per row per step */
+#define TK (TV * BINV_VW)    /* K values per step */
+#define TPITCH (TV + 1)      /* row pitch of the staged tile, in vectors */
+#define TAL ((TR * TK + TN - 1) / TN) /* values of A each work-item stages */
+
+/* One staged vector widened to BINV_VW floats (as binv_load_vec). */
+inline void binv_widen_local(__local const uint4 *v, float *out) {
+#if BINV_DTYPE == 1
+    const float4 f = *(__local const float4 *)v;
+    out[0] = f.s0; out[1] = f.s1; out[2] = f.s2; out[3] = f.s3;
+#elif BINV_DTYPE == 2
+    const float8 f = vload_half8(0, (__local const half *)v);
+    out[0] = f.s0; out[1] = f.s1; out[2] = f.s2; out[3] = f.s3;
+    out[4] = f.s4; out[5] = f.s5; out[6] = f.s6; out[7] = f.s7;
+#else
+    const uint4 u = *v;
+    out[0] = as_float(u.s0 << 16); out[1] = as_float(u.s0 & 0xffff0000u);
+    out[2] = as_float(u.s1 << 16); out[3] = as_float(u.s1 & 0xffff0000u);
+    out[4] = as_float(u.s2 << 16); out[5] = as_float(u.s2 & 0xffff0000u);
+    out[6] = as_float(u.s3 << 16); out[7] = as_float(u.s3 & 0xffff0000u);
+#endif
+}
+
+__kernel __attribute__((reqd_work_group_size(TN, 1, 1)))
+void gemm_stream(uint m, uint n, uint k, uint kc, uint nchunks,
+                 __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
+                 __global const binv_t *B, ulong b_off, ulong ldb, __global float *P,
+                 uint fuse, __global uint *cnt, float alpha, float beta,
+                 __global binv_t *C, ulong c_off, ulong ldc) {
+    __local uint4 Bs[2][TN * TPITCH];
+    __local float As[2][TR * TK];
+    __local uint last;
+    const uint lid = get_local_id(0);
+    const uint r0 = get_group_id(0) * TR, j0 = get_group_id(1) * TN, c = get_group_id(2);
+    const uint mr = min((uint)TR, m - r0);
+    const uint k0 = c * kc, k1 = min(k, k0 + kc);
+    uint4 pb[TV];
+    float pa[TAL];
+    /* Step [t0, t0 + TK) ∩ chunk into registers: vector e = lid + l*TN is
+     * row e / TV, vector e % TV; zero past the chunk or past n (not read). */
+#define BINV_STREAM_FETCH(t0_)                                                             \
+    {                                                                                      \
+        BINV_UNROLL                                                                        \
+        for (uint l = 0; l < TV; l++) {                                                    \
+            const uint e = lid + l * TN, jj = e / TV, q = e % TV;                          \
+            const uint p = (t0_) + q * BINV_VW;                                            \
+            pb[l] = (j0 + jj < n && p < k1)                                                \
+                        ? *(__global const uint4 *)(B + b_off + (ulong)(j0 + jj) * ldb + p) \
+                        : (uint4)(0u);                                                     \
+        }                                                                                  \
+        BINV_UNROLL                                                                        \
+        for (uint l = 0; l < TAL; l++) {                                                   \
+            const uint e = lid + l * TN, r = e / TK, p = (t0_) + e % TK;                   \
+            pa[l] = (e < TR * TK && r < mr && p < k1)                                      \
+                        ? BINV_LOAD(A, a_off + (r0 + r) * sai + (ulong)p * sap) : 0.0f;    \
+        }                                                                                  \
+    }
+#define BINV_STREAM_STORE(buf)                                                             \
+    {                                                                                      \
+        BINV_UNROLL                                                                        \
+        for (uint l = 0; l < TV; l++) {                                                    \
+            const uint e = lid + l * TN;                                                   \
+            Bs[buf][(e / TV) * TPITCH + e % TV] = pb[l];                                   \
+        }                                                                                  \
+        BINV_UNROLL                                                                        \
+        for (uint l = 0; l < TAL; l++) {                                                   \
+            const uint e = lid + l * TN;                                                   \
+            if (e < TR * TK) As[buf][e] = pa[l];                                           \
+        }                                                                                  \
+    }
+    float acc[TR];
+    BINV_UNROLL
+    for (int r = 0; r < TR; r++) acc[r] = 0.0f;
+    uint buf = 0;
+    if (k0 < k1) {
+        BINV_STREAM_FETCH(k0)
+        BINV_STREAM_STORE(0)
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint t0 = k0; t0 < k1; t0 += TK) {
+        if (t0 + TK < k1) BINV_STREAM_FETCH(t0 + TK)
+        const uint nv = min((uint)TV, (k1 - t0) / BINV_VW); /* whole vectors: k1 - t0 % VW == 0 */
+        __local const uint4 *bv = Bs[buf] + lid * TPITCH;
+        __local const float *av = As[buf];
+#define BINV_STREAM_STEP(q)                                                                \
+    {                                                                                      \
+        float b[BINV_VW];                                                                  \
+        binv_widen_local(bv + (q), b);                                                     \
+        BINV_UNROLL                                                                        \
+        for (int e = 0; e < BINV_VW; e++)                                                  \
+            BINV_UNROLL                                                                    \
+            for (int r = 0; r < TR; r++)                                                   \
+                acc[r] = fma(av[r * TK + (q) * BINV_VW + e], b[e], acc[r]);                \
+    }
+        if (nv == TV) {
+            BINV_UNROLL
+            for (uint q = 0; q < TV; q++) BINV_STREAM_STEP(q)
+        } else {
+            for (uint q = 0; q < nv; q++) BINV_STREAM_STEP(q)
+        }
+#undef BINV_STREAM_STEP
+        if (t0 + TK < k1) BINV_STREAM_STORE(buf ^ 1u)
+        barrier(CLK_LOCAL_MEM_FENCE);
+        buf ^= 1u;
+    }
+#undef BINV_STREAM_FETCH
+#undef BINV_STREAM_STORE
+    const uint j = j0 + lid;
+    if (j < n) {
+        BINV_UNROLL
+        for (int r = 0; r < TR; r++)
+            if (r < mr) P[((ulong)c * m + r0 + r) * n + j] = acc[r];
+    }
+    if (binv_gemm_arrive(fuse, cnt, get_group_id(1) * get_num_groups(0) + get_group_id(0),
+                         nchunks, lid, &last))
+        binv_gemm_tile_combine(P, m, n, nchunks, r0, mr, j0, min((uint)TN, n - j0), lid, TN,
+                               alpha, beta, C, c_off, ldc);
+}
+
 /* Combines chunk partials in chunk order and applies the epilogue. */
 __kernel void gemm_reduce(uint m, uint n, uint nchunks, float alpha, float beta,
                           __global const float *P, __global binv_t *C, ulong c_off, ulong ldc) {

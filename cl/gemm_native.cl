@@ -16,15 +16,9 @@
  * bits of a row do not depend on m, the row's position or the offsets.
  *
  * Work-group: 256 work-items = 8 warps (NVIDIA runs consecutive work-items
- * of a 1-D group as warps of 32), tile 128 x 128, K step 32; warp w computes
- * rows 64*(w/4) .. +63, columns 32*(w%4) .. +31 as 4 x 4 mma tiles of 16 x 8.
- * Staging (a choice of speed; the mma sequence, so the bits, is the same):
- *   NPIPE = 0: local memory double-buffered, the next tile loaded into
- *              registers during the mma (any k, any alignment);
- *   NPIPE = 1: (NVEC only) a 3-stage cp.async pipeline straight from global
- *              into local memory, 16-byte chunks XOR-swizzled so that the
- *              ldmatrix reads are conflict-free without padding (3 stages x
- *              16 KB = the 48 KB of local memory NVIDIA's OpenCL allows).
+ * of a 1-D group as warps of 32), tile 128 x 128, K step 32, local memory
+ * double-buffered; warp w computes rows 64*(w/4) .. +63, columns 32*(w%4) ..
+ * +31 as 4 x 4 mma tiles of 16 x 8.
  * Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16"): with
  * g = lane / 4, t = lane % 4, A regs {A[g][2t..], A[g+8][2t..], A[g][2t+8..],
  * A[g+8][2t+8..]}, B regs {W[g][2t..], W[g][2t+8..]}, C {(g, 2t), (g, 2t+1),
@@ -49,14 +43,6 @@
 #ifndef NVEC
 #define NVEC 0 /* 16-byte global loads (k, lda, ldb, offsets multiples of 8) */
 #endif
-
-#ifndef NPIPE
-#define NPIPE 0
-#endif
-#if NPIPE && !NVEC
-#error "NPIPE needs NVEC"
-#endif
-#define NST 3 /* cp.async stages */
 
 typedef ushort raw16;
 
@@ -92,31 +78,6 @@ inline void nat_put(__local uint4 *s, uint lid, const uint4 v[2]) {
     }
 }
 
-/* NPIPE: tile rows are 4 chunks of 16 bytes (32 elements, no padding); chunk
- * c of row r lives at slot c ^ ((r / 2) % 4).  An ldmatrix phase reads 8
- * consecutive rows at one logical chunk: two rows per 128 bytes, and the four
- * row pairs land on four different slots, so the 8 reads hit distinct banks. */
-inline uint nat_slot(uint r, uint c) { return r * 4 + (c ^ ((r >> 1) & 3)); }
-
-/* Starts the copies of rows [r0, r0 + 128) x k-columns [k0, k0 + 32) into
- * local tile s: 512 chunks, 2 per work-item; chunks outside the matrix are
- * zero-filled (source size 0; k is a multiple of 8, so a chunk is whole or
- * out). */
-inline void nat_copy_async(__local uint4 *s, __global const raw16 *p, ulong off, ulong ld,
-                           uint rows, uint k, uint r0, uint k0, uint lid) {
-#pragma unroll
-    for (uint n = 0; n < 2; n++) {
-        const uint i = lid + n * 256, r = i / 4, c = i % 4;
-        const uint gr = r0 + r, gk = k0 + c * 8;
-        const uint in = gr < rows && gk < k;
-        const ulong src = (ulong)(p + off + (in ? (ulong)gr * ld + gk : 0));
-        const uint dst = (uint)(ulong)(s + nat_slot(r, c));
-        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1;"
-                     " cp.async.cg.shared.global [%0], [g], 16, %2; }"
-                     :: "r"(dst), "l"(src), "r"(in ? 16u : 0u) : "memory");
-    }
-}
-
 inline void nat_mma(float *d, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." MMA_TYPE "." MMA_TYPE ".f32 "
                  "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -129,6 +90,7 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
                  __global const raw16 *a, ulong a_off, ulong lda,
                  __global const raw16 *b, ulong b_off, ulong ldb,
                  __global raw16 *c, ulong c_off, ulong ldc) {
+    __local uint4 As4[2][NBM * LDS / 8], Bs4[2][NBN * LDS / 8]; /* 16-byte aligned rows */
     const uint lid = get_local_id(0), lane = lid % 32, warp = lid / 32;
     const uint g = lane / 4, t = lane % 4;
     const uint m0 = get_group_id(1) * NBM, n0 = get_group_id(0) * NBN;
@@ -142,66 +104,13 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
 
-    const uint steps = (k + NBK - 1) / NBK;
-#if NPIPE
-    __local uint4 As4[NST][NBM * 4], Bs4[NST][NBN * 4];
-    /* Stages 0 .. NST-2 in flight; one commit group per step (empty past
-     * the end) keeps the group count uniform. */
-#pragma unroll
-    for (uint st = 0; st < NST - 1; st++) {
-        if (st < steps) {
-            nat_copy_async(As4[st], a, a_off, lda, m, k, m0, st * NBK, lid);
-            nat_copy_async(Bs4[st], b, b_off, ldb, n, k, n0, st * NBK, lid);
-        }
-        asm volatile("cp.async.commit_group;" ::: "memory");
-    }
-    for (uint s = 0; s < steps; s++) {
-        /* Step s has landed (this work-item's copies), then everyone's; and
-         * everyone is done with step s-1, whose stage is refilled next. */
-        asm volatile("cp.async.wait_group 1;" ::: "memory");
-        barrier(CLK_LOCAL_MEM_FENCE);
-        const uint nx = s + NST - 1;
-        if (nx < steps) {
-            nat_copy_async(As4[nx % NST], a, a_off, lda, m, k, m0, nx * NBK, lid);
-            nat_copy_async(Bs4[nx % NST], b, b_off, ldb, n, k, n0, nx * NBK, lid);
-        }
-        asm volatile("cp.async.commit_group;" ::: "memory");
-        __local const uint4 *A = As4[s % NST], *B = Bs4[s % NST];
-#pragma unroll
-        for (uint kk = 0; kk < NBK; kk += 16) {
-            uint bf[4][2];
-#pragma unroll
-            for (int j = 0; j < 4; j += 2) {
-                const uint row = wn + j * 8 + (lane % 8) + (lane / 16) * 8;
-                const uint ch = kk / 8 + (lane / 8) % 2;
-                const uint addr = (uint)(ulong)(B + nat_slot(row, ch));
-                asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                             : "=r"(bf[j][0]), "=r"(bf[j][1]), "=r"(bf[j + 1][0]), "=r"(bf[j + 1][1])
-                             : "r"(addr));
-            }
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                uint a0, a1, a2, a3;
-                const uint row = wm + i * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
-                const uint ch = kk / 8 + lane / 16;
-                const uint addr = (uint)(ulong)(A + nat_slot(row, ch));
-                asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                             : "=r"(a0), "=r"(a1), "=r"(a2), "=r"(a3)
-                             : "r"(addr));
-#pragma unroll
-                for (int j = 0; j < 4; j++) nat_mma(acc[i][j], a0, a1, a2, a3, bf[j][0], bf[j][1]);
-            }
-        }
-    }
-    asm volatile("cp.async.wait_group 0;" ::: "memory");
-#else
-    __local uint4 As4[2][NBM * LDS / 8], Bs4[2][NBN * LDS / 8]; /* 16-byte aligned rows */
     uint4 va[2], vb[2];
     nat_fetch(a, a_off, lda, m, k, m0, 0, lid, va);
     nat_fetch(b, b_off, ldb, n, k, n0, 0, lid, vb);
     nat_put(As4[0], lid, va);
     nat_put(Bs4[0], lid, vb);
     barrier(CLK_LOCAL_MEM_FENCE);
+    const uint steps = (k + NBK - 1) / NBK;
     for (uint s = 0; s < steps; s++) {
         const uint cur = s & 1;
         if (s + 1 < steps) { /* next tile in flight during the mma */
@@ -259,7 +168,6 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-#endif
 
 #pragma unroll
     for (int i = 0; i < 4; i++)

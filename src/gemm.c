@@ -30,6 +30,7 @@ typedef struct gemm_config {
     unsigned bm, bn, bk, rm, rn; /* gemm_tiled */
     unsigned sn, smr, sk;        /* gemm_skinny */
     unsigned gr, gwg, gu;        /* gemm_gemv: rows per group, work-group size, loads ahead */
+    unsigned tn, tr;             /* gemm_stream: columns (work-items) and rows per group */
 } gemm_config;
 
 static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t m) {
@@ -41,9 +42,9 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
          * up to a power of two (idle accumulators cost issue slots). */
         unsigned gr = 1;
         while (gr < m && gr < 16) gr *= 2;
-        g = (gemm_config){128, 128, 16, 8, 8, 128, m <= 4 ? 4 : 8, 32, gr, 128, 8};
+        g = (gemm_config){128, 128, 16, 8, 8, 128, m <= 4 ? 4 : 8, 32, gr, 128, 8, 128, gr};
     } else {
-        g = (gemm_config){32, 32, 16, 4, 4, 64, 8, 32, 4, 64, 4};
+        g = (gemm_config){32, 32, 16, 4, 4, 64, 8, 32, 4, 64, 4, 64, 8};
         if (dtype != BINV_DTYPE_F32) g.sk = 64; /* same bytes per staged row */
     }
     /* BINV_GEMM_SKINNY="SN,SMR,SK" overrides the skinny shape (tuning). */
@@ -71,11 +72,20 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
         (size_t)gr * 512 * 4 <= ctx->info.local_mem_size) {
         g.gr = gr; g.gwg = gwg; g.gu = gu;
     }
+    /* BINV_GEMM_STREAM="TN,TR" overrides the stream shape (tuning). */
+    const char *sv = getenv("BINV_GEMM_STREAM");
+    unsigned tn, tr;
+    if (sv && sscanf(sv, "%u,%u", &tn, &tr) == 2 && tn >= 16 && tn % 8 == 0 && tr >= 1 &&
+        tr <= 32 && tn <= ctx->info.max_work_group_size &&
+        (size_t)2 * (tn * 9 * 16 + tr * 128 * 4) <= ctx->info.local_mem_size) {
+        g.tn = tn; g.tr = tr;
+    }
     /* Fall back to smaller tiles on devices with small work-groups. */
     while ((size_t)(g.bm / g.rm) * (g.bn / g.rn) > ctx->info.max_work_group_size && g.bm > 32) {
         g.bm /= 2;
         g.bn /= 2;
     }
+    if (g.tn > ctx->info.max_work_group_size) g.tn = 64;
     return g;
 }
 
@@ -214,6 +224,23 @@ static binv_status launch_gemv(binv_context *ctx, cl_command_queue q, cl_program
     return binv_kernel_launch(ctx, q, prog, "gemm_gemv", 20, sizes, vals, 3, gws, lws, nwait, wait, ev);
 }
 
+static binv_status launch_stream(binv_context *ctx, cl_command_queue q, cl_program prog,
+                                 const gemm_config *g, const gemm_args *x, cl_uint kc,
+                                 cl_uint nchunks, cl_mem ws, cl_mem cnt, cl_uint nwait,
+                                 const cl_event *wait, cl_event *ev) {
+    cl_uint m = (cl_uint)x->m, n = (cl_uint)x->n, k = (cl_uint)x->k;
+    cl_uint fuse = cnt != NULL;
+    cl_mem cn = cnt ? cnt : ws;
+    const void *vals[] = {&m, &n, &k, &kc, &nchunks, &x->a, &x->a_off, &x->sai, &x->sap,
+                          &x->b, &x->b_off, &x->sbj, &ws, &fuse, &cn,
+                          &x->alpha, &x->beta, &x->c, &x->c_off, &x->ldc};
+    const size_t M = sizeof(cl_mem);
+    const size_t sizes[] = {4, 4, 4, 4, 4, M, 8, 8, 8, M, 8, 8, M, 4, M, 4, 4, M, 8, 8};
+    size_t lws[3] = {g->tn, 1, 1};
+    size_t gws[3] = {ceil_div(x->m, g->tr) * g->tn, ceil_div(x->n, g->tn), nchunks};
+    return binv_kernel_launch(ctx, q, prog, "gemm_stream", 20, sizes, vals, 3, gws, lws, nwait, wait, ev);
+}
+
 static binv_status launch_reduce(binv_context *ctx, cl_command_queue q, cl_program prog,
                                  const gemm_args *x, cl_uint nchunks, cl_mem ws, cl_uint nwait,
                                  const cl_event *wait, cl_event *ev) {
@@ -259,22 +286,13 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
      * plain loads (tests compare the two). */
     const char *env = getenv("BINV_NATIVE_LDM");
     int ldm = !(env && !strcmp(env, "0"));
-    /* With 16-byte rows: the cp.async pipeline (BINV_NATIVE_PIPE=0: register
-     * staging, for comparison).  Both issue the same mma sequence. */
-    const char *penv = getenv("BINV_NATIVE_PIPE");
-    int pipe = vec && ldm && !(penv && !strcmp(penv, "0"));
-    char defines[96];
+    char defines[64];
     cl_program prog;
     binv_status st;
     for (;;) {
-        snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DNVEC=%d -DNLDM=%d -DNPIPE=%d",
-                 (int)dtype, vec, ldm, pipe);
+        snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DNVEC=%d -DNLDM=%d", (int)dtype, vec,
+                 ldm);
         st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
-        if (st == BINV_ERROR_BUILD_FAILED && pipe) {
-            binv_debug(ctx, "gemm native: cp.async build failed; register staging");
-            pipe = 0;
-            continue;
-        }
         if (st == BINV_ERROR_BUILD_FAILED && ldm) {
             binv_debug(ctx, "gemm native: ldmatrix build failed; plain local loads");
             ldm = 0;
@@ -292,8 +310,8 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
     st = binv_kernel_launch(ctx, queue, prog, "gemm_native", 14, sizes, vals, 2, gws, lws,
                             num_events, wait_list, event);
     if (st != BINV_SUCCESS) return st;
-    binv_debug(ctx, "gemm native %s m=%zu n=%zu k=%zu vec=%d ldm=%d pipe=%d",
-               binv_dtype_name(dtype), m, n, k, vec, ldm, pipe);
+    binv_debug(ctx, "gemm native %s m=%zu n=%zu k=%zu vec=%d ldm=%d", binv_dtype_name(dtype), m,
+               n, k, vec, ldm);
     return BINV_SUCCESS;
 }
 
@@ -329,8 +347,8 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     gemm_config g = pick_config(ctx, dtype, m);
     char defines[256];
     snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DBM=%u -DBN=%u -DBK=%u -DRM=%u -DRN=%u "
-             "-DSN=%u -DSMR=%u -DSK=%u -DGR=%u -DGWG=%u -DGU=%u", (int)dtype, g.bm, g.bn, g.bk,
-             g.rm, g.rn, g.sn, g.smr, g.sk, g.gr, g.gwg, g.gu);
+             "-DSN=%u -DSMR=%u -DSK=%u -DGR=%u -DGWG=%u -DGU=%u -DTN=%u -DTR=%u", (int)dtype, g.bm,
+             g.bn, g.bk, g.rm, g.rn, g.sn, g.smr, g.sk, g.gr, g.gwg, g.gu, g.tn, g.tr);
     cl_program prog;
     if ((st = binv_program_get(ctx, "gemm", binv_cl_gemm, defines, &prog)) != BINV_SUCCESS)
         return st;
@@ -358,6 +376,9 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
             path = BINV_GEMM_PATH_TILED;
     }
     if (path == BINV_GEMM_PATH_GEMV && !gemv_ok) path = BINV_GEMM_PATH_SKINNY;
+    /* gemm_stream also needs k a multiple of the vector width (no vector
+     * straddles the end of a row). */
+    if (path == BINV_GEMM_PATH_STREAM && !(gemv_ok && k % vw == 0)) path = BINV_GEMM_PATH_SKINNY;
     if (k == 0) path = BINV_GEMM_PATH_SPLITK; /* reduce kernel alone: C = beta*C + alpha*0 */
     binv_debug(ctx, "gemm %s m=%zu n=%zu k=%zu kc=%zu chunks=%zu path=%d", binv_dtype_name(dtype),
                m, n, k, kc, nchunks, (int)path);
@@ -380,6 +401,7 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     if (ctx->gemm_fuse && wsh && k > 0) {
         size_t tiles = path == BINV_GEMM_PATH_SKINNY ? ceil_div(m, g.smr) * ceil_div(n, g.sn)
                        : path == BINV_GEMM_PATH_GEMV ? ceil_div(m, g.gr) * ceil_div(n, g.gwg)
+                       : path == BINV_GEMM_PATH_STREAM ? ceil_div(m, g.tr) * ceil_div(n, g.tn)
                                                      : ceil_div(m, g.bm) * ceil_div(n, g.bn);
         st = binv_workspace_counters(ctx, wsh, tiles, &cnt);
     }
@@ -392,6 +414,9 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
         else if (path == BINV_GEMM_PATH_GEMV)
             st = launch_gemv(ctx, queue, prog, &g, &x, (cl_uint)kc, (cl_uint)nchunks, ws, cnt,
                              num_events, wait_list, ev);
+        else if (path == BINV_GEMM_PATH_STREAM)
+            st = launch_stream(ctx, queue, prog, &g, &x, (cl_uint)kc, (cl_uint)nchunks, ws, cnt,
+                               num_events, wait_list, ev);
         else
             st = launch_tiled(ctx, queue, prog, &g, &x, 1, (cl_uint)kc, (cl_uint)nchunks, ws,
                               cnt, num_events, wait_list, ev);
