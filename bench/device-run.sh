@@ -63,7 +63,7 @@ int main(void) {
   cl_mem m = clCreateBuffer(c, CL_MEM_READ_WRITE, 1 << 20, NULL, &e);
   cl_mem m2 = clCreateBuffer(c, CL_MEM_READ_WRITE, 1 << 20, NULL, &e);
   int st = binv_gemm(b, q, BINV_DTYPE_F32, 0, 1, 256, 256, 256, 1, m, 0, 256, m, 0, 256, 0, m2, 0, 256, 0, NULL, NULL);
-  /* bf16 at m = 1 (gemv program) and the native path (cp.async build). */
+  /* bf16 at m = 1 (stream program) and the native path. */
   st |= binv_gemm(b, q, BINV_DTYPE_BF16, 0, 1, 1, 256, 256, 1, m, 0, 256, m, 0, 256, 0, m2, 0, 256, 0, NULL, NULL);
   binv_options on = {sizeof on, BINV_SCHEDULE_INVARIANT, "/tmp/ptxcache", BINV_PATH_NATIVE};
   binv_context *nb; binv_context_create(c, d, &on, &nb);

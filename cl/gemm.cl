@@ -10,7 +10,7 @@
  * Nothing else is added, reordered or fused.  The kernels differ only in who
  * computes which (i, j, chunk): gemm_tiled walks all chunks of a C tile in
  * registers; gemm_tiled with one chunk per work-group, gemm_skinny and
- * gemm_gemv (small m) write chunk partials p_c to a workspace, which is
+ * gemm_stream (small m) write chunk partials p_c to a workspace, which is
  * combined in chunk order either by gemm_reduce (a second launch) or, in the
  * same launch, by the last work-group to finish a tile (binv_gemm_arrive).
  * All give the same bits for the same (i, j).
@@ -382,102 +382,34 @@ void gemm_skinny(uint m, uint n, uint k, uint kc, uint nchunks,
                                alpha, beta, C, c_off, ldc);
 }
 
-/* gemm_gemv: small m when B is K-contiguous with 16-byte aligned rows (the
- * LLM weight layout W[n, k] with k, ldb and the offset multiples of the
- * vector width).  Work-item (column j, chunk c) streams W[j, chunk] straight
- * from global memory, GU 16-byte vectors ahead, and runs the chunk's fma
- * chain (p ascending, from +0) for GR rows of A, which the work-group stages
- * in local memory once.  No local staging of the weights, no barrier in the
- * loop: the weight stream is the only traffic.  Same partials as
- * gemm_skinny, combined by gemm_reduce. */
-#ifndef GR
-#define GR 4
-#endif
-#ifndef GWG
-#define GWG 128
-#endif
-#ifndef GU
-#define GU 4 /* 16-byte loads in flight per work-item */
-#endif
-#define GKC 512 /* the largest chunk length (BINV_GEMM_KC_MAX) */
-__kernel __attribute__((reqd_work_group_size(GWG, 1, 1)))
-void gemm_gemv(uint m, uint n, uint k, uint kc, uint nchunks,
-               __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
-               __global const binv_t *B, ulong b_off, ulong ldb, __global float *P,
-               uint fuse, __global uint *cnt, float alpha, float beta,
-               __global binv_t *C, ulong c_off, ulong ldc) {
-    __local float As[GR * GKC];
-    __local uint last;
-    /* Groups: (row block, column block, chunk), row blocks fastest as in
-     * gemm_skinny. */
-    const uint lid = get_local_id(0), j0 = get_group_id(1) * GWG, j = j0 + lid;
-    const uint c = get_group_id(2);
-    const uint r0 = get_group_id(0) * GR, mr = min((uint)GR, m - r0);
-    const uint k0 = c * kc, len = min(kc, k - k0);
-    for (uint i = lid; i < GR * len; i += GWG) {
-        const uint r = i / len, p = i % len;
-        As[r * GKC + p] = r < mr ? BINV_LOAD(A, a_off + (r0 + r) * sai + (ulong)(k0 + p) * sap) : 0.0f;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    float acc[GR];
-    BINV_UNROLL
-    for (int r = 0; r < GR; r++) acc[r] = 0.0f;
-    /* Work-items past n stream row n-1 (in bounds) and store nothing, so
-     * that every work-item reaches binv_gemm_arrive's barrier. */
-    __global const binv_t *w = B + b_off + (ulong)min(j, n - 1) * ldb + k0;
-    uint p = 0;
-    for (; p + GU * BINV_VW <= len; p += GU * BINV_VW) {
-        float v[GU][BINV_VW];
-#pragma unroll
-        for (int u = 0; u < GU; u++) binv_load_vec(w, p + u * BINV_VW, v[u]);
-#pragma unroll
-        for (int u = 0; u < GU; u++)
-#pragma unroll
-            for (int e = 0; e < BINV_VW; e++) {
-                const float b = v[u][e];
-#pragma unroll
-                for (int r = 0; r < GR; r++)
-                    acc[r] = fma(As[r * GKC + p + u * BINV_VW + e], b, acc[r]);
-            }
-    }
-    for (; p < len; p++) {
-        const float b = BINV_LOAD(w, p);
-        BINV_UNROLL
-        for (int r = 0; r < GR; r++) acc[r] = fma(As[r * GKC + p], b, acc[r]);
-    }
-    if (j < n) {
-        BINV_UNROLL
-        for (int r = 0; r < GR; r++)
-            if (r < mr) P[((ulong)c * m + r0 + r) * n + j] = acc[r];
-    }
-    if (binv_gemm_arrive(fuse, cnt, get_group_id(1) * get_num_groups(0) + get_group_id(0),
-                         nchunks, lid, &last))
-        binv_gemm_tile_combine(P, m, n, nchunks, r0, mr, j0, min((uint)GWG, n - j0), lid, GWG,
-                               alpha, beta, C, c_off, ldc);
-}
-
 /* gemm_stream: small m when B is K-contiguous with 16-byte aligned rows and
  * k, the offsets and the chunk length are multiples of the vector width (the
  * LLM weight layout), so every 16-byte vector lies inside one chunk.
- * Work-group (row block, column block, chunk c): TN work-items, one column
- * each, up to TR rows of A.  Each step stages 128 bytes of K (TK values) of
- * the TN weight rows as raw 16-byte vectors: loaded coalesced (8 consecutive
- * work-items read one row's 128 bytes), stored unconverted in local memory
- * with 16 bytes of padding per row, so that a column's vectors are read back
- * without bank conflicts; double-buffered (one barrier per step), the next
- * step loaded into registers while this one computes.  Each work-item then
- * runs its column's fma chain in p order (the schedule), widening each
- * vector in registers.  Same partials as gemm_skinny. */
+ * Work-group (row block, column block, chunk c): TN columns, NC per
+ * work-item (columns lid, lid + TW, ...), up to TR rows of A.  Each step
+ * stages 128 bytes of K (TK values) of the TN weight rows as raw 16-byte
+ * vectors: loaded coalesced (8 consecutive work-items read one row's 128
+ * bytes), stored unconverted in local memory with 16 bytes of padding per
+ * row, so that a column's vectors are read back without bank conflicts;
+ * double-buffered (one barrier per step), the next step loaded into
+ * registers while this one computes.  Each work-item then runs its columns'
+ * fma chains in p order (the schedule), widening each vector in registers;
+ * with NC > 1 every value of A read from local memory feeds NC chains.
+ * Same partials as gemm_skinny. */
 #ifndef TN
 #define TN 128
 #endif
 #ifndef TR
 #define TR 4
 #endif
+#ifndef NC
+#define NC 1
+#endif
+#define TW (TN / NC)         /* work-items */
 #define TV 8                 /* 16-byte vectors per row per step */
 #define TK (TV * BINV_VW)    /* K values per step */
 #define TPITCH (TV + 1)      /* row pitch of the staged tile, in vectors */
-#define TAL ((TR * TK + TN - 1) / TN) /* values of A each work-item stages */
+#define TAL ((TR * TK + TW - 1) / TW) /* values of A each work-item stages */
 
 /* One staged vector widened to BINV_VW floats (as binv_load_vec). */
 inline void binv_widen_local(__local const uint4 *v, float *out) {
@@ -497,7 +429,7 @@ inline void binv_widen_local(__local const uint4 *v, float *out) {
 #endif
 }
 
-__kernel __attribute__((reqd_work_group_size(TN, 1, 1)))
+__kernel __attribute__((reqd_work_group_size(TW, 1, 1)))
 void gemm_stream(uint m, uint n, uint k, uint kc, uint nchunks,
                  __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
                  __global const binv_t *B, ulong b_off, ulong ldb, __global float *P,
@@ -510,15 +442,15 @@ void gemm_stream(uint m, uint n, uint k, uint kc, uint nchunks,
     const uint r0 = get_group_id(0) * TR, j0 = get_group_id(1) * TN, c = get_group_id(2);
     const uint mr = min((uint)TR, m - r0);
     const uint k0 = c * kc, k1 = min(k, k0 + kc);
-    uint4 pb[TV];
+    uint4 pb[TV * NC];
     float pa[TAL];
-    /* Step [t0, t0 + TK) ∩ chunk into registers: vector e = lid + l*TN is
+    /* Step [t0, t0 + TK) ∩ chunk into registers: vector e = lid + l*TW is
      * row e / TV, vector e % TV; zero past the chunk or past n (not read). */
 #define BINV_STREAM_FETCH(t0_)                                                             \
     {                                                                                      \
         BINV_UNROLL                                                                        \
-        for (uint l = 0; l < TV; l++) {                                                    \
-            const uint e = lid + l * TN, jj = e / TV, q = e % TV;                          \
+        for (uint l = 0; l < TV * NC; l++) {                                               \
+            const uint e = lid + l * TW, jj = e / TV, q = e % TV;                          \
             const uint p = (t0_) + q * BINV_VW;                                            \
             pb[l] = (j0 + jj < n && p < k1)                                                \
                         ? *(__global const uint4 *)(B + b_off + (ulong)(j0 + jj) * ldb + p) \
@@ -526,7 +458,7 @@ void gemm_stream(uint m, uint n, uint k, uint kc, uint nchunks,
         }                                                                                  \
         BINV_UNROLL                                                                        \
         for (uint l = 0; l < TAL; l++) {                                                   \
-            const uint e = lid + l * TN, r = e / TK, p = (t0_) + e % TK;                   \
+            const uint e = lid + l * TW, r = e / TK, p = (t0_) + e % TK;                   \
             pa[l] = (e < TR * TK && r < mr && p < k1)                                      \
                         ? BINV_LOAD(A, a_off + (r0 + r) * sai + (ulong)p * sap) : 0.0f;    \
         }                                                                                  \
@@ -534,19 +466,21 @@ void gemm_stream(uint m, uint n, uint k, uint kc, uint nchunks,
 #define BINV_STREAM_STORE(buf)                                                             \
     {                                                                                      \
         BINV_UNROLL                                                                        \
-        for (uint l = 0; l < TV; l++) {                                                    \
-            const uint e = lid + l * TN;                                                   \
+        for (uint l = 0; l < TV * NC; l++) {                                               \
+            const uint e = lid + l * TW;                                                   \
             Bs[buf][(e / TV) * TPITCH + e % TV] = pb[l];                                   \
         }                                                                                  \
         BINV_UNROLL                                                                        \
         for (uint l = 0; l < TAL; l++) {                                                   \
-            const uint e = lid + l * TN;                                                   \
+            const uint e = lid + l * TW;                                                   \
             if (e < TR * TK) As[buf][e] = pa[l];                                           \
         }                                                                                  \
     }
-    float acc[TR];
+    float acc[NC][TR];
     BINV_UNROLL
-    for (int r = 0; r < TR; r++) acc[r] = 0.0f;
+    for (int cc = 0; cc < NC; cc++)
+        BINV_UNROLL
+        for (int r = 0; r < TR; r++) acc[cc][r] = 0.0f;
     uint buf = 0;
     if (k0 < k1) {
         BINV_STREAM_FETCH(k0)
@@ -560,13 +494,17 @@ void gemm_stream(uint m, uint n, uint k, uint kc, uint nchunks,
         __local const float *av = As[buf];
 #define BINV_STREAM_STEP(q)                                                                \
     {                                                                                      \
-        float b[BINV_VW];                                                                  \
-        binv_widen_local(bv + (q), b);                                                     \
+        float b[NC][BINV_VW];                                                              \
+        BINV_UNROLL                                                                        \
+        for (int cc = 0; cc < NC; cc++) binv_widen_local(bv + cc * TW * TPITCH + (q), b[cc]); \
         BINV_UNROLL                                                                        \
         for (int e = 0; e < BINV_VW; e++)                                                  \
             BINV_UNROLL                                                                    \
-            for (int r = 0; r < TR; r++)                                                   \
-                acc[r] = fma(av[r * TK + (q) * BINV_VW + e], b[e], acc[r]);                \
+            for (int r = 0; r < TR; r++) {                                                 \
+                const float a = av[r * TK + (q) * BINV_VW + e];                            \
+                BINV_UNROLL                                                                \
+                for (int cc = 0; cc < NC; cc++) acc[cc][r] = fma(a, b[cc][e], acc[cc][r]); \
+            }                                                                              \
     }
         if (nv == TV) {
             BINV_UNROLL
@@ -581,15 +519,18 @@ void gemm_stream(uint m, uint n, uint k, uint kc, uint nchunks,
     }
 #undef BINV_STREAM_FETCH
 #undef BINV_STREAM_STORE
-    const uint j = j0 + lid;
-    if (j < n) {
-        BINV_UNROLL
-        for (int r = 0; r < TR; r++)
-            if (r < mr) P[((ulong)c * m + r0 + r) * n + j] = acc[r];
+    BINV_UNROLL
+    for (int cc = 0; cc < NC; cc++) {
+        const uint j = j0 + lid + cc * TW;
+        if (j < n) {
+            BINV_UNROLL
+            for (int r = 0; r < TR; r++)
+                if (r < mr) P[((ulong)c * m + r0 + r) * n + j] = acc[cc][r];
+        }
     }
     if (binv_gemm_arrive(fuse, cnt, get_group_id(1) * get_num_groups(0) + get_group_id(0),
                          nchunks, lid, &last))
-        binv_gemm_tile_combine(P, m, n, nchunks, r0, mr, j0, min((uint)TN, n - j0), lid, TN,
+        binv_gemm_tile_combine(P, m, n, nchunks, r0, mr, j0, min((uint)TN, n - j0), lid, TW,
                                alpha, beta, C, c_off, ldc);
 }
 

@@ -78,7 +78,6 @@ static binv_gemm_path gemm_path_from_env(void) {
     if (!strcmp(p, "skinny")) return BINV_GEMM_PATH_SKINNY;
     if (!strcmp(p, "splitk")) return BINV_GEMM_PATH_SPLITK;
     if (!strcmp(p, "tiled")) return BINV_GEMM_PATH_TILED;
-    if (!strcmp(p, "gemv")) return BINV_GEMM_PATH_GEMV;
     if (!strcmp(p, "stream")) return BINV_GEMM_PATH_STREAM;
     return BINV_GEMM_PATH_AUTO;
 }

@@ -29,8 +29,7 @@ size_t binv_gemm_chunk_size(binv_dtype dtype, size_t k) {
 typedef struct gemm_config {
     unsigned bm, bn, bk, rm, rn; /* gemm_tiled */
     unsigned sn, smr, sk;        /* gemm_skinny */
-    unsigned gr, gwg, gu;        /* gemm_gemv: rows per group, work-group size, loads ahead */
-    unsigned tn, tr;             /* gemm_stream: columns (work-items) and rows per group */
+    unsigned tn, tr, nc;         /* gemm_stream: columns and rows per group, columns per item */
 } gemm_config;
 
 static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t m) {
@@ -38,13 +37,13 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
     if (ctx->info.type & CL_DEVICE_TYPE_GPU) {
         /* H100 sweep (docs/performance.md): 4 rows per skinny group for
          * m <= 4 (fewer idle accumulators), 8 above; 32-value steps. */
-        /* gemv: all rows of A in one group (W streamed once), rows rounded
-         * up to a power of two (idle accumulators cost issue slots). */
-        unsigned gr = 1;
-        while (gr < m && gr < 16) gr *= 2;
-        g = (gemm_config){128, 128, 16, 8, 8, 128, m <= 4 ? 4 : 8, 32, gr, 128, 8, 128, gr};
+        /* stream: rows rounded up to a power of two (idle accumulators cost
+         * issue slots), at most 16 per group. */
+        unsigned tr = 1;
+        while (tr < m && tr < 16) tr *= 2;
+        g = (gemm_config){128, 128, 16, 8, 8, 128, m <= 4 ? 4 : 8, 32, 128, tr, 1};
     } else {
-        g = (gemm_config){32, 32, 16, 4, 4, 64, 8, 32, 4, 64, 4, 64, 8};
+        g = (gemm_config){32, 32, 16, 4, 4, 64, 8, 32, 64, 8, 2};
         if (dtype != BINV_DTYPE_F32) g.sk = 64; /* same bytes per staged row */
     }
     /* BINV_GEMM_SKINNY="SN,SMR,SK" overrides the skinny shape (tuning). */
@@ -64,28 +63,20 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
         (size_t)2 * bk * (bm + bn + 8) * 4 <= ctx->info.local_mem_size) {
         g.bm = bm; g.bn = bn; g.bk = bk; g.rm = rm; g.rn = rn;
     }
-    /* BINV_GEMM_GEMV="GR,GWG,GU" overrides the gemv shape (tuning). */
-    const char *gv = getenv("BINV_GEMM_GEMV");
-    unsigned gr, gwg, gu;
-    if (gv && sscanf(gv, "%u,%u,%u", &gr, &gwg, &gu) == 3 && gr >= 1 && gr <= 16 && gwg >= 32 &&
-        gu >= 1 && gu <= 32 && gwg <= ctx->info.max_work_group_size &&
-        (size_t)gr * 512 * 4 <= ctx->info.local_mem_size) {
-        g.gr = gr; g.gwg = gwg; g.gu = gu;
-    }
-    /* BINV_GEMM_STREAM="TN,TR" overrides the stream shape (tuning). */
+    /* BINV_GEMM_STREAM="TN,TR,NC" overrides the stream shape (tuning). */
     const char *sv = getenv("BINV_GEMM_STREAM");
-    unsigned tn, tr;
-    if (sv && sscanf(sv, "%u,%u", &tn, &tr) == 2 && tn >= 16 && tn % 8 == 0 && tr >= 1 &&
-        tr <= 32 && tn <= ctx->info.max_work_group_size &&
+    unsigned tn, tr, nc;
+    if (sv && sscanf(sv, "%u,%u,%u", &tn, &tr, &nc) == 3 && nc >= 1 && tn >= 8 * nc &&
+        tn % (8 * nc) == 0 && tr >= 1 && tr <= 32 && tn / nc <= ctx->info.max_work_group_size &&
         (size_t)2 * (tn * 9 * 16 + tr * 128 * 4) <= ctx->info.local_mem_size) {
-        g.tn = tn; g.tr = tr;
+        g.tn = tn; g.tr = tr; g.nc = nc;
     }
     /* Fall back to smaller tiles on devices with small work-groups. */
     while ((size_t)(g.bm / g.rm) * (g.bn / g.rn) > ctx->info.max_work_group_size && g.bm > 32) {
         g.bm /= 2;
         g.bn /= 2;
     }
-    if (g.tn > ctx->info.max_work_group_size) g.tn = 64;
+    while (g.tn / g.nc > ctx->info.max_work_group_size && g.tn > 8 * g.nc) g.tn /= 2;
     return g;
 }
 
@@ -207,23 +198,6 @@ static binv_status launch_skinny(binv_context *ctx, cl_command_queue q, cl_progr
     return binv_kernel_launch(ctx, q, prog, "gemm_skinny", 22, sizes, vals, 3, gws, lws, nwait, wait, ev);
 }
 
-static binv_status launch_gemv(binv_context *ctx, cl_command_queue q, cl_program prog,
-                               const gemm_config *g, const gemm_args *x, cl_uint kc,
-                               cl_uint nchunks, cl_mem ws, cl_mem cnt, cl_uint nwait,
-                               const cl_event *wait, cl_event *ev) {
-    cl_uint m = (cl_uint)x->m, n = (cl_uint)x->n, k = (cl_uint)x->k;
-    cl_uint fuse = cnt != NULL;
-    cl_mem cn = cnt ? cnt : ws;
-    const void *vals[] = {&m, &n, &k, &kc, &nchunks, &x->a, &x->a_off, &x->sai, &x->sap,
-                          &x->b, &x->b_off, &x->sbj, &ws, &fuse, &cn,
-                          &x->alpha, &x->beta, &x->c, &x->c_off, &x->ldc};
-    const size_t M = sizeof(cl_mem);
-    const size_t sizes[] = {4, 4, 4, 4, 4, M, 8, 8, 8, M, 8, 8, M, 4, M, 4, 4, M, 8, 8};
-    size_t lws[3] = {g->gwg, 1, 1};
-    size_t gws[3] = {ceil_div(x->m, g->gr) * g->gwg, ceil_div(x->n, g->gwg), nchunks};
-    return binv_kernel_launch(ctx, q, prog, "gemm_gemv", 20, sizes, vals, 3, gws, lws, nwait, wait, ev);
-}
-
 static binv_status launch_stream(binv_context *ctx, cl_command_queue q, cl_program prog,
                                  const gemm_config *g, const gemm_args *x, cl_uint kc,
                                  cl_uint nchunks, cl_mem ws, cl_mem cnt, cl_uint nwait,
@@ -236,8 +210,8 @@ static binv_status launch_stream(binv_context *ctx, cl_command_queue q, cl_progr
                           &x->alpha, &x->beta, &x->c, &x->c_off, &x->ldc};
     const size_t M = sizeof(cl_mem);
     const size_t sizes[] = {4, 4, 4, 4, 4, M, 8, 8, 8, M, 8, 8, M, 4, M, 4, 4, M, 8, 8};
-    size_t lws[3] = {g->tn, 1, 1};
-    size_t gws[3] = {ceil_div(x->m, g->tr) * g->tn, ceil_div(x->n, g->tn), nchunks};
+    size_t lws[3] = {g->tn / g->nc, 1, 1};
+    size_t gws[3] = {ceil_div(x->m, g->tr) * lws[0], ceil_div(x->n, g->tn), nchunks};
     return binv_kernel_launch(ctx, q, prog, "gemm_stream", 20, sizes, vals, 3, gws, lws, nwait, wait, ev);
 }
 
@@ -347,8 +321,8 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     gemm_config g = pick_config(ctx, dtype, m);
     char defines[256];
     snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DBM=%u -DBN=%u -DBK=%u -DRM=%u -DRN=%u "
-             "-DSN=%u -DSMR=%u -DSK=%u -DGR=%u -DGWG=%u -DGU=%u -DTN=%u -DTR=%u", (int)dtype, g.bm,
-             g.bn, g.bk, g.rm, g.rn, g.sn, g.smr, g.sk, g.gr, g.gwg, g.gu, g.tn, g.tr);
+             "-DSN=%u -DSMR=%u -DSK=%u -DTN=%u -DTR=%u -DNC=%u", (int)dtype, g.bm, g.bn, g.bk,
+             g.rm, g.rn, g.sn, g.smr, g.sk, g.tn, g.tr, g.nc);
     cl_program prog;
     if ((st = binv_program_get(ctx, "gemm", binv_cl_gemm, defines, &prog)) != BINV_SUCCESS)
         return st;
@@ -360,25 +334,25 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
      * same schedule.  Split along the chunk boundaries when the C tiles alone
      * cannot fill the device. */
     binv_gemm_path path = ctx->gemm_path;
-    /* gemm_gemv streams K-contiguous, 16-byte aligned weight rows.  On the
-     * H100 it beat gemm_skinny for bf16 (m <= 16) and lost for f32 and f16
-     * (vload_half), so the automatic choice takes it for bf16 only. */
+    /* gemm_stream reads the weights as 16-byte vectors: B K-contiguous, its
+     * offset, row stride, k and the chunk length multiples of the vector
+     * width (so every vector is whole, inside one chunk and 16-byte aligned:
+     * buffer bases are at least 128-bit aligned on conforming devices).  On
+     * the H100 it beat gemm_skinny for every dtype at m <= 32 (docs/
+     * performance.md); on CPUs gemm_skinny stays the automatic choice. */
     const size_t vw = dtype == BINV_DTYPE_F32 ? 4 : 8;
-    const int gemv_ok = x.sbp == 1 && x.b_off % vw == 0 && x.sbj % vw == 0 && kc % vw == 0 &&
-                        kc <= 512; /* chunk starts 16-byte aligned too (adaptive kc) */
+    const int stream_ok = x.sbp == 1 && x.b_off % vw == 0 && x.sbj % vw == 0 && kc % vw == 0 &&
+                          k % vw == 0;
     if (path == BINV_GEMM_PATH_AUTO) {
         size_t tiles = ceil_div(m, g.bm) * ceil_div(n, g.bn);
         if (nchunks > 1 && tiles < 2 * (size_t)ctx->info.compute_units)
             path = m > 32 ? BINV_GEMM_PATH_SPLITK
-                   : gemv_ok && dtype == BINV_DTYPE_BF16 && m <= 16 ? BINV_GEMM_PATH_GEMV
-                                                                   : BINV_GEMM_PATH_SKINNY;
+                   : stream_ok && (ctx->info.type & CL_DEVICE_TYPE_GPU) ? BINV_GEMM_PATH_STREAM
+                                                                        : BINV_GEMM_PATH_SKINNY;
         else
             path = BINV_GEMM_PATH_TILED;
     }
-    if (path == BINV_GEMM_PATH_GEMV && !gemv_ok) path = BINV_GEMM_PATH_SKINNY;
-    /* gemm_stream also needs k a multiple of the vector width (no vector
-     * straddles the end of a row). */
-    if (path == BINV_GEMM_PATH_STREAM && !(gemv_ok && k % vw == 0)) path = BINV_GEMM_PATH_SKINNY;
+    if (path == BINV_GEMM_PATH_STREAM && !stream_ok) path = BINV_GEMM_PATH_SKINNY;
     if (k == 0) path = BINV_GEMM_PATH_SPLITK; /* reduce kernel alone: C = beta*C + alpha*0 */
     binv_debug(ctx, "gemm %s m=%zu n=%zu k=%zu kc=%zu chunks=%zu path=%d", binv_dtype_name(dtype),
                m, n, k, kc, nchunks, (int)path);
@@ -400,7 +374,6 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     cl_mem cnt = NULL;
     if (ctx->gemm_fuse && wsh && k > 0) {
         size_t tiles = path == BINV_GEMM_PATH_SKINNY ? ceil_div(m, g.smr) * ceil_div(n, g.sn)
-                       : path == BINV_GEMM_PATH_GEMV ? ceil_div(m, g.gr) * ceil_div(n, g.gwg)
                        : path == BINV_GEMM_PATH_STREAM ? ceil_div(m, g.tr) * ceil_div(n, g.tn)
                                                      : ceil_div(m, g.bm) * ceil_div(n, g.bn);
         st = binv_workspace_counters(ctx, wsh, tiles, &cnt);
@@ -411,9 +384,6 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
         if (path == BINV_GEMM_PATH_SKINNY)
             st = launch_skinny(ctx, queue, prog, &g, &x, (cl_uint)kc, (cl_uint)nchunks, ws, cnt,
                                num_events, wait_list, ev);
-        else if (path == BINV_GEMM_PATH_GEMV)
-            st = launch_gemv(ctx, queue, prog, &g, &x, (cl_uint)kc, (cl_uint)nchunks, ws, cnt,
-                             num_events, wait_list, ev);
         else if (path == BINV_GEMM_PATH_STREAM)
             st = launch_stream(ctx, queue, prog, &g, &x, (cl_uint)kc, (cl_uint)nchunks, ws, cnt,
                                num_events, wait_list, ev);

@@ -65,9 +65,9 @@ typedef struct binv_device_info {
     cl_device_type type;
 } binv_device_info;
 
-/* Forced GEMM path for tests (BINV_GEMM_PATH=skinny|splitk|tiled|gemv|stream). */
+/* Forced GEMM path for tests (BINV_GEMM_PATH=skinny|splitk|tiled|stream). */
 typedef enum { BINV_GEMM_PATH_AUTO = 0, BINV_GEMM_PATH_SKINNY, BINV_GEMM_PATH_SPLITK,
-               BINV_GEMM_PATH_TILED, BINV_GEMM_PATH_GEMV, BINV_GEMM_PATH_STREAM } binv_gemm_path;
+               BINV_GEMM_PATH_TILED, BINV_GEMM_PATH_STREAM } binv_gemm_path;
 
 /* RoPE frequency tables, one per (theta, head_dim), built on first use. */
 typedef struct binv_rope_table {

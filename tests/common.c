@@ -56,16 +56,15 @@ int test_env_setup(void **state) {
     env->forced[0] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_GEMM_PATH", "skinny");
     env->forced[1] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_GEMM_PATH", "splitk");
     env->forced[2] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_GEMM_PATH", "tiled");
-    env->forced[3] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_GEMM_PATH", "gemv");
+    env->forced[3] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_GEMM_PATH", "stream");
     env->forced[4] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_GEMM_FUSE", "0");
-    env->forced[5] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_GEMM_PATH", "stream");
     env->rows_forced[0] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_ROWS_PATH", "fused");
     env->rows_forced[1] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_ROWS_PATH", "split");
     env->attn_forced[0] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_ATTN_PATH", "fused");
     env->attn_forced[1] = make_ctx(env, BINV_SCHEDULE_INVARIANT, "BINV_ATTN_PATH", "split");
     *state = env;
     if (err != CL_SUCCESS || !env->ctx || !env->adaptive || !env->forced[0] || !env->forced[1] ||
-        !env->forced[2] || !env->forced[3] || !env->forced[4] || !env->forced[5] || !env->rows_forced[0] || !env->rows_forced[1] ||
+        !env->forced[2] || !env->forced[3] || !env->forced[4] || !env->rows_forced[0] || !env->rows_forced[1] ||
         !env->attn_forced[0] || !env->attn_forced[1]) {
         fprintf(stderr, "FATAL: test environment setup failed on '%s'\n", env->device_name);
         test_env_teardown(state);
@@ -80,7 +79,7 @@ int test_env_teardown(void **state) {
     if (!env) return 0;
     binv_context_destroy(env->ctx);
     binv_context_destroy(env->adaptive);
-    for (int i = 0; i < 6; i++) binv_context_destroy(env->forced[i]);
+    for (int i = 0; i < 5; i++) binv_context_destroy(env->forced[i]);
     for (int i = 0; i < 2; i++) binv_context_destroy(env->rows_forced[i]);
     for (int i = 0; i < 2; i++) binv_context_destroy(env->attn_forced[i]);
     cli_device_close(&env->dev);

@@ -21,9 +21,8 @@ typedef struct test_env {
     char device_name[256];
     binv_context *ctx;          /* invariant, automatic path choice */
     binv_context *adaptive;     /* BINV_SCHEDULE_ADAPTIVE */
-    binv_context *forced[6];    /* invariant, BINV_GEMM_PATH = skinny, splitk, tiled, gemv;
-                                   [4]: automatic path, BINV_GEMM_FUSE=0 (split-K in 2 launches);
-                                   [5]: BINV_GEMM_PATH = stream */
+    binv_context *forced[5];    /* invariant, BINV_GEMM_PATH = skinny, splitk, tiled, stream;
+                                   [4]: automatic path, BINV_GEMM_FUSE=0 (split-K in 2 launches) */
     binv_context *rows_forced[2]; /* invariant, BINV_ROWS_PATH = fused, split */
     binv_context *attn_forced[2]; /* invariant, BINV_ATTN_PATH = fused, split */
 } test_env;
