@@ -37,10 +37,14 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
     if (ctx->info.type & CL_DEVICE_TYPE_GPU) {
         /* H100 sweep (docs/performance.md): 4 rows per skinny group for
          * m <= 4 (fewer idle accumulators), 8 above; 32-value steps. */
-        /* stream: rows rounded up to a power of two (idle accumulators cost
-         * issue slots), at most 16 per group. */
+        /* stream (H100 probe, docs/performance.md): rows per group rounded
+         * up to a power of two (idle accumulators cost issue slots); at most
+         * 4 for 16-bit weights up to m = 16 and for f32 at m = 8 (row blocks
+         * run side by side and share the weight stream through L2), else
+         * 16; one column per work-item. */
         unsigned tr = 1;
         while (tr < m && tr < 16) tr *= 2;
+        if (m <= 16 && tr > 4 && (dtype != BINV_DTYPE_F32 || m <= 8)) tr = 4;
         g = (gemm_config){128, 128, 16, 8, 8, 128, m <= 4 ? 4 : 8, 32, 128, tr, 1};
     } else {
         g = (gemm_config){32, 32, 16, 4, 4, 64, 8, 32, 64, 8, 2};
