@@ -86,6 +86,14 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
 
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 
+/* Largest m for the small-m kernels (gemm_stream, gemm_skinny): above it
+ * split-K runs on gemm_tiled.  BINV_GEMM_SMALL_M overrides (tuning). */
+static size_t small_m_limit(void) {
+    const char *e = getenv("BINV_GEMM_SMALL_M");
+    long v = e ? strtol(e, NULL, 10) : 0;
+    return v > 0 && v <= 1024 ? (size_t)v : 32;
+}
+
 typedef struct gemm_args {
     binv_dtype dtype;
     size_t m, n, k;
@@ -350,7 +358,7 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     if (path == BINV_GEMM_PATH_AUTO) {
         size_t tiles = ceil_div(m, g.bm) * ceil_div(n, g.bn);
         if (nchunks > 1 && tiles < 2 * (size_t)ctx->info.compute_units)
-            path = m > 32 ? BINV_GEMM_PATH_SPLITK
+            path = m > small_m_limit() ? BINV_GEMM_PATH_SPLITK
                    : stream_ok && (ctx->info.type & CL_DEVICE_TYPE_GPU) ? BINV_GEMM_PATH_STREAM
                                                                         : BINV_GEMM_PATH_SKINNY;
         else
