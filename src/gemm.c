@@ -37,14 +37,14 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
     if (ctx->info.type & CL_DEVICE_TYPE_GPU) {
         /* H100 sweep (docs/performance.md): 4 rows per skinny group for
          * m <= 4 (fewer idle accumulators), 8 above; 32-value steps. */
-        /* stream (H100 probe, docs/performance.md): rows per group rounded
-         * up to a power of two (idle accumulators cost issue slots); at most
-         * 4 for 16-bit weights up to m = 16 and for f32 at m = 8 (row blocks
-         * run side by side and share the weight stream through L2), else
-         * 16; one column per work-item. */
+        /* stream (H100 probes, docs/performance.md): rows per group rounded
+         * up to a power of two (idle accumulators cost issue slots), capped
+         * at 4 (16-bit weights up to m = 16, f32 up to m = 8), else 8 for
+         * 16-bit and 16 for f32 weights: row blocks run side by side and
+         * share the weight stream through L2.  One column per work-item. */
+        const unsigned cap = dtype == BINV_DTYPE_F32 ? (m <= 8 ? 4 : 16) : (m <= 16 ? 4 : 8);
         unsigned tr = 1;
-        while (tr < m && tr < 16) tr *= 2;
-        if (m <= 16 && tr > 4 && (dtype != BINV_DTYPE_F32 || m <= 8)) tr = 4;
+        while (tr < m && tr < cap) tr *= 2;
         g = (gemm_config){128, 128, 16, 8, 8, 128, m <= 4 ? 4 : 8, 32, 128, tr, 1};
     } else {
         g = (gemm_config){32, 32, 16, 4, 4, 64, 8, 32, 64, 8, 2};
@@ -87,11 +87,13 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 
 /* Largest m for the small-m kernels (gemm_stream, gemm_skinny): above it
- * split-K runs on gemm_tiled.  BINV_GEMM_SMALL_M overrides (tuning). */
+ * split-K runs on gemm_tiled.  64: on the H100 gemm_stream beat split-K
+ * gemm_tiled by 1.5-1.8x at m = 48 and 64, and tied at 128.
+ * BINV_GEMM_SMALL_M overrides (tuning). */
 static size_t small_m_limit(void) {
     const char *e = getenv("BINV_GEMM_SMALL_M");
     long v = e ? strtol(e, NULL, 10) : 0;
-    return v > 0 && v <= 1024 ? (size_t)v : 32;
+    return v > 0 && v <= 1024 ? (size_t)v : 64;
 }
 
 typedef struct gemm_args {
@@ -350,8 +352,9 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
      * offset, row stride, k and the chunk length multiples of the vector
      * width (so every vector is whole, inside one chunk and 16-byte aligned:
      * buffer bases are at least 128-bit aligned on conforming devices).  On
-     * the H100 it beat gemm_skinny for every dtype at m <= 32 (docs/
-     * performance.md); on CPUs gemm_skinny stays the automatic choice. */
+     * the H100 it beat gemm_skinny for every dtype at m <= 32 and split-K
+     * gemm_tiled at m = 48, 64 (docs/performance.md); on CPUs gemm_skinny
+     * stays the automatic choice. */
     const size_t vw = dtype == BINV_DTYPE_F32 ? 4 : 8;
     const int stream_ok = x.sbp == 1 && x.b_off % vw == 0 && x.sbj % vw == 0 && kc % vw == 0 &&
                           k % vw == 0;
