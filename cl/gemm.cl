@@ -200,22 +200,20 @@ inline void binv_tile_store(__local float *S, uint sk_, uint so_, const float *s
 /* mode 0: each work-group walks every chunk of its BM x BN tile of C and
  *         writes C through the epilogue.
  * mode 1: work-group (x, y, c) computes only chunk c's partial of its tile and
- *         writes it to P (split-K along the fixed chunk boundaries).
- * mode 2: as mode 1, and the tile's last work-group combines the partials
- *         (binv_gemm_arrive; counters cnt[], one per tile).
+ *         writes it to P (split-K along the fixed chunk boundaries);
+ *         gemm_reduce combines them (a 128 x 128 tile is too much for one
+ *         work-group to combine at the end: slower on the H100).
  * The next step's tiles are fetched into registers while this step computes
  * (software pipelining); that changes when data arrives, not any arithmetic. */
 __kernel __attribute__((reqd_work_group_size(TX, TY, 1)))
 void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float alpha, float beta,
                 __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
                 __global const binv_t *B, ulong b_off, ulong sbp, ulong sbj, uint vec,
-                __global binv_t *C, ulong c_off, ulong ldc, __global float *P,
-                __global uint *cnt) {
+                __global binv_t *C, ulong c_off, ulong ldc, __global float *P) {
     /* Two buffers per operand: step s computes from buffer s%2 while step
      * s+1 is stored into the other, so one barrier per step suffices. */
     __local float4 As4[2 * BK * APAD / 4];
     __local float4 Bs4[2 * BK * BPAD / 4];
-    __local uint last; /* mode 2: binv_gemm_arrive's verdict */
     const uint tx = get_local_id(0), ty = get_local_id(1);
     const uint tid = ty * TX + tx;
     const uint i0 = get_group_id(1) * BM, j0 = get_group_id(0) * BN;
@@ -305,10 +303,6 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
                 binv_gemm_store(C, c_off + (ulong)i * ldc + j, tot[r][q], alpha, beta);
         }
     }
-    if (binv_gemm_arrive(mode == 2, cnt, get_group_id(1) * get_num_groups(0) + get_group_id(0),
-                         nchunks, tid, &last))
-        binv_gemm_tile_combine(P, m, n, nchunks, i0, min((uint)BM, m - i0), j0,
-                               min((uint)BN, n - j0), tid, NT, alpha, beta, C, c_off, ldc);
 }
 
 /* Values of B and A each work-item of gemm_skinny stages per step. */

@@ -162,29 +162,28 @@ static binv_status validate(binv_context *ctx, cl_command_queue queue, binv_dtyp
 }
 
 /* Enqueues one kernel, taking a pooled cl_kernel for the duration. */
-/* Split-K launches: ws holds the partials; cnt, where not NULL, the arrival
- * counters of the one-launch variant (the tile's last group combines). */
+/* Split-K launches: ws holds the partials; for gemm_skinny and gemm_stream
+ * cnt, where not NULL, the arrival counters of the one-launch variant (the
+ * tile's last group combines). */
 static binv_status launch_tiled(binv_context *ctx, cl_command_queue q, cl_program prog,
                                 const gemm_config *g, const gemm_args *x, cl_uint mode,
-                                cl_uint kc, cl_uint nchunks, cl_mem ws, cl_mem cnt, cl_uint nwait,
+                                cl_uint kc, cl_uint nchunks, cl_mem ws, cl_uint nwait,
                                 const cl_event *wait, cl_event *ev) {
     cl_uint m = (cl_uint)x->m, n = (cl_uint)x->n, k = (cl_uint)x->k;
-    cl_mem p = ws ? ws : x->c; /* P and cnt are unused in mode 0 but must be buffers */
-    cl_mem cn = cnt ? cnt : p;
-    if (mode && cnt) mode = 2;
+    cl_mem p = ws ? ws : x->c; /* P is unused in mode 0 but must be a buffer */
     cl_uint vw = x->dtype == BINV_DTYPE_F32 ? 4 : 8;
     int steps_aligned = kc % vw == 0 && g->bk % vw == 0;
     cl_uint vec = (steps_aligned && x->sap == 1 && x->a_off % vw == 0 && x->sai % vw == 0 ? 1u : 0u) |
                   (steps_aligned && x->sbp == 1 && x->b_off % vw == 0 && x->sbj % vw == 0 ? 2u : 0u);
     const void *vals[] = {&mode, &m, &n, &k, &kc, &nchunks, &x->alpha, &x->beta,
                           &x->a, &x->a_off, &x->sai, &x->sap, &x->b, &x->b_off, &x->sbp,
-                          &x->sbj, &vec, &x->c, &x->c_off, &x->ldc, &p, &cn};
+                          &x->sbj, &vec, &x->c, &x->c_off, &x->ldc, &p};
     const size_t sizes[] = {4, 4, 4, 4, 4, 4, 4, 4, sizeof(cl_mem), 8, 8, 8, sizeof(cl_mem), 8,
-                            8, 8, 4, sizeof(cl_mem), 8, 8, sizeof(cl_mem), sizeof(cl_mem)};
+                            8, 8, 4, sizeof(cl_mem), 8, 8, sizeof(cl_mem)};
     size_t lws[3] = {g->bn / g->rn, g->bm / g->rm, 1};
     size_t gws[3] = {ceil_div(x->n, g->bn) * lws[0], ceil_div(x->m, g->bm) * lws[1],
                      mode ? nchunks : 1};
-    return binv_kernel_launch(ctx, q, prog, "gemm_tiled", 22, sizes, vals, 3, gws, lws, nwait, wait, ev);
+    return binv_kernel_launch(ctx, q, prog, "gemm_tiled", 21, sizes, vals, 3, gws, lws, nwait, wait, ev);
 }
 
 static binv_status launch_skinny(binv_context *ctx, cl_command_queue q, cl_program prog,
@@ -374,7 +373,7 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
 
     if (path == BINV_GEMM_PATH_TILED)
         return launch_tiled(ctx, queue, prog, &g, &x, 0, (cl_uint)kc, (cl_uint)nchunks, NULL,
-                            NULL, num_events, wait_list, event);
+                            num_events, wait_list, event);
 
     size_t ws_bytes;
     BINV_RETURN_ERROR_ON(!binv_mul_add_size(nchunks * m, n * sizeof(float), 0, &ws_bytes), ctx,
@@ -382,15 +381,14 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     binv_workspace *wsh;
     cl_mem ws;
     if ((st = binv_workspace_acquire(ctx, queue, ws_bytes, &wsh, &ws)) != BINV_SUCCESS) return st;
-    /* One launch where the queue is in order (the workspace and its counters
-     * are then this queue's): the tile's last group combines the partials.
-     * Otherwise (or BINV_GEMM_FUSE=0) gemm_reduce does, in a second launch;
-     * the sums are the same either way. */
+    /* Small m: one launch where the queue is in order (the workspace and its
+     * counters are then this queue's): the tile's last group combines the
+     * partials.  Otherwise (split-K gemm_tiled, or BINV_GEMM_FUSE=0)
+     * gemm_reduce does, in a second launch; the sums are the same. */
     cl_mem cnt = NULL;
-    if (ctx->gemm_fuse && wsh && k > 0) {
+    if (ctx->gemm_fuse && wsh && k > 0 && path != BINV_GEMM_PATH_SPLITK) {
         size_t tiles = path == BINV_GEMM_PATH_SKINNY ? ceil_div(m, g.smr) * ceil_div(n, g.sn)
-                       : path == BINV_GEMM_PATH_STREAM ? ceil_div(m, g.tr) * ceil_div(n, g.tn)
-                                                     : ceil_div(m, g.bm) * ceil_div(n, g.bn);
+                                                     : ceil_div(m, g.tr) * ceil_div(n, g.tn);
         st = binv_workspace_counters(ctx, wsh, tiles, &cnt);
     }
     cl_event mid = NULL;
@@ -404,7 +402,7 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
                                num_events, wait_list, ev);
         else
             st = launch_tiled(ctx, queue, prog, &g, &x, 1, (cl_uint)kc, (cl_uint)nchunks, ws,
-                              cnt, num_events, wait_list, ev);
+                              num_events, wait_list, ev);
     }
     if (st == BINV_SUCCESS && !cnt) {
         /* Chain through the event so that out-of-order queues keep the order. */
