@@ -400,7 +400,9 @@ void gemm_skinny(uint m, uint n, uint k, uint kc, uint nchunks,
 #define NC 1
 #endif
 #define TW (TN / NC)         /* work-items */
+#ifndef TV
 #define TV 8                 /* 16-byte vectors per row per step */
+#endif
 #define TK (TV * BINV_VW)    /* K values per step */
 #define TPITCH (TV + 1)      /* row pitch of the staged tile, in vectors */
 #define TAL ((TR * TK + TW - 1) / TW) /* values of A each work-item stages */
