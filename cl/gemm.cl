@@ -22,6 +22,9 @@
  */
 
 /* Tile shape of gemm_tiled (set by the host per device; never changes bits). */
+#ifndef TGLOB
+#define TGLOB 0
+#endif
 #ifndef BM
 #define BM 32
 #endif
@@ -220,11 +223,19 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
     const uint c_begin = mode ? get_group_id(2) : 0;
     const uint c_end = mode ? c_begin + 1 : nchunks;
 
+    /* The running total t of finished chunks: in registers (tot), or with
+     * TGLOB in the f32 workspace P[i*n + j] (mode 0 only), which frees RM*RN
+     * registers for occupancy; either way t = p_0, then t = t + p_c. */
+#if TGLOB
+#define TOT(r, q) acc[r][q] /* after the loop: the last chunk folded in */
+#else
     float tot[RM][RN];
+#define TOT(r, q) tot[r][q]
+#endif
     float acc[RM][RN];
     BINV_UNROLL
     for (int r = 0; r < RM; r++)
-        for (int q = 0; q < RN; q++) { tot[r][q] = 0.0f; acc[r][q] = 0.0f; }
+        for (int q = 0; q < RN; q++) { TOT(r, q) = 0.0f; acc[r][q] = 0.0f; }
     float pa[PALEN], pb[PBLEN];
 
     /* Step state: chunk c, step start t0, chunk end k1; buffer buf. */
@@ -277,12 +288,27 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
         buf ^= 1u;
         if (nc != c) {
             /* Chunk c is complete: t = p_0, then t = t + p_c, in chunk order. */
+#if TGLOB
+            /* Each work-item reads back only what it wrote itself. */
+            BINV_UNROLL
+            for (int r = 0; r < RM; r++) {
+                const uint i = i0 + ty * 4 + (r / 4) * TY * 4 + (r % 4);
+                BINV_UNROLL
+                for (int q = 0; q < RN; q++) {
+                    const uint j = j0 + tx * 4 + (q / 4) * TX * 4 + (q % 4);
+                    if (i < m && j < n && c != c_begin) acc[r][q] = P[(ulong)i * n + j] + acc[r][q];
+                    if (i < m && j < n && nc < c_end) P[(ulong)i * n + j] = acc[r][q];
+                    if (nc < c_end) acc[r][q] = 0.0f;
+                }
+            }
+#else
             BINV_UNROLL
             for (int r = 0; r < RM; r++)
                 for (int q = 0; q < RN; q++) {
                     tot[r][q] = (c == c_begin) ? acc[r][q] : tot[r][q] + acc[r][q];
                     acc[r][q] = 0.0f;
                 }
+#endif
         }
         c = nc;
         t0 = nt0;
@@ -298,11 +324,12 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
             const uint j = j0 + tx * 4 + (q / 4) * TX * 4 + (q % 4);
             if (j >= n) continue;
             if (mode)
-                P[((ulong)c_begin * m + i) * n + j] = tot[r][q];
+                P[((ulong)c_begin * m + i) * n + j] = TOT(r, q);
             else
-                binv_gemm_store(C, c_off + (ulong)i * ldc + j, tot[r][q], alpha, beta);
+                binv_gemm_store(C, c_off + (ulong)i * ldc + j, TOT(r, q), alpha, beta);
         }
     }
+#undef TOT
 }
 
 /* Values of B and A each work-item of gemm_skinny stages per step. */
@@ -381,9 +408,9 @@ void gemm_skinny(uint m, uint n, uint k, uint kc, uint nchunks,
  * LLM weight layout), so every 16-byte vector lies inside one chunk.
  * Work-group (row block, column block, chunk c): TN columns, NC per
  * work-item (columns lid, lid + TW, ...), up to TR rows of A.  Each step
- * stages 128 bytes of K (TK values) of the TN weight rows as raw 16-byte
- * vectors: loaded coalesced (8 consecutive work-items read one row's 128
- * bytes), stored unconverted in local memory with 16 bytes of padding per
+ * stages TV 16-byte vectors of K (TK values; 128 bytes by default) of the
+ * TN weight rows, raw: loaded coalesced (TV consecutive work-items read one
+ * row's vectors), stored unconverted in local memory with 16 bytes of padding per
  * row, so that a column's vectors are read back without bank conflicts;
  * double-buffered (one barrier per step), the next step loaded into
  * registers while this one computes.  Each work-item then runs its columns'
@@ -401,7 +428,7 @@ void gemm_skinny(uint m, uint n, uint k, uint kc, uint nchunks,
 #endif
 #define TW (TN / NC)         /* work-items */
 #ifndef TV
-#define TV 8                 /* 16-byte vectors per row per step */
+#define TV 8                 /* 16-byte vectors of each row per step */
 #endif
 #define TK (TV * BINV_VW)    /* K values per step */
 #define TPITCH (TV + 1)      /* row pitch of the staged tile, in vectors */

@@ -40,10 +40,6 @@
 #define NLDM 0 /* fragments through ldmatrix (one instruction per 16 x 16 of A) */
 #endif
 
-#ifndef NPRE
-#define NPRE 0 /* all A fragments of a k16 step loaded before its mma */
-#endif
-
 #ifndef NVEC
 #define NVEC 0 /* 16-byte global loads (k, lda, ldb, offsets multiples of 8) */
 #endif
@@ -145,38 +141,26 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
                 bf[j][1] = B[(row * LDS + kk + 2 * t + 8) / 2];
             }
 #endif
-            /* The four A fragments of this k16 step first, then the 16 mma
-             * (NPRE; NPRE=0 interleaves them).  Same mma sequence either way. */
-            uint af[4][4];
 #pragma unroll
             for (int i = 0; i < 4; i++) {
 #if NLDM
+                uint a0, a1, a2, a3;
                 const uint row = wm + i * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
                 const uint col = kk + (lane / 16) * 8;
                 const uint addr = (uint)(ulong)(A + (row * LDS + col) / 2);
                 asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                             : "=r"(af[i][0]), "=r"(af[i][1]), "=r"(af[i][2]), "=r"(af[i][3])
+                             : "=r"(a0), "=r"(a1), "=r"(a2), "=r"(a3)
                              : "r"(addr));
 #else
                 const uint row = wm + i * 16 + g;
-                af[i][0] = A[(row * LDS + kk + 2 * t) / 2];
-                af[i][1] = A[((row + 8) * LDS + kk + 2 * t) / 2];
-                af[i][2] = A[(row * LDS + kk + 2 * t + 8) / 2];
-                af[i][3] = A[((row + 8) * LDS + kk + 2 * t + 8) / 2];
+                const uint a0 = A[(row * LDS + kk + 2 * t) / 2];
+                const uint a1 = A[((row + 8) * LDS + kk + 2 * t) / 2];
+                const uint a2 = A[(row * LDS + kk + 2 * t + 8) / 2];
+                const uint a3 = A[((row + 8) * LDS + kk + 2 * t + 8) / 2];
 #endif
-#if !NPRE
 #pragma unroll
-                for (int j = 0; j < 4; j++)
-                    nat_mma(acc[i][j], af[i][0], af[i][1], af[i][2], af[i][3], bf[j][0], bf[j][1]);
-#endif
+                for (int j = 0; j < 4; j++) nat_mma(acc[i][j], a0, a1, a2, a3, bf[j][0], bf[j][1]);
             }
-#if NPRE
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++)
-                    nat_mma(acc[i][j], af[i][0], af[i][1], af[i][2], af[i][3], bf[j][0], bf[j][1]);
-#endif
         }
         if (s + 1 < steps) {
             nat_put(As4[cur ^ 1], lid, va);

@@ -28,8 +28,10 @@ size_t binv_gemm_chunk_size(binv_dtype dtype, size_t k) {
  * "BM,BN,BK,RM,RN" overrides, for tuning runs). */
 typedef struct gemm_config {
     unsigned bm, bn, bk, rm, rn; /* gemm_tiled */
+    unsigned tglob;              /* gemm_tiled: running total in a workspace, not registers */
     unsigned sn, smr, sk;        /* gemm_skinny */
-    unsigned tn, tr, nc;         /* gemm_stream: columns and rows per group, columns per item */
+    unsigned tn, tr, nc, tv;     /* gemm_stream: columns and rows per group, columns per item,
+                                    16-byte vectors of each row per step */
 } gemm_config;
 
 static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t m) {
@@ -45,9 +47,11 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
         const unsigned cap = dtype == BINV_DTYPE_F32 ? (m <= 8 ? 4 : 16) : (m <= 16 ? 4 : 8);
         unsigned tr = 1;
         while (tr < m && tr < cap) tr *= 2;
-        g = (gemm_config){128, 128, 16, 8, 8, 128, m <= 4 ? 4 : 8, 32, 128, tr, 1};
+        /* f32 at m = 1: 256-byte steps (more bytes in flight per row). */
+        g = (gemm_config){128, 128, 16, 8, 8, 0, 128, m <= 4 ? 4 : 8, 32, 128, tr, 1,
+                          dtype == BINV_DTYPE_F32 && m == 1 ? 16 : 8};
     } else {
-        g = (gemm_config){32, 32, 16, 4, 4, 64, 8, 32, 64, 8, 2};
+        g = (gemm_config){32, 32, 16, 4, 4, 0, 64, 8, 32, 64, 8, 2, 8};
         if (dtype != BINV_DTYPE_F32) g.sk = 64; /* same bytes per staged row */
     }
     /* BINV_GEMM_SKINNY="SN,SMR,SK" overrides the skinny shape (tuning). */
@@ -67,13 +71,18 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
         (size_t)2 * bk * (bm + bn + 8) * 4 <= ctx->info.local_mem_size) {
         g.bm = bm; g.bn = bn; g.bk = bk; g.rm = rm; g.rn = rn;
     }
-    /* BINV_GEMM_STREAM="TN,TR,NC" overrides the stream shape (tuning). */
+    /* BINV_GEMM_TGLOB=0|1 overrides where gemm_tiled keeps its running total. */
+    const char *tg = getenv("BINV_GEMM_TGLOB");
+    if (tg && (!strcmp(tg, "0") || !strcmp(tg, "1"))) g.tglob = tg[0] == '1';
+    /* BINV_GEMM_STREAM="TN,TR,NC[,TV]" overrides the stream shape (tuning). */
     const char *sv = getenv("BINV_GEMM_STREAM");
-    unsigned tn, tr, nc;
-    if (sv && sscanf(sv, "%u,%u,%u", &tn, &tr, &nc) == 3 && nc >= 1 && tn >= 8 * nc &&
-        tn % (8 * nc) == 0 && tr >= 1 && tr <= 32 && tn / nc <= ctx->info.max_work_group_size &&
-        (size_t)2 * (tn * 9 * 16 + tr * 128 * 4) <= ctx->info.local_mem_size) {
-        g.tn = tn; g.tr = tr; g.nc = nc;
+    unsigned tn, tr, nc, tv = g.tv;
+    const size_t vw = dtype == BINV_DTYPE_F32 ? 4 : 8;
+    if (sv && sscanf(sv, "%u,%u,%u,%u", &tn, &tr, &nc, &tv) >= 3 && nc >= 1 && tn >= 8 * nc &&
+        tn % (8 * nc) == 0 && tr >= 1 && tr <= 32 && tv >= 1 && tv <= 32 &&
+        tn / nc <= ctx->info.max_work_group_size &&
+        (size_t)2 * (tn * (tv + 1) * 16 + tr * tv * vw * 4) <= ctx->info.local_mem_size) {
+        g.tn = tn; g.tr = tr; g.nc = nc; g.tv = tv;
     }
     /* Fall back to smaller tiles on devices with small work-groups. */
     while ((size_t)(g.bm / g.rm) * (g.bn / g.rn) > ctx->info.max_work_group_size && g.bm > 32) {
@@ -334,8 +343,8 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     gemm_config g = pick_config(ctx, dtype, m);
     char defines[256];
     snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DBM=%u -DBN=%u -DBK=%u -DRM=%u -DRN=%u "
-             "-DSN=%u -DSMR=%u -DSK=%u -DTN=%u -DTR=%u -DNC=%u", (int)dtype, g.bm, g.bn, g.bk,
-             g.rm, g.rn, g.sn, g.smr, g.sk, g.tn, g.tr, g.nc);
+             "-DSN=%u -DSMR=%u -DSK=%u -DTN=%u -DTR=%u -DNC=%u -DTV=%u -DTGLOB=%u", (int)dtype,
+             g.bm, g.bn, g.bk, g.rm, g.rn, g.sn, g.smr, g.sk, g.tn, g.tr, g.nc, g.tv, g.tglob);
     cl_program prog;
     if ((st = binv_program_get(ctx, "gemm", binv_cl_gemm, defines, &prog)) != BINV_SUCCESS)
         return st;
@@ -371,15 +380,27 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     binv_debug(ctx, "gemm %s m=%zu n=%zu k=%zu kc=%zu chunks=%zu path=%d", binv_dtype_name(dtype),
                m, n, k, kc, nchunks, (int)path);
 
-    if (path == BINV_GEMM_PATH_TILED)
-        return launch_tiled(ctx, queue, prog, &g, &x, 0, (cl_uint)kc, (cl_uint)nchunks, NULL,
-                            num_events, wait_list, event);
+    binv_workspace *wsh;
+    cl_mem ws;
+    if (path == BINV_GEMM_PATH_TILED) {
+        if (!g.tglob || nchunks < 2)
+            return launch_tiled(ctx, queue, prog, &g, &x, 0, (cl_uint)kc, (cl_uint)nchunks, NULL,
+                                num_events, wait_list, event);
+        /* The running totals live in an m x n f32 workspace. */
+        size_t t_bytes;
+        BINV_RETURN_ERROR_ON(!binv_mul_add_size(m, n * sizeof(float), 0, &t_bytes), ctx,
+                             BINV_ERROR_INVALID_DIMENSION, "binv_gemm: workspace overflows");
+        if ((st = binv_workspace_acquire(ctx, queue, t_bytes, &wsh, &ws)) != BINV_SUCCESS)
+            return st;
+        st = launch_tiled(ctx, queue, prog, &g, &x, 0, (cl_uint)kc, (cl_uint)nchunks, ws,
+                          num_events, wait_list, event);
+        binv_workspace_release(ctx, wsh, ws);
+        return st;
+    }
 
     size_t ws_bytes;
     BINV_RETURN_ERROR_ON(!binv_mul_add_size(nchunks * m, n * sizeof(float), 0, &ws_bytes), ctx,
                          BINV_ERROR_INVALID_DIMENSION, "binv_gemm: split-K workspace overflows");
-    binv_workspace *wsh;
-    cl_mem ws;
     if ((st = binv_workspace_acquire(ctx, queue, ws_bytes, &wsh, &ws)) != BINV_SUCCESS) return st;
     /* Small m: one launch where the queue is in order (the workspace and its
      * counters are then this queue's): the tile's last group combines the
