@@ -815,7 +815,7 @@ static int measure_copy_bandwidth(bench *b) {
     printf("copy bandwidth: %.1f GB/s  (float4 copy kernel, %zu MiB -> %zu MiB = %.2f GiB "
            "read+written per copy, median of %d x %d copies)\n",
            b->copy_gbs, bytes >> 20, bytes >> 20, 2.0 * (double)bytes / (1 << 30), reps, inner);
-    double ms, host_ms;
+    double ms = 0, host_ms = 0;
     if ((rc = time_calls(b, tiny_launch, &kern, &ms, &inner, &host_ms))) goto done;
     b->launch_us = 1e3 * ms;
     b->launch_host_us = 1e3 * host_ms;
@@ -1561,8 +1561,8 @@ static int rows_measure(bench *b, const rows_cfg *cfg, double inv_us, double *us
         return 0;
     }
     c.slots = (c.op == ROP_ADD_RMSNORM ? b->rpool_rows : b->pool_rows) / c.rows;
-    double ms, host_ms, err0 = 0, errlast = 0;
-    int inner;
+    double ms = 0, host_ms = 0, err0 = 0, errlast = 0;
+    int inner = 0;
     uint64_t hash0 = 0;
     if (time_calls(b, rows_call, &c, &ms, &inner, &host_ms)) return 1;
     if (rows_check(b, &c, &err0, &errlast, &hash0)) return 1;
@@ -1942,8 +1942,8 @@ static int attn_shape(bench *b, FILE *csv, binv_dtype dt, const char *kind, size
             break;
         }
         c.sched = sc;
-        double ms;
-        int inner;
+        double ms = 0;
+        int inner = 0;
         if ((rc = time_calls(b, attn_call, &c, &ms, &inner, NULL))) break;
         us[sc] = 1e3 * ms;
     }

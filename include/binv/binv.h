@@ -139,7 +139,12 @@ BINV_API size_t binv_gemm_chunk_size(binv_dtype dtype, size_t k);
  * store).  trans_b = BINV_TRANS is the LLM weight layout W[n, k].
  * beta == 0: C is not read (NaN in C does not propagate), as in BLAS.
  * m == 0 or n == 0: quick return.  k == 0: C = beta * C (alpha * 0 added).
- * C may not overlap A or B (BINV_ERROR_ALIASING). */
+ * C may not overlap A or B (BINV_ERROR_ALIASING).
+ * Scratch: the context keeps one f32 workspace per in-order queue (grown on
+ * demand, freed with the context) for chunk partials (small m) and, on GPUs,
+ * the running totals of large GEMMs (m * n * 4 bytes, used up to 256 MB);
+ * an out-of-order queue gets a private one per call.  Calls that share a
+ * queue from several host threads are serialised around it. */
 BINV_API binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
                       binv_transpose trans_a, binv_transpose trans_b,
                       size_t m, size_t n, size_t k, float alpha,
