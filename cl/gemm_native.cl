@@ -15,10 +15,10 @@
  * of A, column of W and accumulator only.  K is never split, for any m, so the
  * bits of a row do not depend on m, the row's position or the offsets.
  *
- * Work-group: 256 work-items = 8 warps (NVIDIA runs consecutive work-items
- * of a 1-D group as warps of 32), tile 128 x 128, K step 32, local memory
- * double-buffered; warp w computes rows 64*(w/4) .. +63, columns 32*(w%4) ..
- * +31 as 4 x 4 mma tiles of 16 x 8.
+ * Work-group: WGM x WGN warps (NVIDIA runs consecutive work-items of a 1-D
+ * group as warps of 32; default 2 x 4 = 256 work-items), tile (64 WGM) x
+ * (8 NJ WGN), K step 32, local memory double-buffered; warp w computes rows
+ * 64*(w/WGN) .. +63, columns 8*NJ*(w%WGN) .. as 4 x NJ mma tiles of 16 x 8.
  * Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16"): with
  * g = lane / 4, t = lane % 4, A regs {A[g][2t..], A[g+8][2t..], A[g][2t+8..],
  * A[g+8][2t+8..]}, B regs {W[g][2t..], W[g][2t+8..]}, C {(g, 2t), (g, 2t+1),
@@ -31,9 +31,24 @@
 #define MMA_TYPE "bf16"
 #endif
 
-#define NBM 128
-#define NBN 128
+/* Shape (a choice of speed; every shape issues the same mma sequence per
+ * output): WGM x WGN warps, each computing 64 rows x 8*NJ columns as 4 x NJ
+ * mma tiles of 16 x 8.  Default 2 x 4 warps of 64 x 32: 128 x 128 tiles. */
+#ifndef NJ
+#define NJ 4
+#endif
+#ifndef WGM
+#define WGM 2
+#endif
+#ifndef WGN
+#define WGN 4
+#endif
+#define NT (32 * WGM * WGN) /* work-items */
+#define NBM (64 * WGM)
+#define NBN (8 * NJ * WGN)
 #define NBK 32
+#define FA (4 * NBM / NT) /* 16-byte groups of A each work-item stages per step */
+#define FB (4 * NBN / NT)
 #define LDS (NBK + 8) /* local row pitch in 16-bit elements: conflict-free fragment loads */
 
 #ifndef NLDM
@@ -46,13 +61,14 @@
 
 typedef ushort raw16;
 
-/* Rows [r0, r0 + 128) x k-columns [k0, k0 + 32) of a row-major matrix into
- * registers: 512 groups of 8 elements, 2 per work-item; zeros outside. */
+/* Rows [r0, r0 + R) x k-columns [k0, k0 + 32) of a row-major matrix into
+ * registers: 4R groups of 8 elements, F = 4R / NT per work-item; zeros
+ * outside. */
 inline void nat_fetch(__global const raw16 *p, ulong off, ulong ld, uint rows, uint k, uint r0,
-                      uint k0, uint lid, uint4 v[2]) {
+                      uint k0, uint lid, uint F, uint4 *v) {
 #pragma unroll
-    for (uint n = 0; n < 2; n++) {
-        const uint i = lid + n * 256, r = i / 4, c = (i % 4) * 8;
+    for (uint n = 0; n < F; n++) {
+        const uint i = lid + n * NT, r = i / 4, c = (i % 4) * 8;
         const uint gr = r0 + r, gk = k0 + c;
         uint4 x = (uint4)(0);
         if (gr < rows && gk < k) {
@@ -70,10 +86,10 @@ inline void nat_fetch(__global const raw16 *p, ulong off, ulong ld, uint rows, u
     }
 }
 
-inline void nat_put(__local uint4 *s, uint lid, const uint4 v[2]) {
+inline void nat_put(__local uint4 *s, uint lid, uint F, const uint4 *v) {
 #pragma unroll
-    for (uint n = 0; n < 2; n++) { /* one 16-byte store: rows of LDS elements are 16-byte aligned */
-        const uint i = lid + n * 256, r = i / 4, c = (i % 4) * 8;
+    for (uint n = 0; n < F; n++) { /* one 16-byte store: rows of LDS elements are 16-byte aligned */
+        const uint i = lid + n * NT, r = i / 4, c = (i % 4) * 8;
         s[(r * LDS + c) / 8] = v[n];
     }
 }
@@ -85,7 +101,7 @@ inline void nat_mma(float *d, uint a0, uint a1, uint a2, uint a3, uint b0, uint 
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-__kernel __attribute__((reqd_work_group_size(256, 1, 1)))
+__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))
 void gemm_native(uint m, uint n, uint k, float alpha, float beta,
                  __global const raw16 *a, ulong a_off, ulong lda,
                  __global const raw16 *b, ulong b_off, ulong ldb,
@@ -94,38 +110,38 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
     const uint lid = get_local_id(0), lane = lid % 32, warp = lid / 32;
     const uint g = lane / 4, t = lane % 4;
     const uint m0 = get_group_id(1) * NBM, n0 = get_group_id(0) * NBN;
-    const uint wm = (warp / 4) * 64, wn = (warp % 4) * 32;
+    const uint wm = (warp / WGN) * 64, wn = (warp % WGN) * (8 * NJ);
 
-    float acc[4][4][4];
+    float acc[4][NJ][4];
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < NJ; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
 
-    uint4 va[2], vb[2];
-    nat_fetch(a, a_off, lda, m, k, m0, 0, lid, va);
-    nat_fetch(b, b_off, ldb, n, k, n0, 0, lid, vb);
-    nat_put(As4[0], lid, va);
-    nat_put(Bs4[0], lid, vb);
+    uint4 va[FA], vb[FB];
+    nat_fetch(a, a_off, lda, m, k, m0, 0, lid, FA, va);
+    nat_fetch(b, b_off, ldb, n, k, n0, 0, lid, FB, vb);
+    nat_put(As4[0], lid, FA, va);
+    nat_put(Bs4[0], lid, FB, vb);
     barrier(CLK_LOCAL_MEM_FENCE);
     const uint steps = (k + NBK - 1) / NBK;
     for (uint s = 0; s < steps; s++) {
         const uint cur = s & 1;
         if (s + 1 < steps) { /* next tile in flight during the mma */
-            nat_fetch(a, a_off, lda, m, k, m0, (s + 1) * NBK, lid, va);
-            nat_fetch(b, b_off, ldb, n, k, n0, (s + 1) * NBK, lid, vb);
+            nat_fetch(a, a_off, lda, m, k, m0, (s + 1) * NBK, lid, FA, va);
+            nat_fetch(b, b_off, ldb, n, k, n0, (s + 1) * NBK, lid, FB, vb);
         }
         __local const uint *A = (__local const uint *)As4[cur], *B = (__local const uint *)Bs4[cur];
 #pragma unroll
         for (uint kk = 0; kk < NBK; kk += 16) {
-            uint bf[4][2];
+            uint bf[NJ][2];
 #if NLDM
             /* x4: matrices (rows n, k-halves): lanes 8q..8q+7 give the row
              * addresses of matrix q (PTX ldmatrix); two n8 tiles per load. */
 #pragma unroll
-            for (int j = 0; j < 4; j += 2) {
+            for (int j = 0; j < NJ; j += 2) {
                 const uint row = wn + j * 8 + (lane % 8) + (lane / 16) * 8;
                 const uint col = kk + ((lane / 8) % 2) * 8;
                 const uint addr = (uint)(ulong)(B + (row * LDS + col) / 2);
@@ -135,7 +151,7 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
             }
 #else
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
+            for (int j = 0; j < NJ; j++) {
                 const uint row = wn + j * 8 + g;
                 bf[j][0] = B[(row * LDS + kk + 2 * t) / 2];
                 bf[j][1] = B[(row * LDS + kk + 2 * t + 8) / 2];
@@ -159,12 +175,12 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
                 const uint a3 = A[((row + 8) * LDS + kk + 2 * t + 8) / 2];
 #endif
 #pragma unroll
-                for (int j = 0; j < 4; j++) nat_mma(acc[i][j], a0, a1, a2, a3, bf[j][0], bf[j][1]);
+                for (int j = 0; j < NJ; j++) nat_mma(acc[i][j], a0, a1, a2, a3, bf[j][0], bf[j][1]);
             }
         }
         if (s + 1 < steps) {
-            nat_put(As4[cur ^ 1], lid, va);
-            nat_put(Bs4[cur ^ 1], lid, vb);
+            nat_put(As4[cur ^ 1], lid, FA, va);
+            nat_put(Bs4[cur ^ 1], lid, FB, vb);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
@@ -172,7 +188,7 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < NJ; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const uint row = m0 + wm + i * 16 + g + (e >= 2 ? 8 : 0);

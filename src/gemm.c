@@ -269,7 +269,7 @@ static size_t chunk_for_call(const binv_context *ctx, const gemm_config *g, cons
     return ceil_div(k, splits);
 }
 
-/* The native tensor-core kernel (cl/gemm_native.cl): 128 x 128 tiles, K
+/* The native tensor-core kernel (cl/gemm_native.cl): 128 x 128 tiles by default, K
  * never split.  16-byte loads when every row start is 16-byte aligned. */
 static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
                                  size_t m, size_t n, size_t k, float alpha, cl_mem a,
@@ -286,12 +286,24 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
      * plain loads (tests compare the two). */
     const char *env = getenv("BINV_NATIVE_LDM");
     int ldm = !(env && !strcmp(env, "0"));
-    char defines[64];
+    /* Warp layout (BINV_NATIVE_SHAPE="NJ,WGM,WGN" for tuning; the mma
+     * sequence per output, so the bits, is the same for every shape). */
+    unsigned nj = 4, wgm = 2, wgn = 4;
+    const char *sh = getenv("BINV_NATIVE_SHAPE");
+    unsigned a1, a2, a3;
+    if (sh && sscanf(sh, "%u,%u,%u", &a1, &a2, &a3) == 3 && a1 >= 2 && a1 <= 8 && a1 % 2 == 0 &&
+        a2 >= 1 && a2 <= 4 && a1 % a2 == 0 && a3 >= 1 && 8 % a3 == 0 &&
+        (size_t)32 * a2 * a3 <= ctx->info.max_work_group_size &&
+        (size_t)2 * (64 * a2 + 8 * a1 * a3) * 40 * 2 <= ctx->info.local_mem_size) {
+        nj = a1; wgm = a2; wgn = a3;
+    }
+    const size_t nbm = 64 * wgm, nbn = 8 * nj * wgn, nt = 32 * wgm * wgn;
+    char defines[128];
     cl_program prog;
     binv_status st;
     for (;;) {
-        snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DNVEC=%d -DNLDM=%d", (int)dtype, vec,
-                 ldm);
+        snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DNVEC=%d -DNLDM=%d -DNJ=%u -DWGM=%u "
+                 "-DWGN=%u", (int)dtype, vec, ldm, nj, wgm, wgn);
         st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
         if (st == BINV_ERROR_BUILD_FAILED && ldm) {
             binv_debug(ctx, "gemm native: ldmatrix build failed; plain local loads");
@@ -306,7 +318,7 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
     const void *vals[] = {&um, &un, &uk, &alpha, &beta, &a, &ao, &la, &b, &bo, &lb, &c, &co, &lc};
     const size_t M = sizeof(cl_mem);
     const size_t sizes[] = {4, 4, 4, 4, 4, M, 8, 8, M, 8, 8, M, 8, 8};
-    const size_t lws[2] = {256, 1}, gws[2] = {ceil_div(n, 128) * 256, ceil_div(m, 128)};
+    const size_t lws[2] = {nt, 1}, gws[2] = {ceil_div(n, nbn) * nt, ceil_div(m, nbm)};
     st = binv_kernel_launch(ctx, queue, prog, "gemm_native", 14, sizes, vals, 2, gws, lws,
                             num_events, wait_list, event);
     if (st != BINV_SUCCESS) return st;
