@@ -286,16 +286,17 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
      * plain loads (tests compare the two). */
     const char *env = getenv("BINV_NATIVE_LDM");
     int ldm = !(env && !strcmp(env, "0"));
-    /* Warp layout (BINV_NATIVE_SHAPE="NJ,WGM,WGN" for tuning; the mma
-     * sequence per output, so the bits, is the same for every shape). */
-    unsigned nj = 4, wgm = 2, wgn = 4;
+    /* Warp layout and local layout (BINV_NATIVE_SHAPE="NJ,WGM,WGN,SWZ" for
+     * tuning; the mma sequence per output, so the bits, is the same for
+     * every shape). */
+    unsigned nj = 4, wgm = 2, wgn = 4, swz = 0;
     const char *sh = getenv("BINV_NATIVE_SHAPE");
-    unsigned a1, a2, a3;
-    if (sh && sscanf(sh, "%u,%u,%u", &a1, &a2, &a3) == 3 && a1 >= 2 && a1 <= 8 && a1 % 2 == 0 &&
-        a2 >= 1 && a2 <= 4 && a1 % a2 == 0 && a3 >= 1 && 8 % a3 == 0 &&
+    unsigned a1, a2, a3, a4 = 0;
+    if (sh && sscanf(sh, "%u,%u,%u,%u", &a1, &a2, &a3, &a4) >= 3 && a1 >= 2 && a1 <= 8 &&
+        a1 % 2 == 0 && a2 >= 1 && a2 <= 4 && a1 % a2 == 0 && a3 >= 1 && 8 % a3 == 0 && a4 <= 1 &&
         (size_t)32 * a2 * a3 <= ctx->info.max_work_group_size &&
-        (size_t)2 * (64 * a2 + 8 * a1 * a3) * 40 * 2 <= ctx->info.local_mem_size) {
-        nj = a1; wgm = a2; wgn = a3;
+        (size_t)2 * (64 * a2 + 8 * a1 * a3) * (a4 ? 64 : 80) <= ctx->info.local_mem_size) {
+        nj = a1; wgm = a2; wgn = a3; swz = a4;
     }
     const size_t nbm = 64 * wgm, nbn = 8 * nj * wgn, nt = 32 * wgm * wgn;
     char defines[128];
@@ -303,7 +304,7 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
     binv_status st;
     for (;;) {
         snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DNVEC=%d -DNLDM=%d -DNJ=%u -DWGM=%u "
-                 "-DWGN=%u", (int)dtype, vec, ldm, nj, wgm, wgn);
+                 "-DWGN=%u -DNSWZ=%u", (int)dtype, vec, ldm, nj, wgm, wgn, swz);
         st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
         if (st == BINV_ERROR_BUILD_FAILED && ldm) {
             binv_debug(ctx, "gemm native: ldmatrix build failed; plain local loads");
