@@ -16,7 +16,7 @@
  * bits of a row do not depend on m, the row's position or the offsets.
  *
  * Work-group: WGM x WGN warps (NVIDIA runs consecutive work-items of a 1-D
- * group as warps of 32; default 2 x 4 = 256 work-items), tile (64 WGM) x
+ * group as warps of 32), tile (64 WGM) x
  * (8 NJ WGN), K step 32, local memory double-buffered; warp w computes rows
  * 64*(w/WGN) .. +63, columns 8*NJ*(w%WGN) .. as 4 x NJ mma tiles of 16 x 8.
  * Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16"): with
@@ -33,7 +33,7 @@
 
 /* Shape (a choice of speed; every shape issues the same mma sequence per
  * output): WGM x WGN warps, each computing 64 rows x 8*NJ columns as 4 x NJ
- * mma tiles of 16 x 8.  Default 2 x 4 warps of 64 x 32: 128 x 128 tiles. */
+ * mma tiles of 16 x 8.  The host picks it (src/gemm.c). */
 #ifndef NJ
 #define NJ 4
 #endif
