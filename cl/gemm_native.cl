@@ -106,36 +106,6 @@ inline void nat_put(__local uint4 *s, uint lid, uint F, const uint4 *v) {
     }
 }
 
-#ifndef NPIPE
-#define NPIPE 0 /* cp.async pipeline (needs NVEC, NLDM, NSWZ) */
-#endif
-#if NPIPE && !(NVEC && NLDM && NSWZ)
-#error "NPIPE needs NVEC, NLDM and NSWZ"
-#endif
-#define NST 3  /* pipeline stages */
-#define NSTW 1 /* NST - 2: commit groups still in flight when a step is used */
-#define NAT_STR(x) #x
-#define NAT_XSTR(x) NAT_STR(x)
-
-/* Starts the copies of rows [r0, r0 + R) x k-columns [k0, k0 + 32) into
- * local tile s (NPIPE): F = 4R / NT chunks per work-item; chunks outside the
- * matrix are zero-filled (source size 0; k is a multiple of 8, so a chunk is
- * whole or out). */
-inline void nat_copy_async(__local uint4 *s, __global const raw16 *p, ulong off, ulong ld,
-                           uint rows, uint k, uint r0, uint k0, uint lid, uint F) {
-#pragma unroll
-    for (uint n = 0; n < F; n++) {
-        const uint i = lid + n * NT, r = i / 4, q = i % 4;
-        const uint gr = r0 + r, gk = k0 + q * 8;
-        const uint in = gr < rows && gk < k;
-        const ulong src = (ulong)(p + off + (in ? (ulong)gr * ld + gk : 0));
-        const uint dst = (uint)(ulong)(s + nat_slot(r, q));
-        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1;"
-                     " cp.async.cg.shared.global [%0], [g], 16, %2; }"
-                     :: "r"(dst), "l"(src), "r"(in ? 16u : 0u) : "memory");
-    }
-}
-
 inline void nat_mma(float *d, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." MMA_TYPE "." MMA_TYPE ".f32 "
                  "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -143,63 +113,12 @@ inline void nat_mma(float *d, uint a0, uint a1, uint a2, uint a3, uint b0, uint 
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-/* One K step (32) of a warp's 64 x 8NJ tile from local tiles A and B: two
- * k16 halves, each: the B fragments, then per 16-row A fragment its NJ mma. */
-inline __attribute__((always_inline)) void nat_step(__local const uint *A, __local const uint *B,
-                                                    uint wm, uint wn, uint lane,
-                                                    float acc[4][NJ][4]) {
-    const uint g = lane / 4, t = lane % 4;
-#pragma unroll
-    for (uint kk = 0; kk < NBK; kk += 16) {
-        uint bf[NJ][2];
-#if NLDM
-        /* x4: matrices (rows n, k-halves): lanes 8q..8q+7 give the row
-         * addresses of matrix q (PTX ldmatrix); two n8 tiles per load. */
-#pragma unroll
-        for (int j = 0; j < NJ; j += 2) {
-            const uint row = wn + j * 8 + (lane % 8) + (lane / 16) * 8;
-            const uint col = kk + ((lane / 8) % 2) * 8;
-            const uint addr = (uint)(ulong)(B + nat_word(row, col));
-            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                         : "=r"(bf[j][0]), "=r"(bf[j][1]), "=r"(bf[j + 1][0]), "=r"(bf[j + 1][1])
-                         : "r"(addr));
-        }
-#else
-#pragma unroll
-        for (int j = 0; j < NJ; j++) {
-            const uint row = wn + j * 8 + g;
-            bf[j][0] = B[nat_word(row, kk + 2 * t)];
-            bf[j][1] = B[nat_word(row, kk + 2 * t + 8)];
-        }
-#endif
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-#if NLDM
-            uint a0, a1, a2, a3;
-            const uint row = wm + i * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
-            const uint col = kk + (lane / 16) * 8;
-            const uint addr = (uint)(ulong)(A + nat_word(row, col));
-            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                         : "=r"(a0), "=r"(a1), "=r"(a2), "=r"(a3)
-                         : "r"(addr));
-#else
-            const uint row = wm + i * 16 + g;
-            const uint a0 = A[nat_word(row, kk + 2 * t)];
-            const uint a1 = A[nat_word(row + 8, kk + 2 * t)];
-            const uint a2 = A[nat_word(row, kk + 2 * t + 8)];
-            const uint a3 = A[nat_word(row + 8, kk + 2 * t + 8)];
-#endif
-#pragma unroll
-            for (int j = 0; j < NJ; j++) nat_mma(acc[i][j], a0, a1, a2, a3, bf[j][0], bf[j][1]);
-        }
-    }
-}
-
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1)))
 void gemm_native(uint m, uint n, uint k, float alpha, float beta,
                  __global const raw16 *a, ulong a_off, ulong lda,
                  __global const raw16 *b, ulong b_off, ulong ldb,
                  __global raw16 *c, ulong c_off, ulong ldc) {
+    __local uint4 As4[2][NBM * ROWV], Bs4[2][NBN * ROWV];
     const uint lid = get_local_id(0), lane = lid % 32, warp = lid / 32;
     const uint g = lane / 4, t = lane % 4;
     const uint m0 = get_group_id(1) * NBM, n0 = get_group_id(0) * NBN;
@@ -213,44 +132,13 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
 
-    const uint steps = (k + NBK - 1) / NBK;
-#if NPIPE
-    /* NST-stage cp.async pipeline: steps s+1 .. s+NST-1 in flight while
-     * step s computes; one commit group per step (empty ones past the end
-     * keep the count uniform), so "all but the newest NST-2 groups done"
-     * means step s has landed. */
-    __local uint4 As4[NST][NBM * ROWV], Bs4[NST][NBN * ROWV];
-#pragma unroll
-    for (uint st = 0; st < NST - 1; st++) {
-        if (st < steps) {
-            nat_copy_async(As4[st], a, a_off, lda, m, k, m0, st * NBK, lid, FA);
-            nat_copy_async(Bs4[st], b, b_off, ldb, n, k, n0, st * NBK, lid, FB);
-        }
-        asm volatile("cp.async.commit_group;" ::: "memory");
-    }
-    for (uint s = 0; s < steps; s++) {
-        /* Step s landed (this work-item's copies, then everyone's); everyone
-         * is past step s-1, whose stage is refilled next. */
-        asm volatile("cp.async.wait_group " NAT_XSTR(NSTW) ";" ::: "memory");
-        barrier(CLK_LOCAL_MEM_FENCE);
-        const uint nx = s + NST - 1;
-        if (nx < steps) {
-            nat_copy_async(As4[nx % NST], a, a_off, lda, m, k, m0, nx * NBK, lid, FA);
-            nat_copy_async(Bs4[nx % NST], b, b_off, ldb, n, k, n0, nx * NBK, lid, FB);
-        }
-        asm volatile("cp.async.commit_group;" ::: "memory");
-        nat_step((__local const uint *)As4[s % NST], (__local const uint *)Bs4[s % NST], wm, wn,
-                 lane, acc);
-    }
-    asm volatile("cp.async.wait_group 0;" ::: "memory");
-#else
-    __local uint4 As4[2][NBM * ROWV], Bs4[2][NBN * ROWV];
     uint4 va[FA], vb[FB];
     nat_fetch(a, a_off, lda, m, k, m0, 0, lid, FA, va);
     nat_fetch(b, b_off, ldb, n, k, n0, 0, lid, FB, vb);
     nat_put(As4[0], lid, FA, va);
     nat_put(Bs4[0], lid, FB, vb);
     barrier(CLK_LOCAL_MEM_FENCE);
+    const uint steps = (k + NBK - 1) / NBK;
     for (uint s = 0; s < steps; s++) {
         const uint cur = s & 1;
         if (s + 1 < steps) { /* next tile in flight during the mma */
@@ -258,14 +146,56 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
             nat_fetch(b, b_off, ldb, n, k, n0, (s + 1) * NBK, lid, FB, vb);
         }
         __local const uint *A = (__local const uint *)As4[cur], *B = (__local const uint *)Bs4[cur];
-        nat_step(A, B, wm, wn, lane, acc);
+#pragma unroll
+        for (uint kk = 0; kk < NBK; kk += 16) {
+            uint bf[NJ][2];
+#if NLDM
+            /* x4: matrices (rows n, k-halves): lanes 8q..8q+7 give the row
+             * addresses of matrix q (PTX ldmatrix); two n8 tiles per load. */
+#pragma unroll
+            for (int j = 0; j < NJ; j += 2) {
+                const uint row = wn + j * 8 + (lane % 8) + (lane / 16) * 8;
+                const uint col = kk + ((lane / 8) % 2) * 8;
+                const uint addr = (uint)(ulong)(B + nat_word(row, col));
+                asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                             : "=r"(bf[j][0]), "=r"(bf[j][1]), "=r"(bf[j + 1][0]), "=r"(bf[j + 1][1])
+                             : "r"(addr));
+            }
+#else
+#pragma unroll
+            for (int j = 0; j < NJ; j++) {
+                const uint row = wn + j * 8 + g;
+                bf[j][0] = B[nat_word(row, kk + 2 * t)];
+                bf[j][1] = B[nat_word(row, kk + 2 * t + 8)];
+            }
+#endif
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+#if NLDM
+                uint a0, a1, a2, a3;
+                const uint row = wm + i * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
+                const uint col = kk + (lane / 16) * 8;
+                const uint addr = (uint)(ulong)(A + nat_word(row, col));
+                asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                             : "=r"(a0), "=r"(a1), "=r"(a2), "=r"(a3)
+                             : "r"(addr));
+#else
+                const uint row = wm + i * 16 + g;
+                const uint a0 = A[nat_word(row, kk + 2 * t)];
+                const uint a1 = A[nat_word(row + 8, kk + 2 * t)];
+                const uint a2 = A[nat_word(row, kk + 2 * t + 8)];
+                const uint a3 = A[nat_word(row + 8, kk + 2 * t + 8)];
+#endif
+#pragma unroll
+                for (int j = 0; j < NJ; j++) nat_mma(acc[i][j], a0, a1, a2, a3, bf[j][0], bf[j][1]);
+            }
+        }
         if (s + 1 < steps) {
             nat_put(As4[cur ^ 1], lid, FA, va);
             nat_put(Bs4[cur ^ 1], lid, FB, vb);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-#endif
 
 #pragma unroll
     for (int i = 0; i < 4; i++)

@@ -286,33 +286,29 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
      * plain loads (tests compare the two). */
     const char *env = getenv("BINV_NATIVE_LDM");
     int ldm = !(env && !strcmp(env, "0"));
-    /* Warp layout, local layout and staging (BINV_NATIVE_SHAPE=
-     * "NJ,WGM,WGN,SWZ,PIPE" for tuning; PIPE: 3-stage cp.async, which needs
-     * SWZ, 16-byte rows and ldmatrix).  The mma sequence per output, so the
-     * bits, is the same for every choice. */
+    /* Warp layout and local layout (BINV_NATIVE_SHAPE="NJ,WGM,WGN,SWZ" for
+     * tuning; the mma sequence per output, so the bits, is the same for
+     * every shape). */
     /* Default: 2 x 2 warps of 64 x 64 (128 x 128 tiles), swizzled local
      * tiles: 254 TFLOP/s at 4096^3 on the H100, against 229 for 2 x 4 warps
      * of 64 x 32 with padded rows and 243 for 128 x 256 tiles (docs/
      * performance.md, probe-10). */
-    unsigned nj = 8, wgm = 2, wgn = 2, swz = 1, pipe = 0;
+    unsigned nj = 8, wgm = 2, wgn = 2, swz = 1;
     const char *sh = getenv("BINV_NATIVE_SHAPE");
-    unsigned a1, a2, a3, a4 = 0, a5 = 0;
-    if (sh && sscanf(sh, "%u,%u,%u,%u,%u", &a1, &a2, &a3, &a4, &a5) >= 3 && a1 >= 2 && a1 <= 8 &&
+    unsigned a1, a2, a3, a4 = 0;
+    if (sh && sscanf(sh, "%u,%u,%u,%u", &a1, &a2, &a3, &a4) >= 3 && a1 >= 2 && a1 <= 8 &&
         a1 % 2 == 0 && a2 >= 1 && a2 <= 4 && a1 % a2 == 0 && a3 >= 1 && 8 % a3 == 0 && a4 <= 1 &&
-        a5 <= a4 && (size_t)32 * a2 * a3 <= ctx->info.max_work_group_size &&
-        (size_t)(a5 ? 3 : 2) * (64 * a2 + 8 * a1 * a3) * (a4 ? 64 : 80) <=
-            ctx->info.local_mem_size) {
-        nj = a1; wgm = a2; wgn = a3; swz = a4; pipe = a5;
+        (size_t)32 * a2 * a3 <= ctx->info.max_work_group_size &&
+        (size_t)2 * (64 * a2 + 8 * a1 * a3) * (a4 ? 64 : 80) <= ctx->info.local_mem_size) {
+        nj = a1; wgm = a2; wgn = a3; swz = a4;
     }
-    if (!vec || !ldm) pipe = 0;
     const size_t nbm = 64 * wgm, nbn = 8 * nj * wgn, nt = 32 * wgm * wgn;
     char defines[128];
     cl_program prog;
     binv_status st;
     for (;;) {
         snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DNVEC=%d -DNLDM=%d -DNJ=%u -DWGM=%u "
-                 "-DWGN=%u -DNSWZ=%u -DNPIPE=%u", (int)dtype, vec, ldm, nj, wgm, wgn, swz,
-                 ldm ? pipe : 0);
+                 "-DWGN=%u -DNSWZ=%u", (int)dtype, vec, ldm, nj, wgm, wgn, swz);
         st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
         if (st == BINV_ERROR_BUILD_FAILED && ldm) {
             binv_debug(ctx, "gemm native: ldmatrix build failed; plain local loads");
