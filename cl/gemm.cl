@@ -78,6 +78,21 @@ inline float binv_gemm_combine(__global const volatile float *P, uint m, uint n,
     return t;
 }
 
+/* A fence that orders this work-item's global memory accesses for every
+ * work-group of the device.  OpenCL 1.2's mem_fence only promises that
+ * within the work-group (NVIDIA compiles it to membar.cta), so on NVIDIA the
+ * host sets BINV_FENCE=2 for the PTX device-scope fence; BINV_FENCE=1 (CPU
+ * devices, where mem_fence is a full fence) uses mem_fence.  Elsewhere the
+ * host never enables the one-launch combine. */
+#ifndef BINV_FENCE
+#define BINV_FENCE 1
+#endif
+#if BINV_FENCE == 2
+#define BINV_DEVICE_FENCE() asm volatile("membar.gl;" ::: "memory")
+#else
+#define BINV_DEVICE_FENCE() mem_fence(CLK_GLOBAL_MEM_FENCE)
+#endif
+
 /* One-launch split-K.  A work-group that has written its chunk partials of
  * output tile `tile` to P counts itself in cnt[tile]; the one that brings
  * the count to nchunks (whichever chunk it computed, in whatever order the
@@ -85,13 +100,13 @@ inline float binv_gemm_combine(__global const volatile float *P, uint m, uint n,
  * binv_gemm_tile_combine, in chunk order: arrival order decides who adds,
  * never what is added in which order.  It resets the count to 0, so the
  * counters are 0 again when the kernel ends.  Every work-item fences its own
- * stores before the barrier (the CUDA threadfence-reduction pattern; a fence
- * per work-item because OpenCL 1.2 barriers order only within the group).
+ * stores device-wide before the barrier (the CUDA threadfence-reduction
+ * pattern), and the last group fences after the count, before its reads.
  * Called by every work-item whether or not `fuse` is set (then it returns 0):
  * PoCL miscompiles barriers reached only under a branch. */
 inline int binv_gemm_arrive(uint fuse, volatile __global uint *cnt, uint tile, uint nchunks,
                             uint lid, __local uint *flag) {
-    mem_fence(CLK_GLOBAL_MEM_FENCE);
+    BINV_DEVICE_FENCE();
     barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
     if (lid == 0) {
         uint done = 0;
@@ -103,7 +118,7 @@ inline int binv_gemm_arrive(uint fuse, volatile __global uint *cnt, uint tile, u
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     const int last = *flag != 0u;
-    if (last) mem_fence(CLK_GLOBAL_MEM_FENCE); /* the count before the partials */
+    if (last) BINV_DEVICE_FENCE(); /* the count before the partials */
     return last;
 }
 

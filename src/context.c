@@ -108,6 +108,19 @@ static void grant_native(binv_context *ctx) {
     ctx->path = BINV_PATH_NATIVE;
 }
 
+/* Which device-wide fence the one-launch split-K combine can use (cl/gemm.cl,
+ * BINV_FENCE): 1 on CPU devices (mem_fence is a full fence there), 2 on
+ * NVIDIA GPUs (PTX membar.gl; NVIDIA's mem_fence is work-group scope), else
+ * 0: OpenCL 1.2 promises no ordering between work-groups, so split-K keeps
+ * its second launch. */
+static int fence_kind(const binv_context *ctx) {
+    if (ctx->info.type & CL_DEVICE_TYPE_CPU) return 1;
+    char ext[8192] = "";
+    clGetDeviceInfo(ctx->device, CL_DEVICE_EXTENSIONS, sizeof ext - 1, ext, NULL);
+    if (ctx->info.vendor_id == 0x10de && strstr(ext, "cl_nv_device_attribute_query")) return 2;
+    return 0;
+}
+
 binv_path binv_context_path(const binv_context *ctx) {
     if (!ctx) return BINV_PATH_PORTABLE;
     if (ctx->path != BINV_PATH_NATIVE && ctx->path_note[0])
@@ -149,8 +162,6 @@ binv_status binv_context_create(cl_context context, cl_device_id device,
     const char *dbg = getenv("BINV_DEBUG");
     ctx->debug = dbg && *dbg && strcmp(dbg, "0") != 0;
     ctx->gemm_path = gemm_path_from_env();
-    const char *fz = getenv("BINV_GEMM_FUSE");
-    ctx->gemm_fuse = !(fz && !strcmp(fz, "0"));
     const char *rp = getenv("BINV_ROWS_PATH");
     ctx->rows_path = rp && !strcmp(rp, "fused") ? 1 : rp && !strcmp(rp, "split") ? 2 : 0;
     const char *ap = getenv("BINV_ATTN_PATH");
@@ -163,6 +174,11 @@ binv_status binv_context_create(cl_context context, cl_device_id device,
     if (st == BINV_SUCCESS) st = context_has_device(ctx);
     if (st == BINV_SUCCESS) st = query_device(ctx);
     if (st == BINV_SUCCESS && opt.path == BINV_PATH_NATIVE) grant_native(ctx);
+    if (st == BINV_SUCCESS) {
+        const char *fz = getenv("BINV_GEMM_FUSE");
+        ctx->fence = fence_kind(ctx);
+        ctx->gemm_fuse = ctx->fence > 0 && !(fz && !strcmp(fz, "0"));
+    }
     if (st != BINV_SUCCESS) {
         /* Nothing retained yet; free what we made. */
         binv_debug(ctx, "context_create failed: %s", binv_context_last_error(ctx));

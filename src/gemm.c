@@ -34,7 +34,18 @@ typedef struct gemm_config {
                                     16-byte vectors of each row per step */
 } gemm_config;
 
+/* Local memory of gemm_stream and gemm_skinny for a shape, in bytes: the
+ * __local arrays of cl/gemm.cl plus the 4-byte arrival flag (vw: elements
+ * per 16-byte vector). */
+static size_t stream_local(size_t tn, size_t tr, size_t tv, size_t vw) {
+    return 2 * tn * (tv + 1) * 16 + 2 * tr * tv * vw * 4 + 4;
+}
+static size_t skinny_local(size_t sn, size_t smr, size_t sk) {
+    return (sn * (sk + 1) + smr * sk) * 4 + 4;
+}
+
 static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t m, size_t n) {
+    const size_t vw = dtype == BINV_DTYPE_F32 ? 4 : 8;
     gemm_config g;
     if (ctx->info.type & CL_DEVICE_TYPE_GPU) {
         /* H100 sweep (docs/performance.md): 4 rows per skinny group for
@@ -47,7 +58,8 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
         const unsigned cap = dtype == BINV_DTYPE_F32 ? (m <= 8 ? 4 : 16) : (m <= 16 ? 4 : 8);
         unsigned tr = 1;
         while (tr < m && tr < cap) tr *= 2;
-        /* f32 at m = 1: 256-byte steps (more bytes in flight per row). */
+        /* f32 at m = 1: 256-byte steps (more bytes in flight per row; 64
+         * columns per group, so that the double-buffered tile fits 48 KB). */
         /* gemm_tiled keeps its running totals in an m x n f32 workspace
          * (TGLOB) up to 256 MB: 161 instead of 255 registers with spills on
          * the H100, +6% (f32) and +12% (bf16) at m = 4096. */
@@ -61,10 +73,10 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
     /* BINV_GEMM_SKINNY="SN,SMR,SK" overrides the skinny shape (tuning). */
     const char *sk = getenv("BINV_GEMM_SKINNY");
     unsigned sn, smr, skk;
-    if (sk && sscanf(sk, "%u,%u,%u", &sn, &smr, &skk) == 3 && sn >= 32 && smr >= 1 && smr <= 32 &&
-        skk >= 8 && skk % 8 == 0 && BINV_GEMM_KC_MIN % skk == 0 &&
+    if (sk && sscanf(sk, "%u,%u,%u", &sn, &smr, &skk) == 3 && sn >= 32 && sn <= 1024 &&
+        smr >= 1 && smr <= 32 && skk >= 8 && skk % 8 == 0 && BINV_GEMM_KC_MIN % skk == 0 &&
         sn <= ctx->info.max_work_group_size &&
-        (size_t)(sn * (skk + 1) + smr * skk) * 4 <= ctx->info.local_mem_size) {
+        skinny_local(sn, smr, skk) <= ctx->info.local_mem_size) {
         g.sn = sn; g.smr = smr; g.sk = skk;
     }
     const char *t = getenv("BINV_GEMM_TILE");
@@ -81,11 +93,10 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
     /* BINV_GEMM_STREAM="TN,TR,NC[,TV]" overrides the stream shape (tuning). */
     const char *sv = getenv("BINV_GEMM_STREAM");
     unsigned tn, tr, nc, tv = g.tv;
-    const size_t vw = dtype == BINV_DTYPE_F32 ? 4 : 8;
-    if (sv && sscanf(sv, "%u,%u,%u,%u", &tn, &tr, &nc, &tv) >= 3 && nc >= 1 && tn >= 8 * nc &&
-        tn % (8 * nc) == 0 && tr >= 1 && tr <= 32 && tv >= 1 && tv <= 32 &&
-        tn / nc <= ctx->info.max_work_group_size &&
-        (size_t)2 * (tn * (tv + 1) * 16 + tr * tv * vw * 4) <= ctx->info.local_mem_size) {
+    if (sv && sscanf(sv, "%u,%u,%u,%u", &tn, &tr, &nc, &tv) >= 3 && nc >= 1 && nc <= 16 &&
+        tn <= 1024 && tn >= 8 * nc && tn % (8 * nc) == 0 && tr >= 1 && tr <= 32 && tv >= 1 &&
+        tv <= 32 && tn / nc <= ctx->info.max_work_group_size &&
+        stream_local(tn, tr, tv, vw) <= ctx->info.local_mem_size) {
         g.tn = tn; g.tr = tr; g.nc = nc; g.tv = tv;
     }
     /* Fall back to smaller tiles on devices with small work-groups. */
@@ -94,6 +105,11 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
         g.bn /= 2;
     }
     while (g.tn / g.nc > ctx->info.max_work_group_size && g.tn > 8 * g.nc) g.tn /= 2;
+    /* Default shapes within the device's local memory (a device whose
+     * compiler enforces it would otherwise fail the whole program). */
+    while (stream_local(g.tn, g.tr, g.tv, vw) > ctx->info.local_mem_size && g.tn > 8 * g.nc)
+        g.tn /= 2;
+    while (skinny_local(g.sn, g.smr, g.sk) > ctx->info.local_mem_size && g.sn > 32) g.sn /= 2;
     return g;
 }
 
@@ -364,8 +380,9 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     gemm_config g = pick_config(ctx, dtype, m, n);
     char defines[256];
     snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DBM=%u -DBN=%u -DBK=%u -DRM=%u -DRN=%u "
-             "-DSN=%u -DSMR=%u -DSK=%u -DTN=%u -DTR=%u -DNC=%u -DTV=%u -DTGLOB=%u", (int)dtype,
-             g.bm, g.bn, g.bk, g.rm, g.rn, g.sn, g.smr, g.sk, g.tn, g.tr, g.nc, g.tv, g.tglob);
+             "-DSN=%u -DSMR=%u -DSK=%u -DTN=%u -DTR=%u -DNC=%u -DTV=%u -DTGLOB=%u -DBINV_FENCE=%d",
+             (int)dtype, g.bm, g.bn, g.bk, g.rm, g.rn, g.sn, g.smr, g.sk, g.tn, g.tr, g.nc, g.tv,
+             g.tglob, ctx->fence);
     cl_program prog;
     if ((st = binv_program_get(ctx, "gemm", binv_cl_gemm, defines, &prog)) != BINV_SUCCESS)
         return st;

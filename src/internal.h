@@ -87,6 +87,7 @@ struct binv_context {
     int debug;
     binv_gemm_path gemm_path;
     int gemm_fuse; /* split-K combined in the same launch (tests: BINV_GEMM_FUSE=0 -> 2 launches) */
+    int fence;     /* device-wide fence for that combine: 0 none, 1 mem_fence (CPU), 2 PTX membar.gl */
     int rows_path; /* tests: BINV_ROWS_PATH = fused (1) | split (2); 0 automatic */
     int attn_path; /* tests: BINV_ATTN_PATH = fused (1) | split (2); 0 automatic */
     binv_path path; /* the path granted (native only where supported) */
