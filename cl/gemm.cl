@@ -470,9 +470,12 @@ inline void binv_widen_local(__local const uint4 *v, float *out) {
 __kernel __attribute__((reqd_work_group_size(TW, 1, 1)))
 void gemm_stream(uint m, uint n, uint k, uint kc, uint nchunks,
                  __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
-                 __global const binv_t *B, ulong b_off, ulong ldb, __global float *P,
+                 __global const binv_t *B, ulong b_off, ulong sbp_unused, ulong ldb,
+                 uint bvec_unused, __global float *P,
                  uint fuse, __global uint *cnt, float alpha, float beta,
                  __global binv_t *C, ulong c_off, ulong ldc) {
+    /* Same arguments as gemm_skinny (one host launcher); B's K stride is 1
+     * and its vector alignment holds by this kernel's preconditions. */
     __local uint4 Bs[2][TN * TPITCH];
     __local float As[2][TR * TK];
     __local uint last;

@@ -45,10 +45,8 @@ binv_status binv_swiglu(binv_context *ctx, cl_command_queue queue, binv_dtype dt
                          "%s: y partially overlaps gate or up (in place needs the same view)", fn);
     if (rows == 0 || cols == 0)
         return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
-    char defines[32];
-    snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d", (int)dtype);
     cl_program prog;
-    if ((st = binv_program_get(ctx, "activation", binv_cl_activation, defines, &prog)) !=
+    if ((st = binv_program_get_dtype(ctx, "activation", binv_cl_activation, dtype, &prog)) !=
         BINV_SUCCESS)
         return st;
     cl_uint r = (cl_uint)rows, c = (cl_uint)cols;

@@ -258,10 +258,8 @@ binv_status binv_kv_append(binv_context *ctx, cl_command_queue queue, const binv
                              v_new == cache->v,
                          ctx, BINV_ERROR_ALIASING, "%s: k_new or v_new is a cache pool", fn);
     if (T == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
-    char defines[32];
-    snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d", (int)cache->dtype);
     cl_program prog;
-    if ((st = binv_program_get(ctx, "attention", binv_cl_attention, defines, &prog)) !=
+    if ((st = binv_program_get_dtype(ctx, "attention", binv_cl_attention, cache->dtype, &prog)) !=
         BINV_SUCCESS)
         return st;
     cl_uint ntok = (cl_uint)T, pt_off = batch->pt_off, mp = (cl_uint)batch->max_pages,
@@ -350,10 +348,8 @@ binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
         return st;
     BINV_RETURN_ERROR_ON(positions == x, ctx, BINV_ERROR_ALIASING, "%s: positions is x", fn);
     if (tokens == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
-    char defines[32];
-    snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d", (int)dtype);
     cl_program prog;
-    if ((st = binv_program_get(ctx, "attention", binv_cl_attention, defines, &prog)) !=
+    if ((st = binv_program_get_dtype(ctx, "attention", binv_cl_attention, dtype, &prog)) !=
         BINV_SUCCESS)
         return st;
     cl_mem freq;

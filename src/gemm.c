@@ -215,18 +215,15 @@ static binv_status launch_tiled(binv_context *ctx, cl_command_queue q, cl_progra
     return binv_kernel_launch(ctx, q, prog, "gemm_tiled", 21, sizes, vals, 3, gws, lws, nwait, wait, ev);
 }
 
-static binv_status launch_skinny(binv_context *ctx, cl_command_queue q, cl_program prog,
-                                 const gemm_config *g, const gemm_args *x, cl_uint kc,
-                                 cl_uint nchunks, cl_mem ws, cl_mem cnt, cl_uint nwait,
-                                 const cl_event *wait, cl_event *ev) {
+/* gemm_skinny and gemm_stream: the same arguments; group grid (row block,
+ * column block, chunk), row blocks fastest; wg work-items per group, rows x
+ * cols outputs per group. */
+static binv_status launch_small(binv_context *ctx, cl_command_queue q, cl_program prog,
+                                const char *kernel, size_t wg, size_t rows, size_t cols,
+                                cl_uint bvec, const gemm_args *x, cl_uint kc, cl_uint nchunks,
+                                cl_mem ws, cl_mem cnt, cl_uint nwait, const cl_event *wait,
+                                cl_event *ev) {
     cl_uint m = (cl_uint)x->m, n = (cl_uint)x->n, k = (cl_uint)x->k;
-    /* Vector loads of B need K-contiguous rows starting 16-byte aligned: the
-     * buffer base is aligned (CL_DEVICE_MEM_BASE_ADDR_ALIGN >= 128 bits on
-     * every conforming device), so the offset, the row stride and the chunk
-     * and step starts must be multiples of the vector width. */
-    cl_uint vw = x->dtype == BINV_DTYPE_F32 ? 4 : 8;
-    cl_uint bvec = x->sbp == 1 && x->b_off % vw == 0 && x->sbj % vw == 0 && kc % vw == 0 &&
-                   g->sk % vw == 0;
     cl_uint fuse = cnt != NULL;
     cl_mem cn = cnt ? cnt : ws;
     const void *vals[] = {&m, &n, &k, &kc, &nchunks, &x->a, &x->a_off, &x->sai, &x->sap,
@@ -234,27 +231,9 @@ static binv_status launch_skinny(binv_context *ctx, cl_command_queue q, cl_progr
                           &x->alpha, &x->beta, &x->c, &x->c_off, &x->ldc};
     const size_t M = sizeof(cl_mem);
     const size_t sizes[] = {4, 4, 4, 4, 4, M, 8, 8, 8, M, 8, 8, 8, 4, M, 4, M, 4, 4, M, 8, 8};
-    /* Groups (row block, column block, chunk): row blocks fastest. */
-    size_t lws[3] = {g->sn, 1, 1};
-    size_t gws[3] = {ceil_div(x->m, g->smr) * g->sn, ceil_div(x->n, g->sn), nchunks};
-    return binv_kernel_launch(ctx, q, prog, "gemm_skinny", 22, sizes, vals, 3, gws, lws, nwait, wait, ev);
-}
-
-static binv_status launch_stream(binv_context *ctx, cl_command_queue q, cl_program prog,
-                                 const gemm_config *g, const gemm_args *x, cl_uint kc,
-                                 cl_uint nchunks, cl_mem ws, cl_mem cnt, cl_uint nwait,
-                                 const cl_event *wait, cl_event *ev) {
-    cl_uint m = (cl_uint)x->m, n = (cl_uint)x->n, k = (cl_uint)x->k;
-    cl_uint fuse = cnt != NULL;
-    cl_mem cn = cnt ? cnt : ws;
-    const void *vals[] = {&m, &n, &k, &kc, &nchunks, &x->a, &x->a_off, &x->sai, &x->sap,
-                          &x->b, &x->b_off, &x->sbj, &ws, &fuse, &cn,
-                          &x->alpha, &x->beta, &x->c, &x->c_off, &x->ldc};
-    const size_t M = sizeof(cl_mem);
-    const size_t sizes[] = {4, 4, 4, 4, 4, M, 8, 8, 8, M, 8, 8, M, 4, M, 4, 4, M, 8, 8};
-    size_t lws[3] = {g->tn / g->nc, 1, 1};
-    size_t gws[3] = {ceil_div(x->m, g->tr) * lws[0], ceil_div(x->n, g->tn), nchunks};
-    return binv_kernel_launch(ctx, q, prog, "gemm_stream", 20, sizes, vals, 3, gws, lws, nwait, wait, ev);
+    size_t lws[3] = {wg, 1, 1};
+    size_t gws[3] = {ceil_div(x->m, rows) * wg, ceil_div(x->n, cols), nchunks};
+    return binv_kernel_launch(ctx, q, prog, kernel, 22, sizes, vals, 3, gws, lws, nwait, wait, ev);
 }
 
 static binv_status launch_reduce(binv_context *ctx, cl_command_queue q, cl_program prog,
@@ -453,12 +432,20 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     cl_event mid = NULL;
     if (k > 0 && st == BINV_SUCCESS) {
         cl_event *ev = cnt ? event : &mid; /* the fused kernel is the call's last command */
-        if (path == BINV_GEMM_PATH_SKINNY)
-            st = launch_skinny(ctx, queue, prog, &g, &x, (cl_uint)kc, (cl_uint)nchunks, ws, cnt,
-                               num_events, wait_list, ev);
-        else if (path == BINV_GEMM_PATH_STREAM)
-            st = launch_stream(ctx, queue, prog, &g, &x, (cl_uint)kc, (cl_uint)nchunks, ws, cnt,
-                               num_events, wait_list, ev);
+        if (path == BINV_GEMM_PATH_SKINNY) {
+            /* Vector loads of B need K-contiguous rows starting 16-byte
+             * aligned: the buffer base is aligned (CL_DEVICE_MEM_BASE_ADDR_ALIGN
+             * >= 128 bits on every conforming device), so the offset, the row
+             * stride and the chunk and step starts must be multiples of the
+             * vector width. */
+            const cl_uint bvec = x.sbp == 1 && x.b_off % vw == 0 && x.sbj % vw == 0 &&
+                                 kc % vw == 0 && g.sk % vw == 0;
+            st = launch_small(ctx, queue, prog, "gemm_skinny", g.sn, g.smr, g.sn, bvec, &x,
+                              (cl_uint)kc, (cl_uint)nchunks, ws, cnt, num_events, wait_list, ev);
+        } else if (path == BINV_GEMM_PATH_STREAM) {
+            st = launch_small(ctx, queue, prog, "gemm_stream", g.tn / g.nc, g.tr, g.tn, 1, &x,
+                              (cl_uint)kc, (cl_uint)nchunks, ws, cnt, num_events, wait_list, ev);
+        }
         else
             st = launch_tiled(ctx, queue, prog, &g, &x, 1, (cl_uint)kc, (cl_uint)nchunks, ws,
                               num_events, wait_list, ev);

@@ -160,6 +160,9 @@ binv_status binv_check_wait_list(binv_context *ctx, cl_uint num_events, const cl
  * per context and key; later calls return the cached program. */
 binv_status binv_program_get(binv_context *ctx, const char *family, const char *source,
                              const char *defines, cl_program *out);
+/* binv_program_get with the storage dtype as the only define. */
+binv_status binv_program_get_dtype(binv_context *ctx, const char *family, const char *source,
+                                   binv_dtype dtype, cl_program *out);
 binv_status binv_kernel_acquire(binv_context *ctx, cl_program program, const char *name,
                                 cl_kernel *out);
 void binv_kernel_release(binv_context *ctx, cl_program program, const char *name,

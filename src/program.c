@@ -320,3 +320,10 @@ binv_status binv_kernel_launch(binv_context *ctx, cl_command_queue q, cl_program
     binv_kernel_release(ctx, prog, name, kern);
     return st;
 }
+
+binv_status binv_program_get_dtype(binv_context *ctx, const char *family, const char *source,
+                                   binv_dtype dtype, cl_program *out) {
+    char defines[32];
+    snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d", (int)dtype);
+    return binv_program_get(ctx, family, source, defines, out);
+}
