@@ -113,6 +113,23 @@ inline void nat_mma(float *d, uint a0, uint a1, uint a2, uint a3, uint b0, uint 
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+/* The epilogue of both kernels: C[row, col] = alpha * acc (+ beta * C),
+ * rounded to nearest even into the storage dtype; nothing outside m x n. */
+inline void nat_store(__global raw16 *c, ulong c_off, ulong ldc, uint m, uint n, uint row,
+                      uint col, float alpha, float beta, float acc) {
+    if (row >= m || col >= n) return;
+    const ulong ci = c_off + (ulong)row * ldc + col;
+    float v = alpha * acc;
+#if BINV_DTYPE == 2
+    if (beta != 0.0f) v = fma(beta, vload_half(ci, (__global const half *)c), v);
+    vstore_half_rte(v, ci, (__global half *)c);
+#else
+    if (beta != 0.0f) v = fma(beta, binv_bf16_to_f32(c[ci]), v);
+    c[ci] = binv_f32_to_bf16(v);
+#endif
+}
+
+#ifndef SMT /* the program of gemm_native (one kernel per program) */
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1)))
 void gemm_native(uint m, uint n, uint k, float alpha, float beta,
                  __global const raw16 *a, ulong a_off, ulong lda,
@@ -202,19 +219,137 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
 #pragma unroll
         for (int j = 0; j < NJ; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const uint row = m0 + wm + i * 16 + g + (e >= 2 ? 8 : 0);
-                const uint col = n0 + wn + j * 8 + 2 * t + (e & 1);
-                if (row < m && col < n) {
-                    const ulong ci = c_off + (ulong)row * ldc + col;
-                    float v = alpha * acc[i][j][e];
-#if BINV_DTYPE == 2
-                    if (beta != 0.0f) v = fma(beta, vload_half(ci, (__global const half *)c), v);
-                    vstore_half_rte(v, ci, (__global half *)c);
-#else
-                    if (beta != 0.0f) v = fma(beta, binv_bf16_to_f32(c[ci]), v);
-                    c[ci] = binv_f32_to_bf16(v);
-#endif
-                }
-            }
+            for (int e = 0; e < 4; e++)
+                nat_store(c, c_off, ldc, m, n, m0 + wm + i * 16 + g + (e >= 2 ? 8 : 0),
+                          n0 + wn + j * 8 + 2 * t + (e & 1), alpha, beta, acc[i][j][e]);
 }
+
+#endif /* !SMT */
+
+/* ---- gemm_native_stream: the same mma sequence for small m -----------------
+ * For m <= 64 the 128 x 128 tiles above leave the GPU idle (n / 128 work-groups)
+ * and fetch each weight row through a 2-D tile machinery built for reuse.  This
+ * kernel streams the weights instead: a work-group of SWP warps owns 8 SWP rows
+ * of W (one n8 mma tile per warp) and all m (<= 16 SMT) rows of A, and walks k
+ * in stages of SKS through an SST-deep cp.async pipeline (16-byte copies into
+ * XOR-swizzled local rows; zero-fill past n and k).  Fragments come through
+ * ldmatrix exactly as above.
+ *
+ * REDUCTION ORDER: identical to gemm_native, instruction for instruction.  Each
+ * output's accumulators start at +0 and take one m16n8k16 mma per 16-column
+ * block of k, ascending, over the same 2 * ceil(k / 32) blocks (the last may
+ * be zero padding, as in gemm_native's 32-wide steps), with the same operand
+ * roles and fragment contents; K is never split; the same epilogue.  So a row
+ * of C has the same bits here as from gemm_native, at any m (test_gemm's
+ * native test compares batches served by both kernels). */
+#ifdef SMT /* the program of gemm_native_stream: SMT m16 tiles (m <= 16 SMT),
+              SWP warps per work-group, SST pipeline stages of SKS k-columns
+              (a multiple of 32), all chosen by the host (src/gemm.c) */
+#define SNT (32 * SWP)
+#define SKC (SKS / 8) /* 16-byte chunks per local row */
+#define SAR (16 * SMT)
+#define NS_STR(x) #x
+#define NS_XSTR(x) NS_STR(x)
+
+/* Chunk c of local row r: rows of SKC chunks, the low three bits of c XORed
+ * with r, so that the 8 rows an ldmatrix phase reads (consecutive r, same c)
+ * sit on 8 different 16-byte bank groups. */
+inline uint ns_slot(uint r, uint c) { return r * SKC + (c ^ (r & 7)); }
+
+/* Starts the copies of rows [r0, r0 + R) x k-columns [k0, k0 + SKS) of a
+ * row-major matrix (rows valid below `rows`) into local stage s; bytes past
+ * the matrix are zero-filled (cp.async source size < 16).  Row starts are
+ * 16-byte aligned (host precondition: offsets and leading dimensions are
+ * multiples of 8 elements). */
+inline void ns_copy(__local uint4 *s, __global const raw16 *p, ulong off, ulong ld, uint rows,
+                    uint k, uint r0, uint R, uint k0, uint lid) {
+    for (uint i = lid; i < R * SKC; i += SNT) {
+        const uint r = i / SKC, ch = i % SKC, gr = r0 + r, gk = k0 + ch * 8;
+        const uint valid = gr < rows && gk < k ? min(8u, k - gk) : 0u;
+        const ulong src = (ulong)(p + off + (valid ? (ulong)gr * ld + gk : 0));
+        const uint dst = (uint)(ulong)(s + ns_slot(r, ch));
+        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1;"
+                     " cp.async.cg.shared.global [%0], [g], 16, %2; }"
+                     :: "r"(dst), "l"(src), "r"(2 * valid) : "memory");
+    }
+}
+
+inline void ns_ldm4(uint *r, __local const uint4 *s, uint row, uint ch) {
+    const uint addr = (uint)(ulong)(s + ns_slot(row, ch));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr) : "memory");
+}
+
+__kernel __attribute__((reqd_work_group_size(SNT, 1, 1)))
+void gemm_native_stream(uint m, uint n, uint k, float alpha, float beta,
+                        __global const raw16 *a, ulong a_off, ulong lda,
+                        __global const raw16 *b, ulong b_off, ulong ldb,
+                        __global raw16 *c, ulong c_off, ulong ldc) {
+    __local uint4 As[SST][SAR * SKC], Ws[SST][8 * SWP * SKC];
+    const uint lid = get_local_id(0), lane = lid % 32, warp = lid / 32;
+    const uint g = lane / 4, t = lane % 4;
+    const uint n0 = get_group_id(0) * (8 * SWP);
+    const uint ma = min(m, (uint)SAR);
+    /* Rows of A at and past m are never copied: zero them once in every stage. */
+    for (uint st = 0; st < SST; st++)
+        for (uint i = ma * SKC + lid; i < SAR * SKC; i += SNT) As[st][i] = (uint4)(0);
+
+    float acc[SMT][4];
+#pragma unroll
+    for (int i = 0; i < SMT; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[i][e] = 0.0f;
+
+    const uint kpad = (k + 31) / 32 * 32; /* gemm_native's 2 * ceil(k / 32) mma blocks */
+    const uint steps = (kpad + SKS - 1) / SKS;
+    /* One commit group per stage (empty ones past the end keep the count
+     * uniform): "all but the newest SST - 2 groups done" = stage s landed. */
+#pragma unroll
+    for (uint st = 0; st < SST - 1; st++) {
+        if (st < steps) {
+            ns_copy(As[st], a, a_off, lda, m, k, 0, ma, st * SKS, lid);
+            ns_copy(Ws[st], b, b_off, ldb, n, k, n0, 8 * SWP, st * SKS, lid);
+        }
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+    for (uint s = 0; s < steps; s++) {
+        /* This work-item's copies of stage s done, then everyone's; everyone
+         * is past stage s - 1, whose buffer is refilled next. */
+        asm volatile("cp.async.wait_group " NS_XSTR(SST - 2) ";" ::: "memory");
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const uint nx = s + SST - 1;
+        if (nx < steps) {
+            ns_copy(As[nx % SST], a, a_off, lda, m, k, 0, ma, nx * SKS, lid);
+            ns_copy(Ws[nx % SST], b, b_off, ldb, n, k, n0, 8 * SWP, nx * SKS, lid);
+        }
+        asm volatile("cp.async.commit_group;" ::: "memory");
+        __local const uint4 *A = As[s % SST], *W = Ws[s % SST];
+#pragma unroll
+        for (uint kk = 0; kk < SKS; kk += 32) {
+            if (s * SKS + kk >= kpad) break; /* uniform: past gemm_native's last block */
+            /* B: matrix q = rows warp*8.., k-columns kk + 8q..: {b0, b1} of
+             * the block at kk, then of the block at kk + 16. */
+            uint bf[4];
+            ns_ldm4(bf, W, warp * 8 + lane % 8, kk / 8 + lane / 8);
+#pragma unroll
+            for (int i = 0; i < SMT; i++)
+#pragma unroll
+                for (uint h = 0; h < 2; h++) {
+                    uint af[4];
+                    ns_ldm4(af, A, i * 16 + lane % 8 + ((lane / 8) % 2) * 8,
+                            kk / 8 + 2 * h + lane / 16);
+                    nat_mma(acc[i], af[0], af[1], af[2], af[3], bf[2 * h], bf[2 * h + 1]);
+                }
+        }
+    }
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+
+#pragma unroll
+    for (int i = 0; i < SMT; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            nat_store(c, c_off, ldc, m, n, i * 16 + g + (e >= 2 ? 8 : 0),
+                      n0 + warp * 8 + 2 * t + (e & 1), alpha, beta, acc[i][e]);
+}
+#endif /* SMT */

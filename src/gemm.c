@@ -264,8 +264,44 @@ static size_t chunk_for_call(const binv_context *ctx, const gemm_config *g, cons
     return ceil_div(k, splits);
 }
 
-/* The native tensor-core kernel (cl/gemm_native.cl): 128 x 128 tiles by default, K
- * never split.  16-byte loads when every row start is 16-byte aligned. */
+/* Largest m for gemm_native_stream (BINV_NATIVE_SMALL_M overrides, 0 = never;
+ * above 64 the kernel would need more than 4 m16 tiles). */
+static size_t native_small_m(void) {
+    const char *e = getenv("BINV_NATIVE_SMALL_M");
+    long v = e ? strtol(e, NULL, 10) : -1;
+    return v >= 0 && v <= 64 ? (size_t)v : 64;
+}
+
+/* gemm_native_stream's shape for m <= 64 (cl/gemm_native.cl): SWP warps per
+ * work-group (8 SWP rows of W each), SST pipeline stages of SKS k-columns.
+ * None of it changes the mma sequence.  One warp per work-group maximises
+ * the work-groups (n / 8) while A is small; from m = 9 two or four warps
+ * share each staged tile of A, whose re-reads through L2 otherwise rival the
+ * weight bytes.  Stages and stage length shrink until the tiles fit local
+ * memory.  BINV_NATIVE_STREAM="SWP,SST,SKS" overrides (tuning). */
+static void native_stream_shape(const binv_context *ctx, size_t m, unsigned smt, unsigned *swp,
+                                unsigned *sst, unsigned *sks) {
+    *swp = m <= 8 ? 1 : m <= 32 ? 2 : 4;
+    *sst = 4;
+    *sks = 128;
+    const char *e = getenv("BINV_NATIVE_STREAM");
+    unsigned a1, a2, a3;
+    if (e && sscanf(e, "%u,%u,%u", &a1, &a2, &a3) == 3 && (a1 == 1 || a1 == 2 || a1 == 4) &&
+        a2 >= 2 && a2 <= 8 && a3 >= 32 && a3 <= 256 && a3 % 32 == 0) {
+        *swp = a1; *sst = a2; *sks = a3;
+    }
+    while ((size_t)*sst * (16 * smt + 8 * *swp) * *sks * 2 > ctx->info.local_mem_size) {
+        if (*sst > 3) (*sst)--;
+        else if (*sks > 32) *sks /= 2;
+        else if (*sst > 2) (*sst)--;
+        else break; /* 2 x (64 + 32) x 32 x 2 = 12 KB: every OpenCL GPU has it */
+    }
+}
+
+/* The native tensor-core path (cl/gemm_native.cl).  m <= 64 with 16-byte
+ * aligned rows: gemm_native_stream; otherwise gemm_native, 128 x 128 tiles
+ * by default.  Both issue the same mma sequence per output (K never split),
+ * so a row's bits do not depend on which one ran. */
 static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
                                  size_t m, size_t n, size_t k, float alpha, cl_mem a,
                                  size_t a_offset, size_t lda, cl_mem b, size_t b_offset,
@@ -273,57 +309,73 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
                                  cl_uint num_events, const cl_event *wait_list, cl_event *event) {
     BINV_RETURN_ERROR_ON(m > 0xffffffffu || n > 0xffffffffu || k > 0xffffffffu, ctx,
                          BINV_ERROR_INVALID_DIMENSION, "binv_gemm (native): m, n, k must be < 2^32");
-    const int vec = k % 8 == 0 && lda % 8 == 0 && ldb % 8 == 0 && a_offset % 8 == 0 &&
-                    b_offset % 8 == 0;
-    /* Fragments through ldmatrix where the compiler takes it (the shared
-     * address of a __local pointer); else 32-bit local loads.  Either way
-     * the same mma sequence, so the same bits.  BINV_NATIVE_LDM=0 forces the
-     * plain loads (tests compare the two). */
-    const char *env = getenv("BINV_NATIVE_LDM");
-    int ldm = !(env && !strcmp(env, "0"));
-    /* Warp layout and local layout (BINV_NATIVE_SHAPE="NJ,WGM,WGN,SWZ" for
-     * tuning; the mma sequence per output, so the bits, is the same for
-     * every shape). */
-    /* Default: 2 x 2 warps of 64 x 64 (128 x 128 tiles), swizzled local
-     * tiles: 254 TFLOP/s at 4096^3 on the H100, against 229 for 2 x 4 warps
-     * of 64 x 32 with padded rows and 243 for 128 x 256 tiles (docs/
-     * performance.md, probe-10). */
-    unsigned nj = 8, wgm = 2, wgn = 2, swz = 1;
-    const char *sh = getenv("BINV_NATIVE_SHAPE");
-    unsigned a1, a2, a3, a4 = 0;
-    if (sh && sscanf(sh, "%u,%u,%u,%u", &a1, &a2, &a3, &a4) >= 3 && a1 >= 2 && a1 <= 8 &&
-        a1 % 2 == 0 && a2 >= 1 && a2 <= 4 && a1 % a2 == 0 && a3 >= 1 && 8 % a3 == 0 && a4 <= 1 &&
-        (size_t)32 * a2 * a3 <= ctx->info.max_work_group_size &&
-        (size_t)2 * (64 * a2 + 8 * a1 * a3) * (a4 ? 64 : 80) <= ctx->info.local_mem_size) {
-        nj = a1; wgm = a2; wgn = a3; swz = a4;
-    }
-    const size_t nbm = 64 * wgm, nbn = 8 * nj * wgn, nt = 32 * wgm * wgn;
+    const int rows16 = lda % 8 == 0 && ldb % 8 == 0 && a_offset % 8 == 0 && b_offset % 8 == 0;
+    const int vec = k % 8 == 0 && rows16;
+    const char *kname;
     char defines[128];
     cl_program prog;
     binv_status st;
-    for (;;) {
-        snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DNVEC=%d -DNLDM=%d -DNJ=%u -DWGM=%u "
-                 "-DWGN=%u -DNSWZ=%u", (int)dtype, vec, ldm, nj, wgm, wgn, swz);
+    size_t lws[2] = {1, 1}, gws[2] = {1, 1};
+    if (m <= native_small_m() && rows16) {
+        const unsigned smt = (unsigned)ceil_div(m, 16);
+        unsigned swp, sst, sks;
+        native_stream_shape(ctx, m, smt, &swp, &sst, &sks);
+        snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DSMT=%u -DSWP=%u -DSST=%u -DSKS=%u",
+                 (int)dtype, smt, swp, sst, sks);
+        kname = "gemm_native_stream";
+        lws[0] = 32 * swp;
+        gws[0] = ceil_div(n, 8 * swp) * lws[0];
         st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
-        if (st == BINV_ERROR_BUILD_FAILED && ldm) {
-            binv_debug(ctx, "gemm native: ldmatrix build failed; plain local loads");
-            ldm = 0;
-            continue;
+        if (st != BINV_SUCCESS) return st;
+    } else {
+        /* Fragments through ldmatrix where the compiler takes it (the
+         * shared address of a __local pointer); else 32-bit local loads.
+         * Either way the same mma sequence, so the same bits.
+         * BINV_NATIVE_LDM=0 forces the plain loads (tests compare the two). */
+        const char *env = getenv("BINV_NATIVE_LDM");
+        int ldm = !(env && !strcmp(env, "0"));
+        /* Warp layout and local layout (BINV_NATIVE_SHAPE="NJ,WGM,WGN,SWZ"
+         * for tuning; the mma sequence per output, so the bits, is the same
+         * for every shape).  Default: 2 x 2 warps of 64 x 64 (128 x 128
+         * tiles), swizzled local tiles: 254 TFLOP/s at 4096^3 on the H100,
+         * against 229 for 2 x 4 warps of 64 x 32 with padded rows and 243 for
+         * 128 x 256 tiles (docs/performance.md, probe-10). */
+        unsigned nj = 8, wgm = 2, wgn = 2, swz = 1;
+        const char *sh = getenv("BINV_NATIVE_SHAPE");
+        unsigned a1, a2, a3, a4 = 0;
+        if (sh && sscanf(sh, "%u,%u,%u,%u", &a1, &a2, &a3, &a4) >= 3 && a1 >= 2 && a1 <= 8 &&
+            a1 % 2 == 0 && a2 >= 1 && a2 <= 4 && a1 % a2 == 0 && a3 >= 1 && 8 % a3 == 0 &&
+            a4 <= 1 && (size_t)32 * a2 * a3 <= ctx->info.max_work_group_size &&
+            (size_t)2 * (64 * a2 + 8 * a1 * a3) * (a4 ? 64 : 80) <= ctx->info.local_mem_size) {
+            nj = a1; wgm = a2; wgn = a3; swz = a4;
         }
-        break;
+        for (;;) {
+            snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DNVEC=%d -DNLDM=%d -DNJ=%u "
+                     "-DWGM=%u -DWGN=%u -DNSWZ=%u", (int)dtype, vec, ldm, nj, wgm, wgn, swz);
+            st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
+            if (st == BINV_ERROR_BUILD_FAILED && ldm) {
+                binv_debug(ctx, "gemm native: ldmatrix build failed; plain local loads");
+                ldm = 0;
+                continue;
+            }
+            break;
+        }
+        if (st != BINV_SUCCESS) return st;
+        kname = "gemm_native";
+        lws[0] = 32 * wgm * wgn;
+        gws[0] = ceil_div(n, 8 * nj * wgn) * lws[0];
+        gws[1] = ceil_div(m, 64 * wgm);
     }
-    if (st != BINV_SUCCESS) return st;
     cl_uint um = (cl_uint)m, un = (cl_uint)n, uk = (cl_uint)k;
     cl_ulong ao = a_offset, la = lda, bo = b_offset, lb = ldb, co = c_offset, lc = ldc;
     const void *vals[] = {&um, &un, &uk, &alpha, &beta, &a, &ao, &la, &b, &bo, &lb, &c, &co, &lc};
     const size_t M = sizeof(cl_mem);
     const size_t sizes[] = {4, 4, 4, 4, 4, M, 8, 8, M, 8, 8, M, 8, 8};
-    const size_t lws[2] = {nt, 1}, gws[2] = {ceil_div(n, nbn) * nt, ceil_div(m, nbm)};
-    st = binv_kernel_launch(ctx, queue, prog, "gemm_native", 14, sizes, vals, 2, gws, lws,
-                            num_events, wait_list, event);
+    st = binv_kernel_launch(ctx, queue, prog, kname, 14, sizes, vals, 2, gws, lws, num_events,
+                            wait_list, event);
     if (st != BINV_SUCCESS) return st;
-    binv_debug(ctx, "gemm native %s m=%zu n=%zu k=%zu vec=%d ldm=%d", binv_dtype_name(dtype), m,
-               n, k, vec, ldm);
+    binv_debug(ctx, "%s %s m=%zu n=%zu k=%zu (%s)", kname, binv_dtype_name(dtype), m, n, k,
+               defines);
     return BINV_SUCCESS;
 }
 

@@ -1,0 +1,89 @@
+/* sm90a_probe: does NVIDIA's OpenCL driver take PTX for sm_90a (wgmma) when the
+ * program is created from a binary?  Its OpenCL C compiler targets sm_90 and
+ * refuses inline wgmma; its program binaries are PTX text.  Steps: build a
+ * kernel from source with a marked instruction, read the PTX back, then
+ *   A: retarget it to sm_90a and reload it (clCreateProgramWithBinary);
+ *   B: also replace the marked instruction by wgmma.fence.sync.aligned.
+ * Each variant is built, run and its output checked.  Not part of the library. */
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *SRC =
+    "__kernel void probe(__global float *o) {\n"
+    "  float x = (float)get_global_id(0);\n"
+    "  asm volatile(\"membar.cta; // BINV_MARK\" ::: \"memory\");\n"
+    "  o[get_global_id(0)] = x * 2.0f;\n"
+    "}\n";
+
+static char *replace(const char *s, const char *from, const char *to) {
+    const char *p = strstr(s, from);
+    if (!p) return NULL;
+    size_t n = strlen(s) - strlen(from) + strlen(to) + 1;
+    char *r = malloc(n);
+    memcpy(r, s, (size_t)(p - s));
+    strcpy(r + (p - s), to);
+    strcat(r, p + strlen(from));
+    return r;
+}
+
+static int try_ptx(cl_context c, cl_device_id d, cl_command_queue q, const char *name,
+                   const char *ptx) {
+    size_t len = strlen(ptx) + 1;
+    const unsigned char *bin = (const unsigned char *)ptx;
+    cl_int bst, e;
+    cl_program p = clCreateProgramWithBinary(c, 1, &d, &len, &bin, &bst, &e);
+    if (e != CL_SUCCESS) { printf("%s: create from binary failed %d/%d\n", name, e, bst); return 1; }
+    e = clBuildProgram(p, 1, &d, "", NULL, NULL);
+    char log[8192] = "";
+    clGetProgramBuildInfo(p, d, CL_PROGRAM_BUILD_LOG, sizeof log, log, NULL);
+    if (e != CL_SUCCESS) { printf("%s: build failed %d\n%s\n", name, e, log); return 1; }
+    cl_kernel k = clCreateKernel(p, "probe", &e);
+    cl_mem o = clCreateBuffer(c, CL_MEM_READ_WRITE, 64 * 4, NULL, &e);
+    clSetKernelArg(k, 0, sizeof o, &o);
+    size_t g = 64, l = 64;
+    e = clEnqueueNDRangeKernel(q, k, 1, NULL, &g, &l, 0, NULL, NULL);
+    float h[64];
+    cl_int e2 = clEnqueueReadBuffer(q, o, CL_TRUE, 0, sizeof h, h, 0, NULL, NULL);
+    int ok = e == CL_SUCCESS && e2 == CL_SUCCESS;
+    for (int i = 0; i < 64 && ok; i++) ok = h[i] == 2.0f * i;
+    printf("%s: built, launch %d, read %d, output %s\n", name, e, e2, ok ? "correct" : "WRONG");
+    clReleaseMemObject(o); clReleaseKernel(k); clReleaseProgram(p);
+    return !ok;
+}
+
+int main(void) {
+    cl_platform_id pl[8]; cl_uint np = 0;
+    clGetPlatformIDs(8, pl, &np);
+    cl_device_id d = NULL;
+    for (cl_uint i = 0; i < np && !d; i++)
+        if (clGetDeviceIDs(pl[i], CL_DEVICE_TYPE_GPU, 1, &d, NULL) != CL_SUCCESS) d = NULL;
+    if (!d) { printf("no GPU\n"); return 1; }
+    cl_int e;
+    cl_context c = clCreateContext(NULL, 1, &d, NULL, NULL, &e);
+    cl_command_queue q = clCreateCommandQueue(c, d, 0, &e);
+    cl_program p = clCreateProgramWithSource(c, 1, &SRC, NULL, &e);
+    if (clBuildProgram(p, 1, &d, "", NULL, NULL) != CL_SUCCESS) { printf("source build failed\n"); return 1; }
+    size_t len = 0;
+    clGetProgramInfo(p, CL_PROGRAM_BINARY_SIZES, sizeof len, &len, NULL);
+    unsigned char *bin = malloc(len + 1);
+    clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL);
+    bin[len] = 0;
+    const char *ptx = (const char *)bin;
+    for (const char *l = ptx; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (!strncmp(l, ".version", 8) || !strncmp(l, ".target", 7))
+            printf("source PTX: %.*s\n", (int)(strcspn(l, "\n")), l);
+    int bad = try_ptx(c, d, q, "reload as is", ptx);
+    char *a = replace(ptx, ".target sm_90", ".target sm_90a");
+    if (a) bad |= try_ptx(c, d, q, "A: .target sm_90a", a);
+    char *b = a ? replace(a, "membar.cta; // BINV_MARK", "wgmma.fence.sync.aligned;") : NULL;
+    if (b) {
+        /* wgmma needs PTX ISA >= 8.0 */
+        char *v = strstr(b, ".version ");
+        if (v && v[9] >= '1' && v[9] < '8' && v[10] == '.') { v[9] = '8'; v[11] = '0'; }
+        bad |= try_ptx(c, d, q, "B: sm_90a + wgmma.fence", b);
+    } else printf("B: marker not found in PTX\n");
+    return bad;
+}
