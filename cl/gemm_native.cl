@@ -73,6 +73,9 @@ inline uint nat_word(uint r, uint e) { return nat_slot(r, e / 8) * 4 + (e % 8) /
 
 typedef ushort raw16;
 
+#define NS_STR(x) #x
+#define NS_XSTR(x) NS_STR(x)
+
 /* Rows [r0, r0 + R) x k-columns [k0, k0 + 32) of a row-major matrix into
  * registers: 4R groups of 8 elements, F = 4R / NT per work-item; zeros
  * outside. */
@@ -129,7 +132,7 @@ inline void nat_store(__global raw16 *c, ulong c_off, ulong ldc, uint m, uint n,
 #endif
 }
 
-#ifndef SMT /* the program of gemm_native (one kernel per program) */
+#if !defined(SMT) && !defined(WKS) /* the program of gemm_native (one kernel per program) */
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1)))
 void gemm_native(uint m, uint n, uint k, float alpha, float beta,
                  __global const raw16 *a, ulong a_off, ulong lda,
@@ -224,7 +227,7 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
                           n0 + wn + j * 8 + 2 * t + (e & 1), alpha, beta, acc[i][j][e]);
 }
 
-#endif /* !SMT */
+#endif /* gemm_native */
 
 /* ---- gemm_native_stream: the same mma sequence for small m -----------------
  * For m <= 64 the 128 x 128 tiles above leave the GPU idle (n / 128 work-groups)
@@ -248,8 +251,6 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
 #define SNT (32 * SWP)
 #define SKC (SKS / 8) /* 16-byte chunks per local row */
 #define SAR (16 * SMT)
-#define NS_STR(x) #x
-#define NS_XSTR(x) NS_STR(x)
 
 /* Chunk c of local row r: rows of SKC chunks, the low three bits of c XORed
  * with r, so that the 8 rows an ldmatrix phase reads (consecutive r, same c)
@@ -353,3 +354,146 @@ void gemm_native_stream(uint m, uint n, uint k, float alpha, float beta,
                       n0 + warp * 8 + 2 * t + (e & 1), alpha, beta, acc[i][e]);
 }
 #endif /* SMT */
+
+/* ---- gemm_native_wg: Hopper warpgroup MMA (sm_90a) --------------------------
+ * wgmma.mma_async m64n128k16 with both operands in local memory, for NVIDIA
+ * devices of compute capability 9.0.  NVIDIA's OpenCL C compiler targets
+ * sm_90 and refuses sm_90a instructions, so each one is written after a
+ * "// BINV_SM90A " marker: the source build compiles it as a comment with its
+ * operands already substituted, and the host (src/program.c) strips the
+ * markers, retargets the PTX to sm_90a and builds that from the binary.
+ *
+ * REDUCTION ORDER: for output (i, j) the accumulator starts at +0 and takes
+ * one k16 tensor-core step per 16-column block of k, ascending, over
+ * 2 * ceil(k / 32) blocks (k zero-padded), K never split; the same epilogue
+ * as gemm_native.  Inside a step the tensor core's fixed order applies.
+ *
+ * Work-group: WNW warpgroups of 128 work-items, each computing WWM m64 x n128
+ * tiles (tile (64 WWM WNW) x 128).  Local tiles: rows of WKS elements
+ * (WKS * 2 bytes), 16-byte chunks XOR-swizzled as the descriptor's 128-byte
+ * (WKS = 64) or 64-byte (WKS = 32) mode expects; WST stages in a cp.async
+ * pipeline.  Accumulator fragment (PTX ISA, wgmma D for .f32): work-item
+ * (warp w of its warpgroup, lane = 4g + t) holds d[4j + e] = D[16w + g + 8(e/2)]
+ * [8j + 2t + e%2], j < 16. */
+#ifdef WKS
+#define WNT (128 * WNW)
+#define WBM (64 * WWM * WNW)
+#define WRB (WKS * 2)                 /* bytes per local row */
+#define WSB (WKS == 64 ? 3 : 2)       /* swizzle: chunk bits XORed with address bits 7.. */
+#define WA_BYTES (WBM * WRB)          /* one stage of A */
+#define WB_BYTES (128 * WRB)
+#define WSTAGE (WA_BYTES + WB_BYTES)
+
+/* Byte offset of chunk ch of row r in a tile whose base is 1024-aligned. */
+inline uint wg_off(uint r, uint ch) {
+    const uint o = r * WRB + ch * 16;
+    return o ^ (((o >> 7) & ((1u << WSB) - 1)) << 4);
+}
+
+/* Shared-memory matrix descriptor (PTX ISA "Matrix Descriptor Format"):
+ * start >> 4 in bits 0-13, leading offset (unused by swizzled K-major: 1) in
+ * 16-29, stride between 8-row groups >> 4 in 32-45, swizzle mode in 62-63
+ * (1 = 128-byte, 2 = 64-byte). */
+inline ulong wg_desc(uint addr) {
+    return (ulong)((addr & 0x3FFFF) >> 4) | ((ulong)1 << 16) | ((ulong)((8 * WRB) >> 4) << 32) |
+           ((ulong)(WKS == 64 ? 1 : 2) << 62);
+}
+
+inline void wg_mma(float *d, ulong da, ulong db) {
+    asm volatile("{ .reg .pred p; setp.ne.b32 p, %66, 0;\n"
+                 "// BINV_SM90A wgmma.mma_async.sync.aligned.m64n128k16.f32." MMA_TYPE "." MMA_TYPE
+                 " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : "l"(da), "l"(db), "r"(1) : "memory");
+}
+
+/* Rows [r0, r0 + R) x k-columns [k0, k0 + WKS) into the swizzled tile at
+ * local byte address base; zeros past `rows` and k.  NVEC: 16-byte cp.async
+ * (rows 16-byte aligned); else element loads and 16-byte local stores. */
+inline void wg_load(uint base, __local uint4 *tile, __global const raw16 *p, ulong off, ulong ld,
+                    uint rows, uint k, uint r0, uint R, uint k0, uint lid) {
+    for (uint i = lid; i < R * (WKS / 8); i += WNT) {
+        const uint r = i / (WKS / 8), ch = i % (WKS / 8), gr = r0 + r, gk = k0 + ch * 8;
+        const uint valid = gr < rows && gk < k ? min(8u, k - gk) : 0u;
+#if NVEC
+        const ulong src = (ulong)(p + off + (valid ? (ulong)gr * ld + gk : 0));
+        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1;"
+                     " cp.async.cg.shared.global [%0], [g], 16, %2; }"
+                     :: "r"(base + wg_off(r, ch)), "l"(src), "r"(2 * valid) : "memory");
+#else
+        ushort e[8];
+        __global const raw16 *q = p + off + (ulong)gr * ld + gk;
+        for (uint u = 0; u < 8; u++) e[u] = u < valid ? q[u] : (ushort)0;
+        tile[wg_off(r, ch) / 16] = (uint4)(e[0] | ((uint)e[1] << 16), e[2] | ((uint)e[3] << 16),
+                                           e[4] | ((uint)e[5] << 16), e[6] | ((uint)e[7] << 16));
+#endif
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(WNT, 1, 1)))
+void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
+                    __global const raw16 *a, ulong a_off, ulong lda,
+                    __global const raw16 *b, ulong b_off, ulong ldb,
+                    __global raw16 *c, ulong c_off, ulong ldc) {
+    __local uint4 smem[WST * WSTAGE / 16] __attribute__((aligned(1024)));
+    const uint lid = get_local_id(0), wg = lid / 128, w = (lid / 32) % 4, lane = lid % 32;
+    const uint g = lane / 4, t = lane % 4;
+    const uint m0 = get_group_id(1) * WBM, n0 = get_group_id(0) * 128;
+    const uint sbase = (uint)(ulong)smem;
+
+    float acc[WWM][64];
+#pragma unroll
+    for (int i = 0; i < WWM; i++)
+#pragma unroll
+        for (int e = 0; e < 64; e++) acc[i][e] = 0.0f;
+
+    const uint nblk = (k + 31) / 32 * 2; /* k16 blocks, as gemm_native */
+    const uint steps = (nblk * 16 + WKS - 1) / WKS;
+#define WG_LOAD(st, kb)                                                                        \
+    do {                                                                                       \
+        const uint sb_ = sbase + (st) * WSTAGE;                                                \
+        __local uint4 *sp_ = smem + (st) * WSTAGE / 16;                                        \
+        wg_load(sb_, sp_, a, a_off, lda, m, k, m0, WBM, (kb) * WKS, lid);                      \
+        wg_load(sb_ + WA_BYTES, sp_ + WA_BYTES / 16, b, b_off, ldb, n, k, n0, 128, (kb) * WKS, \
+                lid);                                                                          \
+    } while (0)
+#pragma unroll
+    for (uint st = 0; st < WST - 1; st++) {
+        if (st < steps) WG_LOAD(st, st);
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+    for (uint s = 0; s < steps; s++) {
+        asm volatile("cp.async.wait_group " NS_XSTR(WST - 2) ";" ::: "memory");
+        /* local writes (generic proxy) become visible to wgmma (async proxy) */
+        asm volatile("// BINV_SM90A fence.proxy.async.shared::cta;" ::: "memory");
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const uint nx = s + WST - 1;
+        if (nx < steps) WG_LOAD(nx % WST, nx);
+        asm volatile("cp.async.commit_group;" ::: "memory");
+        const uint sb = sbase + (s % WST) * WSTAGE;
+        asm volatile("// BINV_SM90A wgmma.fence.sync.aligned;" ::: "memory");
+#pragma unroll
+        for (uint kk = 0; kk < WKS / 16; kk++) {
+            if (s * (WKS / 16) + kk < nblk) {
+#pragma unroll
+                for (uint i = 0; i < WWM; i++)
+                    wg_mma(acc[i], wg_desc(sb + (wg * WWM + i) * 64 * WRB + kk * 32),
+                           wg_desc(sb + WA_BYTES + kk * 32));
+            }
+        }
+        asm volatile("// BINV_SM90A wgmma.commit_group.sync.aligned;" ::: "memory");
+        asm volatile("// BINV_SM90A wgmma.wait_group.sync.aligned 0;" ::: "memory");
+    }
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+#undef WG_LOAD
+
+#pragma unroll
+    for (int i = 0; i < WWM; i++)
+#pragma unroll
+        for (int j = 0; j < 16; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                nat_store(c, c_off, ldc, m, n, m0 + (wg * WWM + i) * 64 + 16 * w + g + 8 * (e / 2),
+                          n0 + 8 * j + 2 * t + e % 2, alpha, beta, acc[i][4 * j + e]);
+}
+#endif /* WKS */

@@ -105,6 +105,10 @@ static void grant_native(binv_context *ctx) {
                  "path", ctx->info.name, major);
         return;
     }
+    cl_uint minor = 0;
+    clGetDeviceInfo(ctx->device, BINV_CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV + 1, sizeof minor,
+                    &minor, NULL);
+    ctx->nv_cc = major * 10 + minor;
     ctx->path = BINV_PATH_NATIVE;
 }
 

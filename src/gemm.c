@@ -298,6 +298,45 @@ static void native_stream_shape(const binv_context *ctx, size_t m, unsigned smt,
     }
 }
 
+/* gemm_native_wg (wgmma, sm_90a) on devices of compute capability 9.0 unless
+ * BINV_NATIVE_WGMMA=0 or the driver refused the program once.  Shape
+ * "WKS,WNW,WWM,WST" (BINV_NATIVE_WG overrides; none changes the bits): k per
+ * stage 32 or 64, warpgroups per work-group, m64 tiles per warpgroup, stages.
+ * Returns 1 with the program, its defines, lws[0] = work-items and lws[1] =
+ * rows per work-group; 0 to use gemm_native. */
+static int native_wg_program(binv_context *ctx, binv_dtype dtype, int rows16, char *defines,
+                             size_t dsize, size_t lws[2], cl_program *prog) {
+    const char *e = getenv("BINV_NATIVE_WGMMA");
+    if (ctx->nv_cc != 90 || (e && !strcmp(e, "0"))) return 0;
+    pthread_mutex_lock(&ctx->lock);
+    const int refused = ctx->no_wgmma;
+    pthread_mutex_unlock(&ctx->lock);
+    if (refused) return 0;
+    unsigned ks = 32, nw = 2, wm = 1, ns = 3, a1, a2, a3, a4;
+    const char *sh = getenv("BINV_NATIVE_WG");
+    if (sh && sscanf(sh, "%u,%u,%u,%u", &a1, &a2, &a3, &a4) == 4 && (a1 == 32 || a1 == 64) &&
+        (a2 == 1 || a2 == 2) && (a3 == 1 || a3 == 2) && a4 >= 2 && a4 <= 8 &&
+        (size_t)128 * a2 <= ctx->info.max_work_group_size &&
+        (size_t)a4 * (64 * a2 * a3 + 128) * a1 * 2 <= ctx->info.local_mem_size) {
+        ks = a1; nw = a2; wm = a3; ns = a4;
+    }
+    snprintf(defines, dsize, "-DBINV_DTYPE=%d -DBINV_SM90A=1 -DNVEC=%d -DWKS=%u -DWNW=%u "
+             "-DWWM=%u -DWST=%u", (int)dtype, rows16, ks, nw, wm, ns);
+    binv_status st = binv_program_get(ctx, "gemm_native_wg", binv_cl_gemm_native, defines, prog);
+    if (st != BINV_SUCCESS) {
+        binv_debug(ctx, "gemm native: no sm_90a program (%s); mma.sync from now on",
+                    binv_context_last_error(ctx));
+        binv_clear_error(ctx);
+        pthread_mutex_lock(&ctx->lock);
+        ctx->no_wgmma = 1;
+        pthread_mutex_unlock(&ctx->lock);
+        return 0;
+    }
+    lws[0] = 128 * nw;
+    lws[1] = 64 * wm * nw;
+    return 1;
+}
+
 /* The native tensor-core path (cl/gemm_native.cl).  m <= 64 with 16-byte
  * aligned rows: gemm_native_stream; otherwise gemm_native, 128 x 128 tiles
  * by default.  Both issue the same mma sequence per output (K never split),
@@ -327,6 +366,11 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
         gws[0] = ceil_div(n, 8 * swp) * lws[0];
         st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
         if (st != BINV_SUCCESS) return st;
+    } else if (native_wg_program(ctx, dtype, rows16, defines, sizeof defines, lws, &prog)) {
+        kname = "gemm_native_wg";
+        gws[0] = ceil_div(n, 128) * lws[0];
+        gws[1] = ceil_div(m, lws[1]);
+        lws[1] = 1;
     } else {
         /* Fragments through ldmatrix where the compiler takes it (the
          * shared address of a __local pointer); else 32-bit local loads.

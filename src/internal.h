@@ -91,6 +91,8 @@ struct binv_context {
     int rows_path; /* tests: BINV_ROWS_PATH = fused (1) | split (2); 0 automatic */
     int attn_path; /* tests: BINV_ATTN_PATH = fused (1) | split (2); 0 automatic */
     binv_path path; /* the path granted (native only where supported) */
+    unsigned nv_cc; /* native path: NVIDIA compute capability, 10 major + minor */
+    int no_wgmma;   /* native path: the driver refused the sm_90a program (sticky) */
     char path_note[512]; /* why a native request fell back */
 
     pthread_mutex_t lock;       /* guards the lists below */

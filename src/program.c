@@ -57,6 +57,61 @@ static void store_binary(binv_context *ctx, cl_program p, const char *key) {
     free(bin);
 }
 
+/* Programs with sm_90a instructions (cl/gemm_native.cl, gemm_native_wg).
+ * NVIDIA's OpenCL C compiler targets sm_90 and refuses them, so the source
+ * writes each one after a "// BINV_SM90A " marker: the source build (PTX text
+ * is NVIDIA's program binary) carries them as comments with their operands
+ * substituted.  Here the markers are stripped, the target becomes sm_90a, and
+ * the result is built from that binary, replacing *p. */
+static binv_status retarget_sm90a(binv_context *ctx, const char *family, const char *options,
+                                  cl_program *p) {
+    static const char marker[] = "// BINV_SM90A ", target[] = "\n.target sm_90";
+    size_t size = 0;
+    cl_int err = clGetProgramInfo(*p, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL);
+    char *ptx = err == CL_SUCCESS && size ? malloc(size + 1) : NULL;
+    char *out = ptx ? malloc(size + 2) : NULL;
+    unsigned char *bins[1] = {(unsigned char *)ptx};
+    if (out) err = clGetProgramInfo(*p, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL);
+    const char *tp = out && err == CL_SUCCESS ? (ptx[size] = '\0', strstr(ptx, target)) : NULL;
+    if (!tp || (tp[sizeof target - 1] != ',' && tp[sizeof target - 1] != '\n')) {
+        free(ptx);
+        free(out);
+        return binv_set_error(ctx, BINV_ERROR_BUILD_FAILED,
+                              "kernel family '%s': the program binary is not PTX for sm_90 "
+                              "(needed to retarget it to sm_90a)", family);
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < size;) {
+        if (ptx + i == tp + sizeof target - 1) out[o++] = 'a'; /* sm_90 -> sm_90a */
+        if (!strncmp(ptx + i, marker, sizeof marker - 1)) {
+            i += sizeof marker - 1;
+            continue;
+        }
+        out[o++] = ptx[i++];
+    }
+    free(ptx);
+    const unsigned char *in[1] = {(const unsigned char *)out};
+    cl_int bst = CL_SUCCESS;
+    cl_program q = clCreateProgramWithBinary(ctx->cl_ctx, 1, &ctx->device, &o, in, &bst, &err);
+    free(out);
+    if (err == CL_SUCCESS && bst == CL_SUCCESS)
+        err = clBuildProgram(q, 1, &ctx->device, options, NULL, NULL);
+    else if (err == CL_SUCCESS)
+        err = bst;
+    if (err != CL_SUCCESS) {
+        char log[2048] = "";
+        if (q) clGetProgramBuildInfo(q, ctx->device, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
+        if (q) clReleaseProgram(q);
+        return binv_set_error(ctx, BINV_ERROR_BUILD_FAILED,
+                              "kernel family '%s': the driver refused its sm_90a PTX (%d): %s",
+                              family, (int)err, log);
+    }
+    clReleaseProgram(*p);
+    *p = q;
+    binv_debug(ctx, "'%s' retargeted to sm_90a", family);
+    return BINV_SUCCESS;
+}
+
 static binv_status build(binv_context *ctx, const char *family, const char *source,
                          const char *options, cl_program *out) {
     char key[65];
@@ -89,6 +144,13 @@ static binv_status build(binv_context *ctx, const char *family, const char *sour
         return st;
     }
     binv_debug(ctx, "built '%s' with '%s'", family, options);
+    if (strstr(options, "-DBINV_SM90A")) {
+        binv_status st = retarget_sm90a(ctx, family, options, &p);
+        if (st != BINV_SUCCESS) {
+            clReleaseProgram(p);
+            return st;
+        }
+    }
     if (ctx->cache_dir) store_binary(ctx, p, key);
     *out = p;
     return BINV_SUCCESS;
