@@ -356,7 +356,7 @@ void gemm_native_stream(uint m, uint n, uint k, float alpha, float beta,
 #endif /* SMT */
 
 /* ---- gemm_native_wg: Hopper warpgroup MMA (sm_90a) --------------------------
- * wgmma.mma_async m64n128k16 with both operands in local memory, for NVIDIA
+ * wgmma.mma_async m64nWNk16 with both operands in local memory, for NVIDIA
  * devices of compute capability 9.0.  NVIDIA's OpenCL C compiler targets
  * sm_90 and refuses sm_90a instructions, so each one is written after a
  * "// BINV_SM90A " marker: the source build compiles it as a comment with its
@@ -368,20 +368,26 @@ void gemm_native_stream(uint m, uint n, uint k, float alpha, float beta,
  * 2 * ceil(k / 32) blocks (k zero-padded), K never split; the same epilogue
  * as gemm_native.  Inside a step the tensor core's fixed order applies.
  *
- * Work-group: WNW warpgroups of 128 work-items, each computing WWM m64 x n128
- * tiles (tile (64 WWM WNW) x 128).  Local tiles: rows of WKS elements
+ * Work-group: WNW warpgroups of 128 work-items, each computing WWM m64 x WN
+ * tiles (tile (64 WWM WNW) x WN, WN = 128 or 256).  Local tiles: rows of WKS elements
  * (WKS * 2 bytes), 16-byte chunks XOR-swizzled as the descriptor's 128-byte
  * (WKS = 64) or 64-byte (WKS = 32) mode expects; WST stages in a cp.async
  * pipeline.  Accumulator fragment (PTX ISA, wgmma D for .f32): work-item
  * (warp w of its warpgroup, lane = 4g + t) holds d[4j + e] = D[16w + g + 8(e/2)]
- * [8j + 2t + e%2], j < 16. */
+ * [8j + 2t + e%2], j < WN / 8. */
 #ifdef WKS
+#ifndef WN
+#define WN 128 /* wgmma n: columns per work-group, 128 or 256 */
+#endif
+#ifndef WGW
+#define WGW 0 /* wgmma groups left in flight across a stage boundary (0 or 1) */
+#endif
 #define WNT (128 * WNW)
 #define WBM (64 * WWM * WNW)
 #define WRB (WKS * 2)                 /* bytes per local row */
 #define WSB (WKS == 64 ? 3 : 2)       /* swizzle: chunk bits XORed with address bits 7.. */
 #define WA_BYTES (WBM * WRB)          /* one stage of A */
-#define WB_BYTES (128 * WRB)
+#define WB_BYTES (WN * WRB)
 #define WSTAGE (WA_BYTES + WB_BYTES)
 
 /* Byte offset of chunk ch of row r in a tile whose base is 1024-aligned. */
@@ -399,12 +405,22 @@ inline ulong wg_desc(uint addr) {
            ((ulong)(WKS == 64 ? 1 : 2) << 62);
 }
 
+/* One k16 step: D (64 x WN, f32) += A (64 x 16, descriptor da) * B^T (WN x 16,
+ * descriptor db); both K-major, no transposition, scale 1. */
 inline void wg_mma(float *d, ulong da, ulong db) {
+#if WN == 256
+    asm volatile("{ .reg .pred p; setp.ne.b32 p, %130, 0;\n"
+                 "// BINV_SM90A wgmma.mma_async.sync.aligned.m64n256k16.f32." MMA_TYPE "." MMA_TYPE
+                 " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, %128, %129, p, 1, 1, 0, 0;\n}"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+                 : "l"(da), "l"(db), "r"(1) : "memory");
+#else
     asm volatile("{ .reg .pred p; setp.ne.b32 p, %66, 0;\n"
                  "// BINV_SM90A wgmma.mma_async.sync.aligned.m64n128k16.f32." MMA_TYPE "." MMA_TYPE
                  " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
                  : "l"(da), "l"(db), "r"(1) : "memory");
+#endif
 }
 
 /* Rows [r0, r0 + R) x k-columns [k0, k0 + WKS) into the swizzled tile at
@@ -438,14 +454,14 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
     __local uint4 smem[WST * WSTAGE / 16] __attribute__((aligned(1024)));
     const uint lid = get_local_id(0), wg = lid / 128, w = (lid / 32) % 4, lane = lid % 32;
     const uint g = lane / 4, t = lane % 4;
-    const uint m0 = get_group_id(1) * WBM, n0 = get_group_id(0) * 128;
+    const uint m0 = get_group_id(1) * WBM, n0 = get_group_id(0) * WN;
     const uint sbase = (uint)(ulong)smem;
 
-    float acc[WWM][64];
+    float acc[WWM][WN / 2];
 #pragma unroll
     for (int i = 0; i < WWM; i++)
 #pragma unroll
-        for (int e = 0; e < 64; e++) acc[i][e] = 0.0f;
+        for (int e = 0; e < WN / 2; e++) acc[i][e] = 0.0f;
 
     const uint nblk = (k + 31) / 32 * 2; /* k16 blocks, as gemm_native */
     const uint steps = (nblk * 16 + WKS - 1) / WKS;
@@ -454,20 +470,25 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
         const uint sb_ = sbase + (st) * WSTAGE;                                                \
         __local uint4 *sp_ = smem + (st) * WSTAGE / 16;                                        \
         wg_load(sb_, sp_, a, a_off, lda, m, k, m0, WBM, (kb) * WKS, lid);                      \
-        wg_load(sb_ + WA_BYTES, sp_ + WA_BYTES / 16, b, b_off, ldb, n, k, n0, 128, (kb) * WKS, \
+        wg_load(sb_ + WA_BYTES, sp_ + WA_BYTES / 16, b, b_off, ldb, n, k, n0, WN, (kb) * WKS,  \
                 lid);                                                                          \
     } while (0)
+    /* WD stages in flight ahead of the one computed; with WGW = 1 one more
+     * stage is still being read by the previous wgmma group. */
+#define WD (WST - 1 - WGW)
 #pragma unroll
-    for (uint st = 0; st < WST - 1; st++) {
+    for (uint st = 0; st < WD; st++) {
         if (st < steps) WG_LOAD(st, st);
         asm volatile("cp.async.commit_group;" ::: "memory");
     }
     for (uint s = 0; s < steps; s++) {
-        asm volatile("cp.async.wait_group " NS_XSTR(WST - 2) ";" ::: "memory");
+        asm volatile("cp.async.wait_group " NS_XSTR(WD - 1) ";" ::: "memory");
         /* local writes (generic proxy) become visible to wgmma (async proxy) */
         asm volatile("// BINV_SM90A fence.proxy.async.shared::cta;" ::: "memory");
+        /* everyone's copies of stage s landed; every wgmma group before
+         * s - WGW finished, so stage s + WD's buffer is free */
         barrier(CLK_LOCAL_MEM_FENCE);
-        const uint nx = s + WST - 1;
+        const uint nx = s + WD;
         if (nx < steps) WG_LOAD(nx % WST, nx);
         asm volatile("cp.async.commit_group;" ::: "memory");
         const uint sb = sbase + (s % WST) * WSTAGE;
@@ -482,15 +503,17 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
             }
         }
         asm volatile("// BINV_SM90A wgmma.commit_group.sync.aligned;" ::: "memory");
-        asm volatile("// BINV_SM90A wgmma.wait_group.sync.aligned 0;" ::: "memory");
+        asm volatile("// BINV_SM90A wgmma.wait_group.sync.aligned " NS_XSTR(WGW) ";" ::: "memory");
     }
+    asm volatile("// BINV_SM90A wgmma.wait_group.sync.aligned 0;" ::: "memory");
     asm volatile("cp.async.wait_group 0;" ::: "memory");
+#undef WD
 #undef WG_LOAD
 
 #pragma unroll
     for (int i = 0; i < WWM; i++)
 #pragma unroll
-        for (int j = 0; j < 16; j++)
+        for (int j = 0; j < WN / 8; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 nat_store(c, c_off, ldc, m, n, m0 + (wg * WWM + i) * 64 + 16 * w + g + 8 * (e / 2),

@@ -274,14 +274,14 @@ static size_t native_small_m(void) {
 
 /* gemm_native_stream's shape for m <= 64 (cl/gemm_native.cl): SWP warps per
  * work-group (8 SWP rows of W each), SST pipeline stages of SKS k-columns.
- * None of it changes the mma sequence.  One warp per work-group maximises
- * the work-groups (n / 8) while A is small; from m = 9 two or four warps
- * share each staged tile of A, whose re-reads through L2 otherwise rival the
- * weight bytes.  Stages and stage length shrink until the tiles fit local
- * memory.  BINV_NATIVE_STREAM="SWP,SST,SKS" overrides (tuning). */
+ * None of it changes the mma sequence.  Four warps per work-group: on the
+ * H100 they beat one and two at every m measured (1..64; docs/results/h100/
+ * session4/probe-1-native-stream.txt), also where one warp per work-group
+ * gives four times as many work-groups.  Stages and stage length shrink
+ * until the tiles fit local memory.  BINV_NATIVE_STREAM="SWP,SST,SKS" overrides (tuning). */
 static void native_stream_shape(const binv_context *ctx, size_t m, unsigned smt, unsigned *swp,
                                 unsigned *sst, unsigned *sks) {
-    *swp = m <= 8 ? 1 : m <= 32 ? 2 : 4;
+    *swp = 4;
     *sst = 4;
     *sks = 128;
     const char *e = getenv("BINV_NATIVE_STREAM");
@@ -300,40 +300,43 @@ static void native_stream_shape(const binv_context *ctx, size_t m, unsigned smt,
 
 /* gemm_native_wg (wgmma, sm_90a) on devices of compute capability 9.0 unless
  * BINV_NATIVE_WGMMA=0 or the driver refused the program once.  Shape
- * "WKS,WNW,WWM,WST" (BINV_NATIVE_WG overrides; none changes the bits): k per
- * stage 32 or 64, warpgroups per work-group, m64 tiles per warpgroup, stages.
- * Returns 1 with the program, its defines, lws[0] = work-items and lws[1] =
- * rows per work-group; 0 to use gemm_native. */
+ * "WKS,WNW,WWM,WST,WN,WGW" (BINV_NATIVE_WG overrides; none changes the bits):
+ * k per stage (32 or 64), warpgroups per work-group, m64 tiles per warpgroup,
+ * stages, wgmma n (128 or 256), wgmma groups in flight across stages (0, 1).
+ * Returns 1 with the program, its defines, lws[0] = work-items and tile[] =
+ * the work-group's rows and columns; 0 to use gemm_native. */
 static int native_wg_program(binv_context *ctx, binv_dtype dtype, int rows16, char *defines,
-                             size_t dsize, size_t lws[2], cl_program *prog) {
+                             size_t dsize, size_t lws[2], size_t tile[2], cl_program *prog) {
     const char *e = getenv("BINV_NATIVE_WGMMA");
     if (ctx->nv_cc != 90 || (e && !strcmp(e, "0"))) return 0;
     pthread_mutex_lock(&ctx->lock);
     const int refused = ctx->no_wgmma;
     pthread_mutex_unlock(&ctx->lock);
     if (refused) return 0;
-    unsigned ks = 32, nw = 2, wm = 1, ns = 3, a1, a2, a3, a4;
+    unsigned v[6] = {32, 1, 2, 3, 128, 0}, u[6];
     const char *sh = getenv("BINV_NATIVE_WG");
-    if (sh && sscanf(sh, "%u,%u,%u,%u", &a1, &a2, &a3, &a4) == 4 && (a1 == 32 || a1 == 64) &&
-        (a2 == 1 || a2 == 2) && (a3 == 1 || a3 == 2) && a4 >= 2 && a4 <= 8 &&
-        (size_t)128 * a2 <= ctx->info.max_work_group_size &&
-        (size_t)a4 * (64 * a2 * a3 + 128) * a1 * 2 <= ctx->info.local_mem_size) {
-        ks = a1; nw = a2; wm = a3; ns = a4;
-    }
+    if (sh && sscanf(sh, "%u,%u,%u,%u,%u,%u", &u[0], &u[1], &u[2], &u[3], &u[4], &u[5]) == 6 &&
+        (u[0] == 32 || u[0] == 64) && (u[1] == 1 || u[1] == 2) && (u[2] == 1 || u[2] == 2) &&
+        u[3] >= 2 + u[5] && u[3] <= 8 && (u[4] == 128 || u[4] == 256) && u[5] <= 1 &&
+        (size_t)128 * u[1] <= ctx->info.max_work_group_size &&
+        (size_t)u[3] * (64 * u[1] * u[2] + u[4]) * u[0] * 2 <= ctx->info.local_mem_size)
+        memcpy(v, u, sizeof v);
     snprintf(defines, dsize, "-DBINV_DTYPE=%d -DBINV_SM90A=1 -DNVEC=%d -DWKS=%u -DWNW=%u "
-             "-DWWM=%u -DWST=%u", (int)dtype, rows16, ks, nw, wm, ns);
+             "-DWWM=%u -DWST=%u -DWN=%u -DWGW=%u", (int)dtype, rows16, v[0], v[1], v[2], v[3],
+             v[4], v[5]);
     binv_status st = binv_program_get(ctx, "gemm_native_wg", binv_cl_gemm_native, defines, prog);
     if (st != BINV_SUCCESS) {
         binv_debug(ctx, "gemm native: no sm_90a program (%s); mma.sync from now on",
-                    binv_context_last_error(ctx));
+                   binv_context_last_error(ctx));
         binv_clear_error(ctx);
         pthread_mutex_lock(&ctx->lock);
         ctx->no_wgmma = 1;
         pthread_mutex_unlock(&ctx->lock);
         return 0;
     }
-    lws[0] = 128 * nw;
-    lws[1] = 64 * wm * nw;
+    lws[0] = 128 * v[1];
+    tile[0] = 64 * v[1] * v[2];
+    tile[1] = v[4];
     return 1;
 }
 
@@ -354,7 +357,7 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
     char defines[128];
     cl_program prog;
     binv_status st;
-    size_t lws[2] = {1, 1}, gws[2] = {1, 1};
+    size_t lws[2] = {1, 1}, gws[2] = {1, 1}, tile[2];
     if (m <= native_small_m() && rows16) {
         const unsigned smt = (unsigned)ceil_div(m, 16);
         unsigned swp, sst, sks;
@@ -366,11 +369,10 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
         gws[0] = ceil_div(n, 8 * swp) * lws[0];
         st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
         if (st != BINV_SUCCESS) return st;
-    } else if (native_wg_program(ctx, dtype, rows16, defines, sizeof defines, lws, &prog)) {
+    } else if (native_wg_program(ctx, dtype, rows16, defines, sizeof defines, lws, tile, &prog)) {
         kname = "gemm_native_wg";
-        gws[0] = ceil_div(n, 128) * lws[0];
-        gws[1] = ceil_div(m, lws[1]);
-        lws[1] = 1;
+        gws[0] = ceil_div(n, tile[1]) * lws[0];
+        gws[1] = ceil_div(m, tile[0]);
     } else {
         /* Fragments through ldmatrix where the compiler takes it (the
          * shared address of a __local pointer); else 32-bit local loads.
