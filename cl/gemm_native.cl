@@ -495,7 +495,8 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
         asm volatile("// BINV_SM90A wgmma.fence.sync.aligned;" ::: "memory");
 #pragma unroll
         for (uint kk = 0; kk < WKS / 16; kk++) {
-            if (s * (WKS / 16) + kk < nblk) {
+            /* WKS = 32: every stage holds exactly two of the nblk blocks */
+            if (WKS == 32 || s * (WKS / 16) + kk < nblk) {
 #pragma unroll
                 for (uint i = 0; i < WWM; i++)
                     wg_mma(acc[i], wg_desc(sb + (wg * WWM + i) * 64 * WRB + kk * 32),
