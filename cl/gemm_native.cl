@@ -423,28 +423,41 @@ inline void wg_mma(float *d, ulong da, ulong db) {
 #endif
 }
 
-/* Rows [r0, r0 + R) x k-columns [k0, k0 + WKS) into the swizzled tile at
- * local byte address base; zeros past `rows` and k.  NVEC: 16-byte cp.async
- * (rows 16-byte aligned); else element loads and 16-byte local stores. */
-inline void wg_load(uint base, __local uint4 *tile, __global const raw16 *p, ulong off, ulong ld,
+/* Rows [r0, r0 + R) x k-columns [k0, k0 + WKS) into the swizzled tile;
+ * zeros past `rows` and k: element loads and 16-byte local stores, for rows
+ * that are not 16-byte aligned (!NVEC). */
+inline void wg_load(__local uint4 *tile, __global const raw16 *p, ulong off, ulong ld,
                     uint rows, uint k, uint r0, uint R, uint k0, uint lid) {
     for (uint i = lid; i < R * (WKS / 8); i += WNT) {
         const uint r = i / (WKS / 8), ch = i % (WKS / 8), gr = r0 + r, gk = k0 + ch * 8;
         const uint valid = gr < rows && gk < k ? min(8u, k - gk) : 0u;
-#if NVEC
-        const ulong src = (ulong)(p + off + (valid ? (ulong)gr * ld + gk : 0));
-        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1;"
-                     " cp.async.cg.shared.global [%0], [g], 16, %2; }"
-                     :: "r"(base + wg_off(r, ch)), "l"(src), "r"(2 * valid) : "memory");
-#else
         ushort e[8];
         __global const raw16 *q = p + off + (ulong)gr * ld + gk;
         for (uint u = 0; u < 8; u++) e[u] = u < valid ? q[u] : (ushort)0;
         tile[wg_off(r, ch) / 16] = (uint4)(e[0] | ((uint)e[1] << 16), e[2] | ((uint)e[3] << 16),
                                            e[4] | ((uint)e[5] << 16), e[6] | ((uint)e[7] << 16));
-#endif
     }
 }
+
+#if NVEC
+/* The cp.async plan: work-item lid copies chunk column lid % WCR of rows
+ * lid / WCR + u WRS (u = 0, 1, ...) of both tiles at every stage, so its
+ * source pointers, row checks and local offsets are fixed and only k moves
+ * (the XOR swizzle repeats every 8 rows, and WRS is a multiple of 8). */
+#define WCR (WKS / 8)   /* chunks per row */
+#define WRS (WNT / WCR) /* rows between a work-item's chunks */
+inline void wg_copy(uint dst, __global const raw16 *src, ulong step, long rows_left, uint R,
+                    uint bytes, __global const raw16 *safe) {
+#pragma unroll
+    for (uint u = 0; u < R / WRS; u++) {
+        const int ok = (long)(u * WRS) < rows_left;
+        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1;"
+                     " cp.async.cg.shared.global [%0], [g], 16, %2; }"
+                     :: "r"(dst + u * WRS * WRB), "l"((ulong)(ok ? src + u * step : safe)),
+                        "r"(ok ? bytes : 0u) : "memory");
+    }
+}
+#endif
 
 __kernel __attribute__((reqd_work_group_size(WNT, 1, 1)))
 void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
@@ -465,14 +478,28 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
 
     const uint nblk = (k + 31) / 32 * 2; /* k16 blocks, as gemm_native */
     const uint steps = (nblk * 16 + WKS - 1) / WKS;
+#if NVEC
+    const uint wr = lid / WCR, wc = lid % WCR;
+    __global const raw16 *pa = a + a_off + (ulong)(m0 + wr) * lda + wc * 8;
+    __global const raw16 *pb = b + b_off + (ulong)(n0 + wr) * ldb + wc * 8;
+    const long la = (long)m - (long)(m0 + wr), lb = (long)n - (long)(n0 + wr);
+    const uint oa = wg_off(wr, wc), ob = WA_BYTES + wg_off(wr, wc);
 #define WG_LOAD(st, kb)                                                                        \
     do {                                                                                       \
+        const uint k0_ = (kb) * WKS + wc * 8;                                                  \
+        const uint by_ = k0_ < k ? 2 * min(8u, k - k0_) : 0u;                                   \
         const uint sb_ = sbase + (st) * WSTAGE;                                                \
-        __local uint4 *sp_ = smem + (st) * WSTAGE / 16;                                        \
-        wg_load(sb_, sp_, a, a_off, lda, m, k, m0, WBM, (kb) * WKS, lid);                      \
-        wg_load(sb_ + WA_BYTES, sp_ + WA_BYTES / 16, b, b_off, ldb, n, k, n0, WN, (kb) * WKS,  \
-                lid);                                                                          \
+        wg_copy(sb_ + oa, pa + (kb) * WKS, (ulong)WRS * lda, la, WBM, by_, a);                 \
+        wg_copy(sb_ + ob, pb + (kb) * WKS, (ulong)WRS * ldb, lb, WN, by_, b);                  \
     } while (0)
+#else
+#define WG_LOAD(st, kb)                                                                        \
+    do {                                                                                       \
+        __local uint4 *sp_ = smem + (st) * WSTAGE / 16;                                        \
+        wg_load(sp_, a, a_off, lda, m, k, m0, WBM, (kb) * WKS, lid);                           \
+        wg_load(sp_ + WA_BYTES / 16, b, b_off, ldb, n, k, n0, WN, (kb) * WKS, lid);            \
+    } while (0)
+#endif
     /* WD stages in flight ahead of the one computed; with WGW = 1 one more
      * stage is still being read by the previous wgmma group. */
 #define WD (WST - 1 - WGW)
