@@ -4,7 +4,9 @@
  * kernel from source with a marked instruction, read the PTX back, then
  *   A: retarget it to sm_90a and reload it (clCreateProgramWithBinary);
  *   B: also replace the marked instruction by wgmma.fence.sync.aligned.
- * Each variant is built, run and its output checked.  Not part of the library. */
+ * Each variant is built, run and its output checked.  Then: how much local
+ * memory a __local kernel argument may have (CL_DEVICE_LOCAL_MEM_SIZE says
+ * 48 KB; the SM has 228 KB).  Not part of the library. */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 #include <stdio.h>
@@ -17,6 +19,44 @@ static const char *SRC =
     "  asm volatile(\"membar.cta; // BINV_MARK\" ::: \"memory\");\n"
     "  o[get_global_id(0)] = x * 2.0f;\n"
     "}\n";
+
+static const char *DYN =
+    "__kernel void dyn(__global uint *o, __local uint *s, uint words) {\n"
+    "  const uint l = get_local_id(0);\n"
+    "  for (uint i = l; i < words; i += 128) s[i] = i * 3u;\n"
+    "  barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "  uint acc = 0;\n"
+    "  for (uint i = l; i < words; i += 128) acc += s[words - 1 - i] == (words - 1 - i) * 3u;\n"
+    "  o[get_global_id(0)] = acc;\n"
+    "}\n";
+
+static void try_dyn(cl_context c, cl_device_id d, cl_command_queue q) {
+    cl_int e;
+    cl_ulong lm = 0;
+    clGetDeviceInfo(d, CL_DEVICE_LOCAL_MEM_SIZE, sizeof lm, &lm, NULL);
+    printf("CL_DEVICE_LOCAL_MEM_SIZE %llu\n", (unsigned long long)lm);
+    cl_program p = clCreateProgramWithSource(c, 1, &DYN, NULL, &e);
+    if (clBuildProgram(p, 1, &d, "", NULL, NULL) != CL_SUCCESS) { printf("dyn: build failed\n"); return; }
+    cl_kernel k = clCreateKernel(p, "dyn", &e);
+    cl_mem o = clCreateBuffer(c, CL_MEM_READ_WRITE, 264 * 128 * 4, NULL, &e);
+    static const size_t kb[] = {32, 48, 64, 96, 160, 200, 227};
+    for (size_t i = 0; i < sizeof kb / sizeof *kb; i++) {
+        cl_uint words = (cl_uint)(kb[i] * 1024 / 4);
+        clSetKernelArg(k, 0, sizeof o, &o);
+        cl_int ea = clSetKernelArg(k, 1, kb[i] * 1024, NULL);
+        clSetKernelArg(k, 2, sizeof words, &words);
+        size_t g = 264 * 128, l = 128;
+        cl_int el = clEnqueueNDRangeKernel(q, k, 1, NULL, &g, &l, 0, NULL, NULL);
+        cl_uint *h = malloc(g * 4);
+        cl_int er = clEnqueueReadBuffer(q, o, CL_TRUE, 0, g * 4, h, 0, NULL, NULL);
+        unsigned long long sum = 0;
+        for (size_t j = 0; j < g; j++) sum += h[j];
+        printf("dyn %zu KB: setarg %d, launch %d, read %d, %s\n", kb[i], ea, el, er,
+               er == CL_SUCCESS && sum == 264ull * words ? "correct" : "WRONG");
+        free(h);
+    }
+    clReleaseMemObject(o); clReleaseKernel(k); clReleaseProgram(p);
+}
 
 static char *replace(const char *s, const char *from, const char *to) {
     const char *p = strstr(s, from);
@@ -64,6 +104,7 @@ int main(void) {
     cl_int e;
     cl_context c = clCreateContext(NULL, 1, &d, NULL, NULL, &e);
     cl_command_queue q = clCreateCommandQueue(c, d, 0, &e);
+    try_dyn(c, d, q); /* first: variant B may leave the context broken */
     cl_program p = clCreateProgramWithSource(c, 1, &SRC, NULL, &e);
     if (clBuildProgram(p, 1, &d, "", NULL, NULL) != CL_SUCCESS) { printf("source build failed\n"); return 1; }
     size_t len = 0;
