@@ -116,7 +116,7 @@ inline void nat_mma(float *d, uint a0, uint a1, uint a2, uint a3, uint b0, uint 
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-/* The epilogue of both kernels: C[row, col] = alpha * acc (+ beta * C),
+/* The epilogue of every kernel here: C[row, col] = alpha * acc (+ beta * C),
  * rounded to nearest even into the storage dtype; nothing outside m x n. */
 inline void nat_store(__global raw16 *c, ulong c_off, ulong ldc, uint m, uint n, uint row,
                       uint col, float alpha, float beta, float acc) {
@@ -129,6 +129,32 @@ inline void nat_store(__global raw16 *c, ulong c_off, ulong ldc, uint m, uint n,
 #else
     if (beta != 0.0f) v = fma(beta, binv_bf16_to_f32(c[ci]), v);
     c[ci] = binv_f32_to_bf16(v);
+#endif
+}
+
+/* Columns col and col + 1 (col even) of a row: one 4-byte store where both
+ * are inside and the pair is 4-byte aligned, else two nat_store.  The same
+ * arithmetic per element, so the same bits. */
+inline void nat_store2(__global raw16 *c, ulong c_off, ulong ldc, uint m, uint n, uint row,
+                       uint col, float alpha, float beta, float acc0, float acc1) {
+    const ulong ci = c_off + (ulong)row * ldc + col;
+    if (row >= m || col + 1 >= n || ci % 2) {
+        nat_store(c, c_off, ldc, m, n, row, col, alpha, beta, acc0);
+        nat_store(c, c_off, ldc, m, n, row, col + 1, alpha, beta, acc1);
+        return;
+    }
+    float2 v = (float2)(alpha * acc0, alpha * acc1);
+#if BINV_DTYPE == 2
+    if (beta != 0.0f) v = fma((float2)(beta), vload_half2(ci / 2, (__global const half *)c), v);
+    vstore_half2_rte(v, ci / 2, (__global half *)c);
+#else
+    __global uint *c2 = (__global uint *)(c + ci);
+    if (beta != 0.0f) {
+        const uint old = *c2;
+        v.x = fma(beta, binv_bf16_to_f32((ushort)(old & 0xffff)), v.x);
+        v.y = fma(beta, binv_bf16_to_f32((ushort)(old >> 16)), v.y);
+    }
+    *c2 = (uint)binv_f32_to_bf16(v.x) | ((uint)binv_f32_to_bf16(v.y) << 16);
 #endif
 }
 
@@ -222,9 +248,9 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
 #pragma unroll
         for (int j = 0; j < NJ; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                nat_store(c, c_off, ldc, m, n, m0 + wm + i * 16 + g + (e >= 2 ? 8 : 0),
-                          n0 + wn + j * 8 + 2 * t + (e & 1), alpha, beta, acc[i][j][e]);
+            for (int e = 0; e < 4; e += 2)
+                nat_store2(c, c_off, ldc, m, n, m0 + wm + i * 16 + g + (e >= 2 ? 8 : 0),
+                           n0 + wn + j * 8 + 2 * t, alpha, beta, acc[i][j][e], acc[i][j][e + 1]);
 }
 
 #endif /* gemm_native */
@@ -349,9 +375,9 @@ void gemm_native_stream(uint m, uint n, uint k, float alpha, float beta,
 #pragma unroll
     for (int i = 0; i < SMT; i++)
 #pragma unroll
-        for (int e = 0; e < 4; e++)
-            nat_store(c, c_off, ldc, m, n, i * 16 + g + (e >= 2 ? 8 : 0),
-                      n0 + warp * 8 + 2 * t + (e & 1), alpha, beta, acc[i][e]);
+        for (int e = 0; e < 4; e += 2)
+            nat_store2(c, c_off, ldc, m, n, i * 16 + g + (e >= 2 ? 8 : 0), n0 + warp * 8 + 2 * t,
+                       alpha, beta, acc[i][e], acc[i][e + 1]);
 }
 #endif /* SMT */
 
@@ -543,8 +569,8 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
 #pragma unroll
         for (int j = 0; j < WN / 8; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                nat_store(c, c_off, ldc, m, n, m0 + (wg * WWM + i) * 64 + 16 * w + g + 8 * (e / 2),
-                          n0 + 8 * j + 2 * t + e % 2, alpha, beta, acc[i][4 * j + e]);
+            for (int e = 0; e < 4; e += 2)
+                nat_store2(c, c_off, ldc, m, n, m0 + (wg * WWM + i) * 64 + 16 * w + g + 8 * (e / 2),
+                           n0 + 8 * j + 2 * t, alpha, beta, acc[i][4 * j + e], acc[i][4 * j + e + 1]);
 }
 #endif /* WKS */
