@@ -564,6 +564,46 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
 #undef WD
 #undef WG_LOAD
 
+#if WBM * WN * 2 <= WST * WSTAGE
+    /* beta = 0 and 16-byte aligned rows of C: the tile goes out through local
+     * memory (rows of WN elements, 16-byte chunks XOR-swizzled by row) as
+     * coalesced 16-byte stores.  Each element is rounded exactly as
+     * nat_store rounds it. */
+    if (beta == 0.0f && c_off % 8 == 0 && ldc % 8 == 0) {
+        barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done with the stages */
+        __local uint *cs = (__local uint *)smem;
+#pragma unroll
+        for (int i = 0; i < WWM; i++)
+#pragma unroll
+            for (int j = 0; j < WN / 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e += 2) {
+                    const uint r = (wg * WWM + i) * 64 + 16 * w + g + 8 * (e / 2);
+                    const uint word = r * (WN / 2) + ((j ^ (r & 7)) * 4) + t;
+                    const float2 v = (float2)(alpha * acc[i][4 * j + e], alpha * acc[i][4 * j + e + 1]);
+#if BINV_DTYPE == 2
+                    vstore_half2_rte(v, word, (__local half *)cs);
+#else
+                    cs[word] = (uint)binv_f32_to_bf16(v.x) | ((uint)binv_f32_to_bf16(v.y) << 16);
+#endif
+                }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint q = lid; q < WBM * (WN / 8); q += WNT) {
+            const uint r = q / (WN / 8), ch = q % (WN / 8), row = m0 + r, col = n0 + ch * 8;
+            if (row >= m || col >= n) continue;
+            const uint4 x = smem[r * (WN / 8) + (ch ^ (r & 7))];
+            const ulong ci = c_off + (ulong)row * ldc + col;
+            if (col + 8 <= n) {
+                *(__global uint4 *)(c + ci) = x;
+            } else {
+                const uint xs[4] = {x.x, x.y, x.z, x.w};
+                for (uint u = 0; col + u < n; u++)
+                    c[ci + u] = (ushort)(xs[u / 2] >> (16 * (u % 2)));
+            }
+        }
+        return;
+    }
+#endif
 #pragma unroll
     for (int i = 0; i < WWM; i++)
 #pragma unroll
