@@ -61,35 +61,44 @@ static void store_binary(binv_context *ctx, cl_program p, const char *key) {
  * NVIDIA's OpenCL C compiler targets sm_90 and refuses them, so the source
  * writes each one after a "// BINV_SM90A " marker: the source build (PTX text
  * is NVIDIA's program binary) carries them as comments with their operands
- * substituted.  Here the markers are stripped, the target becomes sm_90a, and
- * the result is built from that binary, replacing *p. */
-static binv_status retarget_sm90a(binv_context *ctx, const char *family, const char *options,
-                                  cl_program *p) {
+ * substituted.  binv_ptx_sm90a strips the markers and turns the ".target
+ * sm_90" directive into sm_90a; retarget_sm90a builds the result from that
+ * binary, replacing *p. */
+int binv_ptx_sm90a(const char *ptx, size_t size, char *out, size_t *out_size) {
     static const char marker[] = "// BINV_SM90A ", target[] = "\n.target sm_90";
-    size_t size = 0;
-    cl_int err = clGetProgramInfo(*p, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL);
-    char *ptx = err == CL_SUCCESS && size ? malloc(size + 1) : NULL;
-    char *out = ptx ? malloc(size + 2) : NULL;
-    unsigned char *bins[1] = {(unsigned char *)ptx};
-    if (out) err = clGetProgramInfo(*p, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL);
-    const char *tp = out && err == CL_SUCCESS ? (ptx[size] = '\0', strstr(ptx, target)) : NULL;
-    if (!tp || (tp[sizeof target - 1] != ',' && tp[sizeof target - 1] != '\n')) {
-        free(ptx);
-        free(out);
-        return binv_set_error(ctx, BINV_ERROR_BUILD_FAILED,
-                              "kernel family '%s': the program binary is not PTX for sm_90 "
-                              "(needed to retarget it to sm_90a)", family);
-    }
+    const char *tp = NULL;
+    for (size_t i = 0; i + sizeof target - 1 < size && !tp; i++)
+        if (!memcmp(ptx + i, target, sizeof target - 1)) tp = ptx + i + sizeof target - 1;
+    if (!tp || (*tp != ',' && *tp != '\n')) return -1;
     size_t o = 0;
     for (size_t i = 0; i < size;) {
-        if (ptx + i == tp + sizeof target - 1) out[o++] = 'a'; /* sm_90 -> sm_90a */
-        if (!strncmp(ptx + i, marker, sizeof marker - 1)) {
+        if (ptx + i == tp) out[o++] = 'a'; /* sm_90 -> sm_90a */
+        if (size - i >= sizeof marker - 1 && !memcmp(ptx + i, marker, sizeof marker - 1)) {
             i += sizeof marker - 1;
             continue;
         }
         out[o++] = ptx[i++];
     }
+    *out_size = o;
+    return 0;
+}
+
+static binv_status retarget_sm90a(binv_context *ctx, const char *family, const char *options,
+                                  cl_program *p) {
+    size_t size = 0, o = 0;
+    cl_int err = clGetProgramInfo(*p, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL);
+    char *ptx = err == CL_SUCCESS && size ? malloc(size) : NULL;
+    char *out = ptx ? malloc(size + 1) : NULL;
+    unsigned char *bins[1] = {(unsigned char *)ptx};
+    if (out) err = clGetProgramInfo(*p, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL);
+    const int ok = out && err == CL_SUCCESS && binv_ptx_sm90a(ptx, size, out, &o) == 0;
     free(ptx);
+    if (!ok) {
+        free(out);
+        return binv_set_error(ctx, BINV_ERROR_BUILD_FAILED,
+                              "kernel family '%s': the program binary is not PTX for sm_90 "
+                              "(needed to retarget it to sm_90a)", family);
+    }
     const unsigned char *in[1] = {(const unsigned char *)out};
     cl_int bst = CL_SUCCESS;
     cl_program q = clCreateProgramWithBinary(ctx->cl_ctx, 1, &ctx->device, &o, in, &bst, &err);

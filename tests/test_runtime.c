@@ -146,8 +146,37 @@ static void test_build_failure(void **state) {
     assert_non_null(strstr(msg, "undeclared_x"));
 }
 
+/* The sm_90a retargeting of the native wgmma program (src/program.c): the
+ * target directive gains its "a", every marker goes, nothing else changes;
+ * PTX for another target is refused. */
+static void test_ptx_sm90a(void **state) {
+    (void)state;
+    static const char in[] = "//\n.version 9.0\n.target sm_90, texmode_independent\n"
+                             "\t// begin inline asm\n\t// BINV_SM90A wgmma.fence.sync.aligned;\n"
+                             "\tbar.sync 0; // BINV_SM90A wgmma.commit_group.sync.aligned;\n"
+                             "\t// BINV_SM90";
+    static const char want[] = "//\n.version 9.0\n.target sm_90a, texmode_independent\n"
+                               "\t// begin inline asm\n\twgmma.fence.sync.aligned;\n"
+                               "\tbar.sync 0; wgmma.commit_group.sync.aligned;\n"
+                               "\t// BINV_SM90";
+    char out[sizeof in + 1];
+    size_t n = 0;
+    assert_int_equal(binv_ptx_sm90a(in, sizeof in - 1, out, &n), 0);
+    assert_int_equal(n, sizeof want - 1);
+    assert_memory_equal(out, want, n);
+    static const char bare[] = "//\n.version 9.0\n.target sm_90\n";
+    assert_int_equal(binv_ptx_sm90a(bare, sizeof bare - 1, out, &n), 0);
+    assert_memory_equal(out, "//\n.version 9.0\n.target sm_90a\n", n);
+    static const char *const refused[] = {"//\n.target sm_80, texmode_independent\n",
+                                          "//\n.target sm_90a\n", "//\n.target sm_900\n",
+                                          "not PTX", ""};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+        assert_int_equal(binv_ptx_sm90a(refused[i], strlen(refused[i]), out, &n), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ptx_sm90a),
         cmocka_unit_test(test_status_strings),
         cmocka_unit_test(test_create_arguments),
         cmocka_unit_test(test_binary_cache),
