@@ -542,10 +542,16 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
          * s - WGW finished, so stage s + WD's buffer is free */
         barrier(CLK_LOCAL_MEM_FENCE);
         const uint nx = s + WD;
+#ifndef WPROBE_NOLOAD /* (timing probe only: wrong results) */
         if (nx < steps) WG_LOAD(nx % WST, nx);
+#endif
         asm volatile("cp.async.commit_group;" ::: "memory");
         const uint sb = sbase + (s % WST) * WSTAGE;
         asm volatile("// BINV_SM90A wgmma.fence.sync.aligned;" ::: "memory");
+#ifndef WPROBE_REP
+#define WPROBE_REP 1 /* (timing probe only: > 1 repeats each stage's wgmma, wrong results) */
+#endif
+        for (uint rep = 0; rep < WPROBE_REP; rep++)
 #pragma unroll
         for (uint kk = 0; kk < WKS / 16; kk++) {
             /* WKS = 32: every stage holds exactly two of the nblk blocks */
