@@ -397,7 +397,7 @@ void gemm_native_stream(uint m, uint n, uint k, float alpha, float beta,
  * Work-group: WNW warpgroups of 128 work-items, each computing WWM m64 x WN
  * tiles (tile (64 WWM WNW) x WN, WN = 128 or 256).  Local tiles: rows of WKS elements
  * (WKS * 2 bytes), 16-byte chunks XOR-swizzled as the descriptor's 128-byte
- * (WKS = 64) or 64-byte (WKS = 32) mode expects; WST stages in a cp.async
+ * (WKS = 64), 64-byte (32) or 32-byte (16) mode expects; WST stages in a cp.async
  * pipeline.  Accumulator fragment (PTX ISA, wgmma D for .f32): work-item
  * (warp w of its warpgroup, lane = 4g + t) holds d[4j + e] = D[16w + g + 8(e/2)]
  * [8j + 2t + e%2], j < WN / 8. */
@@ -411,7 +411,7 @@ void gemm_native_stream(uint m, uint n, uint k, float alpha, float beta,
 #define WNT (128 * WNW)
 #define WBM (64 * WWM * WNW)
 #define WRB (WKS * 2)                 /* bytes per local row */
-#define WSB (WKS == 64 ? 3 : 2)       /* swizzle: chunk bits XORed with address bits 7.. */
+#define WSB (WKS == 64 ? 3 : WKS == 32 ? 2 : 1) /* swizzle: chunk bits XORed with address bits 7.. */
 #define WA_BYTES (WBM * WRB)          /* one stage of A */
 #define WB_BYTES (WN * WRB)
 #define WSTAGE (WA_BYTES + WB_BYTES)
@@ -425,10 +425,10 @@ inline uint wg_off(uint r, uint ch) {
 /* Shared-memory matrix descriptor (PTX ISA "Matrix Descriptor Format"):
  * start >> 4 in bits 0-13, leading offset (unused by swizzled K-major: 1) in
  * 16-29, stride between 8-row groups >> 4 in 32-45, swizzle mode in 62-63
- * (1 = 128-byte, 2 = 64-byte). */
+ * (1 = 128-byte, 2 = 64-byte, 3 = 32-byte). */
 inline ulong wg_desc(uint addr) {
     return (ulong)((addr & 0x3FFFF) >> 4) | ((ulong)1 << 16) | ((ulong)((8 * WRB) >> 4) << 32) |
-           ((ulong)(WKS == 64 ? 1 : 2) << 62);
+           ((ulong)(WKS == 64 ? 1 : WKS == 32 ? 2 : 3) << 62);
 }
 
 /* One k16 step: D (64 x WN, f32) += A (64 x 16, descriptor da) * B^T (WN x 16,
@@ -554,8 +554,8 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
         for (uint rep = 0; rep < WPROBE_REP; rep++)
 #pragma unroll
         for (uint kk = 0; kk < WKS / 16; kk++) {
-            /* WKS = 32: every stage holds exactly two of the nblk blocks */
-            if (WKS == 32 || s * (WKS / 16) + kk < nblk) {
+            /* WKS <= 32: every stage holds whole blocks of the even nblk */
+            if (WKS <= 32 || s * (WKS / 16) + kk < nblk) {
 #pragma unroll
                 for (uint i = 0; i < WWM; i++)
                     wg_mma(acc[i], wg_desc(sb + (wg * WWM + i) * 64 * WRB + kk * 32),
