@@ -302,7 +302,7 @@ static void native_stream_shape(const binv_context *ctx, size_t m, unsigned smt,
  * BINV_NATIVE_WGMMA=0 or the driver refused the program once.  Shape
  * "WKS,WNW,WWM,WST,WN,WGW" (BINV_NATIVE_WG overrides; none changes the bits):
  * k per stage (16, 32 or 64), warpgroups per work-group, m64 tiles per warpgroup,
- * stages, wgmma n (128 or 256), wgmma groups in flight across stages (0, 1).
+ * stages, wgmma n (64, 128 or 256), wgmma groups in flight across stages (0, 1).
  * Returns 1 with the program, its defines, lws[0] = work-items and tile[] =
  * the work-group's rows and columns; 0 to use gemm_native. */
 static int native_wg_program(binv_context *ctx, binv_dtype dtype, int rows16, char *defines,
@@ -317,7 +317,7 @@ static int native_wg_program(binv_context *ctx, binv_dtype dtype, int rows16, ch
     const char *sh = getenv("BINV_NATIVE_WG");
     if (sh && sscanf(sh, "%u,%u,%u,%u,%u,%u", &u[0], &u[1], &u[2], &u[3], &u[4], &u[5]) == 6 &&
         (u[0] == 16 || u[0] == 32 || u[0] == 64) && (u[1] == 1 || u[1] == 2) && (u[2] == 1 || u[2] == 2) &&
-        u[3] >= 2 + u[5] && u[3] <= 8 && (u[4] == 128 || u[4] == 256) && u[5] <= 1 &&
+        u[3] >= 2 + u[5] && u[3] <= 8 && (u[4] == 64 || u[4] == 128 || u[4] == 256) && u[5] <= 1 &&
         (size_t)128 * u[1] <= ctx->info.max_work_group_size &&
         (size_t)u[3] * (64 * u[1] * u[2] + u[4]) * u[0] * 2 <= ctx->info.local_mem_size)
         memcpy(v, u, sizeof v);
