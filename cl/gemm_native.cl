@@ -499,130 +499,140 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
     __local uint4 smem[WST * WSTAGE / 16] __attribute__((aligned(1024)));
     const uint lid = get_local_id(0), wg = lid / 128, w = (lid / 32) % 4, lane = lid % 32;
     const uint g = lane / 4, t = lane % 4;
-    const uint m0 = get_group_id(1) * WBM, n0 = get_group_id(0) * WN;
     const uint sbase = (uint)(ulong)smem;
+    /* Persistent: the work-groups walk the output tiles (row-major over the
+     * n tiles), as many at a time as the host launched; each tile is
+     * computed whole by one work-group. */
+    const uint tiles_n = (n + WN - 1) / WN, tiles = tiles_n * ((m + WBM - 1) / WBM);
+    for (uint tile = get_group_id(0); tile < tiles; tile += get_num_groups(0)) {
+        const uint m0 = tile / tiles_n * WBM, n0 = tile % tiles_n * WN;
 
-    float acc[WWM][WN / 2];
+        float acc[WWM][WN / 2];
 #pragma unroll
-    for (int i = 0; i < WWM; i++)
+        for (int i = 0; i < WWM; i++)
 #pragma unroll
-        for (int e = 0; e < WN / 2; e++) acc[i][e] = 0.0f;
+            for (int e = 0; e < WN / 2; e++) acc[i][e] = 0.0f;
 
-    const uint nblk = (k + 31) / 32 * 2; /* k16 blocks, as gemm_native */
-    const uint steps = (nblk * 16 + WKS - 1) / WKS;
+        const uint nblk = (k + 31) / 32 * 2; /* k16 blocks, as gemm_native */
+        const uint steps = (nblk * 16 + WKS - 1) / WKS;
 #if NVEC
-    const uint wr = lid / WCR, wc = lid % WCR;
-    __global const raw16 *pa = a + a_off + (ulong)(m0 + wr) * lda + wc * 8;
-    __global const raw16 *pb = b + b_off + (ulong)(n0 + wr) * ldb + wc * 8;
-    const long la = (long)m - (long)(m0 + wr), lb = (long)n - (long)(n0 + wr);
-    const uint oa = wg_off(wr, wc), ob = WA_BYTES + wg_off(wr, wc);
+        const uint wr = lid / WCR, wc = lid % WCR;
+        __global const raw16 *pa = a + a_off + (ulong)(m0 + wr) * lda + wc * 8;
+        __global const raw16 *pb = b + b_off + (ulong)(n0 + wr) * ldb + wc * 8;
+        const long la = (long)m - (long)(m0 + wr), lb = (long)n - (long)(n0 + wr);
+        const uint oa = wg_off(wr, wc), ob = WA_BYTES + wg_off(wr, wc);
 #define WG_LOAD(st, kb)                                                                        \
-    do {                                                                                       \
-        const uint k0_ = (kb) * WKS + wc * 8;                                                  \
-        const uint by_ = k0_ < k ? 2 * min(8u, k - k0_) : 0u;                                   \
-        const uint sb_ = sbase + (st) * WSTAGE;                                                \
-        wg_copy(sb_ + oa, pa + (kb) * WKS, (ulong)WRS * lda, la, WBM, by_, a);                 \
-        wg_copy(sb_ + ob, pb + (kb) * WKS, (ulong)WRS * ldb, lb, WN, by_, b);                  \
-    } while (0)
+        do {                                                                                   \
+            const uint k0_ = (kb) * WKS + wc * 8;                                              \
+            const uint by_ = k0_ < k ? 2 * min(8u, k - k0_) : 0u;                              \
+            const uint sb_ = sbase + (st) * WSTAGE;                                            \
+            wg_copy(sb_ + oa, pa + (kb) * WKS, (ulong)WRS * lda, la, WBM, by_, a);             \
+            wg_copy(sb_ + ob, pb + (kb) * WKS, (ulong)WRS * ldb, lb, WN, by_, b);              \
+        } while (0)
 #else
 #define WG_LOAD(st, kb)                                                                        \
-    do {                                                                                       \
-        __local uint4 *sp_ = smem + (st) * WSTAGE / 16;                                        \
-        wg_load(sp_, a, a_off, lda, m, k, m0, WBM, (kb) * WKS, lid);                           \
-        wg_load(sp_ + WA_BYTES / 16, b, b_off, ldb, n, k, n0, WN, (kb) * WKS, lid);            \
-    } while (0)
+        do {                                                                                   \
+            __local uint4 *sp_ = smem + (st) * WSTAGE / 16;                                    \
+            wg_load(sp_, a, a_off, lda, m, k, m0, WBM, (kb) * WKS, lid);                       \
+            wg_load(sp_ + WA_BYTES / 16, b, b_off, ldb, n, k, n0, WN, (kb) * WKS, lid);        \
+        } while (0)
 #endif
-    /* WD stages in flight ahead of the one computed; with WGW = 1 one more
-     * stage is still being read by the previous wgmma group. */
+        /* WD stages in flight ahead of the one computed; with WGW = 1 one more
+         * stage is still being read by the previous wgmma group. */
 #define WD (WST - 1 - WGW)
 #pragma unroll
-    for (uint st = 0; st < WD; st++) {
-        if (st < steps) WG_LOAD(st, st);
-        asm volatile("cp.async.commit_group;" ::: "memory");
-    }
-    for (uint s = 0; s < steps; s++) {
-        asm volatile("cp.async.wait_group " NS_XSTR(WD - 1) ";" ::: "memory");
-        /* local writes (generic proxy) become visible to wgmma (async proxy) */
-        asm volatile("// BINV_SM90A fence.proxy.async.shared::cta;" ::: "memory");
-        /* everyone's copies of stage s landed; every wgmma group before
-         * s - WGW finished, so stage s + WD's buffer is free */
-        barrier(CLK_LOCAL_MEM_FENCE);
-        const uint nx = s + WD;
+        for (uint st = 0; st < WD; st++) {
+            if (st < steps) WG_LOAD(st, st);
+            asm volatile("cp.async.commit_group;" ::: "memory");
+        }
+        for (uint s = 0; s < steps; s++) {
+            asm volatile("cp.async.wait_group " NS_XSTR(WD - 1) ";" ::: "memory");
+            /* local writes (generic proxy) become visible to wgmma (async proxy) */
+            asm volatile("// BINV_SM90A fence.proxy.async.shared::cta;" ::: "memory");
+            /* everyone's copies of stage s landed; every wgmma group before
+             * s - WGW finished, so stage s + WD's buffer is free */
+            barrier(CLK_LOCAL_MEM_FENCE);
+            const uint nx = s + WD;
 #ifndef WPROBE_NOLOAD /* (timing probe only: wrong results) */
-        if (nx < steps) WG_LOAD(nx % WST, nx);
+            if (nx < steps) WG_LOAD(nx % WST, nx);
 #endif
-        asm volatile("cp.async.commit_group;" ::: "memory");
-        const uint sb = sbase + (s % WST) * WSTAGE;
-        asm volatile("// BINV_SM90A wgmma.fence.sync.aligned;" ::: "memory");
+            asm volatile("cp.async.commit_group;" ::: "memory");
+            const uint sb = sbase + (s % WST) * WSTAGE;
+            asm volatile("// BINV_SM90A wgmma.fence.sync.aligned;" ::: "memory");
 #ifndef WPROBE_REP
 #define WPROBE_REP 1 /* (timing probe only: > 1 repeats each stage's wgmma, wrong results) */
 #endif
-        for (uint rep = 0; rep < WPROBE_REP; rep++)
+            for (uint rep = 0; rep < WPROBE_REP; rep++)
 #pragma unroll
-        for (uint kk = 0; kk < WKS / 16; kk++) {
-            /* WKS <= 32: every stage holds whole blocks of the even nblk */
-            if (WKS <= 32 || s * (WKS / 16) + kk < nblk) {
+            for (uint kk = 0; kk < WKS / 16; kk++) {
+                /* WKS <= 32: every stage holds whole blocks of the even nblk */
+                if (WKS <= 32 || s * (WKS / 16) + kk < nblk) {
 #pragma unroll
-                for (uint i = 0; i < WWM; i++)
-                    wg_mma(acc[i], wg_desc(sb + (wg * WWM + i) * 64 * WRB + kk * 32),
-                           wg_desc(sb + WA_BYTES + kk * 32));
+                    for (uint i = 0; i < WWM; i++)
+                        wg_mma(acc[i], wg_desc(sb + (wg * WWM + i) * 64 * WRB + kk * 32),
+                               wg_desc(sb + WA_BYTES + kk * 32));
+                }
             }
+            asm volatile("// BINV_SM90A wgmma.commit_group.sync.aligned;" ::: "memory");
+            asm volatile("// BINV_SM90A wgmma.wait_group.sync.aligned " NS_XSTR(WGW) ";" ::: "memory");
         }
-        asm volatile("// BINV_SM90A wgmma.commit_group.sync.aligned;" ::: "memory");
-        asm volatile("// BINV_SM90A wgmma.wait_group.sync.aligned " NS_XSTR(WGW) ";" ::: "memory");
-    }
-    asm volatile("// BINV_SM90A wgmma.wait_group.sync.aligned 0;" ::: "memory");
-    asm volatile("cp.async.wait_group 0;" ::: "memory");
+        asm volatile("// BINV_SM90A wgmma.wait_group.sync.aligned 0;" ::: "memory");
+        asm volatile("cp.async.wait_group 0;" ::: "memory");
 #undef WD
 #undef WG_LOAD
 
 #if WBM * WN * 2 <= WST * WSTAGE
-    /* beta = 0 and 16-byte aligned rows of C: the tile goes out through local
-     * memory (rows of WN elements, 16-byte chunks XOR-swizzled by row) as
-     * coalesced 16-byte stores.  Each element is rounded exactly as
-     * nat_store rounds it. */
-    if (beta == 0.0f && c_off % 8 == 0 && ldc % 8 == 0) {
-        barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done with the stages */
-        __local uint *cs = (__local uint *)smem;
+        /* beta = 0 and 16-byte aligned rows of C: the tile goes out through local
+         * memory (rows of WN elements, 16-byte chunks XOR-swizzled by row) as
+         * coalesced 16-byte stores.  Each element is rounded exactly as
+         * nat_store rounds it. */
+        if (beta == 0.0f && c_off % 8 == 0 && ldc % 8 == 0) {
+            barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done with the stages */
+            __local uint *cs = (__local uint *)smem;
 #pragma unroll
-        for (int i = 0; i < WWM; i++)
+            for (int i = 0; i < WWM; i++)
 #pragma unroll
-            for (int j = 0; j < WN / 8; j++)
+                for (int j = 0; j < WN / 8; j++)
 #pragma unroll
-                for (int e = 0; e < 4; e += 2) {
-                    const uint r = (wg * WWM + i) * 64 + 16 * w + g + 8 * (e / 2);
-                    const uint word = r * (WN / 2) + ((j ^ (r & 7)) * 4) + t;
-                    const float2 v = (float2)(alpha * acc[i][4 * j + e], alpha * acc[i][4 * j + e + 1]);
+                    for (int e = 0; e < 4; e += 2) {
+                        const uint r = (wg * WWM + i) * 64 + 16 * w + g + 8 * (e / 2);
+                        const uint word = r * (WN / 2) + ((j ^ (r & 7)) * 4) + t;
+                        const float2 v = (float2)(alpha * acc[i][4 * j + e], alpha * acc[i][4 * j + e + 1]);
 #if BINV_DTYPE == 2
-                    vstore_half2_rte(v, word, (__local half *)cs);
+                        vstore_half2_rte(v, word, (__local half *)cs);
 #else
-                    cs[word] = (uint)binv_f32_to_bf16(v.x) | ((uint)binv_f32_to_bf16(v.y) << 16);
+                        cs[word] = (uint)binv_f32_to_bf16(v.x) | ((uint)binv_f32_to_bf16(v.y) << 16);
 #endif
+                    }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (uint q = lid; q < WBM * (WN / 8); q += WNT) {
+                const uint r = q / (WN / 8), ch = q % (WN / 8), row = m0 + r, col = n0 + ch * 8;
+                if (row >= m || col >= n) continue;
+                const uint4 x = smem[r * (WN / 8) + (ch ^ (r & 7))];
+                const ulong ci = c_off + (ulong)row * ldc + col;
+                if (col + 8 <= n) {
+                    *(__global uint4 *)(c + ci) = x;
+                } else {
+                    const uint xs[4] = {x.x, x.y, x.z, x.w};
+                    for (uint u = 0; col + u < n; u++)
+                        c[ci + u] = (ushort)(xs[u / 2] >> (16 * (u % 2)));
                 }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint q = lid; q < WBM * (WN / 8); q += WNT) {
-            const uint r = q / (WN / 8), ch = q % (WN / 8), row = m0 + r, col = n0 + ch * 8;
-            if (row >= m || col >= n) continue;
-            const uint4 x = smem[r * (WN / 8) + (ch ^ (r & 7))];
-            const ulong ci = c_off + (ulong)row * ldc + col;
-            if (col + 8 <= n) {
-                *(__global uint4 *)(c + ci) = x;
-            } else {
-                const uint xs[4] = {x.x, x.y, x.z, x.w};
-                for (uint u = 0; col + u < n; u++)
-                    c[ci + u] = (ushort)(xs[u / 2] >> (16 * (u % 2)));
             }
-        }
-        return;
-    }
+        } else
 #endif
+        {
 #pragma unroll
-    for (int i = 0; i < WWM; i++)
+            for (int i = 0; i < WWM; i++)
 #pragma unroll
-        for (int j = 0; j < WN / 8; j++)
+                for (int j = 0; j < WN / 8; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e += 2)
-                nat_store2(c, c_off, ldc, m, n, m0 + (wg * WWM + i) * 64 + 16 * w + g + 8 * (e / 2),
-                           n0 + 8 * j + 2 * t, alpha, beta, acc[i][4 * j + e], acc[i][4 * j + e + 1]);
+                    for (int e = 0; e < 4; e += 2)
+                        nat_store2(c, c_off, ldc, m, n,
+                                   m0 + (wg * WWM + i) * 64 + 16 * w + g + 8 * (e / 2),
+                                   n0 + 8 * j + 2 * t, alpha, beta, acc[i][4 * j + e],
+                                   acc[i][4 * j + e + 1]);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE); /* the next tile refills local memory */
+    }
 }
 #endif /* WKS */

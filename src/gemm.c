@@ -300,24 +300,40 @@ static void native_stream_shape(const binv_context *ctx, size_t m, unsigned smt,
 
 /* gemm_native_wg (wgmma, sm_90a) on devices of compute capability 9.0 unless
  * BINV_NATIVE_WGMMA=0 or the driver refused the program once.  Shape
- * "WKS,WNW,WWM,WST,WN,WGW" (BINV_NATIVE_WG overrides; none changes the bits):
- * k per stage (16, 32 or 64), warpgroups per work-group, m64 tiles per warpgroup,
- * stages, wgmma n (64, 128 or 256), wgmma groups in flight across stages (0, 1).
- * Returns 1 with the program, its defines, lws[0] = work-items and tile[] =
- * the work-group's rows and columns; 0 to use gemm_native. */
-static int native_wg_program(binv_context *ctx, binv_dtype dtype, int rows16, char *defines,
-                             size_t dsize, size_t lws[2], size_t tile[2], cl_program *prog) {
+ * "WKS,WNW,WWM,WST,WN,WGW,R": k per stage (16, 32 or 64), warpgroups per
+ * work-group, m64 tiles per warpgroup, stages, wgmma n (64, 128 or 256),
+ * wgmma groups in flight across stages (0, 1), and work-groups launched per
+ * compute unit (the kernel is persistent: they walk the tiles).  None of it
+ * changes the bits.  Defaults, measured on the H100 (docs/results/h100/
+ * session4/probe-*): 128 x 128 tiles (4096^2 bf16: 469 TFLOP/s; 64 x 128:
+ * 286), unless that leaves compute units without a tile; then 64 x 128 (m =
+ * 512: 292 against 283), then 64 x 64 with six stages (m = 128: 137 against
+ * 71).  BINV_NATIVE_WG overrides.  Returns 1 with the program, its defines,
+ * lws[0] = work-items, tile[] = the work-group's rows and columns and
+ * *groups = work-groups to launch; 0 to use gemm_native. */
+static int native_wg_program(binv_context *ctx, binv_dtype dtype, int rows16, size_t m, size_t n,
+                             char *defines, size_t dsize, size_t lws[2], size_t tile[2],
+                             size_t *groups, cl_program *prog) {
     const char *e = getenv("BINV_NATIVE_WGMMA");
     if (ctx->nv_cc != 90 || (e && !strcmp(e, "0"))) return 0;
     pthread_mutex_lock(&ctx->lock);
     const int refused = ctx->no_wgmma;
     pthread_mutex_unlock(&ctx->lock);
     if (refused) return 0;
-    unsigned v[6] = {32, 1, 2, 3, 128, 0}, u[6];
+    static const unsigned shapes[3][7] = {
+        {32, 1, 2, 3, 128, 0, 2}, {32, 1, 1, 3, 128, 0, 4}, {32, 1, 1, 6, 64, 0, 4}};
+    const size_t cus = ctx->info.compute_units ? ctx->info.compute_units : 1;
+    unsigned v[7], u[7];
+    for (int i = 0; i < 3; i++) {
+        memcpy(v, shapes[i], sizeof v);
+        if (ceil_div(m, 64 * v[1] * v[2]) * ceil_div(n, v[4]) >= cus) break;
+    }
     const char *sh = getenv("BINV_NATIVE_WG");
-    if (sh && sscanf(sh, "%u,%u,%u,%u,%u,%u", &u[0], &u[1], &u[2], &u[3], &u[4], &u[5]) == 6 &&
-        (u[0] == 16 || u[0] == 32 || u[0] == 64) && (u[1] == 1 || u[1] == 2) && (u[2] == 1 || u[2] == 2) &&
-        u[3] >= 2 + u[5] && u[3] <= 8 && (u[4] == 64 || u[4] == 128 || u[4] == 256) && u[5] <= 1 &&
+    if (sh && sscanf(sh, "%u,%u,%u,%u,%u,%u,%u", &u[0], &u[1], &u[2], &u[3], &u[4], &u[5],
+                     &u[6]) == 7 &&
+        (u[0] == 16 || u[0] == 32 || u[0] == 64) && (u[1] == 1 || u[1] == 2) &&
+        (u[2] == 1 || u[2] == 2) && u[3] >= 2 + u[5] && u[3] <= 8 &&
+        (u[4] == 64 || u[4] == 128 || u[4] == 256) && u[5] <= 1 && u[6] >= 1 && u[6] <= 32 &&
         (size_t)128 * u[1] <= ctx->info.max_work_group_size &&
         (size_t)u[3] * (64 * u[1] * u[2] + u[4]) * u[0] * 2 <= ctx->info.local_mem_size)
         memcpy(v, u, sizeof v);
@@ -337,13 +353,19 @@ static int native_wg_program(binv_context *ctx, binv_dtype dtype, int rows16, ch
     lws[0] = 128 * v[1];
     tile[0] = 64 * v[1] * v[2];
     tile[1] = v[4];
+    const size_t tiles = ceil_div(m, tile[0]) * ceil_div(n, tile[1]);
+    *groups = tiles < v[6] * cus ? tiles : v[6] * cus;
     return 1;
 }
 
 /* The native tensor-core path (cl/gemm_native.cl).  m <= 64 with 16-byte
- * aligned rows: gemm_native_stream; otherwise gemm_native, 128 x 128 tiles
- * by default.  Both issue the same mma sequence per output (K never split),
- * so a row's bits do not depend on which one ran. */
+ * aligned rows: gemm_native_stream (mma.sync); otherwise gemm_native_wg
+ * (wgmma) on compute capability 9.0, else gemm_native (mma.sync, 128 x 128
+ * tiles).  All three issue the same k16 tensor-core steps per output in the
+ * same order (K never split); on the H100 a wgmma k16 step and an mma.sync
+ * m16n8k16 gave the same bits in every test (test_gemm's native test mixes
+ * the kernels across m and checks the mma.sync-era golden hashes), so a
+ * row's bits do not depend on which one ran. */
 static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
                                  size_t m, size_t n, size_t k, float alpha, cl_mem a,
                                  size_t a_offset, size_t lda, cl_mem b, size_t b_offset,
@@ -357,7 +379,7 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
     char defines[128];
     cl_program prog;
     binv_status st;
-    size_t lws[2] = {1, 1}, gws[2] = {1, 1}, tile[2];
+    size_t lws[2] = {1, 1}, gws[2] = {1, 1}, tile[2], groups;
     if (m <= native_small_m() && rows16) {
         const unsigned smt = (unsigned)ceil_div(m, 16);
         unsigned swp, sst, sks;
@@ -369,10 +391,10 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
         gws[0] = ceil_div(n, 8 * swp) * lws[0];
         st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
         if (st != BINV_SUCCESS) return st;
-    } else if (native_wg_program(ctx, dtype, rows16, defines, sizeof defines, lws, tile, &prog)) {
+    } else if (native_wg_program(ctx, dtype, rows16, m, n, defines, sizeof defines, lws, tile,
+                                 &groups, &prog)) {
         kname = "gemm_native_wg";
-        gws[0] = ceil_div(n, tile[1]) * lws[0];
-        gws[1] = ceil_div(m, tile[0]);
+        gws[0] = groups * lws[0];
     } else {
         /* Fragments through ldmatrix where the compiler takes it (the
          * shared address of a __local pointer); else 32-bit local loads.
