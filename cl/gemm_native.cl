@@ -408,9 +408,6 @@ void gemm_native_stream(uint m, uint n, uint k, float alpha, float beta,
 #ifndef WGW
 #define WGW 0 /* wgmma groups left in flight across a stage boundary (0 or 1) */
 #endif
-#ifndef WPAIR
-#define WPAIR 0 /* pairs of work-groups sharing A through L1 (see the kernel) */
-#endif
 #define WNT (128 * WNW)
 #define WBM (64 * WWM * WNW)
 #define WRB (WKS * 2)                 /* bytes per local row */
@@ -481,22 +478,15 @@ inline void wg_load(__local uint4 *tile, __global const raw16 *p, ulong off, ulo
  * (the XOR swizzle repeats every 8 rows, and WRS is a multiple of 8). */
 #define WCR (WKS / 8)   /* chunks per row */
 #define WRS (WNT / WCR) /* rows between a work-item's chunks */
-/* l1: copy through L1 (cp.async.ca) instead of around it (.cg). */
 inline void wg_copy(uint dst, __global const raw16 *src, ulong step, long rows_left, uint R,
-                    uint bytes, __global const raw16 *safe, int l1) {
+                    uint bytes, __global const raw16 *safe) {
 #pragma unroll
     for (uint u = 0; u < R / WRS; u++) {
         const int ok = (long)(u * WRS) < rows_left;
-        const uint d = dst + u * WRS * WRB, by = ok ? bytes : 0u;
-        const ulong g = (ulong)(ok ? src + u * step : safe);
-        if (l1)
-            asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1;"
-                         " cp.async.ca.shared.global [%0], [g], 16, %2; }"
-                         :: "r"(d), "l"(g), "r"(by) : "memory");
-        else
-            asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1;"
-                         " cp.async.cg.shared.global [%0], [g], 16, %2; }"
-                         :: "r"(d), "l"(g), "r"(by) : "memory");
+        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1;"
+                     " cp.async.cg.shared.global [%0], [g], 16, %2; }"
+                     :: "r"(dst + u * WRS * WRB), "l"((ulong)(ok ? src + u * step : safe)),
+                        "r"(ok ? bytes : 0u) : "memory");
     }
 }
 #endif
@@ -512,23 +502,10 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
     const uint sbase = (uint)(ulong)smem;
     /* Persistent: the work-groups walk the output tiles (row-major over the
      * n tiles), as many at a time as the host launched; each tile is
-     * computed whole by one work-group.  WPAIR: work-groups g and g + G/2 (G
-     * launched, even) take tiles (r, 2c) and (r, 2c + 1), which read the same
-     * rows of A.  NVIDIA hands the second round of work-groups to the compute
-     * units in the order of the first, so the two usually share one and run
-     * in step; A is copied through L1 (cp.async.ca), and one of them finds it
-     * there.  Only speed depends on that. */
-    const uint tiles_n = (n + WN - 1) / WN, tiles_m = (m + WBM - 1) / WBM;
-#if WPAIR
-    const uint hg = get_num_groups(0) / 2, q = get_group_id(0) / hg;
-    const uint units_n = (tiles_n + 1) / 2, first = get_group_id(0) % hg, stride = hg;
-#else
-    const uint q = 0, units_n = tiles_n, first = get_group_id(0), stride = get_num_groups(0);
-#endif
-    for (uint it = first; it < units_n * tiles_m; it += stride) {
-        const uint tn = it % units_n * (1 + WPAIR) + q;
-        if (tn >= tiles_n) continue; /* odd tiles_n: the pair's second tile */
-        const uint m0 = it / units_n * WBM, n0 = tn * WN;
+     * computed whole by one work-group. */
+    const uint tiles_n = (n + WN - 1) / WN, tiles = tiles_n * ((m + WBM - 1) / WBM);
+    for (uint tile = get_group_id(0); tile < tiles; tile += get_num_groups(0)) {
+        const uint m0 = tile / tiles_n * WBM, n0 = tile % tiles_n * WN;
 
         float acc[WWM][WN / 2];
 #pragma unroll
@@ -549,8 +526,8 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
             const uint k0_ = (kb) * WKS + wc * 8;                                              \
             const uint by_ = k0_ < k ? 2 * min(8u, k - k0_) : 0u;                              \
             const uint sb_ = sbase + (st) * WSTAGE;                                            \
-            wg_copy(sb_ + oa, pa + (kb) * WKS, (ulong)WRS * lda, la, WBM, by_, a, WPAIR);      \
-            wg_copy(sb_ + ob, pb + (kb) * WKS, (ulong)WRS * ldb, lb, WN, by_, b, 0);           \
+            wg_copy(sb_ + oa, pa + (kb) * WKS, (ulong)WRS * lda, la, WBM, by_, a);             \
+            wg_copy(sb_ + ob, pb + (kb) * WKS, (ulong)WRS * ldb, lb, WN, by_, b);              \
         } while (0)
 #else
 #define WG_LOAD(st, kb)                                                                        \

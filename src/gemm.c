@@ -300,11 +300,10 @@ static void native_stream_shape(const binv_context *ctx, size_t m, unsigned smt,
 
 /* gemm_native_wg (wgmma, sm_90a) on devices of compute capability 9.0 unless
  * BINV_NATIVE_WGMMA=0 or the driver refused the program once.  Shape
- * "WKS,WNW,WWM,WST,WN,WGW,R[,P]": k per stage (16, 32 or 64), warpgroups
- * per work-group, m64 tiles per warpgroup, stages, wgmma n (64, 128 or 256),
- * wgmma groups in flight across stages (0, 1), work-groups launched per
- * compute unit (the kernel is persistent: they walk the tiles) and pairing
- * (1: pairs of work-groups share A through L1; see the kernel).  None of it
+ * "WKS,WNW,WWM,WST,WN,WGW,R": k per stage (16, 32 or 64), warpgroups per
+ * work-group, m64 tiles per warpgroup, stages, wgmma n (64, 128 or 256),
+ * wgmma groups in flight across stages (0, 1), and work-groups launched per
+ * compute unit (the kernel is persistent: they walk the tiles).  None of it
  * changes the bits.  Defaults, measured on the H100 (docs/results/h100/
  * session4/probe-*): 128 x 128 tiles (4096^2 bf16: 469 TFLOP/s; 64 x 128:
  * 286), unless that leaves compute units without a tile; then 64 x 128 (m =
@@ -321,26 +320,26 @@ static int native_wg_program(binv_context *ctx, binv_dtype dtype, int rows16, si
     const int refused = ctx->no_wgmma;
     pthread_mutex_unlock(&ctx->lock);
     if (refused) return 0;
-    static const unsigned shapes[3][8] = {
-        {32, 1, 2, 3, 128, 0, 2, 1}, {32, 1, 1, 3, 128, 0, 4, 0}, {32, 1, 1, 6, 64, 0, 4, 0}};
+    static const unsigned shapes[3][7] = {
+        {32, 1, 2, 3, 128, 0, 2}, {32, 1, 1, 3, 128, 0, 4}, {32, 1, 1, 6, 64, 0, 4}};
     const size_t cus = ctx->info.compute_units ? ctx->info.compute_units : 1;
-    unsigned v[8], u[8] = {0};
+    unsigned v[7], u[7];
     for (int i = 0; i < 3; i++) {
         memcpy(v, shapes[i], sizeof v);
         if (ceil_div(m, 64 * v[1] * v[2]) * ceil_div(n, v[4]) >= cus) break;
     }
     const char *sh = getenv("BINV_NATIVE_WG");
-    if (sh && sscanf(sh, "%u,%u,%u,%u,%u,%u,%u,%u", &u[0], &u[1], &u[2], &u[3], &u[4], &u[5],
-                     &u[6], &u[7]) >= 7 &&
+    if (sh && sscanf(sh, "%u,%u,%u,%u,%u,%u,%u", &u[0], &u[1], &u[2], &u[3], &u[4], &u[5],
+                     &u[6]) == 7 &&
         (u[0] == 16 || u[0] == 32 || u[0] == 64) && (u[1] == 1 || u[1] == 2) &&
         (u[2] == 1 || u[2] == 2) && u[3] >= 2 + u[5] && u[3] <= 8 &&
         (u[4] == 64 || u[4] == 128 || u[4] == 256) && u[5] <= 1 && u[6] >= 1 && u[6] <= 32 &&
-        u[7] <= 1 && (size_t)128 * u[1] <= ctx->info.max_work_group_size &&
+        (size_t)128 * u[1] <= ctx->info.max_work_group_size &&
         (size_t)u[3] * (64 * u[1] * u[2] + u[4]) * u[0] * 2 <= ctx->info.local_mem_size)
         memcpy(v, u, sizeof v);
     snprintf(defines, dsize, "-DBINV_DTYPE=%d -DBINV_SM90A=1 -DNVEC=%d -DWKS=%u -DWNW=%u "
-             "-DWWM=%u -DWST=%u -DWN=%u -DWGW=%u -DWPAIR=%u", (int)dtype, rows16, v[0], v[1],
-             v[2], v[3], v[4], v[5], v[7]);
+             "-DWWM=%u -DWST=%u -DWN=%u -DWGW=%u", (int)dtype, rows16, v[0], v[1], v[2], v[3],
+             v[4], v[5]);
     binv_status st = binv_program_get(ctx, "gemm_native_wg", binv_cl_gemm_native, defines, prog);
     if (st != BINV_SUCCESS) {
         binv_debug(ctx, "gemm native: no sm_90a program (%s); mma.sync from now on",
@@ -354,13 +353,8 @@ static int native_wg_program(binv_context *ctx, binv_dtype dtype, int rows16, si
     lws[0] = 128 * v[1];
     tile[0] = 64 * v[1] * v[2];
     tile[1] = v[4];
-    /* work-groups: one per tile at most, R per compute unit; paired: an even
-     * number, two per pair of tiles at most (the kernel divides by G / 2) */
-    const size_t most = v[6] * cus;
-    size_t want = ceil_div(m, tile[0]) * ceil_div(n, tile[1]);
-    if (v[7]) want = 2 * ceil_div(m, tile[0]) * ceil_div(ceil_div(n, tile[1]), 2);
-    *groups = want < most ? want : most;
-    if (v[7]) *groups = *groups < 2 ? 2 : *groups / 2 * 2;
+    const size_t tiles = ceil_div(m, tile[0]) * ceil_div(n, tile[1]);
+    *groups = tiles < v[6] * cus ? tiles : v[6] * cus;
     return 1;
 }
 
