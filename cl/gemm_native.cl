@@ -491,43 +491,6 @@ inline void wg_copy(uint dst, __global const raw16 *src, ulong step, long rows_l
 }
 #endif
 
-/* The walk over output tiles: bands of WGROUP tile rows, column by column
- * inside a band, so that the tiles in flight cover a compact block of C and
- * re-read A and W from L2 rather than from memory (a choice of speed only).
- * Returns the origin (m0, n0) of the tile-th tile. */
-#define WGROUP 8
-inline uint2 wg_tile(uint tile, uint tiles_n, uint tiles_m) {
-    const uint band = tile / (WGROUP * tiles_n), in = tile % (WGROUP * tiles_n);
-    const uint rows = min((uint)WGROUP, tiles_m - band * WGROUP);
-    return (uint2)((band * WGROUP + in % rows) * WBM, in / rows * WN);
-}
-
-/* Stage s of a tile lives in buffer (s + WST - 1) % WST: stage 0 in the last
- * one, which the staged epilogue (buffers 0 .. WST - 2) leaves free, so the
- * next tile's stage 0 is copied while this tile's results go out. */
-#define WBUF(s) (((s) + WST - 1) % WST)
-
-/* Starts the copies of k-stage kb of the tile at (m0, n0) into buffer st (one
- * cp.async commit group per stage is the caller's).  NVEC: work-item lid
- * copies chunk column lid % WCR of rows lid / WCR + u WRS of both tiles. */
-inline void wg_stage(__local uint4 *smem, uint st, uint kb, uint m0, uint n0, uint m, uint n,
-                     uint k, __global const raw16 *a, ulong a_off, ulong lda,
-                     __global const raw16 *b, ulong b_off, ulong ldb, uint lid) {
-#if NVEC
-    const uint wr = lid / WCR, wc = lid % WCR, k0 = kb * WKS + wc * 8;
-    const uint by = k0 < k ? 2 * min(8u, k - k0) : 0u;
-    const uint sb = (uint)(ulong)smem + st * WSTAGE + wg_off(wr, wc);
-    wg_copy(sb, a + a_off + (ulong)(m0 + wr) * lda + k0, (ulong)WRS * lda,
-            (long)m - (long)(m0 + wr), WBM, by, a);
-    wg_copy(sb + WA_BYTES, b + b_off + (ulong)(n0 + wr) * ldb + k0, (ulong)WRS * ldb,
-            (long)n - (long)(n0 + wr), WN, by, b);
-#else
-    __local uint4 *sp = smem + st * WSTAGE / 16;
-    wg_load(sp, a, a_off, lda, m, k, m0, WBM, kb * WKS, lid);
-    wg_load(sp + WA_BYTES / 16, b, b_off, ldb, n, k, n0, WN, kb * WKS, lid);
-#endif
-}
-
 __kernel __attribute__((reqd_work_group_size(WNT, 1, 1)))
 void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
                     __global const raw16 *a, ulong a_off, ulong lda,
@@ -537,24 +500,17 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
     const uint lid = get_local_id(0), wg = lid / 128, w = (lid / 32) % 4, lane = lid % 32;
     const uint g = lane / 4, t = lane % 4;
     const uint sbase = (uint)(ulong)smem;
-    /* Persistent: the work-groups walk the output tiles (wg_tile), as many at
-     * a time as the host launched; each tile is computed whole by one
-     * work-group. */
+    /* Persistent: the work-groups walk the output tiles, as many at a time
+     * as the host launched; each tile is computed whole by one work-group.
+     * Order: bands of WGROUP tile rows, column by column inside a band, so
+     * that the tiles in flight cover a compact block of C and re-read A and
+     * W from L2 rather than from memory (a choice of speed only). */
+#define WGROUP 8
     const uint tiles_n = (n + WN - 1) / WN, tiles_m = (m + WBM - 1) / WBM;
-    const uint tiles = tiles_n * tiles_m;
-    const uint nblk = (k + 31) / 32 * 2; /* k16 blocks, as gemm_native */
-    const uint steps = (nblk * 16 + WKS - 1) / WKS;
-    /* WD stages in flight ahead of the one computed; with WGW = 1 one more
-     * stage is still being read by the previous wgmma group. */
-#define WD (WST - 1 - WGW)
-#define WG_STAGE(st, kb, o) \
-    wg_stage(smem, st, kb, (o).x, (o).y, m, n, k, a, a_off, lda, b, b_off, ldb, lid)
-    uint tile = get_group_id(0);
-    if (tile < tiles) WG_STAGE(WBUF(0), 0, wg_tile(tile, tiles_n, tiles_m));
-    asm volatile("cp.async.commit_group;" ::: "memory");
-    for (; tile < tiles; tile += get_num_groups(0)) {
-        const uint2 o = wg_tile(tile, tiles_n, tiles_m);
-        const uint m0 = o.x, n0 = o.y;
+    for (uint tile = get_group_id(0); tile < tiles_n * tiles_m; tile += get_num_groups(0)) {
+        const uint band = tile / (WGROUP * tiles_n), in = tile % (WGROUP * tiles_n);
+        const uint rows = min((uint)WGROUP, tiles_m - band * WGROUP);
+        const uint m0 = (band * WGROUP + in % rows) * WBM, n0 = in / rows * WN;
 
         float acc[WWM][WN / 2];
 #pragma unroll
@@ -562,10 +518,36 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
 #pragma unroll
             for (int e = 0; e < WN / 2; e++) acc[i][e] = 0.0f;
 
-        /* stage 0 is in flight already (one commit group) */
+        const uint nblk = (k + 31) / 32 * 2; /* k16 blocks, as gemm_native */
+        const uint steps = (nblk * 16 + WKS - 1) / WKS;
+#if NVEC
+        const uint wr = lid / WCR, wc = lid % WCR;
+        __global const raw16 *pa = a + a_off + (ulong)(m0 + wr) * lda + wc * 8;
+        __global const raw16 *pb = b + b_off + (ulong)(n0 + wr) * ldb + wc * 8;
+        const long la = (long)m - (long)(m0 + wr), lb = (long)n - (long)(n0 + wr);
+        const uint oa = wg_off(wr, wc), ob = WA_BYTES + wg_off(wr, wc);
+#define WG_LOAD(st, kb)                                                                        \
+        do {                                                                                   \
+            const uint k0_ = (kb) * WKS + wc * 8;                                              \
+            const uint by_ = k0_ < k ? 2 * min(8u, k - k0_) : 0u;                              \
+            const uint sb_ = sbase + (st) * WSTAGE;                                            \
+            wg_copy(sb_ + oa, pa + (kb) * WKS, (ulong)WRS * lda, la, WBM, by_, a);             \
+            wg_copy(sb_ + ob, pb + (kb) * WKS, (ulong)WRS * ldb, lb, WN, by_, b);              \
+        } while (0)
+#else
+#define WG_LOAD(st, kb)                                                                        \
+        do {                                                                                   \
+            __local uint4 *sp_ = smem + (st) * WSTAGE / 16;                                    \
+            wg_load(sp_, a, a_off, lda, m, k, m0, WBM, (kb) * WKS, lid);                       \
+            wg_load(sp_ + WA_BYTES / 16, b, b_off, ldb, n, k, n0, WN, (kb) * WKS, lid);        \
+        } while (0)
+#endif
+        /* WD stages in flight ahead of the one computed; with WGW = 1 one more
+         * stage is still being read by the previous wgmma group. */
+#define WD (WST - 1 - WGW)
 #pragma unroll
-        for (uint st = 1; st < WD; st++) {
-            if (st < steps) WG_STAGE(WBUF(st), st, o);
+        for (uint st = 0; st < WD; st++) {
+            if (st < steps) WG_LOAD(st, st);
             asm volatile("cp.async.commit_group;" ::: "memory");
         }
         for (uint s = 0; s < steps; s++) {
@@ -577,10 +559,10 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
             barrier(CLK_LOCAL_MEM_FENCE);
             const uint nx = s + WD;
 #ifndef WPROBE_NOLOAD /* (timing probe only: wrong results) */
-            if (nx < steps) WG_STAGE(WBUF(nx), nx, o);
+            if (nx < steps) WG_LOAD(nx % WST, nx);
 #endif
             asm volatile("cp.async.commit_group;" ::: "memory");
-            const uint sb = sbase + WBUF(s) * WSTAGE;
+            const uint sb = sbase + (s % WST) * WSTAGE;
             asm volatile("// BINV_SM90A wgmma.fence.sync.aligned;" ::: "memory");
 #ifndef WPROBE_REP
 #define WPROBE_REP 1 /* (timing probe only: > 1 repeats each stage's wgmma, wrong results) */
@@ -601,18 +583,16 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
         }
         asm volatile("// BINV_SM90A wgmma.wait_group.sync.aligned 0;" ::: "memory");
         asm volatile("cp.async.wait_group 0;" ::: "memory");
-        barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done with the stages */
-        /* the next tile's stage 0 goes in while this one's results go out */
-        if (tile + get_num_groups(0) < tiles)
-            WG_STAGE(WBUF(0), 0, wg_tile(tile + get_num_groups(0), tiles_n, tiles_m));
-        asm volatile("cp.async.commit_group;" ::: "memory");
+#undef WD
+#undef WG_LOAD
 
-#if WBM * WN * 2 <= (WST - 1) * WSTAGE
-        /* beta = 0 and 16-byte aligned rows of C: the tile goes out through
-         * buffers 0 .. WST - 2 (rows of WN elements, 16-byte chunks
-         * XOR-swizzled by row) as coalesced 16-byte stores.  Each element is
-         * rounded exactly as nat_store rounds it. */
+#if WBM * WN * 2 <= WST * WSTAGE
+        /* beta = 0 and 16-byte aligned rows of C: the tile goes out through local
+         * memory (rows of WN elements, 16-byte chunks XOR-swizzled by row) as
+         * coalesced 16-byte stores.  Each element is rounded exactly as
+         * nat_store rounds it. */
         if (beta == 0.0f && c_off % 8 == 0 && ldc % 8 == 0) {
+            barrier(CLK_LOCAL_MEM_FENCE); /* every warpgroup is done with the stages */
             __local uint *cs = (__local uint *)smem;
 #pragma unroll
             for (int i = 0; i < WWM; i++)
@@ -622,8 +602,7 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
                     for (int e = 0; e < 4; e += 2) {
                         const uint r = (wg * WWM + i) * 64 + 16 * w + g + 8 * (e / 2);
                         const uint word = r * (WN / 2) + ((j ^ (r & 7)) * 4) + t;
-                        const float2 v =
-                            (float2)(alpha * acc[i][4 * j + e], alpha * acc[i][4 * j + e + 1]);
+                        const float2 v = (float2)(alpha * acc[i][4 * j + e], alpha * acc[i][4 * j + e + 1]);
 #if BINV_DTYPE == 2
                         vstore_half2_rte(v, word, (__local half *)cs);
 #else
@@ -658,10 +637,7 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
                                    n0 + 8 * j + 2 * t, alpha, beta, acc[i][4 * j + e],
                                    acc[i][4 * j + e + 1]);
         }
-        barrier(CLK_LOCAL_MEM_FENCE); /* the next tile refills buffers 0 .. WST - 2 */
+        barrier(CLK_LOCAL_MEM_FENCE); /* the next tile refills local memory */
     }
-    asm volatile("cp.async.wait_group 0;" ::: "memory");
-#undef WD
-#undef WG_STAGE
 }
 #endif /* WKS */
