@@ -4,10 +4,12 @@
  * f32 accumulation.  C[m, n] = alpha * A[m, k] * W[n, k]^T + beta * C (the
  * LLM layout: A NO_TRANS, W TRANS).
  *
- * REDUCTION ORDER (docs/schedules.md, "native path").  For output (i, j):
- *   acc = +0 (the four f32 accumulators of the fragment)
- *   for s = 0, 16, 32, ... < k (ascending; k padded with zeros to 16):
- *       acc = mma(A[i, s..s+15], W[j, s..s+15], acc)
+ * REDUCTION ORDER (docs/schedules.md, "The native path"), shared by the
+ * three kernels of this file (gemm_native, gemm_native_stream,
+ * gemm_native_wg).  For output (i, j):
+ *   acc = +0 (f32)
+ *   for s = 0, 16, 32, ... < 32 * ceil(k / 32) (ascending; k zero-padded):
+ *       acc = mma(A[i, s..s+15], W[j, s..s+15], acc)   (one tensor-core k16 step)
  *   v = alpha * acc; if beta != 0: v = fma(beta, C[i, j], v); store (RNE).
  * Inside one mma the tensor core's own accumulation order applies: it is
  * fixed by the hardware (so the bits are fixed per GPU architecture, not

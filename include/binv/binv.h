@@ -96,8 +96,9 @@ typedef enum binv_schedule { BINV_SCHEDULE_INVARIANT = 0, BINV_SCHEDULE_ADAPTIVE
 /* Kernel path.  PORTABLE: OpenCL C only, the same bits on every device.
  * NATIVE: on NVIDIA GPUs of compute capability >= 8.0, bf16/f16 binv_gemm in
  * the LLM layout (A NO_TRANS, B TRANS) runs on tensor cores (inline PTX
- * mma.sync): still batch-invariant and deterministic, but its bits are fixed
- * per GPU architecture, not portable (docs/schedules.md).  Everything else
+ * mma.sync; on compute capability 9.0 also wgmma, built for sm_90a from the
+ * driver's own PTX): still batch-invariant and deterministic, but its bits
+ * are fixed per GPU architecture, not portable (docs/schedules.md).  Everything else
  * (f32, other layouts, other ops, other devices) runs the portable path;
  * binv_context_path() says which one a context got. */
 typedef enum binv_path { BINV_PATH_PORTABLE = 0, BINV_PATH_NATIVE = 1 } binv_path;
