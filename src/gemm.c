@@ -300,11 +300,12 @@ static void native_stream_shape(const binv_context *ctx, size_t m, unsigned smt,
 
 /* gemm_native_wg (wgmma, sm_90a) on devices of compute capability 9.0 unless
  * BINV_NATIVE_WGMMA=0 or the driver refused the program once.  Shape
- * "WKS,WNW,WWM,WST,WN,WGW,R": k per stage (16, 32 or 64), warpgroups per
+ * "WKS,WNW,WWM,WST,WN,WGW,R[,G]": k per stage (16, 32 or 64), warpgroups per
  * work-group, m64 tiles per warpgroup, stages, wgmma n (64, 128 or 256),
- * wgmma groups in flight across stages (0, 1), and work-groups launched per
- * compute unit (the kernel is persistent: they walk the tiles).  None of it
- * changes the bits.  Defaults, measured on the H100 (docs/results/h100/
+ * wgmma groups in flight across stages (0, 1), work-groups launched per
+ * compute unit (the kernel is persistent: they walk the tiles) and an
+ * optional cap on the work-groups in all (tests: several tiles per
+ * work-group on small problems).  None of it changes the bits.  Defaults, measured on the H100 (docs/results/h100/
  * session4/probe-*): 128 x 128 tiles (4096^2 bf16: 469 TFLOP/s; 64 x 128:
  * 286), unless that leaves compute units without a tile; then 64 x 128 (m =
  * 512: 292 against 283), then 64 x 64 with six stages (m = 128: 137 against
@@ -320,17 +321,17 @@ static int native_wg_program(binv_context *ctx, binv_dtype dtype, int rows16, si
     const int refused = ctx->no_wgmma;
     pthread_mutex_unlock(&ctx->lock);
     if (refused) return 0;
-    static const unsigned shapes[3][7] = {
-        {32, 1, 2, 3, 128, 0, 2}, {32, 1, 1, 3, 128, 0, 4}, {32, 1, 1, 6, 64, 0, 4}};
+    static const unsigned shapes[3][8] = {
+        {32, 1, 2, 3, 128, 0, 2, 0}, {32, 1, 1, 3, 128, 0, 4, 0}, {32, 1, 1, 6, 64, 0, 4, 0}};
     const size_t cus = ctx->info.compute_units ? ctx->info.compute_units : 1;
-    unsigned v[7], u[7];
+    unsigned v[8], u[8] = {0};
     for (int i = 0; i < 3; i++) {
         memcpy(v, shapes[i], sizeof v);
         if (ceil_div(m, 64 * v[1] * v[2]) * ceil_div(n, v[4]) >= cus) break;
     }
     const char *sh = getenv("BINV_NATIVE_WG");
-    if (sh && sscanf(sh, "%u,%u,%u,%u,%u,%u,%u", &u[0], &u[1], &u[2], &u[3], &u[4], &u[5],
-                     &u[6]) == 7 &&
+    if (sh && sscanf(sh, "%u,%u,%u,%u,%u,%u,%u,%u", &u[0], &u[1], &u[2], &u[3], &u[4], &u[5],
+                     &u[6], &u[7]) >= 7 &&
         (u[0] == 16 || u[0] == 32 || u[0] == 64) && (u[1] == 1 || u[1] == 2) &&
         (u[2] == 1 || u[2] == 2) && u[3] >= 2 + u[5] && u[3] <= 8 &&
         (u[4] == 64 || u[4] == 128 || u[4] == 256) && u[5] <= 1 && u[6] >= 1 && u[6] <= 32 &&
@@ -355,6 +356,7 @@ static int native_wg_program(binv_context *ctx, binv_dtype dtype, int rows16, si
     tile[1] = v[4];
     const size_t tiles = ceil_div(m, tile[0]) * ceil_div(n, tile[1]);
     *groups = tiles < v[6] * cus ? tiles : v[6] * cus;
+    if (v[7] && *groups > v[7]) *groups = v[7];
     return 1;
 }
 

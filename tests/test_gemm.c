@@ -602,6 +602,21 @@ static void test_gemm_native(void **state) {
                 assert_memory_equal(again, full, mmax * p.ldc * test_dtype_size(p.dtype));
                 free(again);
             }
+            /* Other shapes of the large-m kernel (on compute capability 9.0 the
+             * wgmma kernel; elsewhere the variable is ignored): 128 x 128 and
+             * 64 x 128 tiles, and 256-wide tiles, with so few persistent
+             * work-groups that each walks several tiles.  Same bits. */
+            static const char *const shapes[] = {"32,1,2,3,128,0,2,2", "32,1,1,3,128,0,4,3",
+                                                  "32,2,1,2,256,0,1,1"};
+            for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+                setenv("BINV_NATIVE_WG", shapes[si], 1);
+                unsigned char *other = run_rows(env, nat, &p, 0, mmax, 0, 1.0f, 0.0f);
+                unsetenv("BINV_NATIVE_WG");
+                if (memcmp(other, full, mmax * p.ldc * test_dtype_size(p.dtype)))
+                    fail_msg("native %s k=%zu: BINV_NATIVE_WG=%s changed the bits",
+                             test_dtype_name(DTYPES[d]), k, shapes[si]);
+                free(other);
+            }
             /* accuracy: the portable bound (products exact, f32 sums) */
             check_accuracy(&p, full, 1.0f, 0.0f, "native");
             unsigned char *ab = run_rows(env, nat, &p, 0, mmax, 0, 0.5f, -1.25f);
