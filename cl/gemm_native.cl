@@ -272,7 +272,9 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
  * be zero padding, as in gemm_native's 32-wide steps), with the same operand
  * roles and fragment contents; K is never split; the same epilogue.  So a row
  * of C has the same bits here as from gemm_native, at any m (test_gemm's
- * native test compares batches served by both kernels). */
+ * native test compares its rows with those of the large-m kernel: on
+ * compute capability 9.0 gemm_native_wg, and gemm_native with
+ * BINV_NATIVE_WGMMA=0). */
 #ifdef SMT /* the program of gemm_native_stream: SMT m16 tiles (m <= 16 SMT),
               SWP warps per work-group, SST pipeline stages of SKS k-columns
               (a multiple of 32), all chosen by the host (src/gemm.c) */
@@ -476,15 +478,16 @@ inline void wg_load(__local uint4 *tile, __global const raw16 *p, ulong off, ulo
 #if NVEC
 /* The cp.async plan: work-item lid copies chunk column lid % WCR of rows
  * lid / WCR + u WRS (u = 0, 1, ...) of both tiles at every stage, so its
- * source pointers, row checks and local offsets are fixed and only k moves
- * (the XOR swizzle repeats every 8 rows, and WRS is a multiple of 8). */
+ * source pointers, row checks and local offsets are fixed and only k moves.
+ * Needs WRS to divide both tiles' rows (WBM and WN; the host checks) and to
+ * be a multiple of 8 (the XOR swizzle repeats every 8 rows). */
 #define WCR (WKS / 8)   /* chunks per row */
 #define WRS (WNT / WCR) /* rows between a work-item's chunks */
 inline void wg_copy(uint dst, __global const raw16 *src, ulong step, long rows_left, uint R,
                     uint bytes, __global const raw16 *safe) {
 #pragma unroll
     for (uint u = 0; u < R / WRS; u++) {
-        const int ok = (long)(u * WRS) < rows_left;
+        const int ok = (long)(u * WRS) < rows_left && bytes; /* else no source at all */
         asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1;"
                      " cp.async.cg.shared.global [%0], [g], 16, %2; }"
                      :: "r"(dst + u * WRS * WRB), "l"((ulong)(ok ? src + u * step : safe)),
@@ -560,16 +563,10 @@ void gemm_native_wg(uint m, uint n, uint k, float alpha, float beta,
              * s - WGW finished, so stage s + WD's buffer is free */
             barrier(CLK_LOCAL_MEM_FENCE);
             const uint nx = s + WD;
-#ifndef WPROBE_NOLOAD /* (timing probe only: wrong results) */
             if (nx < steps) WG_LOAD(nx % WST, nx);
-#endif
             asm volatile("cp.async.commit_group;" ::: "memory");
             const uint sb = sbase + (s % WST) * WSTAGE;
             asm volatile("// BINV_SM90A wgmma.fence.sync.aligned;" ::: "memory");
-#ifndef WPROBE_REP
-#define WPROBE_REP 1 /* (timing probe only: > 1 repeats each stage's wgmma, wrong results) */
-#endif
-            for (uint rep = 0; rep < WPROBE_REP; rep++)
 #pragma unroll
             for (uint kk = 0; kk < WKS / 16; kk++) {
                 /* WKS <= 32: every stage holds whole blocks of the even nblk */

@@ -268,59 +268,68 @@ static size_t chunk_for_call(const binv_context *ctx, const gemm_config *g, cons
  * above 64 the kernel would need more than 4 m16 tiles). */
 static size_t native_small_m(void) {
     const char *e = getenv("BINV_NATIVE_SMALL_M");
-    long v = e ? strtol(e, NULL, 10) : -1;
-    return v >= 0 && v <= 64 ? (size_t)v : 64;
+    char *end = NULL;
+    long v = e ? strtol(e, &end, 10) : -1;
+    return e && end != e && *end == '\0' && v >= 0 && v <= 64 ? (size_t)v : 64;
 }
 
 /* gemm_native_stream's shape for m <= 64 (cl/gemm_native.cl): SWP warps per
- * work-group (8 SWP rows of W each), SST pipeline stages of SKS k-columns.
- * None of it changes the mma sequence.  Four warps per work-group: on the
- * H100 they beat one and two at every m measured (1..64; docs/results/h100/
+ * work-group (8 SWP rows of W each), SST pipeline stages of SKS k-columns
+ * (64..256: its local rows need at least 8 chunks for their swizzle).  None
+ * of it changes the mma sequence.  Four warps per work-group: on the H100
+ * they beat one and two at every m measured (1..64; docs/results/h100/
  * session4/probe-1-native-stream.txt), also where one warp per work-group
  * gives four times as many work-groups.  Stages and stage length shrink
- * until the tiles fit local memory.  BINV_NATIVE_STREAM="SWP,SST,SKS" overrides (tuning). */
-static void native_stream_shape(const binv_context *ctx, size_t m, unsigned smt, unsigned *swp,
-                                unsigned *sst, unsigned *sks) {
+ * until the tiles fit local memory; 0 if they cannot (then gemm_native
+ * runs, with the same bits).  BINV_NATIVE_STREAM="SWP,SST,SKS" overrides
+ * (tuning). */
+static int native_stream_shape(const binv_context *ctx, unsigned smt, unsigned *swp,
+                               unsigned *sst, unsigned *sks) {
     *swp = 4;
     *sst = 4;
     *sks = 128;
     const char *e = getenv("BINV_NATIVE_STREAM");
     unsigned a1, a2, a3;
     if (e && sscanf(e, "%u,%u,%u", &a1, &a2, &a3) == 3 && (a1 == 1 || a1 == 2 || a1 == 4) &&
-        a2 >= 2 && a2 <= 8 && a3 >= 32 && a3 <= 256 && a3 % 32 == 0) {
+        a2 >= 2 && a2 <= 8 && a3 >= 64 && a3 <= 256 && a3 % 32 == 0) {
         *swp = a1; *sst = a2; *sks = a3;
     }
     while ((size_t)*sst * (16 * smt + 8 * *swp) * *sks * 2 > ctx->info.local_mem_size) {
         if (*sst > 3) (*sst)--;
-        else if (*sks > 32) *sks /= 2;
+        else if (*sks > 64) *sks /= 2;
         else if (*sst > 2) (*sst)--;
-        else break; /* 2 x (64 + 32) x 32 x 2 = 12 KB: every OpenCL GPU has it */
+        else return 0;
     }
+    return 1;
 }
 
 /* gemm_native_wg (wgmma, sm_90a) on devices of compute capability 9.0 unless
- * BINV_NATIVE_WGMMA=0 or the driver refused the program once.  Shape
- * "WKS,WNW,WWM,WST,WN,WGW,R[,G]": k per stage (16, 32 or 64), warpgroups per
- * work-group, m64 tiles per warpgroup, stages, wgmma n (64, 128 or 256),
+ * BINV_NATIVE_WGMMA=0 or the driver refused the sm_90a program once.  Shape
+ * "WKS,WNW,WWM,WST,WN,WGW,R[,G]": k per stage (16, 32 or 64), warpgroups
+ * per work-group, m64 tiles per warpgroup, stages, wgmma n (64, 128 or 256),
  * wgmma groups in flight across stages (0, 1), work-groups launched per
  * compute unit (the kernel is persistent: they walk the tiles) and an
  * optional cap on the work-groups in all (tests: several tiles per
- * work-group on small problems).  None of it changes the bits.  Defaults, measured on the H100 (docs/results/h100/
- * session4/probe-*): 128 x 128 tiles (4096^2 bf16: 469 TFLOP/s; 64 x 128:
- * 286), unless that leaves compute units without a tile; then 64 x 128 (m =
- * 512: 292 against 283), then 64 x 64 with six stages (m = 128: 137 against
- * 71).  BINV_NATIVE_WG overrides.  Returns 1 with the program, its defines,
- * lws[0] = work-items, tile[] = the work-group's rows and columns and
- * *groups = work-groups to launch; 0 to use gemm_native. */
-static int native_wg_program(binv_context *ctx, binv_dtype dtype, int rows16, size_t m, size_t n,
-                             char *defines, size_t dsize, size_t lws[2], size_t tile[2],
-                             size_t *groups, cl_program *prog) {
+ * work-group on small problems).  None of it changes the bits.  Defaults,
+ * measured on the H100 (docs/results/h100/session4/probe-*): 128 x 128
+ * tiles (4096^2 bf16: 469 TFLOP/s; 64 x 128: 286), unless that leaves
+ * compute units without a tile; then 64 x 128 (m = 512: 292 against 283),
+ * then 64 x 64 with six stages (m = 128: 137 against 71).  BINV_NATIVE_WG
+ * overrides.  *use = 1 with the program, its defines, lws[0] = work-items,
+ * tile[] = the work-group's rows and columns and *groups = work-groups to
+ * launch; *use = 0 to run gemm_native instead.  A status other than
+ * BINV_SUCCESS is an error to return. */
+static binv_status native_wg_program(binv_context *ctx, binv_dtype dtype, int rows16, size_t m,
+                                     size_t n, char *defines, size_t dsize, size_t lws[2],
+                                     size_t tile[2], size_t *groups, cl_program *prog,
+                                     int *use) {
+    *use = 0;
     const char *e = getenv("BINV_NATIVE_WGMMA");
-    if (ctx->nv_cc != 90 || (e && !strcmp(e, "0"))) return 0;
+    if (ctx->nv_cc != 90 || (e && !strcmp(e, "0"))) return BINV_SUCCESS;
     pthread_mutex_lock(&ctx->lock);
     const int refused = ctx->no_wgmma;
     pthread_mutex_unlock(&ctx->lock);
-    if (refused) return 0;
+    if (refused) return BINV_SUCCESS;
     static const unsigned shapes[3][8] = {
         {32, 1, 2, 3, 128, 0, 2, 0}, {32, 1, 1, 3, 128, 0, 4, 0}, {32, 1, 1, 6, 64, 0, 4, 0}};
     const size_t cus = ctx->info.compute_units ? ctx->info.compute_units : 1;
@@ -330,34 +339,42 @@ static int native_wg_program(binv_context *ctx, binv_dtype dtype, int rows16, si
         if (ceil_div(m, 64 * v[1] * v[2]) * ceil_div(n, v[4]) >= cus) break;
     }
     const char *sh = getenv("BINV_NATIVE_WG");
+    /* The copy plan (cl/gemm_native.cl, wg_copy) needs its row stride,
+     * 128 WNW / (WKS / 8), to divide both tiles' rows; WWM x WN <= 256
+     * accumulators per work-item. */
     if (sh && sscanf(sh, "%u,%u,%u,%u,%u,%u,%u,%u", &u[0], &u[1], &u[2], &u[3], &u[4], &u[5],
                      &u[6], &u[7]) >= 7 &&
         (u[0] == 16 || u[0] == 32 || u[0] == 64) && (u[1] == 1 || u[1] == 2) &&
         (u[2] == 1 || u[2] == 2) && u[3] >= 2 + u[5] && u[3] <= 8 &&
-        (u[4] == 64 || u[4] == 128 || u[4] == 256) && u[5] <= 1 && u[6] >= 1 && u[6] <= 32 &&
+        (u[4] == 64 || u[4] == 128 || u[4] == 256) && u[2] * u[4] <= 256 && u[5] <= 1 &&
+        u[6] >= 1 && u[6] <= 32 && (64 * u[1] * u[2]) % (128 * u[1] / (u[0] / 8)) == 0 &&
+        u[4] % (128 * u[1] / (u[0] / 8)) == 0 &&
         (size_t)128 * u[1] <= ctx->info.max_work_group_size &&
         (size_t)u[3] * (64 * u[1] * u[2] + u[4]) * u[0] * 2 <= ctx->info.local_mem_size)
         memcpy(v, u, sizeof v);
-    snprintf(defines, dsize, "-DBINV_DTYPE=%d -DBINV_SM90A=1 -DNVEC=%d -DWKS=%u -DWNW=%u "
+    snprintf(defines, dsize, "-DBINV_DTYPE=%d -DNVEC=%d -DWKS=%u -DWNW=%u "
              "-DWWM=%u -DWST=%u -DWN=%u -DWGW=%u", (int)dtype, rows16, v[0], v[1], v[2], v[3],
              v[4], v[5]);
     binv_status st = binv_program_get(ctx, "gemm_native_wg", binv_cl_gemm_native, defines, prog);
-    if (st != BINV_SUCCESS) {
+    if (st == BINV_ERROR_BUILD_FAILED && !sh) {
+        /* the driver refused the sm_90a program: mma.sync from now on */
         binv_debug(ctx, "gemm native: no sm_90a program (%s); mma.sync from now on",
                    binv_context_last_error(ctx));
         binv_clear_error(ctx);
         pthread_mutex_lock(&ctx->lock);
         ctx->no_wgmma = 1;
         pthread_mutex_unlock(&ctx->lock);
-        return 0;
+        return BINV_SUCCESS;
     }
+    if (st != BINV_SUCCESS) return st;
     lws[0] = 128 * v[1];
     tile[0] = 64 * v[1] * v[2];
     tile[1] = v[4];
     const size_t tiles = ceil_div(m, tile[0]) * ceil_div(n, tile[1]);
     *groups = tiles < v[6] * cus ? tiles : v[6] * cus;
     if (v[7] && *groups > v[7]) *groups = v[7];
-    return 1;
+    *use = 1;
+    return BINV_SUCCESS;
 }
 
 /* The native tensor-core path (cl/gemm_native.cl).  m <= 64 with 16-byte
@@ -382,19 +399,29 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
     cl_program prog;
     binv_status st;
     size_t lws[2] = {1, 1}, gws[2] = {1, 1}, tile[2], groups;
-    if (m <= native_small_m() && rows16) {
-        const unsigned smt = (unsigned)ceil_div(m, 16);
-        unsigned swp, sst, sks;
-        native_stream_shape(ctx, m, smt, &swp, &sst, &sks);
+    const unsigned smt = (unsigned)ceil_div(m, 16);
+    unsigned swp, sst, sks;
+    int stream = 0, use_wg = 0;
+    if (m <= native_small_m() && rows16 && native_stream_shape(ctx, smt, &swp, &sst, &sks)) {
         snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DSMT=%u -DSWP=%u -DSST=%u -DSKS=%u",
                  (int)dtype, smt, swp, sst, sks);
+        st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
+        if (st != BINV_SUCCESS && st != BINV_ERROR_BUILD_FAILED) return st;
+        stream = st == BINV_SUCCESS;
+        if (!stream) {
+            binv_debug(ctx, "gemm native: stream kernel build failed (%s); gemm_native",
+                       binv_context_last_error(ctx));
+            binv_clear_error(ctx);
+        }
+    }
+    if (stream) {
         kname = "gemm_native_stream";
         lws[0] = 32 * swp;
         gws[0] = ceil_div(n, 8 * swp) * lws[0];
-        st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
-        if (st != BINV_SUCCESS) return st;
-    } else if (native_wg_program(ctx, dtype, rows16, m, n, defines, sizeof defines, lws, tile,
-                                 &groups, &prog)) {
+    } else if ((st = native_wg_program(ctx, dtype, rows16, m, n, defines, sizeof defines, lws,
+                                       tile, &groups, &prog, &use_wg)) != BINV_SUCCESS) {
+        return st;
+    } else if (use_wg) {
         kname = "gemm_native_wg";
         gws[0] = groups * lws[0];
     } else {

@@ -162,12 +162,12 @@ binv_status binv_check_wait_list(binv_context *ctx, cl_uint num_events, const cl
  * per context and key; later calls return the cached program. */
 binv_status binv_program_get(binv_context *ctx, const char *family, const char *source,
                              const char *defines, cl_program *out);
-/* binv_program_get with the storage dtype as the only define. */
 /* PTX text of size bytes for sm_90 -> the same for sm_90a with the
  * "// BINV_SM90A " markers removed (src/program.c).  out holds size + 1
  * bytes.  0, or -1 when ptx has no ".target sm_90" directive. */
 int binv_ptx_sm90a(const char *ptx, size_t size, char *out, size_t *out_size);
 
+/* binv_program_get with the storage dtype as the only define. */
 binv_status binv_program_get_dtype(binv_context *ctx, const char *family, const char *source,
                                    binv_dtype dtype, cl_program *out);
 binv_status binv_kernel_acquire(binv_context *ctx, cl_program program, const char *name,

@@ -91,7 +91,14 @@ static binv_status retarget_sm90a(binv_context *ctx, const char *family, const c
     char *out = ptx ? malloc(size + 1) : NULL;
     unsigned char *bins[1] = {(unsigned char *)ptx};
     if (out) err = clGetProgramInfo(*p, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL);
-    const int ok = out && err == CL_SUCCESS && binv_ptx_sm90a(ptx, size, out, &o) == 0;
+    if (!out || err != CL_SUCCESS) {
+        free(ptx);
+        free(out);
+        return out ? binv_set_error(ctx, err, "kernel family '%s': reading the program binary "
+                                    "failed (%d)", family, (int)err)
+                   : binv_set_error(ctx, BINV_ERROR_OUT_OF_HOST_MEMORY, "out of host memory");
+    }
+    const int ok = binv_ptx_sm90a(ptx, size, out, &o) == 0;
     free(ptx);
     if (!ok) {
         free(out);
@@ -108,12 +115,21 @@ static binv_status retarget_sm90a(binv_context *ctx, const char *family, const c
     else if (err == CL_SUCCESS)
         err = bst;
     if (err != CL_SUCCESS) {
-        char log[2048] = "";
-        if (q) clGetProgramBuildInfo(q, ctx->device, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
+        size_t len = 0;
+        char *log = NULL;
+        if (q && clGetProgramBuildInfo(q, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &len) ==
+                     CL_SUCCESS &&
+            (log = malloc(len + 1)) != NULL) {
+            log[0] = '\0';
+            clGetProgramBuildInfo(q, ctx->device, CL_PROGRAM_BUILD_LOG, len, log, NULL);
+            log[len] = '\0';
+        }
         if (q) clReleaseProgram(q);
-        return binv_set_error(ctx, BINV_ERROR_BUILD_FAILED,
-                              "kernel family '%s': the driver refused its sm_90a PTX (%d): %s",
-                              family, (int)err, log);
+        binv_status st = binv_set_error(ctx, BINV_ERROR_BUILD_FAILED,
+                                        "kernel family '%s': the driver refused its sm_90a PTX "
+                                        "(%d): %s", family, (int)err, log ? log : "(no log)");
+        free(log);
+        return st;
     }
     clReleaseProgram(*p);
     *p = q;
@@ -153,7 +169,7 @@ static binv_status build(binv_context *ctx, const char *family, const char *sour
         return st;
     }
     binv_debug(ctx, "built '%s' with '%s'", family, options);
-    if (strstr(options, "-DBINV_SM90A")) {
+    if (!strcmp(family, "gemm_native_wg")) { /* the only family with sm_90a code */
         binv_status st = retarget_sm90a(ctx, family, options, &p);
         if (st != BINV_SUCCESS) {
             clReleaseProgram(p);

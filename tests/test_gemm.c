@@ -579,11 +579,23 @@ static void test_gemm_native(void **state) {
     clGetDeviceInfo(env->device, 0x4001, sizeof cc[1], &cc[1], NULL);
     int bad = 0;
     for (int d = 1; d < 3; d++)
-        for (int kk = 0; kk < 2; kk++) {
+        for (int kk = 0; kk < 3; kk++) {
             const size_t k = kk ? 1003 : 1024, n = 200;
             problem p;
-            /* pad 0: rows 16-byte aligned (vector loads) when k % 8 == 0 */
-            problem_init_pad(&p, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, mmax, n, k, 77 + k, 0);
+            /* kk = 0: rows of A and W 16-byte aligned (k = 1024, no pad);
+             * kk = 1: k = 1003, unaligned rows; kk = 2: k = 1003 in rows of
+             * 1008 (aligned, a partial last chunk) and ldc = 208 (the native
+             * kernels' 16-byte stores of C). */
+            problem_init_pad(&p, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, mmax, n, k, 77 + k + kk,
+                             kk == 2 ? 5 : 0);
+            if (kk == 2) {
+                p.ldc = 208;
+                p.c_elems = mmax * p.ldc;
+                free(p.c);
+                p.c = malloc(p.c_elems * test_dtype_size(p.dtype));
+                assert_non_null(p.c);
+                test_fill(p.dtype, p.c, p.c_elems, 99);
+            }
             unsigned char *full = run_rows(env, nat, &p, 0, mmax, 0, 1.0f, 0.0f);
             for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++) {
                 const size_t m = ms[mi], starts[2] = {0, mmax - m};
@@ -606,15 +618,19 @@ static void test_gemm_native(void **state) {
              * wgmma kernel; elsewhere the variable is ignored): 128 x 128 and
              * 64 x 128 tiles, and 256-wide tiles, with so few persistent
              * work-groups that each walks several tiles.  Same bits. */
-            static const char *const shapes[] = {"32,1,2,3,128,0,2,2", "32,1,1,3,128,0,4,3",
-                                                  "32,2,1,2,256,0,1,1"};
+            static const char *const shapes[][2] = {
+                {"BINV_NATIVE_WG", "32,1,2,3,128,0,2,2"}, {"BINV_NATIVE_WG", "32,1,1,3,128,0,4,3"},
+                {"BINV_NATIVE_WG", "32,2,1,2,256,0,1,1"}, {"BINV_NATIVE_WG", "64,1,1,2,128,0,2,3"},
+                {"BINV_NATIVE_WG", "16,1,2,4,128,1,2,2"},
+                /* the mma.sync kernel for large m, also on 9.0 */
+                {"BINV_NATIVE_WGMMA", "0"}};
             for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
-                setenv("BINV_NATIVE_WG", shapes[si], 1);
+                setenv(shapes[si][0], shapes[si][1], 1);
                 unsigned char *other = run_rows(env, nat, &p, 0, mmax, 0, 1.0f, 0.0f);
-                unsetenv("BINV_NATIVE_WG");
+                unsetenv(shapes[si][0]);
                 if (memcmp(other, full, mmax * p.ldc * test_dtype_size(p.dtype)))
-                    fail_msg("native %s k=%zu: BINV_NATIVE_WG=%s changed the bits",
-                             test_dtype_name(DTYPES[d]), k, shapes[si]);
+                    fail_msg("native %s k=%zu: %s=%s changed the bits",
+                             test_dtype_name(DTYPES[d]), k, shapes[si][0], shapes[si][1]);
                 free(other);
             }
             /* accuracy: the portable bound (products exact, f32 sums) */
@@ -624,8 +640,8 @@ static void test_gemm_native(void **state) {
             free(ab);
             char hex[65], name[96];
             test_sha256_hex(full, mmax * p.ldc * test_dtype_size(p.dtype), hex);
-            snprintf(name, sizeof name, "native_cc%u%u_%s_%zux%zux%zu", cc[0], cc[1],
-                     test_dtype_name(DTYPES[d]), mmax, n, k);
+            snprintf(name, sizeof name, "native_cc%u%u_%s_%zux%zux%zu%s", cc[0], cc[1],
+                     test_dtype_name(DTYPES[d]), mmax, n, k, kk == 2 ? "_ld1008_ldc208" : "");
             if (!test_golden_check("gemm_native.txt", name, hex)) bad++;
             free(full);
             problem_free(&p);
