@@ -586,8 +586,8 @@ static void test_gemm_native(void **state) {
              * kk = 1: k = 1003, unaligned rows; kk = 2: k = 1003 in rows of
              * 1008 (aligned, a partial last chunk) and ldc = 208 (the native
              * kernels' 16-byte stores of C). */
-            problem_init_pad(&p, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, mmax, n, k, 77 + k + kk,
-                             kk == 2 ? 5 : 0);
+            problem_init_pad(&p, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, mmax, n, k,
+                             77 + k + (kk == 2 ? 2 : 0), kk == 2 ? 5 : 0);
             if (kk == 2) {
                 p.ldc = 208;
                 p.c_elems = mmax * p.ldc;
