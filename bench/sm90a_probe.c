@@ -6,7 +6,9 @@
  *   B: also replace the marked instruction by wgmma.fence.sync.aligned.
  * Each variant is built, run and its output checked.  Then: how much local
  * memory a __local kernel argument may have (CL_DEVICE_LOCAL_MEM_SIZE says
- * 48 KB; the SM has 228 KB).  Not part of the library. */
+ * 48 KB; the SM has 228 KB).  Not part of the library.
+ *   build and run: gcc -O1 bench/sm90a_probe.c -lOpenCL -o sm90a_probe && ./sm90a_probe
+ *   (result on the lent H100: docs/results/h100/session4/sm90a-probe.txt) */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 #include <stdio.h>
