@@ -118,6 +118,15 @@ inline void nat_mma(float *d, uint a0, uint a1, uint a2, uint a3, uint b0, uint 
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+/* One 16-byte cp.async (Ampere+) from global address src into local
+ * (shared) address dst; bytes past `bytes` (0..16) are zero-filled, and
+ * with bytes = 0 nothing is read. */
+inline void nat_cp16(uint dst, ulong src, uint bytes) {
+    asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1;"
+                 " cp.async.cg.shared.global [%0], [g], 16, %2; }"
+                 :: "r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+
 /* The epilogue of every kernel here: C[row, col] = alpha * acc (+ beta * C),
  * rounded to nearest even into the storage dtype; nothing outside m x n. */
 inline void nat_store(__global raw16 *c, ulong c_off, ulong ldc, uint m, uint n, uint row,
@@ -299,9 +308,7 @@ inline void ns_copy(__local uint4 *s, __global const raw16 *p, ulong off, ulong 
         const uint valid = gr < rows && gk < k ? min(8u, k - gk) : 0u;
         const ulong src = (ulong)(p + off + (valid ? (ulong)gr * ld + gk : 0));
         const uint dst = (uint)(ulong)(s + ns_slot(r, ch));
-        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1;"
-                     " cp.async.cg.shared.global [%0], [g], 16, %2; }"
-                     :: "r"(dst), "l"(src), "r"(2 * valid) : "memory");
+        nat_cp16(dst, src, 2 * valid);
     }
 }
 
@@ -488,10 +495,7 @@ inline void wg_copy(uint dst, __global const raw16 *src, ulong step, long rows_l
 #pragma unroll
     for (uint u = 0; u < R / WRS; u++) {
         const int ok = (long)(u * WRS) < rows_left && bytes; /* else no source at all */
-        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1;"
-                     " cp.async.cg.shared.global [%0], [g], 16, %2; }"
-                     :: "r"(dst + u * WRS * WRB), "l"((ulong)(ok ? src + u * step : safe)),
-                        "r"(ok ? bytes : 0u) : "memory");
+        nat_cp16(dst + u * WRS * WRB, (ulong)(ok ? src + u * step : safe), ok ? bytes : 0u);
     }
 }
 #endif
