@@ -6,7 +6,10 @@
  *   B: also replace the marked instruction by wgmma.fence.sync.aligned.
  * Each variant is built, run and its output checked.  Then: how much local
  * memory a __local kernel argument may have (CL_DEVICE_LOCAL_MEM_SIZE says
- * 48 KB; the SM has 228 KB).  Not part of the library.
+ * 48 KB; the SM has 228 KB), and whether a kernel whose PTX asks for
+ * thread-block clusters (.reqnctapercluster 2, 1, 1, added to the driver's
+ * PTX) launches as clusters through clEnqueueNDRangeKernel.  Not part of the
+ * library.
  *   build and run: gcc -O1 bench/sm90a_probe.c -lOpenCL -o sm90a_probe && ./sm90a_probe
  *   (result on the lent H100: docs/results/h100/session4/sm90a-probe.txt) */
 #define CL_TARGET_OPENCL_VERSION 120
@@ -60,6 +63,65 @@ static void try_dyn(cl_context c, cl_device_id d, cl_command_queue q) {
     clReleaseMemObject(o); clReleaseKernel(k); clReleaseProgram(p);
 }
 
+static const char *CLU =
+    "__kernel void clu(__global uint *o) {\n"
+    "  uint r, c;\n"
+    "  asm volatile(\"mov.u32 %0, %%cluster_ctarank;\" : \"=r\"(r));\n"
+    "  asm volatile(\"mov.u32 %0, %%clusterid.x;\" : \"=r\"(c));\n"
+    "  if (get_local_id(0) == 0) { o[2 * get_group_id(0)] = r; o[2 * get_group_id(0) + 1] = c; }\n"
+    "}\n";
+
+static char *replace(const char *s, const char *from, const char *to);
+
+/* Builds CLU, inserts ".reqnctapercluster 2, 1, 1" before the entry's body
+ * in its PTX, reloads it and launches 8 work-groups of 64. */
+static void try_cluster(cl_context c, cl_device_id d, cl_command_queue q) {
+    cl_int e;
+    cl_program p = clCreateProgramWithSource(c, 1, &CLU, NULL, &e);
+    if (clBuildProgram(p, 1, &d, "", NULL, NULL) != CL_SUCCESS) { printf("cluster: source build failed\n"); return; }
+    size_t len = 0;
+    clGetProgramInfo(p, CL_PROGRAM_BINARY_SIZES, sizeof len, &len, NULL);
+    unsigned char *bin = malloc(len + 1);
+    clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL);
+    bin[len] = 0;
+    const char *ptx = (const char *)bin;
+    const char *entry = strstr(ptx, ".entry clu(");
+    const char *body = entry ? strstr(entry, ")\n") : NULL;
+    if (!body) { printf("cluster: entry not found\n"); return; }
+    size_t at = (size_t)(body - ptx) + 2;
+    char *out = malloc(strlen(ptx) + 64);
+    memcpy(out, ptx, at);
+    strcpy(out + at, ".reqnctapercluster 2, 1, 1\n");
+    strcat(out, ptx + at);
+    char *a = replace(out, ".target sm_90", ".target sm_90a");
+    const char *src = a ? a : out;
+    size_t sl = strlen(src) + 1;
+    const unsigned char *bp = (const unsigned char *)src;
+    cl_int bst;
+    cl_program p2 = clCreateProgramWithBinary(c, 1, &d, &sl, &bp, &bst, &e);
+    if (e != CL_SUCCESS || clBuildProgram(p2, 1, &d, "", NULL, NULL) != CL_SUCCESS) {
+        char log[4096] = "";
+        clGetProgramBuildInfo(p2, d, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
+        printf("cluster: build from PTX failed (%d): %s\n", e, log);
+        return;
+    }
+    cl_kernel k = clCreateKernel(p2, "clu", &e);
+    cl_mem o = clCreateBuffer(c, CL_MEM_READ_WRITE, 16 * 4, NULL, &e);
+    cl_uint h[16];
+    for (int i = 0; i < 16; i++) h[i] = 777;
+    clEnqueueWriteBuffer(q, o, CL_TRUE, 0, sizeof h, h, 0, NULL, NULL);
+    clSetKernelArg(k, 0, sizeof o, &o);
+    size_t g = 8 * 64, l = 64;
+    cl_int el = clEnqueueNDRangeKernel(q, k, 1, NULL, &g, &l, 0, NULL, NULL);
+    cl_int er = clEnqueueReadBuffer(q, o, CL_TRUE, 0, sizeof h, h, 0, NULL, NULL);
+    int ok = el == CL_SUCCESS && er == CL_SUCCESS;
+    for (int i = 0; i < 8 && ok; i++) ok = h[2 * i] == (cl_uint)(i % 2) && h[2 * i + 1] == (cl_uint)(i / 2);
+    printf("cluster: launch %d, read %d, (rank, cluster id) of groups 0..7:", el, er);
+    for (int i = 0; i < 8; i++) printf(" (%u,%u)", h[2 * i], h[2 * i + 1]);
+    printf(" -> %s\n", ok ? "clusters of 2" : "NOT clusters of 2");
+    clReleaseMemObject(o); clReleaseKernel(k); clReleaseProgram(p2); clReleaseProgram(p);
+}
+
 static char *replace(const char *s, const char *from, const char *to) {
     const char *p = strstr(s, from);
     if (!p) return NULL;
@@ -107,6 +169,7 @@ int main(void) {
     cl_context c = clCreateContext(NULL, 1, &d, NULL, NULL, &e);
     cl_command_queue q = clCreateCommandQueue(c, d, 0, &e);
     try_dyn(c, d, q); /* first: variant B may leave the context broken */
+    try_cluster(c, d, q);
     cl_program p = clCreateProgramWithSource(c, 1, &SRC, NULL, &e);
     if (clBuildProgram(p, 1, &d, "", NULL, NULL) != CL_SUCCESS) { printf("source build failed\n"); return 1; }
     size_t len = 0;
