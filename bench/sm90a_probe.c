@@ -10,13 +10,14 @@
  * thread-block clusters (.reqnctapercluster 2, 1, 1, added to the driver's
  * PTX) launches as clusters through clEnqueueNDRangeKernel.  Not part of the
  * library.
- *   build and run: gcc -O1 bench/sm90a_probe.c -lOpenCL -o sm90a_probe && ./sm90a_probe
+ *   build and run: gcc -O1 bench/sm90a_probe.c -lOpenCL -ldl -o sm90a_probe && ./sm90a_probe
  *   (result on the lent H100: docs/results/h100/session4/sm90a-probe.txt) */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dlfcn.h>
 
 static const char *SRC =
     "__kernel void probe(__global float *o) {\n"
@@ -69,57 +70,120 @@ static const char *CLU =
     "  asm volatile(\"mov.u32 %0, %%cluster_ctarank;\" : \"=r\"(r));\n"
     "  asm volatile(\"mov.u32 %0, %%clusterid.x;\" : \"=r\"(c));\n"
     "  if (get_local_id(0) == 0) { o[2 * get_group_id(0)] = r; o[2 * get_group_id(0) + 1] = c; }\n"
+    "}\n"
+    /* distributed local memory: read the peer's tile, then write into it */
+    "__kernel void dsm(__global uint *o) {\n"
+    "  __local uint s[64], s2[64];\n"
+    "  const uint l = get_local_id(0);\n"
+    "  uint r, rem, v, rem2, w;\n"
+    "  asm volatile(\"mov.u32 %0, %%cluster_ctarank;\" : \"=r\"(r));\n"
+    "  s[l] = r * 1000 + l;\n"
+    "  asm volatile(\"barrier.cluster.arrive.release.aligned; barrier.cluster.wait.acquire.aligned;\" ::: \"memory\");\n"
+    "  asm volatile(\"mapa.shared::cluster.u32 %0, %1, %2;\" : \"=r\"(rem) : \"r\"((uint)(ulong)(s + l)), \"r\"(r ^ 1u));\n"
+    "  asm volatile(\"ld.shared::cluster.u32 %0, [%1];\" : \"=r\"(v) : \"r\"(rem) : \"memory\");\n"
+    "  asm volatile(\"mapa.shared::cluster.u32 %0, %1, %2;\" : \"=r\"(rem2) : \"r\"((uint)(ulong)(s2 + l)), \"r\"(r ^ 1u));\n"
+    "  asm volatile(\"st.shared::cluster.u32 [%0], %1;\" :: \"r\"(rem2), \"r\"(v + 7u) : \"memory\");\n"
+    "  asm volatile(\"barrier.cluster.arrive.release.aligned; barrier.cluster.wait.acquire.aligned;\" ::: \"memory\");\n"
+    "  w = s2[l];\n"
+    "  o[2 * get_global_id(0)] = v; o[2 * get_global_id(0) + 1] = w;\n"
     "}\n";
 
 static char *replace(const char *s, const char *from, const char *to);
 
-/* Builds CLU, inserts ".reqnctapercluster 2, 1, 1" before the entry's body
- * in its PTX, reloads it and launches 8 work-groups of 64. */
-static void try_cluster(cl_context c, cl_device_id d, cl_command_queue q) {
+/* Rebuilds kernel `name` of CLU from its PTX with ".reqnctapercluster 2, 1, 1"
+ * inserted before the entry's body; NULL if that fails. */
+static cl_kernel cluster_kernel(cl_context c, cl_device_id d, const char *name) {
     cl_int e;
     cl_program p = clCreateProgramWithSource(c, 1, &CLU, NULL, &e);
-    if (clBuildProgram(p, 1, &d, "", NULL, NULL) != CL_SUCCESS) { printf("cluster: source build failed\n"); return; }
+    if (clBuildProgram(p, 1, &d, "", NULL, NULL) != CL_SUCCESS) {
+        char log[4096] = "";
+        clGetProgramBuildInfo(p, d, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
+        printf("cluster %s: source build failed: %s\n", name, log);
+        return NULL;
+    }
     size_t len = 0;
     clGetProgramInfo(p, CL_PROGRAM_BINARY_SIZES, sizeof len, &len, NULL);
     unsigned char *bin = malloc(len + 1);
     clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL);
     bin[len] = 0;
     const char *ptx = (const char *)bin;
-    const char *entry = strstr(ptx, ".entry clu(");
+    char pat[64];
+    snprintf(pat, sizeof pat, ".entry %s(", name);
+    const char *entry = strstr(ptx, pat);
     const char *body = entry ? strstr(entry, ")\n") : NULL;
-    if (!body) { printf("cluster: entry not found\n"); return; }
+    if (!body) { printf("cluster %s: entry not found\n", name); return NULL; }
     size_t at = (size_t)(body - ptx) + 2;
     char *out = malloc(strlen(ptx) + 64);
     memcpy(out, ptx, at);
     strcpy(out + at, ".reqnctapercluster 2, 1, 1\n");
     strcat(out, ptx + at);
-    char *a = replace(out, ".target sm_90", ".target sm_90a");
-    const char *src = a ? a : out;
-    size_t sl = strlen(src) + 1;
-    const unsigned char *bp = (const unsigned char *)src;
+    size_t sl = strlen(out) + 1;
+    const unsigned char *bp = (const unsigned char *)out;
     cl_int bst;
     cl_program p2 = clCreateProgramWithBinary(c, 1, &d, &sl, &bp, &bst, &e);
     if (e != CL_SUCCESS || clBuildProgram(p2, 1, &d, "", NULL, NULL) != CL_SUCCESS) {
         char log[4096] = "";
         clGetProgramBuildInfo(p2, d, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
-        printf("cluster: build from PTX failed (%d): %s\n", e, log);
-        return;
+        printf("cluster %s: build from PTX failed (%d): %s\n", name, e, log);
+        return NULL;
     }
-    cl_kernel k = clCreateKernel(p2, "clu", &e);
-    cl_mem o = clCreateBuffer(c, CL_MEM_READ_WRITE, 16 * 4, NULL, &e);
-    cl_uint h[16];
-    for (int i = 0; i < 16; i++) h[i] = 777;
-    clEnqueueWriteBuffer(q, o, CL_TRUE, 0, sizeof h, h, 0, NULL, NULL);
+    return clCreateKernel(p2, name, &e);
+}
+
+/* Launches 8 work-groups of 64 of kernel `name` (2 words out per group for
+ * clu, per work-item for dsm) and reads the output back. */
+static int cluster_run(cl_context c, cl_command_queue q, cl_kernel k, cl_uint *h, size_t words) {
+    cl_int e;
+    cl_mem o = clCreateBuffer(c, CL_MEM_READ_WRITE, words * 4, NULL, &e);
+    for (size_t i = 0; i < words; i++) h[i] = 777;
+    clEnqueueWriteBuffer(q, o, CL_TRUE, 0, words * 4, h, 0, NULL, NULL);
     clSetKernelArg(k, 0, sizeof o, &o);
     size_t g = 8 * 64, l = 64;
     cl_int el = clEnqueueNDRangeKernel(q, k, 1, NULL, &g, &l, 0, NULL, NULL);
-    cl_int er = clEnqueueReadBuffer(q, o, CL_TRUE, 0, sizeof h, h, 0, NULL, NULL);
-    int ok = el == CL_SUCCESS && er == CL_SUCCESS;
-    for (int i = 0; i < 8 && ok; i++) ok = h[2 * i] == (cl_uint)(i % 2) && h[2 * i + 1] == (cl_uint)(i / 2);
-    printf("cluster: launch %d, read %d, (rank, cluster id) of groups 0..7:", el, er);
-    for (int i = 0; i < 8; i++) printf(" (%u,%u)", h[2 * i], h[2 * i + 1]);
-    printf(" -> %s\n", ok ? "clusters of 2" : "NOT clusters of 2");
-    clReleaseMemObject(o); clReleaseKernel(k); clReleaseProgram(p2); clReleaseProgram(p);
+    cl_int er = clEnqueueReadBuffer(q, o, CL_TRUE, 0, words * 4, h, 0, NULL, NULL);
+    printf("  launch %d, read %d\n", el, er);
+    clReleaseMemObject(o);
+    return el == CL_SUCCESS && er == CL_SUCCESS;
+}
+
+static void try_cluster(cl_context c, cl_device_id d, cl_command_queue q) {
+    cl_uint h[2 * 8 * 64];
+    cl_kernel k = cluster_kernel(c, d, "clu");
+    if (k) {
+        int ok = cluster_run(c, q, k, h, 16);
+        for (int i = 0; i < 8 && ok; i++) ok = h[2 * i] == (cl_uint)(i % 2) && h[2 * i + 1] == (cl_uint)(i / 2);
+        printf("cluster: (rank, cluster id) of groups 0..7:");
+        for (int i = 0; i < 8; i++) printf(" (%u,%u)", h[2 * i], h[2 * i + 1]);
+        printf(" -> %s\n", ok ? "clusters of 2" : "NOT clusters of 2");
+    }
+    k = cluster_kernel(c, d, "dsm");
+    if (k) {
+        int ok = cluster_run(c, q, k, h, 2 * 8 * 64);
+        for (int i = 0; i < 8 * 64 && ok; i++) {
+            const cl_uint peer = (cl_uint)((i / 64) % 2 ^ 1), l = (cl_uint)(i % 64);
+            ok = h[2 * i] == peer * 1000 + l && h[2 * i + 1] == (1 - peer) * 1000 + l + 7;
+        }
+        printf("distributed local memory (ld/st.shared::cluster): group 0 item 0 read %u, got %u -> %s\n",
+               h[0], h[1], ok ? "correct" : "WRONG");
+    }
+}
+
+/* Is CUDA's driver library there, and does cuTensorMapEncodeTiled (host-only
+ * encoding of a TMA descriptor) work without a CUDA context? */
+static void try_tensormap(void) {
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW);
+    if (!lib) { printf("tensor map: libcuda.so.1 not loadable: %s\n", dlerror()); return; }
+    typedef int (*enc_t)(void *, int, unsigned, void *, const unsigned long long *,
+                         const unsigned long long *, const unsigned *, const unsigned *, int, int,
+                         int, int);
+    enc_t enc = (enc_t)dlsym(lib, "cuTensorMapEncodeTiled");
+    if (!enc) { printf("tensor map: no cuTensorMapEncodeTiled\n"); return; }
+    _Alignas(64) unsigned char map[128];
+    unsigned long long dims[2] = {4096, 4096}, strides[1] = {8192};
+    unsigned box[2] = {64, 128}, es[2] = {1, 1};
+    /* bf16 = 9, interleave none 0, swizzle 128B = 3, L2 promotion 128B = 2, oob fill none 0 */
+    int r = enc(map, 9, 2, (void *)(size_t)0x7f0000000000ull, dims, strides, box, es, 0, 3, 2, 0);
+    printf("tensor map: cuTensorMapEncodeTiled -> %d%s\n", r, r == 0 ? " (encodes without a context)" : "");
 }
 
 static char *replace(const char *s, const char *from, const char *to) {
@@ -170,6 +234,7 @@ int main(void) {
     cl_command_queue q = clCreateCommandQueue(c, d, 0, &e);
     try_dyn(c, d, q); /* first: variant B may leave the context broken */
     try_cluster(c, d, q);
+    try_tensormap();
     cl_program p = clCreateProgramWithSource(c, 1, &SRC, NULL, &e);
     if (clBuildProgram(p, 1, &d, "", NULL, NULL) != CL_SUCCESS) { printf("source build failed\n"); return 1; }
     size_t len = 0;

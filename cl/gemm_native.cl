@@ -289,7 +289,10 @@ void gemm_native(uint m, uint n, uint k, float alpha, float beta,
               (a multiple of 32), all chosen by the host (src/gemm.c) */
 #define SNT (32 * SWP)
 #define SKC (SKS / 8) /* 16-byte chunks per local row */
-#define SAR (16 * SMT)
+#ifndef SA8
+#define SA8 0 /* 1: m <= 8, so A's rows 8..15 are zero (see below) */
+#endif
+#define SAR (SA8 ? 8 : 16 * SMT) /* rows of A kept in local memory */
 
 /* Chunk c of local row r: rows of SKC chunks, the low three bits of c XORed
  * with r, so that the 8 rows an ldmatrix phase reads (consecutive r, same c)
@@ -370,6 +373,18 @@ void gemm_native_stream(uint m, uint n, uint k, float alpha, float beta,
              * the block at kk, then of the block at kk + 16. */
             uint bf[4];
             ns_ldm4(bf, W, warp * 8 + lane % 8, kk / 8 + lane / 8);
+#if SA8
+            /* m <= 8: rows 8..15 of the m16 tile are zero, so their fragments
+             * (a1, a3) are the constant 0 rather than loads of zeros: the mma
+             * sees the same operands and gives the same bits, and local memory
+             * holds 8 rows of A instead of 16.  Matrix q of one ldmatrix.x4 =
+             * rows 0..7, k-columns kk + 8q..: {a0, a2} of both blocks. */
+            uint af[4];
+            ns_ldm4(af, A, lane % 8, kk / 8 + lane / 8);
+#pragma unroll
+            for (uint h = 0; h < 2; h++)
+                nat_mma(acc[0], af[2 * h], 0u, af[2 * h + 1], 0u, bf[2 * h], bf[2 * h + 1]);
+#else
 #pragma unroll
             for (int i = 0; i < SMT; i++)
 #pragma unroll
@@ -379,6 +394,7 @@ void gemm_native_stream(uint m, uint n, uint k, float alpha, float beta,
                             kk / 8 + 2 * h + lane / 16);
                     nat_mma(acc[i], af[0], af[1], af[2], af[3], bf[2 * h], bf[2 * h + 1]);
                 }
+#endif
         }
     }
     asm volatile("cp.async.wait_group 0;" ::: "memory");

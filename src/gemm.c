@@ -283,7 +283,7 @@ static size_t native_small_m(void) {
  * until the tiles fit local memory; 0 if they cannot (then gemm_native
  * runs, with the same bits).  BINV_NATIVE_STREAM="SWP,SST,SKS" overrides
  * (tuning). */
-static int native_stream_shape(const binv_context *ctx, unsigned smt, unsigned *swp,
+static int native_stream_shape(const binv_context *ctx, unsigned arows, unsigned *swp,
                                unsigned *sst, unsigned *sks) {
     *swp = 4;
     *sst = 4;
@@ -291,10 +291,10 @@ static int native_stream_shape(const binv_context *ctx, unsigned smt, unsigned *
     const char *e = getenv("BINV_NATIVE_STREAM");
     unsigned a1, a2, a3;
     if (e && sscanf(e, "%u,%u,%u", &a1, &a2, &a3) == 3 && (a1 == 1 || a1 == 2 || a1 == 4) &&
-        a2 >= 2 && a2 <= 8 && a3 >= 64 && a3 <= 256 && a3 % 32 == 0) {
+        a2 >= 2 && a2 <= 16 && a3 >= 64 && a3 <= 256 && a3 % 32 == 0) {
         *swp = a1; *sst = a2; *sks = a3;
     }
-    while ((size_t)*sst * (16 * smt + 8 * *swp) * *sks * 2 > ctx->info.local_mem_size) {
+    while ((size_t)*sst * (arows + 8 * *swp) * *sks * 2 > ctx->info.local_mem_size) {
         if (*sst > 3) (*sst)--;
         else if (*sks > 64) *sks /= 2;
         else if (*sst > 2) (*sst)--;
@@ -402,9 +402,12 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
     const unsigned smt = (unsigned)ceil_div(m, 16);
     unsigned swp, sst, sks;
     int stream = 0, use_wg = 0;
-    if (m <= native_small_m() && rows16 && native_stream_shape(ctx, smt, &swp, &sst, &sks)) {
-        snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DSMT=%u -DSWP=%u -DSST=%u -DSKS=%u",
-                 (int)dtype, smt, swp, sst, sks);
+    const int sa8 = m <= 8; /* gemm_native_stream keeps 8 rows of A, not 16 */
+    if (m <= native_small_m() && rows16 &&
+        native_stream_shape(ctx, sa8 ? 8 : 16 * smt, &swp, &sst, &sks)) {
+        snprintf(defines, sizeof defines,
+                 "-DBINV_DTYPE=%d -DSMT=%u -DSA8=%d -DSWP=%u -DSST=%u -DSKS=%u", (int)dtype, smt,
+                 sa8, swp, sst, sks);
         st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
         if (st != BINV_SUCCESS && st != BINV_ERROR_BUILD_FAILED) return st;
         stream = st == BINV_SUCCESS;
