@@ -291,7 +291,7 @@ static int native_stream_shape(const binv_context *ctx, unsigned arows, unsigned
     const char *e = getenv("BINV_NATIVE_STREAM");
     unsigned a1, a2, a3;
     if (e && sscanf(e, "%u,%u,%u", &a1, &a2, &a3) == 3 && (a1 == 1 || a1 == 2 || a1 == 4) &&
-        a2 >= 2 && a2 <= 16 && a3 >= 64 && a3 <= 256 && a3 % 32 == 0) {
+        a2 >= 2 && a2 <= 16 && a3 >= 64 && a3 <= 512 && a3 % 32 == 0) {
         *swp = a1; *sst = a2; *sks = a3;
     }
     while ((size_t)*sst * (arows + 8 * *swp) * *sks * 2 > ctx->info.local_mem_size) {
