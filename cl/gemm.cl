@@ -347,6 +347,151 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
 #undef TOT
 }
 
+/* gemm_tiled_nt: gemm_tiled (mode 0) for the layout of C = A * W^T with both
+ * operands K-contiguous (sap = sbp = 1) and every vector whole and 16-byte
+ * aligned (vec = 3 on the host's test: offsets, row strides, k, kc and BK
+ * multiples of BINV_VW), kc a multiple of BK.  Same tiles, same steps, same
+ * running totals as gemm_tiled, so the same fma chain per chunk and the same
+ * chunk additions (the REDUCTION ORDER above); what differs is the bookkeeping:
+ * each work-item copies fixed vectors (rows r0 + l * TNR of both tiles, k
+ * offset kq) with no layout or bounds branches, and rows past m or n are
+ * clamped to the last row (their results are never stored), so it needs fewer
+ * registers.  Its arguments are gemm_tiled's. */
+#define TNV (BK / BINV_VW)   /* vectors per tile row and step */
+#define TNR (NT / TNV)       /* rows between a work-item's vectors */
+#define TNA (BM / TNR)       /* vectors of A per work-item and step */
+#define TNB (BN / TNR)
+__kernel __attribute__((reqd_work_group_size(TX, TY, 1)))
+void gemm_tiled_nt(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float alpha,
+                   float beta, __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
+                   __global const binv_t *B, ulong b_off, ulong sbp, ulong sbj, uint vec,
+                   __global binv_t *C, ulong c_off, ulong ldc, __global float *P) {
+    __local float4 As4[2 * BK * APAD / 4];
+    __local float4 Bs4[2 * BK * BPAD / 4];
+    const uint tx = get_local_id(0), ty = get_local_id(1);
+    const uint tid = ty * TX + tx;
+    const uint i0 = get_group_id(1) * BM, j0 = get_group_id(0) * BN;
+    const uint kq = (tid % TNV) * BINV_VW, r0 = tid / TNV;
+    /* Row starts of this work-item's vectors (clamped inside the matrix). */
+    ulong ra[TNA], rb[TNB];
+    BINV_UNROLL
+    for (int l = 0; l < TNA; l++) ra[l] = a_off + (ulong)min(i0 + r0 + l * TNR, m - 1) * sai + kq;
+    BINV_UNROLL
+    for (int l = 0; l < TNB; l++) rb[l] = b_off + (ulong)min(j0 + r0 + l * TNR, n - 1) * sbj + kq;
+#if TGLOB
+#define TOT(r, q) acc[r][q]
+#else
+    float tot[RM][RN];
+#define TOT(r, q) tot[r][q]
+#endif
+    float acc[RM][RN];
+    BINV_UNROLL
+    for (int r = 0; r < RM; r++)
+        for (int q = 0; q < RN; q++) { TOT(r, q) = 0.0f; acc[r][q] = 0.0f; }
+    float va[TNA * BINV_VW], vb[TNB * BINV_VW];
+    /* Vectors past k (the last step of a k that BK does not divide) are
+     * zeros that no fma reads. */
+#define TNT_FETCH(t0_)                                                                        \
+    {                                                                                         \
+        const int in_ = (t0_) + kq < k;                                                       \
+        BINV_UNROLL                                                                            \
+        for (int l = 0; l < TNA; l++)                                                         \
+            if (in_) binv_load_vec(A, ra[l] + (t0_), va + l * BINV_VW);                       \
+            else for (int q = 0; q < BINV_VW; q++) va[l * BINV_VW + q] = 0.0f;               \
+        BINV_UNROLL                                                                            \
+        for (int l = 0; l < TNB; l++)                                                         \
+            if (in_) binv_load_vec(B, rb[l] + (t0_), vb + l * BINV_VW);                       \
+            else for (int q = 0; q < BINV_VW; q++) vb[l * BINV_VW + q] = 0.0f;               \
+    }
+#define TNT_STORE(buf)                                                                        \
+    {                                                                                         \
+        __local float *as_ = (__local float *)As4 + (buf) * BK * APAD;                        \
+        __local float *bs_ = (__local float *)Bs4 + (buf) * BK * BPAD;                        \
+        BINV_UNROLL                                                                            \
+        for (int l = 0; l < TNA; l++)                                                         \
+            for (int q = 0; q < BINV_VW; q++) as_[(kq + q) * APAD + r0 + l * TNR] = va[l * BINV_VW + q]; \
+        BINV_UNROLL                                                                            \
+        for (int l = 0; l < TNB; l++)                                                         \
+            for (int q = 0; q < BINV_VW; q++) bs_[(kq + q) * BPAD + r0 + l * TNR] = vb[l * BINV_VW + q]; \
+    }
+    if (k > 0) {
+        TNT_FETCH(0u)
+        TNT_STORE(0)
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    uint buf = 0;
+    for (uint t0 = 0; t0 < k; t0 += BK) {
+        const uint nt0 = t0 + BK, len = min((uint)BK, k - t0);
+        if (nt0 < k) TNT_FETCH(nt0)
+        __local const float4 *Ab = As4 + buf * (BK * APAD / 4);
+        __local const float4 *Bb = Bs4 + buf * (BK * BPAD / 4);
+#define TNT_STEP(kk)                                                                          \
+    {                                                                                         \
+        float a[RM], b[RN];                                                                   \
+        BINV_UNROLL                                                                            \
+        for (int r4 = 0; r4 < RM / 4; r4++) {                                                 \
+            float4 v = Ab[((kk) * APAD + ty * 4 + r4 * TY * 4) / 4];                          \
+            a[4 * r4] = v.x; a[4 * r4 + 1] = v.y; a[4 * r4 + 2] = v.z; a[4 * r4 + 3] = v.w;   \
+        }                                                                                     \
+        BINV_UNROLL                                                                            \
+        for (int q4 = 0; q4 < RN / 4; q4++) {                                                 \
+            float4 v = Bb[((kk) * BPAD + tx * 4 + q4 * TX * 4) / 4];                          \
+            b[4 * q4] = v.x; b[4 * q4 + 1] = v.y; b[4 * q4 + 2] = v.z; b[4 * q4 + 3] = v.w;   \
+        }                                                                                     \
+        BINV_UNROLL                                                                            \
+        for (int r = 0; r < RM; r++)                                                          \
+            for (int q = 0; q < RN; q++) acc[r][q] = fma(a[r], b[q], acc[r][q]);              \
+    }
+        if (len == BK) {
+#pragma unroll
+            for (uint kk = 0; kk < BK; kk++) TNT_STEP(kk)
+        } else {
+            for (uint kk = 0; kk < len; kk++) TNT_STEP(kk)
+        }
+#undef TNT_STEP
+        if (nt0 < k) TNT_STORE(buf ^ 1u)
+        barrier(CLK_LOCAL_MEM_FENCE);
+        buf ^= 1u;
+        if (nt0 % kc == 0 || nt0 >= k) {
+            /* Chunk t0 / kc is complete: t = p_0, then t = t + p_c. */
+            const int first = t0 < kc, last = nt0 >= k;
+#if TGLOB
+            BINV_UNROLL
+            for (int r = 0; r < RM; r++) {
+                const uint i = i0 + ty * 4 + (r / 4) * TY * 4 + (r % 4);
+                BINV_UNROLL
+                for (int q = 0; q < RN; q++) {
+                    const uint j = j0 + tx * 4 + (q / 4) * TX * 4 + (q % 4);
+                    if (i < m && j < n && !first) acc[r][q] = P[(ulong)i * n + j] + acc[r][q];
+                    if (i < m && j < n && !last) P[(ulong)i * n + j] = acc[r][q];
+                    if (!last) acc[r][q] = 0.0f;
+                }
+            }
+#else
+            BINV_UNROLL
+            for (int r = 0; r < RM; r++)
+                for (int q = 0; q < RN; q++) {
+                    tot[r][q] = first ? acc[r][q] : tot[r][q] + acc[r][q];
+                    acc[r][q] = 0.0f;
+                }
+#endif
+        }
+    }
+#undef TNT_FETCH
+#undef TNT_STORE
+    BINV_UNROLL
+    for (int r = 0; r < RM; r++) {
+        const uint i = i0 + ty * 4 + (r / 4) * TY * 4 + (r % 4);
+        if (i >= m) continue;
+        BINV_UNROLL
+        for (int q = 0; q < RN; q++) {
+            const uint j = j0 + tx * 4 + (q / 4) * TX * 4 + (q % 4);
+            if (j < n) binv_gemm_store(C, c_off + (ulong)i * ldc + j, TOT(r, q), alpha, beta);
+        }
+    }
+#undef TOT
+}
+
 /* Values of B and A each work-item of gemm_skinny stages per step. */
 #define SBL SK
 #define SAL ((SMR * SK + SN - 1) / SN)

@@ -212,7 +212,17 @@ static binv_status launch_tiled(binv_context *ctx, cl_command_queue q, cl_progra
     size_t lws[3] = {g->bn / g->rn, g->bm / g->rm, 1};
     size_t gws[3] = {ceil_div(x->n, g->bn) * lws[0], ceil_div(x->m, g->bm) * lws[1],
                      mode ? nchunks : 1};
-    return binv_kernel_launch(ctx, q, prog, "gemm_tiled", 21, sizes, vals, 3, gws, lws, nwait, wait, ev);
+    /* gemm_tiled_nt (the same tiles and sums, leaner copies) where both
+     * operands are K-contiguous with whole aligned vectors, steps never
+     * cross a chunk end and its copy plan divides the tiles.
+     * BINV_GEMM_NT=0 keeps gemm_tiled (tuning, tests). */
+    const size_t nt = lws[0] * lws[1], tnv = g->bk / vw;
+    const char *e = getenv("BINV_GEMM_NT");
+    const int lean = mode == 0 && vec == 3u && k % vw == 0 && kc % g->bk == 0 && tnv &&
+                     nt % tnv == 0 && g->bm % (nt / tnv) == 0 && g->bn % (nt / tnv) == 0 &&
+                     !(e && !strcmp(e, "0"));
+    return binv_kernel_launch(ctx, q, prog, lean ? "gemm_tiled_nt" : "gemm_tiled", 21, sizes,
+                              vals, 3, gws, lws, nwait, wait, ev);
 }
 
 /* gemm_skinny and gemm_stream: the same arguments; group grid (row block,
@@ -275,19 +285,22 @@ static size_t native_small_m(void) {
 
 /* gemm_native_stream's shape for m <= 64 (cl/gemm_native.cl): SWP warps per
  * work-group (8 SWP rows of W each), SST pipeline stages of SKS k-columns
- * (64..256: its local rows need at least 8 chunks for their swizzle).  None
- * of it changes the mma sequence.  Four warps per work-group: on the H100
- * they beat one and two at every m measured (1..64; docs/results/h100/
- * session4/probe-1-native-stream.txt), also where one warp per work-group
- * gives four times as many work-groups.  Stages and stage length shrink
- * until the tiles fit local memory; 0 if they cannot (then gemm_native
- * runs, with the same bits).  BINV_NATIVE_STREAM="SWP,SST,SKS" overrides
- * (tuning). */
+ * (64..512: its local rows need at least 8 chunks for their swizzle), with
+ * arows rows of A in local memory (8 for m <= 8, else 16 per m16 tile).  None
+ * of it changes the mma sequence.  Measured on the H100 (docs/results/h100/
+ * session5/probe-*): for m <= 8, two warps and four stages of 256 (two
+ * work-groups per compute unit, twice the weight bytes in flight of one
+ * four-warp group: m = 1, k = 14336 2.18 TB/s against 1.86); above, four
+ * warps and four stages of 128, which beat one and two warps at every m
+ * measured (session4/probe-1-native-stream.txt).  Stages and stage length
+ * shrink until the tiles fit local memory; 0 if they cannot (then
+ * gemm_native runs, with the same bits).  BINV_NATIVE_STREAM="SWP,SST,SKS"
+ * overrides (tuning). */
 static int native_stream_shape(const binv_context *ctx, unsigned arows, unsigned *swp,
                                unsigned *sst, unsigned *sks) {
-    *swp = 4;
+    *swp = arows == 8 ? 2 : 4;
     *sst = 4;
-    *sks = 128;
+    *sks = arows == 8 ? 256 : 128;
     const char *e = getenv("BINV_NATIVE_STREAM");
     unsigned a1, a2, a3;
     if (e && sscanf(e, "%u,%u,%u", &a1, &a2, &a3) == 3 && (a1 == 1 || a1 == 2 || a1 == 4) &&
