@@ -361,6 +361,11 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
 #define TNR (NT / TNV)       /* rows between a work-item's vectors */
 #define TNA (BM / TNR)       /* vectors of A per work-item and step */
 #define TNB (BN / TNR)
+#ifndef TNU
+#define TNU BK /* unroll of the step's k loop (code generation only) */
+#endif
+#define TNT_PRAGMA(x) _Pragma(#x)
+#define TNT_UNROLL(u) TNT_PRAGMA(unroll u)
 __kernel __attribute__((reqd_work_group_size(TX, TY, 1)))
 void gemm_tiled_nt(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float alpha,
                    float beta, __global const binv_t *A, ulong a_off, ulong sai, ulong sap,
@@ -443,7 +448,7 @@ void gemm_tiled_nt(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, flo
             for (int q = 0; q < RN; q++) acc[r][q] = fma(a[r], b[q], acc[r][q]);              \
     }
         if (len == BK) {
-#pragma unroll
+            TNT_UNROLL(TNU)
             for (uint kk = 0; kk < BK; kk++) TNT_STEP(kk)
         } else {
             for (uint kk = 0; kk < len; kk++) TNT_STEP(kk)
