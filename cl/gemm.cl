@@ -627,7 +627,7 @@ void gemm_stream(uint m, uint n, uint k, uint kc, uint nchunks,
     /* Same arguments as gemm_skinny (one host launcher); B's K stride is 1
      * and its vector alignment holds by this kernel's preconditions. */
     __local uint4 Bs[2][TN * TPITCH];
-    __local float As[2][TR * TK];
+    __local float4 As4[2][TR * TK / 4]; /* float4: A is read back 4 values per load */
     __local uint last;
     const uint lid = get_local_id(0);
     const uint r0 = get_group_id(0) * TR, j0 = get_group_id(1) * TN, c = get_group_id(2);
@@ -664,7 +664,7 @@ void gemm_stream(uint m, uint n, uint k, uint kc, uint nchunks,
         BINV_UNROLL                                                                        \
         for (uint l = 0; l < TAL; l++) {                                                   \
             const uint e = lid + l * TW;                                                   \
-            if (e < TR * TK) As[buf][e] = pa[l];                                           \
+            if (e < TR * TK) ((__local float *)As4[buf])[e] = pa[l];                       \
         }                                                                                  \
     }
     float acc[NC][TR];
@@ -682,20 +682,28 @@ void gemm_stream(uint m, uint n, uint k, uint kc, uint nchunks,
         if (t0 + TK < k1) BINV_STREAM_FETCH(t0 + TK)
         const uint nv = min((uint)TV, (k1 - t0) / BINV_VW); /* whole vectors: k1 - t0 % VW == 0 */
         __local const uint4 *bv = Bs[buf] + lid * TPITCH;
-        __local const float *av = As[buf];
+        __local const float4 *av = As4[buf];
+        /* Row r's BINV_VW values of A for vector q come as float4 loads (one
+         * local load per 4 fmas, not per fma: at m = 8-16 the scalar loads
+         * bounded the kernel); each chain still takes its fmas in p order. */
 #define BINV_STREAM_STEP(q)                                                                \
     {                                                                                      \
         float b[NC][BINV_VW];                                                              \
         BINV_UNROLL                                                                        \
         for (int cc = 0; cc < NC; cc++) binv_widen_local(bv + cc * TW * TPITCH + (q), b[cc]); \
         BINV_UNROLL                                                                        \
-        for (int e = 0; e < BINV_VW; e++)                                                  \
+        for (int r = 0; r < TR; r++) {                                                     \
+            float a[BINV_VW];                                                              \
             BINV_UNROLL                                                                    \
-            for (int r = 0; r < TR; r++) {                                                 \
-                const float a = av[r * TK + (q) * BINV_VW + e];                            \
-                BINV_UNROLL                                                                \
-                for (int cc = 0; cc < NC; cc++) acc[cc][r] = fma(a, b[cc][e], acc[cc][r]); \
+            for (int h = 0; h < BINV_VW / 4; h++) {                                        \
+                const float4 v = av[(r * TK + (q) * BINV_VW) / 4 + h];                     \
+                a[4 * h] = v.x; a[4 * h + 1] = v.y; a[4 * h + 2] = v.z; a[4 * h + 3] = v.w; \
             }                                                                              \
+            BINV_UNROLL                                                                    \
+            for (int e = 0; e < BINV_VW; e++)                                              \
+                BINV_UNROLL                                                                \
+                for (int cc = 0; cc < NC; cc++) acc[cc][r] = fma(a[e], b[cc][e], acc[cc][r]); \
+        }                                                                                  \
     }
         if (nv == TV) {
             BINV_UNROLL
