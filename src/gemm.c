@@ -294,19 +294,21 @@ static size_t native_small_m(void) {
  * (64..512: its local rows need at least 8 chunks for their swizzle), with
  * arows rows of A in local memory (8 for m <= 8, else 16 per m16 tile).  None
  * of it changes the mma sequence.  Measured on the H100 (docs/results/h100/
- * session5/probe-*): for m <= 8, two warps and four stages of 256 (two
- * work-groups per compute unit, twice the weight bytes in flight of one
- * four-warp group: m = 1, k = 14336 2.18 TB/s against 1.86); above, four
- * warps and four stages of 128, which beat one and two warps at every m
- * measured (session4/probe-1-native-stream.txt).  Stages and stage length
+ * session5/probe-*, bench-gemm-bf16.txt): for m <= 8 where four-warp groups
+ * would not give every compute unit two (n = 4096), two warps and four
+ * stages of 256 (twice the weight bytes in flight: m = 1, k = 14336 2.18
+ * TB/s against 1.86); otherwise four warps and four stages of 128, which beat
+ * one and two warps at every m measured (session4/probe-1-native-stream.txt)
+ * and two warps at n = 14336 (m = 8: 0.055 against 0.064 ms).  Stages and stage length
  * shrink until the tiles fit local memory; 0 if they cannot (then
  * gemm_native runs, with the same bits).  BINV_NATIVE_STREAM="SWP,SST,SKS"
  * overrides (tuning). */
-static int native_stream_shape(const binv_context *ctx, unsigned arows, unsigned *swp,
-                               unsigned *sst, unsigned *sks) {
-    *swp = arows == 8 ? 2 : 4;
+static int native_stream_shape(const binv_context *ctx, size_t n, unsigned arows,
+                               unsigned *swp, unsigned *sst, unsigned *sks) {
+    const int pairs = arows == 8 && ceil_div(n, 32) < 2 * (size_t)ctx->info.compute_units;
+    *swp = pairs ? 2 : 4;
     *sst = 4;
-    *sks = arows == 8 ? 256 : 128;
+    *sks = pairs ? 256 : 128;
     const char *e = getenv("BINV_NATIVE_STREAM");
     unsigned a1, a2, a3;
     if (e && sscanf(e, "%u,%u,%u", &a1, &a2, &a3) == 3 && (a1 == 1 || a1 == 2 || a1 == 4) &&
@@ -423,7 +425,7 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
     int stream = 0, use_wg = 0;
     const int sa8 = m <= 8; /* gemm_native_stream keeps 8 rows of A, not 16 */
     if (m <= native_small_m() && rows16 &&
-        native_stream_shape(ctx, sa8 ? 8 : 16 * smt, &swp, &sst, &sks)) {
+        native_stream_shape(ctx, n, sa8 ? 8 : 16 * smt, &swp, &sst, &sks)) {
         snprintf(defines, sizeof defines,
                  "-DBINV_DTYPE=%d -DSMT=%u -DSA8=%d -DSWP=%u -DSST=%u -DSKS=%u", (int)dtype, smt,
                  sa8, swp, sst, sks);
