@@ -553,6 +553,38 @@ static void test_threads(void **state) {
  * an NVIDIA GPU of compute capability >= 8: bf16/f16 in the LLM layout are
  * batch-invariant (every m, row position, offset, aligned and unaligned
  * loads), deterministic, accurate, with golden hashes per architecture. */
+/* gemm_tiled's variants give its bits: the lean kernel for K-contiguous
+ * operands (gemm_tiled_nt) against gemm_tiled (BINV_GEMM_NT=0), the GPU's
+ * 64 x 128 tiles, and the running totals in the workspace (BINV_GEMM_TGLOB=1,
+ * the GPU default, which the CPU otherwise never runs).  m and n are not
+ * multiples of the tiles (clamped rows), k = 1000 ends in a partial step, and
+ * several chunks are added. */
+static void test_tiled_variants(void **state) {
+    test_env *env = *state;
+    static const char *const vars[][2] = {{"BINV_GEMM_NT", "0"},
+                                          {"BINV_GEMM_TILE", "64,128,16,8,8"},
+                                          {"BINV_GEMM_TGLOB", "1"}};
+    static const binv_dtype dts[] = {BINV_DTYPE_F32, BINV_DTYPE_BF16};
+    for (size_t d = 0; d < sizeof dts / sizeof *dts; d++) {
+        problem p;
+        problem_init_pad(&p, dts[d], BINV_NO_TRANS, BINV_TRANS, 150, 200, 1000, 4242 + d, 0);
+        const size_t bytes = p.m * p.ldc * test_dtype_size(p.dtype);
+        unsigned char *ref = run_rows(env, env->forced[2], &p, 0, p.m, 0, 1.0f, 0.0f);
+        check_accuracy(&p, ref, 1.0f, 0.0f, "tiled");
+        for (size_t v = 0; v < sizeof vars / sizeof *vars; v++) {
+            setenv(vars[v][0], vars[v][1], 1);
+            unsigned char *out = run_rows(env, env->forced[2], &p, 0, p.m, 0, 1.0f, 0.0f);
+            unsetenv(vars[v][0]);
+            if (memcmp(out, ref, bytes))
+                fail_msg("%s tiled: %s=%s changed the bits", test_dtype_name(p.dtype), vars[v][0],
+                         vars[v][1]);
+            free(out);
+        }
+        free(ref);
+        problem_free(&p);
+    }
+}
+
 static void test_gemm_native(void **state) {
     test_env *env = *state;
     binv_options o = {sizeof o, BINV_SCHEDULE_INVARIANT, NULL, BINV_PATH_NATIVE};
@@ -662,6 +694,7 @@ int main(void) {
         cmocka_unit_test(test_invariance_other_rows),
         cmocka_unit_test(test_invariance_large),
         cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_tiled_variants),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_gemm_native),
     };
