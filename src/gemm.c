@@ -63,8 +63,8 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
         /* gemm_tiled keeps its running totals in an m x n f32 workspace
          * (TGLOB) up to 256 MB: 161 instead of 255 registers with spills on
          * the H100, +6% (f32) and +12% (bf16) at m = 4096. */
-        /* gemm_tiled: 64 x 128 tiles above m = 512 (128 work-items, two or
-         * three groups per SM; with gemm_tiled_nt at m = 4096, 4096^2 on the
+        /* gemm_tiled: 64 x 128 tiles above m = 512 (128 work-items, so two
+         * groups fit an SM at ~185 registers; with gemm_tiled_nt at m = 4096, 4096^2 on the
          * H100: f32 31.1 against 29.6 TFLOP/s for 128 x 128, bf16 28.4 against
          * 24.1; docs/results/h100/session5/probe-nt*.txt), 128 x 128 below,
          * where split-K runs (m = 512: 26.9 against 24.8). */
