@@ -90,15 +90,15 @@ static const char *CLU =
 
 static char *replace(const char *s, const char *from, const char *to);
 
-/* Rebuilds kernel `name` of CLU from its PTX with ".reqnctapercluster 2, 1, 1"
- * inserted before the entry's body; NULL if that fails. */
-static cl_kernel cluster_kernel(cl_context c, cl_device_id d, const char *name) {
+/* Builds src and returns its program binary (NVIDIA: PTX text), NUL-ended;
+ * NULL with the build log printed if the build fails. */
+static char *source_ptx(cl_context c, cl_device_id d, const char *src, const char *what) {
     cl_int e;
-    cl_program p = clCreateProgramWithSource(c, 1, &CLU, NULL, &e);
+    cl_program p = clCreateProgramWithSource(c, 1, &src, NULL, &e);
     if (clBuildProgram(p, 1, &d, "", NULL, NULL) != CL_SUCCESS) {
         char log[4096] = "";
         clGetProgramBuildInfo(p, d, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
-        printf("cluster %s: source build failed: %s\n", name, log);
+        printf("%s: source build failed: %s\n", what, log);
         return NULL;
     }
     size_t len = 0;
@@ -106,7 +106,17 @@ static cl_kernel cluster_kernel(cl_context c, cl_device_id d, const char *name) 
     unsigned char *bin = malloc(len + 1);
     clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL);
     bin[len] = 0;
-    const char *ptx = (const char *)bin;
+    clReleaseProgram(p);
+    return (char *)bin;
+}
+
+
+/* Rebuilds kernel `name` of CLU from its PTX with ".reqnctapercluster 2, 1, 1"
+ * inserted before the entry's body; NULL if that fails. */
+static cl_kernel cluster_kernel(cl_context c, cl_device_id d, const char *name) {
+    cl_int e;
+    const char *ptx = source_ptx(c, d, CLU, "cluster");
+    if (!ptx) return NULL;
     char pat[64];
     snprintf(pat, sizeof pat, ".entry %s(", name);
     const char *entry = strstr(ptx, pat);
@@ -235,14 +245,8 @@ int main(void) {
     try_dyn(c, d, q); /* first: variant B may leave the context broken */
     try_cluster(c, d, q);
     try_tensormap();
-    cl_program p = clCreateProgramWithSource(c, 1, &SRC, NULL, &e);
-    if (clBuildProgram(p, 1, &d, "", NULL, NULL) != CL_SUCCESS) { printf("source build failed\n"); return 1; }
-    size_t len = 0;
-    clGetProgramInfo(p, CL_PROGRAM_BINARY_SIZES, sizeof len, &len, NULL);
-    unsigned char *bin = malloc(len + 1);
-    clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL);
-    bin[len] = 0;
-    const char *ptx = (const char *)bin;
+    const char *ptx = source_ptx(c, d, SRC, "probe");
+    if (!ptx) return 1;
     for (const char *l = ptx; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
         if (!strncmp(l, ".version", 8) || !strncmp(l, ".target", 7))
             printf("source PTX: %.*s\n", (int)(strcspn(l, "\n")), l);

@@ -215,6 +215,92 @@ inline void binv_tile_store(__local float *S, uint sk_, uint so_, const float *s
                         BLD, BVL, vec & 2u, sbp);                                               \
     }
 
+/* The work-item's accumulators: acc for the chunk in progress, and the
+ * running total t of finished chunks in registers (tot) or, with TGLOB, in
+ * the f32 workspace P[i*n + j] (mode 0 only), which frees RM*RN registers for
+ * occupancy; TOT(r, q) is t after the last chunk is folded in. */
+#if TGLOB
+#define TOT(r, q) acc[r][q]
+#define BINV_TILED_ACC                                                                \
+    float acc[RM][RN];                                                                \
+    BINV_UNROLL                                                                        \
+    for (int r = 0; r < RM; r++)                                                      \
+        for (int q = 0; q < RN; q++) acc[r][q] = 0.0f;
+#else
+#define TOT(r, q) tot[r][q]
+#define BINV_TILED_ACC                                                                \
+    float acc[RM][RN], tot[RM][RN];                                                   \
+    BINV_UNROLL                                                                        \
+    for (int r = 0; r < RM; r++)                                                      \
+        for (int q = 0; q < RN; q++) { tot[r][q] = 0.0f; acc[r][q] = 0.0f; }
+#endif
+
+/* Runs `body` for each of the work-item's outputs (r, q) inside C: row i,
+ * column j. */
+#define BINV_TILED_OUTPUTS(body)                                                      \
+    BINV_UNROLL                                                                        \
+    for (int r = 0; r < RM; r++) {                                                    \
+        const uint i = i0 + ty * 4 + (r / 4) * TY * 4 + (r % 4);                      \
+        if (i >= m) continue;                                                         \
+        BINV_UNROLL                                                                    \
+        for (int q = 0; q < RN; q++) {                                                \
+            const uint j = j0 + tx * 4 + (q / 4) * TX * 4 + (q % 4);                  \
+            if (j < n) body                                                           \
+        }                                                                             \
+    }
+
+/* One k of gemm_tiled's (and gemm_tiled_nt's) step: the work-item's RM x RN
+ * accumulators take one fma each from the local tiles Ab, Bb (k-major).  Rows
+ * of this work-item: ty*4 + r4*TY*4 + 0..3; columns likewise. */
+#define BINV_TILED_STEP(kk)                                                           \
+    {                                                                                 \
+        float a[RM], b[RN];                                                           \
+        BINV_UNROLL                                                                    \
+        for (int r4 = 0; r4 < RM / 4; r4++) {                                         \
+            float4 v = Ab[((kk) * APAD + ty * 4 + r4 * TY * 4) / 4];                  \
+            a[4 * r4] = v.x; a[4 * r4 + 1] = v.y; a[4 * r4 + 2] = v.z; a[4 * r4 + 3] = v.w; \
+        }                                                                             \
+        BINV_UNROLL                                                                    \
+        for (int q4 = 0; q4 < RN / 4; q4++) {                                         \
+            float4 v = Bb[((kk) * BPAD + tx * 4 + q4 * TX * 4) / 4];                  \
+            b[4 * q4] = v.x; b[4 * q4 + 1] = v.y; b[4 * q4 + 2] = v.z; b[4 * q4 + 3] = v.w; \
+        }                                                                             \
+        BINV_UNROLL                                                                    \
+        for (int r = 0; r < RM; r++)                                                  \
+            for (int q = 0; q < RN; q++) acc[r][q] = fma(a[r], b[q], acc[r][q]);      \
+    }
+
+/* A chunk is complete: t = p_0 (first), then t = t + p_c, in chunk order;
+ * more: chunks of this work-group follow.  With TGLOB t lives in P[i*n + j]
+ * (each work-item reads back only what it wrote itself) and the last chunk's
+ * sum stays in acc; otherwise in tot. */
+#if TGLOB
+#define BINV_TILED_FOLD(first, more)                                                  \
+    {                                                                                 \
+        BINV_UNROLL                                                                    \
+        for (int r = 0; r < RM; r++) {                                                \
+            const uint i = i0 + ty * 4 + (r / 4) * TY * 4 + (r % 4);                  \
+            BINV_UNROLL                                                                \
+            for (int q = 0; q < RN; q++) {                                            \
+                const uint j = j0 + tx * 4 + (q / 4) * TX * 4 + (q % 4);              \
+                if (i < m && j < n && !(first)) acc[r][q] = P[(ulong)i * n + j] + acc[r][q]; \
+                if (i < m && j < n && (more)) P[(ulong)i * n + j] = acc[r][q];        \
+                if (more) acc[r][q] = 0.0f;                                           \
+            }                                                                         \
+        }                                                                             \
+    }
+#else
+#define BINV_TILED_FOLD(first, more)                                                  \
+    {                                                                                 \
+        BINV_UNROLL                                                                    \
+        for (int r = 0; r < RM; r++)                                                  \
+            for (int q = 0; q < RN; q++) {                                            \
+                tot[r][q] = (first) ? acc[r][q] : tot[r][q] + acc[r][q];              \
+                acc[r][q] = 0.0f;                                                     \
+            }                                                                         \
+    }
+#endif
+
 /* mode 0: each work-group walks every chunk of its BM x BN tile of C and
  *         writes C through the epilogue.
  * mode 1: work-group (x, y, c) computes only chunk c's partial of its tile and
@@ -238,19 +324,7 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
     const uint c_begin = mode ? get_group_id(2) : 0;
     const uint c_end = mode ? c_begin + 1 : nchunks;
 
-    /* The running total t of finished chunks: in registers (tot), or with
-     * TGLOB in the f32 workspace P[i*n + j] (mode 0 only), which frees RM*RN
-     * registers for occupancy; either way t = p_0, then t = t + p_c. */
-#if TGLOB
-#define TOT(r, q) acc[r][q] /* after the loop: the last chunk folded in */
-#else
-    float tot[RM][RN];
-#define TOT(r, q) tot[r][q]
-#endif
-    float acc[RM][RN];
-    BINV_UNROLL
-    for (int r = 0; r < RM; r++)
-        for (int q = 0; q < RN; q++) { TOT(r, q) = 0.0f; acc[r][q] = 0.0f; }
+    BINV_TILED_ACC
     float pa[PALEN], pb[PBLEN];
 
     /* Step state: chunk c, step start t0, chunk end k1; buffer buf. */
@@ -273,78 +347,29 @@ void gemm_tiled(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, float 
             BINV_TILED_FETCH(nt0, min((uint)BK, nk1 - nt0))
         __local const float4 *Ab = As4 + buf * (BK * APAD / 4);
         __local const float4 *Bb = Bs4 + buf * (BK * BPAD / 4);
-        /* Rows of this work-item: ty*4 + r4*TY*4 + 0..3; columns likewise. */
-#define BINV_TILED_STEP(kk)                                                           \
-    {                                                                                 \
-        float a[RM], b[RN];                                                           \
-        BINV_UNROLL                                                                    \
-        for (int r4 = 0; r4 < RM / 4; r4++) {                                         \
-            float4 v = Ab[((kk) * APAD + ty * 4 + r4 * TY * 4) / 4];                  \
-            a[4 * r4] = v.x; a[4 * r4 + 1] = v.y; a[4 * r4 + 2] = v.z; a[4 * r4 + 3] = v.w; \
-        }                                                                             \
-        BINV_UNROLL                                                                    \
-        for (int q4 = 0; q4 < RN / 4; q4++) {                                         \
-            float4 v = Bb[((kk) * BPAD + tx * 4 + q4 * TX * 4) / 4];                  \
-            b[4 * q4] = v.x; b[4 * q4 + 1] = v.y; b[4 * q4 + 2] = v.z; b[4 * q4 + 3] = v.w; \
-        }                                                                             \
-        BINV_UNROLL                                                                    \
-        for (int r = 0; r < RM; r++)                                                  \
-            for (int q = 0; q < RN; q++) acc[r][q] = fma(a[r], b[q], acc[r][q]);      \
-    }
         if (len == BK) {
 #pragma unroll
             for (uint kk = 0; kk < BK; kk++) BINV_TILED_STEP(kk)
         } else {
             for (uint kk = 0; kk < len; kk++) BINV_TILED_STEP(kk)
         }
-#undef BINV_TILED_STEP
         if (nc < c_end) BINV_TILED_STORE(buf ^ 1u)
         barrier(CLK_LOCAL_MEM_FENCE);
         buf ^= 1u;
         if (nc != c) {
-            /* Chunk c is complete: t = p_0, then t = t + p_c, in chunk order. */
-#if TGLOB
-            /* Each work-item reads back only what it wrote itself. */
-            BINV_UNROLL
-            for (int r = 0; r < RM; r++) {
-                const uint i = i0 + ty * 4 + (r / 4) * TY * 4 + (r % 4);
-                BINV_UNROLL
-                for (int q = 0; q < RN; q++) {
-                    const uint j = j0 + tx * 4 + (q / 4) * TX * 4 + (q % 4);
-                    if (i < m && j < n && c != c_begin) acc[r][q] = P[(ulong)i * n + j] + acc[r][q];
-                    if (i < m && j < n && nc < c_end) P[(ulong)i * n + j] = acc[r][q];
-                    if (nc < c_end) acc[r][q] = 0.0f;
-                }
-            }
-#else
-            BINV_UNROLL
-            for (int r = 0; r < RM; r++)
-                for (int q = 0; q < RN; q++) {
-                    tot[r][q] = (c == c_begin) ? acc[r][q] : tot[r][q] + acc[r][q];
-                    acc[r][q] = 0.0f;
-                }
-#endif
+            BINV_TILED_FOLD(c == c_begin, nc < c_end)
         }
         c = nc;
         t0 = nt0;
         k1 = nk1;
     }
 
-    BINV_UNROLL
-    for (int r = 0; r < RM; r++) {
-        const uint i = i0 + ty * 4 + (r / 4) * TY * 4 + (r % 4);
-        if (i >= m) continue;
-        BINV_UNROLL
-        for (int q = 0; q < RN; q++) {
-            const uint j = j0 + tx * 4 + (q / 4) * TX * 4 + (q % 4);
-            if (j >= n) continue;
-            if (mode)
-                P[((ulong)c_begin * m + i) * n + j] = TOT(r, q);
-            else
-                binv_gemm_store(C, c_off + (ulong)i * ldc + j, TOT(r, q), alpha, beta);
-        }
-    }
-#undef TOT
+    BINV_TILED_OUTPUTS({
+        if (mode)
+            P[((ulong)c_begin * m + i) * n + j] = TOT(r, q);
+        else
+            binv_gemm_store(C, c_off + (ulong)i * ldc + j, TOT(r, q), alpha, beta);
+    })
 }
 
 /* gemm_tiled_nt: gemm_tiled (mode 0) for the layout of C = A * W^T with both
@@ -383,16 +408,7 @@ void gemm_tiled_nt(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, flo
     for (int l = 0; l < TNA; l++) ra[l] = a_off + (ulong)min(i0 + r0 + l * TNR, m - 1) * sai + kq;
     BINV_UNROLL
     for (int l = 0; l < TNB; l++) rb[l] = b_off + (ulong)min(j0 + r0 + l * TNR, n - 1) * sbj + kq;
-#if TGLOB
-#define TOT(r, q) acc[r][q]
-#else
-    float tot[RM][RN];
-#define TOT(r, q) tot[r][q]
-#endif
-    float acc[RM][RN];
-    BINV_UNROLL
-    for (int r = 0; r < RM; r++)
-        for (int q = 0; q < RN; q++) { TOT(r, q) = 0.0f; acc[r][q] = 0.0f; }
+    BINV_TILED_ACC
     float va[TNA * BINV_VW], vb[TNB * BINV_VW];
     /* Vectors past k (the last step of a k that BK does not divide) are
      * zeros that no fma reads. */
@@ -430,71 +446,23 @@ void gemm_tiled_nt(uint mode, uint m, uint n, uint k, uint kc, uint nchunks, flo
         if (nt0 < k) TNT_FETCH(nt0)
         __local const float4 *Ab = As4 + buf * (BK * APAD / 4);
         __local const float4 *Bb = Bs4 + buf * (BK * BPAD / 4);
-#define TNT_STEP(kk)                                                                          \
-    {                                                                                         \
-        float a[RM], b[RN];                                                                   \
-        BINV_UNROLL                                                                            \
-        for (int r4 = 0; r4 < RM / 4; r4++) {                                                 \
-            float4 v = Ab[((kk) * APAD + ty * 4 + r4 * TY * 4) / 4];                          \
-            a[4 * r4] = v.x; a[4 * r4 + 1] = v.y; a[4 * r4 + 2] = v.z; a[4 * r4 + 3] = v.w;   \
-        }                                                                                     \
-        BINV_UNROLL                                                                            \
-        for (int q4 = 0; q4 < RN / 4; q4++) {                                                 \
-            float4 v = Bb[((kk) * BPAD + tx * 4 + q4 * TX * 4) / 4];                          \
-            b[4 * q4] = v.x; b[4 * q4 + 1] = v.y; b[4 * q4 + 2] = v.z; b[4 * q4 + 3] = v.w;   \
-        }                                                                                     \
-        BINV_UNROLL                                                                            \
-        for (int r = 0; r < RM; r++)                                                          \
-            for (int q = 0; q < RN; q++) acc[r][q] = fma(a[r], b[q], acc[r][q]);              \
-    }
         if (len == BK) {
             TNT_UNROLL(TNU)
-            for (uint kk = 0; kk < BK; kk++) TNT_STEP(kk)
+            for (uint kk = 0; kk < BK; kk++) BINV_TILED_STEP(kk)
         } else {
-            for (uint kk = 0; kk < len; kk++) TNT_STEP(kk)
+            for (uint kk = 0; kk < len; kk++) BINV_TILED_STEP(kk)
         }
-#undef TNT_STEP
         if (nt0 < k) TNT_STORE(buf ^ 1u)
         barrier(CLK_LOCAL_MEM_FENCE);
         buf ^= 1u;
         if (nt0 % kc == 0 || nt0 >= k) {
-            /* Chunk t0 / kc is complete: t = p_0, then t = t + p_c. */
-            const int first = t0 < kc, last = nt0 >= k;
-#if TGLOB
-            BINV_UNROLL
-            for (int r = 0; r < RM; r++) {
-                const uint i = i0 + ty * 4 + (r / 4) * TY * 4 + (r % 4);
-                BINV_UNROLL
-                for (int q = 0; q < RN; q++) {
-                    const uint j = j0 + tx * 4 + (q / 4) * TX * 4 + (q % 4);
-                    if (i < m && j < n && !first) acc[r][q] = P[(ulong)i * n + j] + acc[r][q];
-                    if (i < m && j < n && !last) P[(ulong)i * n + j] = acc[r][q];
-                    if (!last) acc[r][q] = 0.0f;
-                }
-            }
-#else
-            BINV_UNROLL
-            for (int r = 0; r < RM; r++)
-                for (int q = 0; q < RN; q++) {
-                    tot[r][q] = first ? acc[r][q] : tot[r][q] + acc[r][q];
-                    acc[r][q] = 0.0f;
-                }
-#endif
+            /* Chunk t0 / kc is complete. */
+            BINV_TILED_FOLD(t0 < kc, nt0 < k)
         }
     }
 #undef TNT_FETCH
 #undef TNT_STORE
-    BINV_UNROLL
-    for (int r = 0; r < RM; r++) {
-        const uint i = i0 + ty * 4 + (r / 4) * TY * 4 + (r % 4);
-        if (i >= m) continue;
-        BINV_UNROLL
-        for (int q = 0; q < RN; q++) {
-            const uint j = j0 + tx * 4 + (q / 4) * TX * 4 + (q % 4);
-            if (j < n) binv_gemm_store(C, c_off + (ulong)i * ldc + j, TOT(r, q), alpha, beta);
-        }
-    }
-#undef TOT
+    BINV_TILED_OUTPUTS({ binv_gemm_store(C, c_off + (ulong)i * ldc + j, TOT(r, q), alpha, beta); })
 }
 
 /* Values of B and A each work-item of gemm_skinny stages per step. */
