@@ -30,8 +30,9 @@ typedef struct options {
     int run_adaptive, run_invariant;
 } options;
 
-static int usage(const char *argv0) {
-    fprintf(stderr,
+/* --help: the usage on stdout, exit status 0; a bad command line: on stderr, 2. */
+static int usage_to(FILE *f, int status, const char *argv0) {
+    fprintf(f,
         "usage: %s (--model PATH | --synthetic PATH [shape]) [options]\n"
         "Serves N requests with the same prompt through a Llama model on libbinv-cl with\n"
         "continuous batching, under the adaptive and the invariant schedule, and counts\n"
@@ -58,8 +59,10 @@ static int usage(const char *argv0) {
         "  --native                binv_options.path = BINV_PATH_NATIVE (tensor-core bf16/f16\n"
         "                          GEMM on NVIDIA GPUs; portable elsewhere)\n",
         argv0);
-    return 2;
+    return status;
 }
+
+static int usage(const char *argv0) { return usage_to(stderr, 2, argv0); }
 
 static int parse(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
@@ -395,6 +398,8 @@ static void write_report(const options *o, const llm_model *m, const cli_device 
 int main(int argc, char **argv) {
     options o;
     setvbuf(stdout, NULL, _IOLBF, 0);
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage_to(stdout, 0, argv[0]);
     if (parse(argc, argv, &o)) return usage(argv[0]);
     if (o.list) {
         cli_device_list(stdout);

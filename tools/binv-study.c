@@ -1583,8 +1583,9 @@ static void plot(const study *s, const options *o, const int *ran) {
 
 /* ---- Command line -------------------------------------------------------------- */
 
-static int usage(const char *argv0) {
-    fprintf(stderr,
+/* --help: the usage on stdout, exit status 0; a bad command line: on stderr, 2. */
+static int usage_to(FILE *f, int status, const char *argv0) {
+    fprintf(f,
             "usage: %s [--device gpu|cpu|P:D] [--list] [--quick] [--out DIR] [--repeats R]\n"
             "          [--only gemm,rows,attention,atomics] [--dtypes f32,f16,bf16] [--verbose]\n"
             "          [--max-batch N] [--n N] [--k K] [--router-n N]    (gemm)\n"
@@ -1598,8 +1599,10 @@ static int usage(const char *argv0) {
             "binv_row_sum.  --cols sets every row reduction's width (small test runs);\n"
             "--router-n 0 leaves out the narrow GEMM.\n",
             argv0);
-    return 2;
+    return status;
 }
+
+static int usage(const char *argv0) { return usage_to(stderr, 2, argv0); }
 
 static int parse(int argc, char **argv, options *o) {
     *o = (options){0};
@@ -1640,6 +1643,8 @@ static int parse(int argc, char **argv, options *o) {
 
 int main(int argc, char **argv) {
     options o;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage_to(stdout, 0, argv[0]);
     if (parse(argc, argv, &o)) return usage(argv[0]);
     if (o.list) {
         cli_device_list(stdout);

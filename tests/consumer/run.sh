@@ -62,4 +62,14 @@ ${CC:-cc} -std=c11 -Wall -Wextra -Werror "$here/main.c" -o "$scratch/binv-consum
 step "run binv-consumer-pc"
 LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$scratch/binv-consumer-pc"
 
+# --- 3. installed programs start from the prefix -------------------------
+# The prefix is outside the loader's default paths: the programs must find
+# libbinv-cl through their own RPATH, with no LD_LIBRARY_PATH.
+for tool in binv-study binv-bench binv-llm; do
+    exe="$prefix/bin/$tool"
+    [ -x "$exe" ] || { echo "consumer: $tool not built, not checked"; continue; }
+    step "$exe --help (no LD_LIBRARY_PATH)"
+    env -u LD_LIBRARY_PATH "$exe" --help >/dev/null || die "$exe --help failed (exit $?)"
+done
+
 step "all OK"
