@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -261,6 +264,68 @@ static void test_checkpoint_malformed(void **state) {
     llm_model_free(&m);
     remove("llm_bad.bin");
     free(data);
+}
+
+/* Headers within every field's range whose file is small but whose
+ * per-sequence KV state (n_layers x seq_len x kv_dim, sized from the header
+ * by the engine and the reference) is thousands of times the file: refused by
+ * the loader and by the synthetic writer.  A FIFO given as the checkpoint is
+ * refused without blocking (the watchdog turns a hang into a failure). */
+static void on_loader_alarm(int sig) {
+    (void)sig;
+    static const char msg[] = "test_llm: watchdog: llm_model_load blocked\n";
+    if (write(2, msg, sizeof msg - 1) < 0) _exit(3);
+    _exit(3);
+}
+
+static void test_checkpoint_state_bounds(void **state) {
+    (void)state;
+    static const struct {
+        llm_config c;
+        const char *name;
+    } amp[] = {
+        /* 1024 layers of dim 2, seq_len 2^16: a 0.6 MB file, 2 GiB of KV a sequence */
+        {{2, 1, 1024, 1, 1, 1, 1 << 16, 1}, "1024 layers x 64K positions"},
+        /* 64 kv heads of 2 over 16 layers, seq_len 2^16: a 4.7 MB file, 2 GiB a sequence */
+        {{128, 1, 16, 64, 64, 1, 1 << 16, 0}, "64 kv heads x 64K positions"},
+    };
+    char err[1024];
+    for (size_t i = 0; i < sizeof amp / sizeof amp[0]; i++) {
+        const llm_config *c = &amp[i].c;
+        const uint64_t bytes = llm_checkpoint_bytes(c);
+        assert_true(bytes < ((uint64_t)16 << 20));
+        const size_t nf = (size_t)(bytes - LLM_HEADER_BYTES) / 4;
+        float *data = calloc(nf, 4);
+        assert_non_null(data);
+        const int32_t h[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                              c->shared_classifier ? c->vocab_size : -c->vocab_size, c->seq_len};
+        write_raw("llm_bad.bin", h, 7, data, nf);
+        free(data);
+        expect_reject(amp[i].name, "per-sequence state");
+        assert_int_equal(llm_config_check(c, err, sizeof err), -1);
+        assert_int_equal(llm_synthetic_write("llm_bad.bin", c, 1, err, sizeof err), -1);
+        assert_non_null(strstr(err, "per-sequence state"));
+    }
+    /* The same shapes with a short context are fine (the cap is on the state, not the shape). */
+    llm_config ok = amp[0].c;
+    ok.seq_len = 256;
+    assert_int_equal(llm_config_check(&ok, err, sizeof err), 0);
+    ok = TINY;
+    ok.seq_len = 1 << 14; /* a tiny model with a long context: under the 64 MiB floor */
+    assert_int_equal(llm_config_check(&ok, err, sizeof err), 0);
+
+    remove("llm_fifo.bin");
+    assert_int_equal(mkfifo("llm_fifo.bin", 0600), 0);
+    void (*old)(int) = signal(SIGALRM, on_loader_alarm);
+    alarm(60);
+    llm_model m;
+    const int rc = llm_model_load("llm_fifo.bin", &m, err, sizeof err);
+    alarm(0);
+    signal(SIGALRM, old);
+    remove("llm_fifo.bin");
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err, "not a regular file"));
+    remove("llm_bad.bin");
 }
 
 /* ---- engine ---------------------------------------------------------------------- */
@@ -599,6 +664,7 @@ int main(void) {
         cmocka_unit_test(test_sampler),
         cmocka_unit_test(test_checkpoint_roundtrip),
         cmocka_unit_test(test_checkpoint_malformed),
+        cmocka_unit_test(test_checkpoint_state_bounds),
         cmocka_unit_test(test_engine_vs_reference),
         cmocka_unit_test(test_engine_invariance_synthetic),
         cmocka_unit_test(test_engine_pages),

@@ -1,23 +1,40 @@
 /* llama2.c checkpoints: validation, loading, synthetic generation. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "llm.h"
 #include "study.h"
 
 /* Limits of a "sane" header: far above any Llama-family model's, low enough
- * that no product overflows 64 bits and that garbage is caught. */
+ * that no product below overflows 64 bits and that garbage is caught.  Every
+ * size product is overflow-checked all the same (checked_floats), so the
+ * limits are not what keeps the arithmetic safe. */
 #define MAX_DIM 65536
 #define MAX_HIDDEN (1 << 20)
 #define MAX_LAYERS 1024
 #define MAX_HEAD_SIZE 256 /* binv_kv_cache.head_dim */
 #define MAX_VOCAB (1 << 22)
 #define MAX_SEQ (1 << 20)
+/* The state that the engine and the reference size from the header alone, per
+ * sequence: K and V for seq_len positions of every layer (the reference keeps
+ * them as doubles, 8 bytes a value, the most of any backend) plus the
+ * per-position activations.  The weights are all in the file (its size must
+ * match the header exactly), but seq_len and n_layers x kv_dim multiply into
+ * this state without bound: a 9 MB file can ask for 16 GiB per sequence.  So
+ * one sequence's state may be at most LLM_STATE_RATIO times the file's size,
+ * or LLM_STATE_FLOOR, whichever is larger (real checkpoints need well under
+ * one file size at their trained seq_len; the floor keeps tiny synthetic
+ * models with long contexts usable).  The number of sequences is the caller's
+ * choice (engine options), not the file's. */
+#define LLM_STATE_RATIO 4
+#define LLM_STATE_FLOOR ((uint64_t)64 << 20)
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
     if (err && errlen) {
@@ -34,6 +51,51 @@ static int little_endian(void) {
     unsigned char b;
     memcpy(&b, &one, 1);
     return b == 1;
+}
+
+/* a * b * c; any overflow sets *ovf. */
+static uint64_t mul3(uint64_t a, uint64_t b, uint64_t c, int *ovf) {
+    uint64_t r;
+    if (__builtin_mul_overflow(a, b, &r) || __builtin_mul_overflow(r, c, &r)) *ovf = 1;
+    return r;
+}
+
+static uint64_t add(uint64_t a, uint64_t b, int *ovf) {
+    uint64_t r;
+    if (__builtin_add_overflow(a, b, &r)) *ovf = 1;
+    return r;
+}
+
+/* Floats after the header; sets *ovf when any product or sum overflows. */
+static uint64_t checked_floats(const llm_config *c, int *ovf) {
+    const uint64_t d = (uint64_t)c->dim, h = (uint64_t)c->hidden_dim, L = (uint64_t)c->n_layers,
+                   v = (uint64_t)c->vocab_size, kv = (uint64_t)llm_kv_dim(c),
+                   hs = (uint64_t)llm_head_size(c);
+    uint64_t n = mul3(v, d, 1, ovf);              /* token embedding */
+    n = add(n, mul3(L, d, 1, ovf), ovf);          /* rms_att */
+    n = add(n, mul3(L, d, d, ovf), ovf);          /* wq */
+    n = add(n, mul3(2 * L, kv, d, ovf), ovf);     /* wk, wv */
+    n = add(n, mul3(L, d, d, ovf), ovf);          /* wo */
+    n = add(n, mul3(L, d, 1, ovf), ovf);          /* rms_ffn */
+    n = add(n, mul3(3 * L, h, d, ovf), ovf);      /* w1, w2, w3 */
+    n = add(n, d, ovf);                           /* rms_final */
+    n = add(n, mul3((uint64_t)c->seq_len, hs, 1, ovf), ovf); /* legacy RoPE tables (2 x hs/2) */
+    if (!c->shared_classifier) n = add(n, mul3(v, d, 1, ovf), ovf); /* wcls */
+    return n;
+}
+
+/* Bytes of one sequence's header-sized state (see LLM_STATE_RATIO). */
+static uint64_t checked_state_bytes(const llm_config *c, int *ovf) {
+    const uint64_t kvv = mul3(2 * (uint64_t)c->n_layers, (uint64_t)c->seq_len,
+                              (uint64_t)llm_kv_dim(c), ovf);
+    /* activations of one position: x, xb, xb2, q (dim), k, v (kv_dim), att (seq_len),
+     * hb, hb2 (hidden), logits (vocab) */
+    uint64_t act = add(mul3(4, (uint64_t)c->dim, 1, ovf), mul3(2, (uint64_t)llm_kv_dim(c), 1, ovf),
+                       ovf);
+    act = add(act, (uint64_t)c->seq_len, ovf);
+    act = add(act, mul3(2, (uint64_t)c->hidden_dim, 1, ovf), ovf);
+    act = add(act, (uint64_t)c->vocab_size, ovf);
+    return mul3(add(kvv, act, ovf), 8, 1, ovf);
 }
 
 int llm_config_check(const llm_config *c, char *err, size_t errlen) {
@@ -59,23 +121,30 @@ int llm_config_check(const llm_config *c, char *err, size_t errlen) {
     if (hs % 2 || hs > MAX_HEAD_SIZE)
         return fail(err, errlen, "header: head size dim/n_heads = %d must be even and <= %d", hs,
                     MAX_HEAD_SIZE);
+    int ovf = 0;
+    const uint64_t floats = checked_floats(c, &ovf);
+    const uint64_t state = checked_state_bytes(c, &ovf);
+    if (ovf || floats > (UINT64_MAX - LLM_HEADER_BYTES) / 4 / LLM_STATE_RATIO)
+        return fail(err, errlen, "header: sizes overflow 64 bits");
+    const uint64_t file = LLM_HEADER_BYTES + 4 * floats;
+    const uint64_t cap = LLM_STATE_RATIO * file > LLM_STATE_FLOOR ? LLM_STATE_RATIO * file
+                                                                  : LLM_STATE_FLOOR;
+    if (state > cap)
+        return fail(err, errlen,
+                    "header: per-sequence state (KV cache of %d layers x seq_len %d x kv_dim %d "
+                    "and activations) needs %llu bytes, more than %d x the %llu-byte file "
+                    "(or %llu bytes)",
+                    c->n_layers, c->seq_len, llm_kv_dim(c), (unsigned long long)state,
+                    LLM_STATE_RATIO, (unsigned long long)file,
+                    (unsigned long long)LLM_STATE_FLOOR);
     return 0;
 }
 
+/* Only for configurations that passed llm_config_check (no overflow there). */
 static uint64_t checkpoint_floats(const llm_config *c) {
-    const uint64_t d = (uint64_t)c->dim, h = (uint64_t)c->hidden_dim, L = (uint64_t)c->n_layers,
-                   v = (uint64_t)c->vocab_size, kv = (uint64_t)llm_kv_dim(c),
-                   hs = (uint64_t)llm_head_size(c);
-    uint64_t n = v * d;                   /* token embedding */
-    n += L * d;                           /* rms_att */
-    n += L * d * d + 2 * L * kv * d;      /* wq, wk, wv */
-    n += L * d * d;                       /* wo */
-    n += L * d;                           /* rms_ffn */
-    n += 3 * L * h * d;                   /* w1, w2, w3 */
-    n += d;                               /* rms_final */
-    n += 2 * (uint64_t)c->seq_len * hs / 2; /* legacy RoPE tables */
-    if (!c->shared_classifier) n += v * d;
-    return n;
+    int ovf = 0;
+    const uint64_t n = checked_floats(c, &ovf);
+    return ovf ? UINT64_MAX / 8 : n;
 }
 
 uint64_t llm_checkpoint_bytes(const llm_config *c) {
@@ -107,12 +176,19 @@ static void layout(llm_model *m) {
 int llm_model_load(const char *path, llm_model *m, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
     if (!little_endian()) return fail(err, errlen, "big-endian hosts are not supported");
-    FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errlen, "%s: %s", path, strerror(errno));
+    /* O_NONBLOCK: a FIFO or device given as the path must not block the
+     * open; it is refused by the fstat below. */
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return fail(err, errlen, "%s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         return fail(err, errlen, "%s: not a regular file", path);
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return fail(err, errlen, "%s: %s", path, strerror(errno));
     }
     const uint64_t fsize = (uint64_t)st.st_size;
     int32_t hdr[7];
