@@ -14,6 +14,6 @@ __kernel void act_swiglu(uint rows, uint cols, __global const binv_t *g, ulong g
     const float gv = BINV_LOAD(g, g_off + r * ldg + c);
     const float uv = BINV_LOAD(u, u_off + r * ldu + c);
     const float e = binv_exp(-fabs(gv));
-    const float sig = gv >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+    const float sig = gv >= 0.0f ? BINV_DIV(1.0f, 1.0f + e) : BINV_DIV(e, 1.0f + e);
     BINV_STORE(y, y_off + r * ldy + c, (gv * sig) * uv);
 }

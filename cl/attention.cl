@@ -443,7 +443,7 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
         const uint t = t0 + tb, hq = hq0 + g;
         const uint nsplit = (meta[t] / CH) / split_chunks + 1;
         if (nsplit == 1) {
-            if (d < D) BINV_STORE(o, o_off + (ulong)t * ldo + (ulong)hq * D + d, st_a[k] / L_l[r]);
+            if (d < D) BINV_STORE(o, o_off + (ulong)t * ldo + (ulong)hq * D + d, BINV_DIV(st_a[k], L_l[r]));
         } else {
             const ulong rec = ((ulong)part_base[t] + sp) * heads + hq;
             part[rec * (D + 2) + 1 + d] = st_a[k];
@@ -513,5 +513,5 @@ __kernel void attn_merge(__global const uint *meta, __global const uint *part_ba
         if (d == D) carry = A[c];
     barrier(CLK_LOCAL_MEM_FENCE);
     for (uint c = 0, d = lid; d < D; c++, d += nl)
-        BINV_STORE(o, o_off + (ulong)t * ldo + (ulong)hq * D + d, A[c] / carry);
+        BINV_STORE(o, o_off + (ulong)t * ldo + (ulong)hq * D + d, BINV_DIV(A[c], carry));
 }

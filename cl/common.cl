@@ -4,7 +4,13 @@
  *  - FP_CONTRACT OFF: no compiler may fuse a*b+c; every fused multiply-add
  *    in the library is an explicit fma(), every other product and sum is a
  *    separately rounded * or +.
- *  - Built without fast-math or mad-enable, with correctly rounded / and sqrt.
+ *  - Built without fast-math or mad-enable.  Division and square root are
+ *    correctly rounded: the driver's / and sqrt where the device advertises
+ *    CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT (the host then builds with
+ *    -cl-fp32-correctly-rounded-divide-sqrt), binv_div and binv_sqrt below
+ *    otherwise (the host defines BINV_SOFT_DIVSQRT=1).  Kernels write every
+ *    f32 division and square root as BINV_DIV / BINV_SQRT; a correctly
+ *    rounded result is unique, so both give the same bits.
  *  - No built-in transcendental functions and no native_* in the portable
  *    path: they are not correctly rounded and differ between devices.
  *
@@ -79,6 +85,133 @@ inline void binv_load_vec(__global const binv_t *p, ulong idx, float *out) {
 }
 #endif
 
+/* ---- Correctly rounded division and square root from +, * and fma ----
+ * For devices without correctly rounded / and sqrt.  Only fma (which OpenCL
+ * requires correctly rounded), * and + and exact integer bit operations are
+ * used.  The operands are reduced to significands in [1, 2) (or [1, 4)) by
+ * bit operations, so that every floating-point intermediate is a normal
+ * number far from underflow and overflow: the results do not depend on
+ * whether the device flushes subnormals.  Exponents and the final rounding
+ * into the subnormal range are integer work.  Each routine gets a result
+ * within one ulp (reciprocal / reciprocal square root by Newton's method,
+ * one Markstein correction), then decides the last bit exactly from the signs
+ * of fma residuals (Markstein / Tuckerman tests), whose signs are exact. */
+
+/* |x| = m * 2^e for finite nonzero x with sign cleared (bits u); returns m in
+ * [1, 2).  Subnormals are normalised by clz (integer, exact). */
+inline float binv_split_(uint u, int *e) {
+    if ((u >> 23) == 0) {
+        const uint z = clz(u) - 8u; /* shift that brings the leading 1 to bit 23 */
+        u <<= z;
+        *e = -126 - (int)z;
+    } else {
+        *e = (int)(u >> 23) - 127;
+    }
+    return as_float((u & 0x7fffffu) | 0x3f800000u);
+}
+
+/* sign | q * 2^k rounded to the float grid, where q in [0.5, 2] is the exact
+ * value Q rounded to 24 bits and rs the sign of Q - q (-1, 0, +1).  Below
+ * 2^-126 the grid is coarser: rounding q again gives the rounding of Q except
+ * when q is exactly halfway between two subnormals (a midpoint of the coarse
+ * grid is a 24-bit number), where rs says on which side Q lies. */
+inline float binv_compose_(uint sign, float q, int k, int rs) {
+    const uint qb = as_uint(q);
+    const int e = (int)(qb >> 23) - 127 + k;
+    if (e > 127) return as_float(sign | 0x7f800000u);
+    const uint m = (qb & 0x7fffffu) | 0x800000u;
+    if (e >= -126) return as_float(sign | ((uint)(e + 127) << 23) | (m & 0x7fffffu));
+    const int s = -126 - e; /* bits dropped: m * 2^-s units of 2^-149 */
+    if (s > 25) return as_float(sign); /* below a quarter of the smallest subnormal */
+    const uint base = m >> s, rem = m & ((1u << s) - 1u), mid = 1u << (s - 1);
+    const uint up = rem > mid || (rem == mid && (rs > 0 || (rs == 0 && (base & 1u))));
+    return as_float(sign | (base + up)); /* base + up == 2^23: the smallest normal */
+}
+
+/* a / b, correctly rounded (round to nearest even), IEEE special cases. */
+inline float binv_div(float a, float b) {
+    const uint ua = as_uint(a), ub = as_uint(b);
+    const uint sign = (ua ^ ub) & 0x80000000u;
+    const uint xa = ua & 0x7fffffffu, xb = ub & 0x7fffffffu;
+    if (xa > 0x7f800000u || xb > 0x7f800000u) return a + b; /* NaN in, NaN out */
+    if (xa == 0x7f800000u) return xb == 0x7f800000u ? NAN : as_float(sign | 0x7f800000u);
+    if (xb == 0x7f800000u) return as_float(sign);
+    if (xb == 0u) return xa == 0u ? NAN : as_float(sign | 0x7f800000u);
+    if (xa == 0u) return as_float(sign);
+    int ea, eb;
+    const float ma = binv_split_(xa, &ea), mb = binv_split_(xb, &eb);
+    /* y ~ 1/mb: linear start 24/17 - 8/17 mb (relative error <= 1/17), three
+     * Newton steps (error squared each: about 1e-10, then float rounding). */
+    float y = fma(mb, -0.470588235294f, 1.41176470588f);
+    float t = fma(-mb, y, 1.0f);
+    y = fma(y, t, y);
+    t = fma(-mb, y, 1.0f);
+    y = fma(y, t, y);
+    t = fma(-mb, y, 1.0f);
+    y = fma(y, t, y);
+    /* q within one ulp of Q = ma/mb (Q in (0.5, 2)). */
+    float q = ma * y;
+    float r = fma(-q, mb, ma);
+    q = fma(r, y, q);
+    /* The residual of a q within one ulp is exact; Q lies above q + u/2 iff
+     * r - mb u/2 > 0 (exact sign of one fma).  No tie is possible here
+     * (a 25-bit midpoint times a 24-bit mb is not a 24-bit ma). */
+    r = fma(-q, mb, ma);
+    if (r > 0.0f) {
+        const float u = q < 1.0f ? 0x1.0p-24f : 0x1.0p-23f; /* ulp above q */
+        if (fma(-0.5f * u, mb, r) > 0.0f) q += u;
+    } else if (r < 0.0f) {
+        const float u = q <= 1.0f ? 0x1.0p-24f : 0x1.0p-23f; /* ulp below q */
+        if (fma(0.5f * u, mb, r) < 0.0f) q -= u;
+    }
+    r = fma(-q, mb, ma); /* sign of Q - q for a rounding into the subnormals */
+    return binv_compose_(sign, q, ea - eb, r > 0.0f ? 1 : r < 0.0f ? -1 : 0);
+}
+
+/* sqrt(x), correctly rounded, IEEE special cases (sqrt(-0) = -0). */
+inline float binv_sqrt(float x) {
+    const uint ux = as_uint(x), ax = ux & 0x7fffffffu;
+    if (ax == 0u) return x;
+    if (ax > 0x7f800000u) return x + x; /* NaN */
+    if (ux & 0x80000000u) return NAN;
+    if (ux == 0x7f800000u) return x;
+    int e;
+    float m = binv_split_(ux, &e);
+    if (e & 1) { /* m in [1, 4), e even */
+        m *= 2.0f;
+        e -= 1;
+    }
+    /* y ~ 1/sqrt(m): bit-pattern start (relative error < 0.035), three
+     * Newton steps y (3/2 - m y^2 / 2) (about 1e-10, then float rounding). */
+    const float hm = 0.5f * m;
+    float y = as_float(0x5f3759dfu - (as_uint(m) >> 1));
+    y = y * fma(-hm * y, y, 1.5f);
+    y = y * fma(-hm * y, y, 1.5f);
+    y = y * fma(-hm * y, y, 1.5f);
+    /* s within one ulp of sqrt(m) in [1, 2). */
+    float s = m * y;
+    s = fma(fma(-s, s, m), 0.5f * y, s);
+    /* Tuckerman's test: sqrt(m) > s + u/2 iff m > s (s + u), and sqrt(m) <
+     * s - u/2 iff m <= s (s - u), because m and s (s +- u) are multiples of
+     * 2^-46 and u^2/4 = 2^-48 (s in (1, 2), u = 2^-23).  Each sign is that of
+     * one fma.  No tie is possible (a 25-bit midpoint squared is not a
+     * 24-bit m).  At s = 1 the lower test never fires (m >= 1). */
+    const float uu = s < 2.0f ? 0x1.0p-23f : 0x1.0p-22f, ud = s <= 1.0f ? 0x1.0p-24f : 0x1.0p-23f;
+    if (fma(-s, s + uu, m) > 0.0f)
+        s += uu;
+    else if (fma(-s, s - ud, m) <= 0.0f)
+        s -= ud;
+    return as_float(as_uint(s) + (uint)((e / 2) * (1 << 23)));
+}
+
+#if defined(BINV_SOFT_DIVSQRT) && BINV_SOFT_DIVSQRT
+#define BINV_DIV(a, b) binv_div((a), (b))
+#define BINV_SQRT(x) binv_sqrt(x)
+#else
+#define BINV_DIV(a, b) ((a) / (b))
+#define BINV_SQRT(x) sqrt(x)
+#endif
+
 /* ---- Elementary functions from +, *, fma and correctly rounded / only ----
  * Built-in exp/log/rsqrt are not correctly rounded and differ between
  * devices; these give the same bits everywhere (rint and the bit moves are
@@ -127,7 +260,7 @@ inline float binv_log(float x) {
         e += 1;
     }
     const float f = m - 1.0f; /* exact (Sterbenz) */
-    const float s = f / (2.0f + f);
+    const float s = BINV_DIV(f, 2.0f + f);
     const float z = s * s;
     float R = 2.22222222e-1f;
     R = fma(R, z, 2.85714286e-1f);
@@ -140,7 +273,7 @@ inline float binv_log(float x) {
 }
 
 /* 1/sqrt(x) from the correctly rounded sqrt and division (two roundings). */
-inline float binv_rsqrt(float x) { return 1.0f / sqrt(x); }
+inline float binv_rsqrt(float x) { return BINV_DIV(1.0f, BINV_SQRT(x)); }
 
 /* x rounded to the storage dtype (what a store then a load gives). */
 inline float binv_round_dtype(float x) {

@@ -181,7 +181,7 @@ inline void rows_stage(uint stage, uint op, __global const binv_t *x, ulong xo,
              : (op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) ? FOLD_MAX : FOLD_SUM;
     } else {
         fold = op == OP_LAYERNORM ? FOLD_DEV : FOLD_EXP;
-        if (op == OP_LAYERNORM) mu = rows_combine_sum(PL(0), nchunks) / (float)cols;
+        if (op == OP_LAYERNORM) mu = BINV_DIV(rows_combine_sum(PL(0), nchunks), (float)cols);
     }
     /* Softmax's s_c needs only its own chunk's m_c: it is computed in the
      * same pass.  Every work-item calls every tree (barriers). */
@@ -218,10 +218,10 @@ inline void rows_stats(uint op, uint rows, uint row, uint cols, uint nchunks, fl
     *a0 = 0.0f;
     *a1 = 0.0f;
     if (op == OP_RMSNORM || op == OP_ADD_RMSNORM) {
-        *a0 = binv_rsqrt(rows_combine_sum(PL(0), nchunks) / (float)cols + eps);
+        *a0 = binv_rsqrt(BINV_DIV(rows_combine_sum(PL(0), nchunks), (float)cols) + eps);
     } else if (op == OP_LAYERNORM) {
-        *a0 = rows_combine_sum(PL(0), nchunks) / (float)cols;
-        *a1 = binv_rsqrt(rows_combine_sum(PL(1), nchunks) / (float)cols + eps);
+        *a0 = BINV_DIV(rows_combine_sum(PL(0), nchunks), (float)cols);
+        *a1 = binv_rsqrt(BINV_DIV(rows_combine_sum(PL(1), nchunks), (float)cols) + eps);
     } else if (op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) {
         *a0 = rows_combine_max(PL(0), nchunks);
         *a1 = rows_combine_exp(PL(0), PL(1), nchunks, *a0);
@@ -234,7 +234,7 @@ inline float rows_out(uint op, float v, float a0, float a1, __global const binv_
                       __global const binv_t *b, ulong bo, uint i) {
     if (op == OP_RMSNORM || op == OP_ADD_RMSNORM) return (v * a0) * BINV_LOAD(w, wo + i);
     if (op == OP_LAYERNORM) return fma((v - a0) * a1, BINV_LOAD(w, wo + i), BINV_LOAD(b, bo + i));
-    if (op == OP_SOFTMAX) return binv_exp(v - a0) / a1;
+    if (op == OP_SOFTMAX) return BINV_DIV(binv_exp(v - a0), a1);
     return (v - a0) - a1;
 }
 
@@ -260,7 +260,7 @@ inline void rows_apply_range(uint op, __global binv_t *x, ulong xo, __global con
     if (vec) {
         if (tid == 0 && ibeg == 0) { /* one work-group per row writes the f32 result */
             const float S = rows_combine_sum(PL(0), nchunks);
-            out[row] = op == OP_SUM ? S : S / (float)cols;
+            out[row] = op == OP_SUM ? S : BINV_DIV(S, (float)cols);
         }
         return;
     }
@@ -341,7 +341,7 @@ void rows_fused_cached(ROWS_ARGS) {
     for (uint stage = 0; stage < (two ? 2u : 1u); stage++) {
         const uint fold = stage == 0 ? fold0 : op == OP_LAYERNORM ? FOLD_DEV : FOLD_EXP;
         float mu = 0.0f;
-        if (stage == 1 && op == OP_LAYERNORM) mu = rows_combine_sum(PL(0), nchunks) / (float)cols;
+        if (stage == 1 && op == OP_LAYERNORM) mu = BINV_DIV(rows_combine_sum(PL(0), nchunks), (float)cols);
         if (stage == 1 && op != OP_LAYERNORM && grp < nchunks) mu = PL(0)[grp];
         const float acc = grp < nchunks ? rows_fold_lane(fold, v, cs, ce, lane, mu)
                                         : rows_fold_init(fold);
@@ -353,7 +353,7 @@ void rows_fused_cached(ROWS_ARGS) {
     if (op == OP_SUM || op == OP_MEAN) {
         if (tid == 0) {
             const float S = rows_combine_sum(PL(0), nchunks);
-            out[out_off + row] = op == OP_SUM ? S : S / (float)cols;
+            out[out_off + row] = op == OP_SUM ? S : BINV_DIV(S, (float)cols);
         }
         return;
     }

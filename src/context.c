@@ -5,48 +5,70 @@
 
 #include "internal.h"
 
+/* One clGetDeviceInfo; a failure is returned as the OpenCL status itself
+ * (e.g. CL_OUT_OF_RESOURCES, CL_OUT_OF_HOST_MEMORY: transient, the device may
+ * be fine), except CL_INVALID_DEVICE: not a device, so not a supported one. */
+static binv_status device_info(binv_context *ctx, cl_device_info what, const char *name,
+                               size_t size, void *value) {
+    const cl_int err = clGetDeviceInfo(ctx->device, what, size, value, NULL);
+    if (err == CL_SUCCESS) return BINV_SUCCESS;
+    if (err == CL_INVALID_DEVICE)
+        return binv_set_error(ctx, BINV_ERROR_UNSUPPORTED_DEVICE,
+                              "device is not a valid cl_device_id (clGetDeviceInfo(%s): %d)", name,
+                              (int)err);
+    return binv_set_error(ctx, err, "clGetDeviceInfo(%s) failed: OpenCL error %d", name, (int)err);
+}
+
 static binv_status query_device(binv_context *ctx) {
     binv_device_info *d = &ctx->info;
-    cl_int err = CL_SUCCESS;
-    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_NAME, sizeof d->name, d->name, NULL);
-    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_VENDOR, sizeof d->vendor, d->vendor, NULL);
-    err |= clGetDeviceInfo(ctx->device, CL_DRIVER_VERSION, sizeof d->driver_version,
-                           d->driver_version, NULL);
-    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_VERSION, sizeof d->device_version,
-                           d->device_version, NULL);
-    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_VENDOR_ID, sizeof d->vendor_id, &d->vendor_id,
-                           NULL);
-    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof d->compute_units,
-                           &d->compute_units, NULL);
-    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE,
-                           sizeof d->max_work_group_size, &d->max_work_group_size, NULL);
-    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof d->local_mem_size,
-                           &d->local_mem_size, NULL);
-    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_TYPE, sizeof d->type, &d->type, NULL);
-    err |= clGetDeviceInfo(ctx->device, CL_DEVICE_PLATFORM, sizeof ctx->platform, &ctx->platform,
-                           NULL);
-    if (err != CL_SUCCESS)
-        return binv_set_error(ctx, BINV_ERROR_UNSUPPORTED_DEVICE,
-                              "device is not a valid cl_device_id (clGetDeviceInfo failed)");
-    err = clGetPlatformInfo(ctx->platform, CL_PLATFORM_VERSION, sizeof d->platform_version,
-                            d->platform_version, NULL);
+    const struct {
+        cl_device_info what;
+        const char *name;
+        size_t size;
+        void *value;
+    } q[] = {
+        {CL_DEVICE_NAME, "CL_DEVICE_NAME", sizeof d->name, d->name},
+        {CL_DEVICE_VENDOR, "CL_DEVICE_VENDOR", sizeof d->vendor, d->vendor},
+        {CL_DRIVER_VERSION, "CL_DRIVER_VERSION", sizeof d->driver_version, d->driver_version},
+        {CL_DEVICE_VERSION, "CL_DEVICE_VERSION", sizeof d->device_version, d->device_version},
+        {CL_DEVICE_VENDOR_ID, "CL_DEVICE_VENDOR_ID", sizeof d->vendor_id, &d->vendor_id},
+        {CL_DEVICE_MAX_COMPUTE_UNITS, "CL_DEVICE_MAX_COMPUTE_UNITS", sizeof d->compute_units,
+         &d->compute_units},
+        {CL_DEVICE_MAX_WORK_GROUP_SIZE, "CL_DEVICE_MAX_WORK_GROUP_SIZE",
+         sizeof d->max_work_group_size, &d->max_work_group_size},
+        {CL_DEVICE_LOCAL_MEM_SIZE, "CL_DEVICE_LOCAL_MEM_SIZE", sizeof d->local_mem_size,
+         &d->local_mem_size},
+        {CL_DEVICE_TYPE, "CL_DEVICE_TYPE", sizeof d->type, &d->type},
+        {CL_DEVICE_PLATFORM, "CL_DEVICE_PLATFORM", sizeof ctx->platform, &ctx->platform},
+    };
+    for (size_t i = 0; i < sizeof q / sizeof *q; i++) {
+        const binv_status st = device_info(ctx, q[i].what, q[i].name, q[i].size, q[i].value);
+        if (st != BINV_SUCCESS) return st;
+    }
+    cl_int err = clGetPlatformInfo(ctx->platform, CL_PLATFORM_VERSION, sizeof d->platform_version,
+                                   d->platform_version, NULL);
     BINV_CHECK_CL(ctx, err, "clGetPlatformInfo(CL_PLATFORM_VERSION)");
 
-    /* Portable bits need IEEE-754 single precision with correctly rounded
-     * division and square root: without this capability the build option
-     * -cl-fp32-correctly-rounded-divide-sqrt is not allowed. */
+    /* Portable bits need IEEE-754 single precision rounding to nearest.
+     * Correctly rounded division and square root come from the driver where
+     * the device advertises them (-cl-fp32-correctly-rounded-divide-sqrt is
+     * only allowed then), else from cl/common.cl's binv_div / binv_sqrt
+     * (the same bits: a correctly rounded result is unique). */
     cl_device_fp_config fp = 0;
-    err = clGetDeviceInfo(ctx->device, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
-    BINV_CHECK_CL(ctx, err, "clGetDeviceInfo(CL_DEVICE_SINGLE_FP_CONFIG)");
-    BINV_RETURN_ERROR_ON(!(fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) || !(fp & CL_FP_ROUND_TO_NEAREST),
-                         ctx, BINV_ERROR_UNSUPPORTED_DEVICE,
-                         "device '%s' lacks correctly rounded f32 divide/sqrt or round-to-nearest "
-                         "(CL_DEVICE_SINGLE_FP_CONFIG=0x%llx)",
+    binv_status st = device_info(ctx, CL_DEVICE_SINGLE_FP_CONFIG, "CL_DEVICE_SINGLE_FP_CONFIG",
+                                 sizeof fp, &fp);
+    if (st != BINV_SUCCESS) return st;
+    BINV_RETURN_ERROR_ON(!(fp & CL_FP_ROUND_TO_NEAREST), ctx, BINV_ERROR_UNSUPPORTED_DEVICE,
+                         "device '%s' lacks f32 round-to-nearest (CL_DEVICE_SINGLE_FP_CONFIG=0x%llx)",
                          d->name, (unsigned long long)fp);
+    ctx->hw_divsqrt = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
+    if (!ctx->hw_divsqrt) ctx->soft_divsqrt = 1;
     /* Vector loads of 16-bit storage unpack words in little-endian order. */
     cl_bool little = CL_FALSE;
-    err = clGetDeviceInfo(ctx->device, CL_DEVICE_ENDIAN_LITTLE, sizeof little, &little, NULL);
-    BINV_RETURN_ERROR_ON(err != CL_SUCCESS || !little, ctx, BINV_ERROR_UNSUPPORTED_DEVICE,
+    st = device_info(ctx, CL_DEVICE_ENDIAN_LITTLE, "CL_DEVICE_ENDIAN_LITTLE", sizeof little,
+                     &little);
+    if (st != BINV_SUCCESS) return st;
+    BINV_RETURN_ERROR_ON(!little, ctx, BINV_ERROR_UNSUPPORTED_DEVICE,
                          "device '%s' is not little-endian", d->name);
     BINV_RETURN_ERROR_ON(d->max_work_group_size < 64 || d->local_mem_size < 16384, ctx,
                          BINV_ERROR_UNSUPPORTED_DEVICE,
@@ -170,6 +192,10 @@ binv_status binv_context_create(cl_context context, cl_device_id device,
     ctx->rows_path = rp && !strcmp(rp, "fused") ? 1 : rp && !strcmp(rp, "split") ? 2 : 0;
     const char *ap = getenv("BINV_ATTN_PATH");
     ctx->attn_path = ap && !strcmp(ap, "fused") ? 1 : ap && !strcmp(ap, "split") ? 2 : 0;
+    /* BINV_SOFT_DIVSQRT=1: software division and square root even where the
+     * device has correctly rounded ones (tests: the same bits either way). */
+    const char *sd = getenv("BINV_SOFT_DIVSQRT");
+    ctx->soft_divsqrt = sd && *sd && strcmp(sd, "0") != 0;
     binv_status st = BINV_SUCCESS;
     if (opt.cache_dir && *opt.cache_dir) {
         ctx->cache_dir = strdup(opt.cache_dir);

@@ -10,11 +10,17 @@
 
 #define BINV_MSG_MAX 4096
 
-/* One fixed build-option string for every kernel of the library.  No
- * -cl-fast-relaxed-math, no -cl-mad-enable, no -cl-unsafe-math-optimizations:
- * the kernels spell out fma(), + and * in the library's order and every .cl file
- * says #pragma OPENCL FP_CONTRACT OFF, so no compiler may fuse or reorder. */
-#define BINV_BUILD_OPTIONS "-cl-std=CL1.2 -cl-fp32-correctly-rounded-divide-sqrt"
+/* Build options of every kernel of the library.  No -cl-fast-relaxed-math,
+ * no -cl-mad-enable, no -cl-unsafe-math-optimizations: the kernels spell out
+ * fma(), + and * in the library's order and every .cl file says
+ * #pragma OPENCL FP_CONTRACT OFF, so no compiler may fuse or reorder.  The
+ * base, then -cl-fp32-correctly-rounded-divide-sqrt where the device
+ * advertises CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT (the option is not allowed
+ * elsewhere), then the software divide/sqrt define for devices without it and
+ * with BINV_SOFT_DIVSQRT=1 (binv_program_get). */
+#define BINV_BUILD_OPTIONS_BASE "-cl-std=CL1.2"
+#define BINV_BUILD_OPTIONS_CR " -cl-fp32-correctly-rounded-divide-sqrt"
+#define BINV_BUILD_OPTIONS_SOFT " -DBINV_SOFT_DIVSQRT=1"
 
 /* Per-thread error message slot (several host threads may share a context). */
 typedef struct binv_err_slot {
@@ -90,6 +96,9 @@ struct binv_context {
     int fence;     /* device-wide fence for that combine: 0 none, 1 mem_fence (CPU), 2 PTX membar.gl */
     int rows_path; /* tests: BINV_ROWS_PATH = fused (1) | split (2); 0 automatic */
     int attn_path; /* tests: BINV_ATTN_PATH = fused (1) | split (2); 0 automatic */
+    int hw_divsqrt;   /* CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT: -cl-fp32-correctly-rounded-divide-sqrt */
+    int soft_divsqrt; /* kernels use cl/common.cl's binv_div/binv_sqrt (-DBINV_SOFT_DIVSQRT=1):
+                         devices without hw_divsqrt, or BINV_SOFT_DIVSQRT=1 (tests) */
     binv_path path; /* the path granted (native only where supported) */
     unsigned nv_cc; /* native path: NVIDIA compute capability, 10 major + minor */
     int no_wgmma;   /* native path: the driver refused the sm_90a program (sticky) */
