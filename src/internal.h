@@ -208,7 +208,10 @@ void binv_attention_destroy_all(binv_context *ctx);
 
 /* program_cache.c ------------------------------------------------------ */
 /* On-disk program-binary cache.  Any problem means "not cached": the caller
- * compiles from source.  Files are written to a temporary name and renamed. */
+ * compiles from source.  Loads hand out a binary only from a directory and
+ * entry owned by this user and writable by nobody else, whose header (key,
+ * length, SHA-256) matches; a refused entry is removed.  Stores write a 0600
+ * temporary file and rename it (program_cache.c says what is trusted). */
 int binv_cache_load(const binv_context *ctx, const char *key_hex, unsigned char **data,
                     size_t *size);
 void binv_cache_store(const binv_context *ctx, const char *key_hex, const unsigned char *data,
