@@ -32,15 +32,21 @@ binv_status binv_swiglu(binv_context *ctx, cl_command_queue queue, binv_dtype dt
     if ((st = binv_check_buffer(ctx, gate, gate_offset, eg, es, "gate")) != BINV_SUCCESS) return st;
     if ((st = binv_check_buffer(ctx, up, up_offset, eu, es, "up")) != BINV_SUCCESS) return st;
     if ((st = binv_check_buffer(ctx, y, y_offset, ey, es, "y")) != BINV_SUCCESS) return st;
-    const int same_g = y == gate && y_offset == gate_offset && ldy == ldg;
-    const int same_u = y == up && y_offset == up_offset && ldy == ldu;
-    /* Same row stride: interleaved views (y = gate, up the other half of the
-     * same rows) are fine; otherwise whole extents are compared. */
-#define SWIGLU_CLASH(bv, bo, ld, e)                                                          \
-    (ldy == (ld) ? binv_rows_views_overlap(y, y_offset, cols, bv, bo, cols, rows, ldy)    \
-                 : binv_views_overlap(y, y_offset, ey, bv, bo, e))
-    BINV_RETURN_ERROR_ON((!same_g && SWIGLU_CLASH(gate, gate_offset, ldg, eg)) ||
-                             (!same_u && SWIGLU_CLASH(up, up_offset, ldu, eu)),
+    /* Views resolved through sub-buffers.  y may be gate or up itself (the
+     * same elements in the same layout); otherwise no shared byte, exactly
+     * for one row stride (interleaved views such as y = gate with up the
+     * other half of [gate | up] rows are fine), whole extents otherwise. */
+    const size_t vr = cols ? rows : 0;
+    binv_view vg, vu, vy;
+    if ((st = binv_view_of(ctx, gate, gate_offset, vr, cols, ldg, es, BINV_ACCESS_READ, "gate",
+                           &vg)) != BINV_SUCCESS ||
+        (st = binv_view_of(ctx, up, up_offset, vr, cols, ldu, es, BINV_ACCESS_READ, "up", &vu)) !=
+            BINV_SUCCESS ||
+        (st = binv_view_of(ctx, y, y_offset, vr, cols, ldy, es, BINV_ACCESS_WRITE, "y", &vy)) !=
+            BINV_SUCCESS)
+        return st;
+    BINV_RETURN_ERROR_ON((!binv_view_same(&vy, &vg) && binv_view_overlap(&vy, &vg)) ||
+                             (!binv_view_same(&vy, &vu) && binv_view_overlap(&vy, &vu)),
                          ctx, BINV_ERROR_ALIASING,
                          "%s: y partially overlaps gate or up (in place needs the same view)", fn);
     if (rows == 0 || cols == 0)

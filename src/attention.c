@@ -14,6 +14,8 @@
 #define ATTN_FUSED_SPLIT 0xffffffffu /* split_chunks of "one split holds every chunk" */
 #define ATTN_MAX_HEAD_DIM 256
 #define ATTN_CONFIGS 4
+/* RoPE frequency tables a context keeps (a model uses one or two thetas). */
+#define BINV_ROPE_TABLES 8
 
 /* A work list for one (tokens per group, split length) pair, built lazily. */
 typedef struct attn_config {
@@ -29,6 +31,7 @@ struct binv_kv_batch {
     cl_uint max_pos;           /* largest position of a new token */
     /* device: positions[T] | token_seq[T] | ctx_lens[S] | page_table[S*max_pages] */
     cl_mem meta;
+    size_t meta_words;
     cl_uint ctx_off, pt_off;
     pthread_mutex_t lock; /* guards configs */
     attn_config configs[ATTN_CONFIGS];
@@ -132,9 +135,17 @@ binv_status binv_kv_batch_create(binv_context *ctx, cl_command_queue queue, size
         BINV_SUCCESS)
         return st;
 
+    /* tokens, num_seqs and max_pages are bounded above (2^28, 2^28, 2^31 /
+     * num_seqs), so this fits a 64-bit size_t; checked for every size_t. */
+    size_t words = 0, pt_words = 0, meta_bytes = 0;
+    BINV_RETURN_ERROR_ON(!binv_mul_add_size(num_seqs, max_pages, 0, &pt_words) ||
+                             !binv_mul_add_size(2, tokens, num_seqs, &words) ||
+                             !binv_mul_add_size(1, words, pt_words, &words) ||
+                             !binv_mul_add_size(1, words, 1, &words) ||
+                             !binv_mul_add_size(words, sizeof(cl_uint), 0, &meta_bytes),
+                         ctx, BINV_ERROR_INVALID_DIMENSION, "%s: the metadata size overflows", fn);
     binv_kv_batch *b = calloc(1, sizeof *b);
-    const size_t words = 2 * tokens + num_seqs + num_seqs * max_pages + 1;
-    cl_uint *meta = malloc(words * sizeof *meta);
+    cl_uint *meta = malloc(meta_bytes);
     if (b) {
         b->q_lens = malloc((num_seqs + 1) * sizeof(cl_uint));
         b->ctx_lens = malloc((num_seqs + 1) * sizeof(cl_uint));
@@ -154,6 +165,7 @@ binv_status binv_kv_batch_create(binv_context *ctx, cl_command_queue queue, size
     b->num_tokens = tokens;
     b->max_pages = max_pages;
     b->max_pos = max_pos;
+    b->meta_words = words;
     b->ctx_off = (cl_uint)(2 * tokens);
     b->pt_off = (cl_uint)(2 * tokens + num_seqs);
     if (num_seqs) {
@@ -185,9 +197,13 @@ binv_status binv_kv_batch_create(binv_context *ctx, cl_command_queue queue, size
     return BINV_SUCCESS;
 }
 
-/* Checks shared by binv_kv_append and binv_attention. */
+/* Checks shared by binv_kv_append and binv_attention.  `pools` is how the
+ * call uses the K and V pools (written by binv_kv_append, read by
+ * binv_attention); vk, vv and vmeta receive the views of the pools and of the
+ * batch's metadata (read by both), for the callers' overlap checks. */
 static binv_status check_cache(binv_context *ctx, const char *fn, const binv_kv_cache *c,
-                               const binv_kv_batch *b) {
+                               const binv_kv_batch *b, int pools, binv_view *vk, binv_view *vv,
+                               binv_view *vmeta) {
     BINV_RETURN_ERROR_ON(!c || !b, ctx, BINV_ERROR_INVALID_ARGUMENT, "%s: cache or batch is NULL",
                          fn);
     BINV_RETURN_ERROR_ON(b->ctx != ctx, ctx, BINV_ERROR_CONTEXT_MISMATCH,
@@ -202,16 +218,33 @@ static binv_status check_cache(binv_context *ctx, const char *fn, const binv_kv_
     BINV_RETURN_ERROR_ON(c->num_pages < b->num_pages, ctx, BINV_ERROR_INVALID_VALUE,
                          "%s: the batch was validated for %zu pages but the cache has %zu", fn,
                          b->num_pages, c->num_pages);
+    /* Every factor checked: num_pages * BINV_KV_PAGE_SIZE unchecked let a
+     * huge num_pages wrap to a small extent that passed CL_MEM_SIZE. */
     size_t ext;
-    BINV_RETURN_ERROR_ON(!binv_mul_add_size(c->num_pages * BINV_KV_PAGE_SIZE, c->kv_heads, 0, &ext) ||
+    BINV_RETURN_ERROR_ON(!binv_mul3_size(c->num_pages, BINV_KV_PAGE_SIZE, c->kv_heads, &ext) ||
                              !binv_mul_add_size(ext, c->head_dim, 0, &ext),
-                         ctx, BINV_ERROR_INVALID_DIMENSION, "%s: cache extent overflows", fn);
+                         ctx, BINV_ERROR_INVALID_DIMENSION,
+                         "%s: cache extent overflows (num_pages=%zu kv_heads=%zu head_dim=%zu)", fn,
+                         c->num_pages, c->kv_heads, c->head_dim);
     const size_t es = binv_dtype_size(c->dtype);
     binv_status st;
     if ((st = binv_check_buffer(ctx, c->k, 0, ext, es, "cache->k")) != BINV_SUCCESS) return st;
     if ((st = binv_check_buffer(ctx, c->v, 0, ext, es, "cache->v")) != BINV_SUCCESS) return st;
-    BINV_RETURN_ERROR_ON(c->k == c->v, ctx, BINV_ERROR_ALIASING,
-                         "%s: cache->k and cache->v are the same buffer", fn);
+    /* A step without new tokens touches nothing (empty views). */
+    const size_t used = b->num_tokens ? 1 : 0;
+    if ((st = binv_view_of(ctx, c->k, 0, used, ext, ext, es, pools, "cache->k", vk)) !=
+            BINV_SUCCESS ||
+        (st = binv_view_of(ctx, c->v, 0, used, ext, ext, es, pools, "cache->v", vv)) !=
+            BINV_SUCCESS ||
+        (st = binv_view_of(ctx, b->meta, 0, used, b->meta_words, b->meta_words, sizeof(cl_uint),
+                           BINV_ACCESS_READ, "the batch's metadata", vmeta)) != BINV_SUCCESS)
+        return st;
+    /* binv_kv_append writes both pools: storage they share would be written
+     * twice; binv_attention expects K and V to be different data. */
+    BINV_RETURN_ERROR_ON(binv_view_overlap(vk, vv), ctx, BINV_ERROR_ALIASING,
+                         "%s: cache->k and cache->v overlap", fn);
+    BINV_RETURN_ERROR_ON(binv_view_overlap(vk, vmeta) || binv_view_overlap(vv, vmeta), ctx,
+                         BINV_ERROR_ALIASING, "%s: a cache pool overlaps the batch's metadata", fn);
     return BINV_SUCCESS;
 }
 
@@ -246,7 +279,10 @@ binv_status binv_kv_append(binv_context *ctx, cl_command_queue queue, const binv
     const char *fn = "binv_kv_append";
     binv_status st = common_entry(ctx, queue, num_events, wait_list, event);
     if (st != BINV_SUCCESS) return st;
-    if ((st = check_cache(ctx, fn, cache, batch)) != BINV_SUCCESS) return st;
+    binv_view vk, vv, vmeta, vkn, vvn;
+    if ((st = check_cache(ctx, fn, cache, batch, BINV_ACCESS_WRITE, &vk, &vv, &vmeta)) !=
+        BINV_SUCCESS)
+        return st;
     const size_t es = binv_dtype_size(cache->dtype), kvd = cache->kv_heads * cache->head_dim;
     const size_t T = batch->num_tokens;
     size_t ek, ev;
@@ -254,9 +290,16 @@ binv_status binv_kv_append(binv_context *ctx, cl_command_queue queue, const binv
         return st;
     if ((st = check_rows(ctx, fn, "v_new", v_new, v_offset, ldv, T, kvd, es, &ev)) != BINV_SUCCESS)
         return st;
-    BINV_RETURN_ERROR_ON(k_new == cache->k || k_new == cache->v || v_new == cache->k ||
-                             v_new == cache->v,
-                         ctx, BINV_ERROR_ALIASING, "%s: k_new or v_new is a cache pool", fn);
+    if ((st = binv_view_of(ctx, k_new, k_offset, T, kvd, ldk, es, BINV_ACCESS_READ, "k_new",
+                           &vkn)) != BINV_SUCCESS ||
+        (st = binv_view_of(ctx, v_new, v_offset, T, kvd, ldv, es, BINV_ACCESS_READ, "v_new",
+                           &vvn)) != BINV_SUCCESS)
+        return st;
+    /* The new rows are read while the pools are written (any slot, as far as
+     * the host knows without reading the page table): no shared byte. */
+    BINV_RETURN_ERROR_ON(binv_view_overlap(&vkn, &vk) || binv_view_overlap(&vkn, &vv) ||
+                             binv_view_overlap(&vvn, &vk) || binv_view_overlap(&vvn, &vv),
+                         ctx, BINV_ERROR_ALIASING, "%s: k_new or v_new overlaps a cache pool", fn);
     if (T == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
     cl_program prog;
     if ((st = binv_program_get_dtype(ctx, "attention", binv_cl_attention, cache->dtype, &prog)) !=
@@ -279,15 +322,30 @@ binv_status binv_kv_append(binv_context *ctx, cl_command_queue queue, const binv
  * host's pow() is off by an ulp of double exactly at a float rounding
  * boundary (probability ~2^-29 per entry).  A float-only evaluation on the
  * device would err by up to 2^-20 relative (the rounding of the exponent
- * times ln theta), 0.9 rad at position 10^6.  Cached in the context. */
+ * times ln theta), 0.9 rad at position 10^6.
+ *
+ * Cached in the context, the BINV_ROPE_TABLES most recently used (theta,
+ * head_dim) pairs, most recent first: a long-lived context that sees many
+ * thetas must not keep a buffer for each.  *out is retained for the caller,
+ * who releases it after its last enqueue: another thread may evict (release)
+ * the cache's reference meanwhile, and an enqueued kernel keeps using the
+ * buffer after every handle is released (clReleaseMemObject: the object is
+ * deleted once its count is zero AND the commands using it have finished). */
 static binv_status rope_table(binv_context *ctx, float theta, size_t head_dim, cl_mem *out) {
     pthread_mutex_lock(&ctx->lock);
-    for (binv_rope_table *t = ctx->rope_tables; t; t = t->next)
+    for (binv_rope_table **pt = &ctx->rope_tables; *pt; pt = &(*pt)->next) {
+        binv_rope_table *t = *pt;
         if (t->theta == theta && t->head_dim == head_dim) {
-            *out = t->freq;
+            *pt = t->next; /* to the front */
+            t->next = ctx->rope_tables;
+            ctx->rope_tables = t;
+            cl_int err = clRetainMemObject(t->freq);
             pthread_mutex_unlock(&ctx->lock);
+            BINV_CHECK_CL(ctx, err, "binv_rope: clRetainMemObject(frequency table)");
+            *out = t->freq;
             return BINV_SUCCESS;
         }
+    }
     binv_rope_table *t = calloc(1, sizeof *t);
     float *f = malloc(head_dim / 2 * sizeof *f);
     cl_int err = CL_OUT_OF_HOST_MEMORY;
@@ -304,10 +362,30 @@ static binv_status rope_table(binv_context *ctx, float theta, size_t head_dim, c
         return binv_set_error(ctx, err == CL_OUT_OF_HOST_MEMORY ? BINV_ERROR_OUT_OF_HOST_MEMORY : err,
                               "binv_rope: frequency table: error %d", (int)err);
     }
+    err = clRetainMemObject(t->freq); /* the caller's reference */
+    if (err != CL_SUCCESS) {
+        clReleaseMemObject(t->freq);
+        free(t);
+        pthread_mutex_unlock(&ctx->lock);
+        return binv_set_error(ctx, err, "binv_rope: clRetainMemObject(frequency table): %d",
+                              (int)err);
+    }
     t->theta = theta;
     t->head_dim = head_dim;
     t->next = ctx->rope_tables;
     ctx->rope_tables = t;
+    /* Evict past BINV_ROPE_TABLES: the least recently used at the tail. */
+    size_t n = 0;
+    for (binv_rope_table **pt = &ctx->rope_tables; *pt;) {
+        if (++n > BINV_ROPE_TABLES) {
+            binv_rope_table *old = *pt;
+            *pt = old->next;
+            clReleaseMemObject(old->freq);
+            free(old);
+        } else {
+            pt = &(*pt)->next;
+        }
+    }
     *out = t->freq;
     pthread_mutex_unlock(&ctx->lock);
     return BINV_SUCCESS;
@@ -346,7 +424,16 @@ binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     if ((st = binv_check_buffer(ctx, positions, positions_offset, tokens, sizeof(cl_uint),
                                 "positions")) != BINV_SUCCESS)
         return st;
-    BINV_RETURN_ERROR_ON(positions == x, ctx, BINV_ERROR_ALIASING, "%s: positions is x", fn);
+    /* x is read and written in place; positions (possibly a batch's
+     * metadata) is read: no shared byte, through sub-buffers too. */
+    binv_view vx, vp;
+    if ((st = binv_view_of(ctx, x, x_offset, tokens, heads * head_dim, ldx, binv_dtype_size(dtype),
+                           BINV_ACCESS_READ | BINV_ACCESS_WRITE, "x", &vx)) != BINV_SUCCESS ||
+        (st = binv_view_of(ctx, positions, positions_offset, 1, tokens, tokens, sizeof(cl_uint),
+                           BINV_ACCESS_READ, "positions", &vp)) != BINV_SUCCESS)
+        return st;
+    BINV_RETURN_ERROR_ON(binv_view_overlap(&vx, &vp), ctx, BINV_ERROR_ALIASING,
+                         "%s: positions overlaps x", fn);
     if (tokens == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
     cl_program prog;
     if ((st = binv_program_get_dtype(ctx, "attention", binv_cl_attention, dtype, &prog)) !=
@@ -360,8 +447,10 @@ binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     const size_t sizes[] = {sizeof(cl_mem), 8, 8, sizeof(cl_mem), 8, 4, 4, sizeof(cl_mem)};
     const size_t pairs = heads * head_dim / 2;
     const size_t lws[2] = {64, 1}, gws[2] = {(pairs + 63) / 64 * 64, tokens};
-    return binv_kernel_launch(ctx, queue, prog, "attn_rope", 8, sizes, vals, 2, gws, lws,
-                              num_events, wait_list, event);
+    st = binv_kernel_launch(ctx, queue, prog, "attn_rope", 8, sizes, vals, 2, gws, lws,
+                            num_events, wait_list, event);
+    clReleaseMemObject(freq); /* rope_table's reference (see there) */
+    return st;
 }
 
 /* Tile shape of attn_chunks for this device (who computes what only). */
@@ -486,7 +575,10 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
     const char *fn = "binv_attention";
     binv_status st = common_entry(ctx, queue, num_events, wait_list, event);
     if (st != BINV_SUCCESS) return st;
-    if ((st = check_cache(ctx, fn, cache, batch_c)) != BINV_SUCCESS) return st;
+    binv_view vk, vv, vmeta, vq, vo;
+    if ((st = check_cache(ctx, fn, cache, batch_c, BINV_ACCESS_READ, &vk, &vv, &vmeta)) !=
+        BINV_SUCCESS)
+        return st;
     binv_kv_batch *batch = (binv_kv_batch *)batch_c; /* only its config cache changes */
     BINV_RETURN_ERROR_ON(heads == 0 || heads % cache->kv_heads || heads > 0xffff, ctx,
                          BINV_ERROR_INVALID_DIMENSION,
@@ -500,10 +592,20 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
         return st;
     if ((st = check_rows(ctx, fn, "o", o, o_offset, ldo, T, heads * D, es, &eo)) != BINV_SUCCESS)
         return st;
-    BINV_RETURN_ERROR_ON(binv_views_overlap(o, o_offset, eo, q, q_offset, eq), ctx, BINV_ERROR_ALIASING,
-                         "%s: o overlaps q", fn);
-    BINV_RETURN_ERROR_ON(o == cache->k || o == cache->v, ctx, BINV_ERROR_ALIASING,
-                         "%s: o is a cache pool", fn);
+    /* o is written while q, the pools and the batch's metadata (page
+     * table, positions) are read: no shared byte, through sub-buffers too.
+     * (The split states live in a workspace of the library's own.) */
+    if ((st = binv_view_of(ctx, q, q_offset, T, heads * D, ldq, es, BINV_ACCESS_READ, "q", &vq)) !=
+            BINV_SUCCESS ||
+        (st = binv_view_of(ctx, o, o_offset, T, heads * D, ldo, es, BINV_ACCESS_WRITE, "o", &vo)) !=
+            BINV_SUCCESS)
+        return st;
+    BINV_RETURN_ERROR_ON(binv_view_overlap(&vo, &vq), ctx, BINV_ERROR_ALIASING, "%s: o overlaps q",
+                         fn);
+    BINV_RETURN_ERROR_ON(binv_view_overlap(&vo, &vk) || binv_view_overlap(&vo, &vv), ctx,
+                         BINV_ERROR_ALIASING, "%s: o overlaps a cache pool", fn);
+    BINV_RETURN_ERROR_ON(binv_view_overlap(&vo, &vmeta), ctx, BINV_ERROR_ALIASING,
+                         "%s: o overlaps the batch's metadata", fn);
     if (T == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
 
     cl_uint max_q = 0;
@@ -558,7 +660,9 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
                "records=%zu", fn, T, heads, D, sh.gb, sh.tb, sh.j, sh.wg, split_chunks,
                cfg->nwork, cfg->records);
     size_t ws_bytes = 4;
-    if (cfg->records && !binv_mul_add_size(cfg->records * heads, (D + 2) * 4, 0, &ws_bytes))
+    size_t recs;
+    if (cfg->records && (!binv_mul_add_size(cfg->records, heads, 0, &recs) ||
+                         !binv_mul3_size(recs, D + 2, 4, &ws_bytes)))
         st = binv_set_error(ctx, BINV_ERROR_INVALID_DIMENSION, "%s: workspace overflows", fn);
     binv_workspace *wsh = NULL;
     cl_mem ws = NULL;
@@ -578,22 +682,27 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
     const size_t lws[2] = {(size_t)sh.wg, 1};
     const size_t gws[2] = {cfg->nwork * (size_t)sh.wg, heads / (size_t)sh.gb};
     const int merge = cfg->records > 0;
-    cl_event e1 = NULL;
-    st = binv_kernel_launch(ctx, queue, prog, "attn_chunks", 19, sizes, vals, 2, gws, lws, num_events,
-                wait_list, merge ? &e1 : event);
-    if (st == BINV_SUCCESS && merge) {
-        const void *mv[] = {&batch->meta, &cfg->part_base, &ws, &o, &oo, &lo, &uh, &split_chunks};
-        const size_t ms[] = {M, M, M, M, 8, 8, 4, 4};
-        /* 32..128 items, each a few of the D + 1 columns (attn_merge sizes
-         * its register array for >= 32 items). */
-        size_t mw = (D + 1 + 31) / 32 * 32;
-        if (mw > 128) mw = 128;
-        if (mw > ctx->info.max_work_group_size) mw = ctx->info.max_work_group_size;
-        const size_t mlws[2] = {mw, 1}, mgws[2] = {T * mw, heads};
-        st = binv_kernel_launch(ctx, queue, prog, "attn_merge", 8, ms, mv, 2, mgws, mlws, 1, &e1,
+    /* All or nothing for o: with split states, attn_chunks writes the rows
+     * of tokens that have one split and attn_merge the others, so both
+     * kernels are prepared (arguments set, work-group sizes checked) before
+     * the first is enqueued (binv_kernel_launch_seq).  What can still fail
+     * after attn_chunks is enqueued is attn_merge's clEnqueueNDRangeKernel
+     * itself (the driver out of resources or host memory): the call then
+     * returns that status with the rows of tokens whose keys fit one split
+     * (invariant schedule: positions below binv_attention_split_size())
+     * holding their final values and every other row of o untouched. */
+    const void *mv[] = {&batch->meta, &cfg->part_base, &ws, &o, &oo, &lo, &uh, &split_chunks};
+    const size_t ms[] = {M, M, M, M, 8, 8, 4, 4};
+    /* 32..128 items, each a few of the D + 1 columns (attn_merge sizes
+     * its register array for >= 32 items). */
+    size_t mw = (D + 1 + 31) / 32 * 32;
+    if (mw > 128) mw = 128;
+    if (mw > ctx->info.max_work_group_size) mw = ctx->info.max_work_group_size;
+    const size_t mlws[2] = {mw, 1}, mgws[2] = {T * mw, heads};
+    const binv_launch seq[2] = {{"attn_chunks", 19, sizes, vals, 2, gws, lws},
+                                {"attn_merge", 8, ms, mv, 2, mgws, mlws}};
+    st = binv_kernel_launch_seq(ctx, queue, prog, merge ? 2 : 1, seq, num_events, wait_list,
                                 event);
-    }
-    if (e1) clReleaseEvent(e1);
     binv_workspace_release(ctx, wsh, ws);
     pthread_mutex_unlock(&batch->lock);
     return st;

@@ -1,4 +1,5 @@
 /* binv_context: creation, device checks, destruction. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,11 +162,23 @@ binv_status binv_context_create(cl_context context, cl_device_id device,
     if (!context || !device) return BINV_ERROR_INVALID_ARGUMENT;
     binv_options opt = {sizeof(binv_options), BINV_SCHEDULE_INVARIANT, NULL, BINV_PATH_PORTABLE};
     if (options) {
-        /* Accept any caller struct at least as large as struct_size itself;
-         * fields beyond the caller's struct_size keep their defaults. */
+        /* Accept any caller struct at least as large as struct_size itself.
+         * A field counts only when it lies wholly inside struct_size: fields
+         * past it, and a field that struct_size cuts (no version of the
+         * struct ends there), keep their defaults.  Copying the first
+         * struct_size bytes instead would take half a cache_dir pointer. */
         if (options->struct_size < sizeof(size_t)) return BINV_ERROR_INVALID_ARGUMENT;
-        size_t n = options->struct_size < sizeof opt ? options->struct_size : sizeof opt;
-        memcpy(&opt, options, n);
+        const size_t have = options->struct_size;
+        const char *src = (const char *)options;
+#define BINV_OPTION_COPY(field)                                                       \
+        do {                                                                          \
+            if (have >= offsetof(binv_options, field) + sizeof opt.field)             \
+                memcpy(&opt.field, src + offsetof(binv_options, field), sizeof opt.field); \
+        } while (0)
+        BINV_OPTION_COPY(schedule);
+        BINV_OPTION_COPY(cache_dir);
+        BINV_OPTION_COPY(path);
+#undef BINV_OPTION_COPY
         if (opt.schedule != BINV_SCHEDULE_INVARIANT && opt.schedule != BINV_SCHEDULE_ADAPTIVE)
             return BINV_ERROR_INVALID_ENUM;
         if (opt.path != BINV_PATH_PORTABLE && opt.path != BINV_PATH_NATIVE)

@@ -143,8 +143,8 @@ typedef struct gemm_args {
 static binv_status validate(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
                             binv_transpose ta, binv_transpose tb, size_t m, size_t n, size_t k,
                             cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
-                            size_t ldb, cl_mem c, size_t c_off, size_t ldc, cl_uint num_events,
-                            const cl_event *wait_list) {
+                            size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc,
+                            cl_uint num_events, const cl_event *wait_list) {
     binv_status st;
     BINV_RETURN_ERROR_ON(binv_dtype_size(dtype) == 0, ctx, BINV_ERROR_UNSUPPORTED_DTYPE,
                          "binv_gemm: dtype %d is not a binv_dtype", (int)dtype);
@@ -178,21 +178,28 @@ static binv_status validate(binv_context *ctx, cl_command_queue queue, binv_dtyp
     if (m && n) ok &= binv_mul_add_size(m - 1, ldc, n, &ext_c);
     BINV_RETURN_ERROR_ON(!ok, ctx, BINV_ERROR_INVALID_DIMENSION,
                          "binv_gemm: matrix extents overflow size_t (m=%zu n=%zu k=%zu)", m, n, k);
+    /* A and B are checked (NULL, cl_context, offset) even where a zero
+     * dimension means they are not read: a foreign buffer is a caller bug. */
     if ((st = binv_check_buffer(ctx, c, c_off, ext_c, esz, "C")) != BINV_SUCCESS) return st;
-    if (m && n && k) {
-        if ((st = binv_check_buffer(ctx, a, a_off, ext_a, esz, "A")) != BINV_SUCCESS) return st;
-        if ((st = binv_check_buffer(ctx, b, b_off, ext_b, esz, "B")) != BINV_SUCCESS) return st;
-        /* C is written while A and B are read: overlapping views would make
-         * results depend on scheduling. */
-        BINV_RETURN_ERROR_ON(a == c && a_off < c_off + ext_c && c_off < a_off + ext_a, ctx,
-                             BINV_ERROR_ALIASING, "binv_gemm: C overlaps A in the same buffer");
-        BINV_RETURN_ERROR_ON(b == c && b_off < c_off + ext_c && c_off < b_off + ext_b, ctx,
-                             BINV_ERROR_ALIASING, "binv_gemm: C overlaps B in the same buffer");
-    } else {
-        /* Not read, but a NULL or foreign buffer is still a caller bug. */
-        BINV_RETURN_ERROR_ON(!a || !b, ctx, BINV_ERROR_INVALID_ARGUMENT,
-                             "binv_gemm: %s is NULL", !a ? "A" : "B");
-    }
+    if ((st = binv_check_buffer(ctx, a, a_off, ext_a, esz, "A")) != BINV_SUCCESS) return st;
+    if ((st = binv_check_buffer(ctx, b, b_off, ext_b, esz, "B")) != BINV_SUCCESS) return st;
+    /* C is written while A and B are read: views sharing a byte (through
+     * sub-buffers too) would make results depend on scheduling.  With k == 0
+     * A and B are not read (empty views). */
+    const int rd = m && n && k;
+    binv_view va, vb, vc;
+    if ((st = binv_view_of(ctx, c, c_off, m && n ? m : 0, n, ldc, esz,
+                           BINV_ACCESS_WRITE | (beta != 0.0f ? BINV_ACCESS_READ : 0), "C",
+                           &vc)) != BINV_SUCCESS ||
+        (st = binv_view_of(ctx, a, a_off, rd ? a_rows : 0, a_cols, lda, esz, BINV_ACCESS_READ,
+                           "A", &va)) != BINV_SUCCESS ||
+        (st = binv_view_of(ctx, b, b_off, rd ? b_rows : 0, b_cols, ldb, esz, BINV_ACCESS_READ,
+                           "B", &vb)) != BINV_SUCCESS)
+        return st;
+    BINV_RETURN_ERROR_ON(binv_view_overlap(&vc, &va), ctx, BINV_ERROR_ALIASING,
+                         "binv_gemm: C overlaps A");
+    BINV_RETURN_ERROR_ON(binv_view_overlap(&vc, &vb), ctx, BINV_ERROR_ALIASING,
+                         "binv_gemm: C overlaps B");
     return BINV_SUCCESS;
 }
 
@@ -510,7 +517,7 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     binv_clear_error(ctx);
     if (event) *event = NULL;
     binv_status st = validate(ctx, queue, dtype, trans_a, trans_b, m, n, k, a, a_offset, lda, b,
-                              b_offset, ldb, c, c_offset, ldc, num_events, wait_list);
+                              b_offset, ldb, beta, c, c_offset, ldc, num_events, wait_list);
     if (st != BINV_SUCCESS) return st;
     if (m == 0 || n == 0) {
         /* BLAS quick return.  Still honour the event contract. */
@@ -578,7 +585,7 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
                                 num_events, wait_list, event);
         /* The running totals live in an m x n f32 workspace. */
         size_t t_bytes;
-        BINV_RETURN_ERROR_ON(!binv_mul_add_size(m, n * sizeof(float), 0, &t_bytes), ctx,
+        BINV_RETURN_ERROR_ON(!binv_mul3_size(m, n, sizeof(float), &t_bytes), ctx,
                              BINV_ERROR_INVALID_DIMENSION, "binv_gemm: workspace overflows");
         if ((st = binv_workspace_acquire(ctx, queue, t_bytes, &wsh, &ws)) != BINV_SUCCESS)
             return st;
@@ -588,9 +595,10 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
         return st;
     }
 
-    size_t ws_bytes;
-    BINV_RETURN_ERROR_ON(!binv_mul_add_size(nchunks * m, n * sizeof(float), 0, &ws_bytes), ctx,
-                         BINV_ERROR_INVALID_DIMENSION, "binv_gemm: split-K workspace overflows");
+    size_t ws_bytes, mn4;
+    BINV_RETURN_ERROR_ON(!binv_mul3_size(m, n, sizeof(float), &mn4) ||
+                             !binv_mul_add_size(nchunks, mn4, 0, &ws_bytes),
+                         ctx, BINV_ERROR_INVALID_DIMENSION, "binv_gemm: split-K workspace overflows");
     if ((st = binv_workspace_acquire(ctx, queue, ws_bytes, &wsh, &ws)) != BINV_SUCCESS) return st;
     /* Small m: one launch where the queue is in order (the workspace and its
      * counters are then this queue's): the tile's last group combines the
@@ -602,6 +610,9 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
                                                      : ceil_div(m, g.tr) * ceil_div(n, g.tn);
         st = binv_workspace_counters(ctx, wsh, tiles, &cnt);
     }
+    /* All or nothing for C: in two launches the first writes only the
+     * workspace (partials) and gemm_reduce alone writes C, so an error at
+     * any step leaves C untouched; one-launch paths write C in one command. */
     cl_event mid = NULL;
     if (k > 0 && st == BINV_SUCCESS) {
         cl_event *ev = cnt ? event : &mid; /* the fused kernel is the call's last command */

@@ -55,8 +55,11 @@ typedef struct binv_workspace {
     cl_mem counters;   /* split-K arrival counters, all 0 between calls */
     size_t ncounters;
     pthread_mutex_t lock;
+    int users;         /* threads between acquire and release (ctx->lock) */
     struct binv_workspace *next;
 } binv_workspace;
+/* Per-queue workspaces a context keeps (least recently used evicted). */
+#define BINV_WORKSPACES 16
 
 typedef struct binv_device_info {
     char name[256];
@@ -156,14 +159,53 @@ int binv_views_overlap(cl_mem p, size_t po, size_t pe, cl_mem q, size_t qo, size
  * element (interleaved views, e.g. the two halves of [gate | up] rows, do not). */
 int binv_rows_views_overlap(cl_mem p, size_t po, size_t pw, cl_mem q, size_t qo, size_t qw,
                             size_t rows, size_t ld);
+/* Where a view of a buffer argument lives, for overlap checks that see
+ * through sub-buffers: `space` identifies the storage (the root buffer found
+ * by following CL_MEM_ASSOCIATED_MEMOBJECT, or 0 = the host address space for
+ * a root created with CL_MEM_USE_HOST_PTR, since two such buffers over the
+ * same host memory share their storage) and `start` is the absolute byte
+ * offset of the view's first element there (CL_MEM_OFFSET of every
+ * sub-buffer level + the view's offset; a host address for space 0).  A view
+ * is `rows` rows of `width` bytes, `ld` bytes apart; rows == 0 or width == 0
+ * is empty and overlaps nothing. */
+typedef struct binv_view {
+    uintptr_t space;
+    size_t start, rows, width, ld;
+} binv_view;
+/* How a kernel uses a buffer argument (binv_view_of checks its flags). */
+enum { BINV_ACCESS_READ = 1, BINV_ACCESS_WRITE = 2 };
+/* Resolves a buffer that binv_check_buffer accepted into a view of rows x
+ * width elements of elem bytes, row stride ld elements, from element offset
+ * off (rows == 1: a vector of width elements).  For a non-empty view it also
+ * checks the buffer's CL_MEM_FLAGS (and its root's) against `access`: a
+ * written buffer may not be CL_MEM_READ_ONLY, a read one not
+ * CL_MEM_WRITE_ONLY (BINV_ERROR_ACCESS_FLAGS).  Host-access flags
+ * (CL_MEM_HOST_*) do not matter: the library never maps, reads or writes a
+ * caller's buffer from the host. */
+binv_status binv_view_of(binv_context *ctx, cl_mem buf, size_t off, size_t rows, size_t width,
+                         size_t ld, size_t elem, int access, const char *what, binv_view *v);
+/* p and q share a byte (exact for vectors and for row views of one stride;
+ * other row views compare their whole extents).  Empty views never do. */
+int binv_view_overlap(const binv_view *p, const binv_view *q);
+/* p and q are the same non-empty elements in the same layout (in place). */
+int binv_view_same(const binv_view *p, const binv_view *q);
+/* a*b*c into *out without overflow; 0 on overflow. */
+int binv_mul3_size(size_t a, size_t b, size_t c, size_t *out);
+
 /* Checks a queue: non-NULL, of ctx's cl_context and device. */
 binv_status binv_check_queue(binv_context *ctx, cl_command_queue queue);
 /* The event of a call with nothing to compute: a marker after the wait list
  * (nothing enqueued when event is NULL). */
 binv_status binv_enqueue_marker(binv_context *ctx, cl_command_queue queue, cl_uint num_events,
                                 const cl_event *wait_list, cl_event *event);
-/* Checks num_events/wait_list consistency as clEnqueue* would. */
+/* Checks num_events/wait_list consistency as clEnqueue* would, and that
+ * every event belongs to ctx's cl_context (BINV_ERROR_CONTEXT_MISMATCH). */
 binv_status binv_check_wait_list(binv_context *ctx, cl_uint num_events, const cl_event *wait_list);
+
+/* OpenCL objects the context holds in its caches (workspaces: queue, buffer,
+ * counters; RoPE tables; programs; pooled kernels), for tests that check the
+ * caches stay bounded. */
+size_t binv_context_retained_objects(binv_context *ctx);
 
 /* program.c ------------------------------------------------------------ */
 /* Returns the program for `family` built with `defines` (extra -D options that
@@ -190,6 +232,28 @@ binv_status binv_kernel_launch(binv_context *ctx, cl_command_queue q, cl_program
                                const void *const *vals, cl_uint dims, const size_t *gws,
                                const size_t *lws, cl_uint nwait, const cl_event *wait,
                                cl_event *ev);
+/* One kernel of a multi-kernel sequence (binv_kernel_launch_seq). */
+typedef struct binv_launch {
+    const char *name;
+    int nargs;
+    const size_t *sizes;
+    const void *const *vals;
+    cl_uint dims;
+    const size_t *gws, *lws;
+} binv_launch;
+/* Enqueues the n (<= BINV_LAUNCH_SEQ_MAX) kernels of prog in order, each
+ * waiting for the previous one's event (out-of-order queues keep the order),
+ * the first for the wait list; the last one's event goes to ev.  Before the
+ * first enqueue every kernel is taken from the pool, given all its arguments
+ * and its work-group size checked against CL_KERNEL_WORK_GROUP_SIZE, so that
+ * every failure of the call's own making happens with nothing enqueued.  What
+ * can still fail after the first enqueue is a later clEnqueueNDRangeKernel
+ * itself (the driver out of resources or host memory); callers say what
+ * their outputs hold then. */
+#define BINV_LAUNCH_SEQ_MAX 4
+binv_status binv_kernel_launch_seq(binv_context *ctx, cl_command_queue q, cl_program prog, int n,
+                                   const binv_launch *l, cl_uint nwait, const cl_event *wait,
+                                   cl_event *ev);
 /* Locks and returns a scratch buffer of at least `bytes` for `queue`.  On
  * success *ws must be passed to binv_workspace_release after the last enqueue
  * that uses it.  Out-of-order queues get a private buffer each call. */

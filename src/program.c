@@ -284,6 +284,15 @@ void binv_kernel_release(binv_context *ctx, cl_program program, const char *name
     pthread_mutex_unlock(&ctx->lock);
 }
 
+/* Releases an entry's objects and frees it (nobody uses it). */
+static void binv_workspace_free(binv_workspace *ws) {
+    if (ws->buffer) clReleaseMemObject(ws->buffer);
+    if (ws->counters) clReleaseMemObject(ws->counters);
+    clReleaseCommandQueue(ws->queue);
+    pthread_mutex_destroy(&ws->lock);
+    free(ws);
+}
+
 binv_status binv_workspace_acquire(binv_context *ctx, cl_command_queue queue, size_t bytes,
                                    binv_workspace **out, cl_mem *buffer) {
     cl_command_queue_properties props = 0;
@@ -299,22 +308,62 @@ binv_status binv_workspace_acquire(binv_context *ctx, cl_command_queue queue, si
         BINV_CHECK_CL(ctx, err, "clCreateBuffer(workspace)");
         return BINV_SUCCESS;
     }
+    /* The list is kept most recently used first and bounded: a context that
+     * sees many queues (one per request) keeps the BINV_WORKSPACES latest.
+     * `users` (under ctx->lock) counts the threads between acquire and
+     * release; only an entry nobody uses is evicted, so no thread holds or
+     * waits for the lock of a freed entry. */
+    binv_workspace *evicted = NULL;
     pthread_mutex_lock(&ctx->lock);
-    binv_workspace *ws = ctx->workspaces;
-    while (ws && ws->queue != queue) ws = ws->next;
-    if (!ws) {
+    binv_workspace **pw = &ctx->workspaces;
+    while (*pw && (*pw)->queue != queue) pw = &(*pw)->next;
+    binv_workspace *ws = *pw;
+    if (ws) {
+        *pw = ws->next; /* to the front */
+    } else {
         ws = calloc(1, sizeof *ws);
         if (!ws || pthread_mutex_init(&ws->lock, NULL) != 0) {
             free(ws);
             pthread_mutex_unlock(&ctx->lock);
             return binv_set_error(ctx, BINV_ERROR_OUT_OF_HOST_MEMORY, "out of host memory");
         }
-        clRetainCommandQueue(queue);
+        err = clRetainCommandQueue(queue);
+        if (err != CL_SUCCESS) {
+            pthread_mutex_destroy(&ws->lock);
+            free(ws);
+            pthread_mutex_unlock(&ctx->lock);
+            return binv_set_error(ctx, err, "clRetainCommandQueue failed: %d", (int)err);
+        }
         ws->queue = queue;
-        ws->next = ctx->workspaces;
-        ctx->workspaces = ws;
+    }
+    ws->users++;
+    ws->next = ctx->workspaces;
+    ctx->workspaces = ws;
+    size_t kept = 0;
+    for (pw = &ctx->workspaces; *pw;) {
+        binv_workspace *w = *pw;
+        if (++kept > BINV_WORKSPACES && w->users == 0) {
+            *pw = w->next;
+            w->next = evicted;
+            evicted = w;
+            kept--;
+        } else {
+            pw = &w->next;
+        }
     }
     pthread_mutex_unlock(&ctx->lock);
+    /* Released outside ctx->lock (the last release of a queue the caller
+     * already released may wait for its commands).  Safe while commands
+     * enqueued earlier still use them: clReleaseMemObject deletes a buffer
+     * only once its count is zero AND the commands using it have finished,
+     * and clReleaseCommandQueue flushes and deletes the queue only once its
+     * commands have finished.  No pooled kernel keeps using a stale buffer
+     * argument: every launch sets all of a kernel's arguments. */
+    while (evicted) {
+        binv_workspace *n = evicted->next;
+        binv_workspace_free(evicted);
+        evicted = n;
+    }
     pthread_mutex_lock(&ws->lock);
     if (ws->size < bytes) {
         /* Grow geometrically; the old buffer lives on until its commands end. */
@@ -360,10 +409,14 @@ binv_status binv_workspace_counters(binv_context *ctx, binv_workspace *ws, size_
 }
 
 void binv_workspace_release(binv_context *ctx, binv_workspace *ws, cl_mem buffer) {
-    if (ws)
+    if (ws) {
         pthread_mutex_unlock(&ws->lock);
-    else if (buffer)
+        pthread_mutex_lock(&ctx->lock);
+        ws->users--;
+        pthread_mutex_unlock(&ctx->lock);
+    } else if (buffer) {
         clReleaseMemObject(buffer);
+    }
 }
 
 void binv_program_destroy_all(binv_context *ctx) {
@@ -375,11 +428,7 @@ void binv_program_destroy_all(binv_context *ctx) {
     }
     while (ctx->workspaces) {
         binv_workspace *n = ctx->workspaces->next;
-        if (ctx->workspaces->buffer) clReleaseMemObject(ctx->workspaces->buffer);
-        if (ctx->workspaces->counters) clReleaseMemObject(ctx->workspaces->counters);
-        clReleaseCommandQueue(ctx->workspaces->queue);
-        pthread_mutex_destroy(&ctx->workspaces->lock);
-        free(ctx->workspaces);
+        binv_workspace_free(ctx->workspaces);
         ctx->workspaces = n;
     }
     while (ctx->programs) {

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -85,39 +86,60 @@ static binv_status validate(binv_context *ctx, cl_command_queue queue, const row
     if (c->op == OP_LAYERNORM &&
         (st = binv_check_buffer(ctx, c->b, c->b_off, c->cols, es, "beta")) != BINV_SUCCESS)
         return st;
+    /* Views resolved through sub-buffers (byte ranges of the storage), so
+     * that a sub-buffer sharing storage with another argument is seen. */
+    const int norm = c->op == OP_RMSNORM || c->op == OP_ADD_RMSNORM || c->op == OP_LAYERNORM;
+    binv_view vx, vy, vr, vw, vb;
+    if ((st = binv_view_of(ctx, c->x, c->x_off, c->rows, c->cols, c->ldx, es,
+                           BINV_ACCESS_READ |
+                               (c->op == OP_ADD_RMSNORM ? BINV_ACCESS_WRITE : 0),
+                           "x", &vx)) != BINV_SUCCESS)
+        return st;
     if (!has_y(c->op)) {
-        if ((st = binv_check_buffer(ctx, c->out, c->out_off, c->rows, 4, "out")) != BINV_SUCCESS)
+        if ((st = binv_check_buffer(ctx, c->out, c->out_off, c->rows, 4, "out")) != BINV_SUCCESS ||
+            (st = binv_view_of(ctx, c->out, c->out_off, 1, c->rows, c->rows, 4, BINV_ACCESS_WRITE,
+                               "out", &vy)) != BINV_SUCCESS)
             return st;
-        /* out is f32, x is the dtype: compare in bytes. */
-        BINV_RETURN_ERROR_ON(binv_views_overlap(c->out, c->out_off * 4, c->rows * 4, c->x, c->x_off * es,
-                                     ext_x * es),
-                             ctx, BINV_ERROR_ALIASING, "%s: out overlaps x", fn);
+        BINV_RETURN_ERROR_ON(binv_view_overlap(&vy, &vx), ctx, BINV_ERROR_ALIASING,
+                             "%s: out overlaps x", fn);
         return BINV_SUCCESS;
     }
-    /* y may be x itself (same offset and ld: in place), never a shifted view
-     * of it; nothing written may overlap a parameter vector or the residual. */
-    const int same_view = c->y == c->x && c->y_off == c->x_off && c->ldy == c->ldx;
-    BINV_RETURN_ERROR_ON(!same_view && binv_views_overlap(c->y, c->y_off, ext_y, c->x, c->x_off, ext_x), ctx,
-                         BINV_ERROR_ALIASING,
-                         "%s: y partially overlaps x (in place needs the same offset and ld)", fn);
-    BINV_RETURN_ERROR_ON(c->op == OP_ADD_RMSNORM && c->y == c->x &&
-                             binv_views_overlap(c->y, c->y_off, ext_y, c->x, c->x_off, ext_x),
+    if ((st = binv_view_of(ctx, c->y, c->y_off, c->rows, c->cols, c->ldy, es, BINV_ACCESS_WRITE,
+                           "y", &vy)) != BINV_SUCCESS)
+        return st;
+    memset(&vr, 0, sizeof vr);
+    memset(&vw, 0, sizeof vw);
+    memset(&vb, 0, sizeof vb);
+    if (c->op == OP_ADD_RMSNORM &&
+        (st = binv_view_of(ctx, c->r, c->r_off, c->rows, c->cols, c->ldr, es, BINV_ACCESS_READ,
+                           "residual", &vr)) != BINV_SUCCESS)
+        return st;
+    /* The parameter vectors are read for every row: empty when rows == 0. */
+    if (norm && (st = binv_view_of(ctx, c->w, c->w_off, c->rows ? 1 : 0, c->cols, c->cols, es,
+                                   BINV_ACCESS_READ, c->op == OP_LAYERNORM ? "gamma" : "weight",
+                                   &vw)) != BINV_SUCCESS)
+        return st;
+    if (c->op == OP_LAYERNORM &&
+        (st = binv_view_of(ctx, c->b, c->b_off, c->rows ? 1 : 0, c->cols, c->cols, es,
+                           BINV_ACCESS_READ, "beta", &vb)) != BINV_SUCCESS)
+        return st;
+    /* y may be x itself (the same elements in the same layout: in place),
+     * never a shifted view of it; nothing written may overlap a parameter
+     * vector or the residual. */
+    BINV_RETURN_ERROR_ON(c->op != OP_ADD_RMSNORM && !binv_view_same(&vy, &vx) &&
+                             binv_view_overlap(&vy, &vx),
                          ctx, BINV_ERROR_ALIASING,
+                         "%s: y partially overlaps x (in place needs the same offset and ld)", fn);
+    BINV_RETURN_ERROR_ON(c->op == OP_ADD_RMSNORM && binv_view_overlap(&vy, &vx), ctx,
+                         BINV_ERROR_ALIASING,
                          "%s: y overlaps x (x receives x + residual, y the norm)", fn);
-    if (c->op == OP_ADD_RMSNORM) {
-        BINV_RETURN_ERROR_ON(binv_views_overlap(c->r, c->r_off, ext_r, c->x, c->x_off, ext_x) ||
-                                 binv_views_overlap(c->r, c->r_off, ext_r, c->y, c->y_off, ext_y),
-                             ctx, BINV_ERROR_ALIASING, "%s: residual overlaps x or y", fn);
-    }
-    if (c->op == OP_RMSNORM || c->op == OP_ADD_RMSNORM || c->op == OP_LAYERNORM) {
-        BINV_RETURN_ERROR_ON(binv_views_overlap(c->w, c->w_off, c->cols, c->y, c->y_off, ext_y) ||
-                                 (c->op == OP_ADD_RMSNORM &&
-                                  binv_views_overlap(c->w, c->w_off, c->cols, c->x, c->x_off, ext_x)),
-                             ctx, BINV_ERROR_ALIASING, "%s: the weight overlaps an output", fn);
-    }
-    if (c->op == OP_LAYERNORM)
-        BINV_RETURN_ERROR_ON(binv_views_overlap(c->b, c->b_off, c->cols, c->y, c->y_off, ext_y), ctx,
-                             BINV_ERROR_ALIASING, "%s: beta overlaps y", fn);
+    BINV_RETURN_ERROR_ON(binv_view_overlap(&vr, &vx) || binv_view_overlap(&vr, &vy), ctx,
+                         BINV_ERROR_ALIASING, "%s: residual overlaps x or y", fn);
+    BINV_RETURN_ERROR_ON(binv_view_overlap(&vw, &vy) ||
+                             (c->op == OP_ADD_RMSNORM && binv_view_overlap(&vw, &vx)),
+                         ctx, BINV_ERROR_ALIASING, "%s: the weight overlaps an output", fn);
+    BINV_RETURN_ERROR_ON(binv_view_overlap(&vb, &vy), ctx, BINV_ERROR_ALIASING,
+                         "%s: beta overlaps y", fn);
     return BINV_SUCCESS;
 }
 
@@ -172,7 +194,7 @@ static binv_status rows_run(binv_context *ctx, cl_command_queue queue, rows_call
     const size_t nchunks = (c->cols + cw - 1) / cw;
     const int two = c->op == OP_LAYERNORM; /* a second pass over the row (needs the mean) */
     size_t ws_bytes;
-    BINV_RETURN_ERROR_ON(!binv_mul_add_size(c->rows * nchunks, 2 * sizeof(float), 0, &ws_bytes),
+    BINV_RETURN_ERROR_ON(!binv_mul3_size(c->rows, nchunks, 2 * sizeof(float), &ws_bytes),
                          ctx, BINV_ERROR_INVALID_DIMENSION, "%s: workspace overflows",
                          OP_NAME[c->op]);
     /* Split a row across work-groups when the rows alone cannot fill the
@@ -209,6 +231,9 @@ static binv_status rows_run(binv_context *ctx, cl_command_queue queue, rows_call
                      (cl_uint)cw, (cl_uint)nchunks, ws, 1,
                      num_events, wait_list, event);
     } else {
+        /* All or nothing for the outputs: rows_partials writes only the
+         * workspace and rows_apply alone writes y (and x for add_rmsnorm), so
+         * an error at any step leaves the outputs untouched. */
         cl_event e1 = NULL, e2 = NULL;
         st = enqueue(ctx, queue, prog, g, "rows_partials", 0, c, (cl_uint)cw, (cl_uint)nchunks, ws,
                      groups, num_events, wait_list, &e1);

@@ -28,6 +28,22 @@
  *  - Every entry point validates its arguments before it enqueues anything: on
  *    error it returns a distinct binv_status, stores a message readable with
  *    binv_context_last_error(), and writes nothing to the outputs.
+ *  - Buffers are checked where they live: a sub-buffer is resolved to its
+ *    root buffer and byte range (CL_MEM_ASSOCIATED_MEMOBJECT, CL_MEM_OFFSET),
+ *    and buffers created with CL_MEM_USE_HOST_PTR to their host bytes, so an
+ *    output that shares a byte with another argument it may not alias is
+ *    BINV_ERROR_ALIASING whatever cl_mem handles name them.  Empty views (no
+ *    rows, no new tokens) overlap nothing.  An output may not be
+ *    CL_MEM_READ_ONLY nor an input CL_MEM_WRITE_ONLY (BINV_ERROR_ACCESS_FLAGS),
+ *    nor may an output overlap a KV batch's metadata.  Buffers, queues and
+ *    wait-list events of another cl_context are BINV_ERROR_CONTEXT_MISMATCH.
+ *  - Outputs are written all or nothing: where a call enqueues several
+ *    kernels, the earlier ones write only the library's workspace, except in
+ *    binv_attention (see there).
+ *  - A context's caches are bounded: scratch workspaces for the 16 most
+ *    recently used in-order queues (an evicted queue is released and gets a
+ *    new workspace on its next use), RoPE tables for the 8 most recently used
+ *    (theta, head_dim) pairs.
  *  - The library never calls exit()/abort() and prints nothing unless the
  *    environment variable BINV_DEBUG is set (then it logs to stderr).
  *  - Thread safety: one binv_context may be used by several host threads at
@@ -81,7 +97,9 @@ enum {
     BINV_ERROR_INVALID_ENUM = -2008,             /* transpose / schedule out of range */
     BINV_ERROR_CONTEXT_MISMATCH = -2009,         /* queue or buffer of another cl_context/device */
     BINV_ERROR_ALIASING = -2010,                 /* output overlaps an input it may not alias */
-    BINV_ERROR_INVALID_VALUE = -2011             /* a scalar out of its domain (NaN eps, ...) */
+    BINV_ERROR_INVALID_VALUE = -2011,            /* a scalar out of its domain (NaN eps, ...) */
+    BINV_ERROR_ACCESS_FLAGS = -2012              /* an output is CL_MEM_READ_ONLY or an input
+                                                    CL_MEM_WRITE_ONLY (appended in 0.2) */
 };
 
 typedef struct binv_context binv_context;
@@ -92,7 +110,10 @@ typedef enum binv_schedule { BINV_SCHEDULE_INVARIANT = 0, BINV_SCHEDULE_ADAPTIVE
 
 /* Options for binv_context_create.  Set struct_size = sizeof(binv_options);
  * fields past an older caller's struct_size take their defaults, so the struct
- * can grow without breaking callers. */
+ * can grow without breaking callers.  A field counts only when it lies wholly
+ * inside struct_size: a struct_size that ends inside a field (20 on LP64 cuts
+ * cache_dir) leaves that field at its default too.  struct_size below
+ * sizeof(size_t) is BINV_ERROR_INVALID_ARGUMENT. */
 /* Kernel path.  PORTABLE: OpenCL C only, the same bits on every device.
  * NATIVE: on NVIDIA GPUs of compute capability >= 8.0, bf16/f16 binv_gemm in
  * the LLM layout (A NO_TRANS, B TRANS) runs on tensor cores (inline PTX
@@ -313,7 +334,12 @@ BINV_API size_t binv_attention_split_size(binv_dtype dtype, size_t head_dim);
  * (heads*head_dim), row strides ldq / ldo, the cache's dtype; heads a
  * multiple of cache->kv_heads; scale finite.  o may not overlap q or the
  * pools.  Special values: as IEEE arithmetic implies (a NaN or inf score
- * gives a NaN row). */
+ * gives a NaN row).
+ * When keys are split (split states merged by a second kernel), both kernels
+ * are prepared before either is enqueued; only the driver failing the second
+ * clEnqueueNDRangeKernel itself (out of resources or host memory) returns an
+ * error after the first ran: o's rows of tokens whose keys fit one split then
+ * hold their final values and every other row is untouched. */
 BINV_API binv_status binv_attention(binv_context *ctx, cl_command_queue queue,
                                     const binv_kv_cache *cache, const binv_kv_batch *batch,
                                     size_t heads, float scale, cl_mem q, size_t q_offset,
