@@ -664,6 +664,12 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
     if (cfg->records && (!binv_mul_add_size(cfg->records, heads, 0, &recs) ||
                          !binv_mul3_size(recs, D + 2, 4, &ws_bytes)))
         st = binv_set_error(ctx, BINV_ERROR_INVALID_DIMENSION, "%s: workspace overflows", fn);
+    /* The grids: work items x group size, tokens x attn_merge's <= 128. */
+    size_t grid = 0, mgrid = 0;
+    if (st == BINV_SUCCESS && (!binv_mul_add_size(cfg->nwork, (size_t)sh.wg, 0, &grid) ||
+                               !binv_mul_add_size(T, 128, 0, &mgrid)))
+        st = binv_set_error(ctx, BINV_ERROR_INVALID_DIMENSION, "%s: the launch grid overflows",
+                            fn);
     binv_workspace *wsh = NULL;
     cl_mem ws = NULL;
     if (st != BINV_SUCCESS ||
@@ -680,7 +686,7 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
     const size_t M = sizeof(cl_mem);
     const size_t sizes[] = {M, 4, 4, 4, M, M, M, 8, 8, M, 8, 8, M, M, 4, 4, 4, 4, M};
     const size_t lws[2] = {(size_t)sh.wg, 1};
-    const size_t gws[2] = {cfg->nwork * (size_t)sh.wg, heads / (size_t)sh.gb};
+    const size_t gws[2] = {grid, heads / (size_t)sh.gb};
     const int merge = cfg->records > 0;
     /* All or nothing for o: with split states, attn_chunks writes the rows
      * of tokens that have one split and attn_merge the others, so both

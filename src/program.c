@@ -370,7 +370,7 @@ binv_status binv_workspace_acquire(binv_context *ctx, cl_command_queue queue, si
         size_t want = ws->size * 2 > bytes ? ws->size * 2 : bytes;
         cl_mem b = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, want, NULL, &err);
         if (err != CL_SUCCESS) {
-            pthread_mutex_unlock(&ws->lock);
+            binv_workspace_release(ctx, ws, NULL); /* unlocks, and one user less */
             return binv_set_error(ctx, err, "clCreateBuffer(workspace of %zu bytes) failed: %d",
                                   want, (int)err);
         }

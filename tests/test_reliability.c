@@ -50,8 +50,22 @@ CL_API_ENTRY cl_int CL_API_CALL clEnqueueNDRangeKernel(cl_command_queue q, cl_ke
     return real(q, k, dims, off, gws, lws, nw, w, ev);
 }
 
+static int fail_create_at = 0, create_calls = 0;
+
+CL_API_ENTRY cl_mem CL_API_CALL clCreateBuffer(cl_context c, cl_mem_flags flags, size_t size,
+                                               void *host, cl_int *err) {
+    static cl_mem(CL_API_CALL * real)(cl_context, cl_mem_flags, size_t, void *, cl_int *) = NULL;
+    if (!real) *(void **)&real = dlsym(RTLD_NEXT, "clCreateBuffer");
+    if (fail_create_at && ++create_calls == fail_create_at) {
+        if (err) *err = CL_MEM_OBJECT_ALLOCATION_FAILURE;
+        return NULL;
+    }
+    return real(c, flags, size, host, err);
+}
+
 static void faults_off(void) {
     fail_setarg_at = setarg_calls = fail_enqueue_at = enqueue_calls = 0;
+    fail_create_at = create_calls = 0;
 }
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -148,6 +162,8 @@ static void test_cache_extent_overflow(void **state) {
 /* Huge sizes in every validator: a distinct status, never a wrap. */
 static void test_huge_sizes(void **state) {
     test_env *env = *state;
+    assert_string_equal(binv_status_string(BINV_ERROR_ACCESS_FLAGS),
+                        "buffer access flags forbid the access");
     binv_context *c = env->ctx;
     cl_mem x = test_buffer(env, 4096, NULL), y = test_buffer(env, 4096, NULL);
     const size_t big = SIZE_MAX / 2 + 2;
@@ -767,6 +783,40 @@ static void test_bounded_workspaces(void **state) {
     clReleaseMemObject(y);
 }
 
+/* A workspace whose buffer could not be made is not held "in use" for ever:
+ * its queue is still evicted later. */
+static void test_workspace_failure_evictable(void **state) {
+    test_env *env = *state;
+    binv_context *c = new_ctx(env);
+    cl_mem x = test_buffer(env, 8 * 4, NULL), y = test_buffer(env, 8 * 4, NULL);
+    fill_bytes(env, x, 32, 0);
+    assert_int_equal(binv_softmax(c, env->queue, BINV_DTYPE_F32, 1, 8, x, 0, 8, y, 0, 8, 0, NULL,
+                                  NULL),
+                     BINV_SUCCESS);
+    clFinish(env->queue);
+    cl_int err;
+    cl_command_queue q1 = clCreateCommandQueue(env->context, env->device, 0, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    const cl_uint fresh = queue_refs(q1);
+    fail_create_at = 1; /* the workspace buffer of q1 */
+    binv_status st = binv_softmax(c, q1, BINV_DTYPE_F32, 1, 8, x, 0, 8, y, 0, 8, 0, NULL, NULL);
+    faults_off();
+    assert_int_equal(st, CL_MEM_OBJECT_ALLOCATION_FAILURE);
+    for (int i = 0; i < BINV_WORKSPACES + 4; i++) {
+        cl_command_queue q = clCreateCommandQueue(env->context, env->device, 0, &err);
+        assert_int_equal(err, CL_SUCCESS);
+        assert_int_equal(binv_softmax(c, q, BINV_DTYPE_F32, 1, 8, x, 0, 8, y, 0, 8, 0, NULL, NULL),
+                         BINV_SUCCESS);
+        clFinish(q);
+        clReleaseCommandQueue(q);
+    }
+    assert_int_equal(queue_refs(q1), fresh);
+    clReleaseCommandQueue(q1);
+    binv_context_destroy(c);
+    clReleaseMemObject(x);
+    clReleaseMemObject(y);
+}
+
 static void test_bounded_rope_tables(void **state) {
     test_env *env = *state;
     binv_context *c = new_ctx(env);
@@ -883,6 +933,7 @@ int main(void) {
         cmocka_unit_test(test_attention_all_or_nothing),
         cmocka_unit_test(test_multi_kernel_outputs_untouched),
         cmocka_unit_test(test_bounded_workspaces),
+        cmocka_unit_test(test_workspace_failure_evictable),
         cmocka_unit_test(test_bounded_rope_tables),
         cmocka_unit_test(test_workspace_eviction_threads),
     };
