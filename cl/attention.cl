@@ -63,6 +63,16 @@
 #define NOUT (R * DP)            /* outputs per group */
 #define PAGE 16
 
+/* Private arrays that stay live across a barrier are declared with a size
+ * that is a multiple of 16 bytes (PRIV4: float/int counts rounded up to 4),
+ * whatever of them is used.  PoCL's cbs method keeps one copy of such an
+ * array per work-item, packed at the array's size, while the code keeps the
+ * 16-byte alignment that clang gives arrays of 16 bytes or more (x86-64):
+ * with a 20-byte array every other copy is misaligned and the aligned vector
+ * stores fault (docs/portability.md).  Storage only: the arithmetic is the
+ * same. */
+#define PRIV4(n) (((n) + 3) / 4 * 4)
+
 /* Who owns which output (r, d) (d = D is L) in the chunk sums and merges.
  * BLK = 0: output oi = lid + k*WG, r = oi / DP, d = oi % DP.
  * BLK = 1 (D a multiple of 4, WG a multiple of D/4): item lid takes the
@@ -183,6 +193,7 @@ inline void attn_merge_step(float *M, float *A, float m, float a, int first) {
 #define LW 1
 #endif
 #define NLD ((J * D / LW + WG - 1) / WG)
+#define NLDP (PRIV4(NLD * LW) / LW) /* tile rows declared (NLD used) */
 inline void attn_fetch(__global const binv_t *pool, __local const uint *slot_l, uint kvd,
                        uint kvh, uint sub, uint nk, uint lid, float v[NLD][LW]) {
 #pragma unroll
@@ -288,9 +299,9 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
                          : 0.0f;
     }
 
-    float st_m[NPW], st_a[NPW], acc[NPW];
-    float tile[NLD][LW];
-    int started[NPW];
+    float st_m[PRIV4(NPW)], st_a[PRIV4(NPW)], acc[PRIV4(NPW)];
+    float tile[NLDP][LW];
+    int started[PRIV4(NPW)];
     for (int k = 0; k < NPW; k++) started[k] = 0;
 
     const uint nch = maxpos / CH + 1;
@@ -470,7 +481,7 @@ __kernel void attn_merge(__global const uint *meta, __global const uint *part_ba
     if (nsplit == 1) return; /* the whole group: no barrier is skipped by part of it */
     __global const float *base = part + ((ulong)part_base[t] * heads + hq) * (D + 2);
     const ulong stride = (ulong)heads * (D + 2);
-    float A[(D + 1 + 31) / 32]; /* columns lid, lid + nl, ... (nl >= 32); column D is L */
+    float A[PRIV4((D + 1 + 31) / 32)]; /* columns lid, lid + nl, ... (nl >= 32); column D is L */
     for (uint s0 = 0; s0 < nsplit; s0 += MS) {
         const uint n = min((uint)MS, nsplit - s0);
         barrier(CLK_LOCAL_MEM_FENCE);

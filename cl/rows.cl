@@ -102,19 +102,17 @@ inline float rows_tree(uint fold, float acc, uint lane, uint grp, __local float 
     return out;
 }
 
-/* The chunk value of chunk c of one row, computed by the 32 work-items of
- * group `grp` (lane = 0..31) from global memory.  `active` is 0 for groups
- * with no chunk this round (they still take part in the barriers). */
-inline float rows_chunk(uint fold, uint op, __global const binv_t *x, ulong xo,
-                        __global const binv_t *r, ulong ro, uint cols, uint cw, uint c, float mu,
-                        int active, uint lane, uint grp, __local float *scratch) {
+/* A lane's fold over its values of a chunk [cs, ce) read from global memory
+ * (ce = cs for a group with no chunk this round).  No barrier: the caller
+ * passes the result to rows_tree. */
+inline float rows_fold_global(uint fold, uint op, __global const binv_t *x, ulong xo,
+                              __global const binv_t *r, ulong ro, uint cs, uint ce, uint lane,
+                              float mu) {
     float acc = rows_fold_init(fold);
-    if (active && !(fold == FOLD_EXP && mu == -INFINITY)) {
-        const uint cs = c * cw, ce = min(cols, cs + cw);
-        for (uint i = cs + lane; i < ce; i += 32)
-            acc = rows_fold(fold, acc, rows_value(op, x, xo, r, ro, i), mu);
-    }
-    return rows_tree(fold, acc, lane, grp, scratch);
+    if (fold == FOLD_EXP && mu == -INFINITY) return acc;
+    for (uint i = cs + lane; i < ce; i += 32)
+        acc = rows_fold(fold, acc, rows_value(op, x, xo, r, ro, i), mu);
+    return acc;
 }
 
 /* A lane's values of a chunk [cs, ce) kept in registers: lane l holds
@@ -131,7 +129,8 @@ inline void rows_load_lane(float *v, uint op, __global const binv_t *x, ulong xo
     }
 }
 
-/* The lane's fold over its register values: the same order as rows_chunk. */
+/* The lane's fold over its register values: the same order as
+ * rows_fold_global. */
 inline float rows_fold_lane(uint fold, const float *v, uint cs, uint ce, uint lane, float mu) {
     float acc = rows_fold_init(fold);
     if (fold == FOLD_EXP && mu == -INFINITY) return acc;
@@ -184,27 +183,28 @@ inline void rows_stage(uint stage, uint op, __global const binv_t *x, ulong xo,
         if (op == OP_LAYERNORM) mu = BINV_DIV(rows_combine_sum(PL(0), nchunks), (float)cols);
     }
     /* Softmax's s_c needs only its own chunk's m_c: it is computed in the
-     * same pass.  Every work-item calls every tree (barriers). */
+     * same pass.  Every work-item calls both trees of every round, from the
+     * loop body itself: only the barrier-free folds depend on `inreg`
+     * (PoCL's work-item loops cannot compile barriers inside the arms of a
+     * branch, docs/portability.md). */
     const int exps = fold == FOLD_MAX;
+    /* The chunk read once, into registers (the invariant width). */
+    const int inreg = regs && cw <= 32 * ROWS_LV;
     for (uint c0 = cbeg; c0 < cend; c0 += G) {
         const uint c = c0 + grp;
         const int active = c < cend;
         float m = mu;
         if (fold == FOLD_EXP && active) m = PL(0)[c];
-        float v, e;
-        if (regs && cw <= 32 * ROWS_LV) {
-            /* The chunk read once, into registers (the invariant width). */
-            const uint cs = c * cw, ce = active ? min(cols, cs + cw) : cs;
-            float lv[ROWS_LV];
-            rows_load_lane(lv, op, x, xo, r, ro, cs, ce, lane);
-            v = rows_tree(fold, rows_fold_lane(fold, lv, cs, ce, lane, m), lane, grp, scratch);
-            e = rows_tree(FOLD_EXP, exps ? rows_fold_lane(FOLD_EXP, lv, cs, ce, lane, v) : 0.0f,
-                          lane, grp, scratch);
-        } else {
-            v = rows_chunk(fold, op, x, xo, r, ro, cols, cw, c, m, active, lane, grp, scratch);
-            e = rows_chunk(FOLD_EXP, op, x, xo, r, ro, cols, cw, c, v, active && exps, lane, grp,
-                           scratch);
-        }
+        const uint cs = c * cw, ce = active ? min(cols, cs + cw) : cs;
+        float lv[ROWS_LV];
+        if (inreg) rows_load_lane(lv, op, x, xo, r, ro, cs, ce, lane);
+        float acc = inreg ? rows_fold_lane(fold, lv, cs, ce, lane, m)
+                          : rows_fold_global(fold, op, x, xo, r, ro, cs, ce, lane, m);
+        const float v = rows_tree(fold, acc, lane, grp, scratch);
+        acc = !exps ? 0.0f
+            : inreg ? rows_fold_lane(FOLD_EXP, lv, cs, ce, lane, v)
+                    : rows_fold_global(FOLD_EXP, op, x, xo, r, ro, cs, ce, lane, v);
+        const float e = rows_tree(FOLD_EXP, acc, lane, grp, scratch);
         if (active && lane == 0) PL(stage)[c] = v;
         if (exps && active && lane == 0) PL(1)[c] = e;
     }
