@@ -140,23 +140,23 @@ inline float rows_fold_lane(uint fold, const float *v, uint cs, uint ce, uint la
     return acc;
 }
 
-/* Left-to-right combination of a row's chunk values. */
+/* Left-to-right combination of a row's chunk values.  The trip count is a
+ * run-time value, so there is no unroll pragma: the compiler cannot honour one
+ * (PoCL then prints "loop not unrolled" warnings on stderr) and its choice
+ * does not change the order of the operations. */
 inline float rows_combine_sum(__global const float *p, uint nchunks) {
     float t = p[0];
-#pragma unroll 8
     for (uint c = 1; c < nchunks; c++) t = t + p[c];
     return t;
 }
 inline float rows_combine_max(__global const float *p, uint nchunks) {
     float t = p[0];
-#pragma unroll 8
     for (uint c = 1; c < nchunks; c++) t = binv_max(t, p[c]);
     return t;
 }
 inline float rows_combine_exp(__global const float *pm, __global const float *ps, uint nchunks,
                               float M) {
     float S = 0.0f;
-#pragma unroll 8
     for (uint c = 0; c < nchunks; c++)
         if (pm[c] != -INFINITY) S = fma(ps[c], binv_exp(pm[c] - M), S);
     return S;
