@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets of libbinv-cl with clang-15 (Debian's clang
+# ships libFuzzer): -fsanitize=fuzzer,address,undefined.  The library's
+# sources are compiled into each target (with coverage instrumentation), so no
+# CMake build is needed.
+#   bash fuzz/build.sh [OUTDIR]        (default build-fuzz)
+# Exit 77 when clang-15 or its libFuzzer is missing (ctest: skipped).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="${1:-$root/build-fuzz}"
+CC="${FUZZ_CC:-clang-15}"
+command -v "$CC" >/dev/null 2>&1 || ! command -v clang >/dev/null 2>&1 || [ -n "${FUZZ_CC:-}" ] || CC=clang
+if ! command -v "$CC" >/dev/null 2>&1; then
+  echo "fuzz/build.sh: $CC not found: fuzz targets not built (skipped)" >&2
+  exit 77
+fi
+mkdir -p "$out"
+probe="$out/probe.c"
+echo 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { return 0; }' > "$probe"
+if ! "$CC" -fsanitize=fuzzer "$probe" -o "$out/probe" >/dev/null 2>&1; then
+  echo "fuzz/build.sh: $CC has no libFuzzer (-fsanitize=fuzzer): skipped" >&2
+  exit 77
+fi
+
+# The embedded kernels, as the CMake build generates them.
+cl_files=""
+for f in common gemm rows attention activation gemm_native; do
+  cl_files="$cl_files;$root/cl/$f.cl"
+done
+cmake -DOUT="$out/binv_kernels.c" "-DFILES=${cl_files#;}" -P "$root/cmake/embed_cl.cmake"
+
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer $SAN -DCL_TARGET_OPENCL_VERSION=120 -D_POSIX_C_SOURCE=200809L -I$root/include -I$root/src"
+LIBSRC="$root/src/context.c $root/src/program.c $root/src/program_cache.c $root/src/sha256.c
+  $root/src/util.c $root/src/gemm.c $root/src/rows.c $root/src/attention.c $root/src/activation.c
+  $out/binv_kernels.c"
+
+# fuzz_api: the public API's arguments (fuzz/fuzz_api.c).
+# shellcheck disable=SC2086
+"$CC" $CFLAGS -fsanitize=fuzzer -o "$out/fuzz_api" "$root/fuzz/fuzz_api.c" $LIBSRC \
+  -lOpenCL -lpthread -lm
+echo "fuzz/build.sh: built $out/fuzz_api"
