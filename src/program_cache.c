@@ -172,7 +172,8 @@ int binv_cache_load(const binv_context *ctx, const char *key_hex, unsigned char 
     const char *why = NULL;
     unsigned char *buf = NULL;
     size_t n = 0;
-    if (fstat(fd, &st) != 0) why = "fstat failed";
+    const int have_st = fstat(fd, &st) == 0;
+    if (!have_st) why = "fstat failed";
     else if (!S_ISREG(st.st_mode)) why = "not a regular file";
     else if (st.st_uid != geteuid()) why = "owned by another user";
     else if (st.st_mode & (S_IWGRP | S_IWOTH)) why = "writable by group or others";
@@ -193,8 +194,9 @@ int binv_cache_load(const binv_context *ctx, const char *key_hex, unsigned char 
     if (why) {
         free(buf);
         binv_debug(ctx, "binary cache: %s/%s refused (%s)", ctx->cache_dir, name, why);
-        /* Host memory shortage says nothing about the file: keep it. */
-        if (strcmp(why, "out of host memory")) remove_entry(ctx, dfd, name, &st);
+        /* Host memory shortage says nothing about the file, and without its
+         * fstat there is no telling whether the name still refers to it: keep it. */
+        if (have_st && strcmp(why, "out of host memory")) remove_entry(ctx, dfd, name, &st);
         close(dfd);
         return 0;
     }
