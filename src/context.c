@@ -141,7 +141,11 @@ static void grant_native(binv_context *ctx) {
  * 0: OpenCL 1.2 promises no ordering between work-groups, so split-K keeps
  * its second launch. */
 static int fence_kind(const binv_context *ctx) {
-    if (ctx->info.type & CL_DEVICE_TYPE_CPU) return 1;
+    /* Only a device that is nothing but a CPU: a simulator that reports
+     * every type (oclgrind) follows OpenCL 1.2's memory model, under which
+     * another work-group's stores need not be visible before the kernel
+     * ends. */
+    if ((ctx->info.type & ~(cl_device_type)CL_DEVICE_TYPE_DEFAULT) == CL_DEVICE_TYPE_CPU) return 1;
     char ext[8192] = "";
     clGetDeviceInfo(ctx->device, CL_DEVICE_EXTENSIONS, sizeof ext - 1, ext, NULL);
     if (ctx->info.vendor_id == 0x10de && strstr(ext, "cl_nv_device_attribute_query")) return 2;

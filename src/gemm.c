@@ -110,6 +110,12 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
         g.bm /= 2;
         g.bn /= 2;
     }
+    /* ... and with less local memory than the double-buffered tiles need (a
+     * GPU with 32 KiB would refuse the launch). */
+    while ((size_t)2 * g.bk * (g.bm + g.bn + 8) * 4 > ctx->info.local_mem_size && g.bm > 32) {
+        g.bm /= 2;
+        g.bn /= 2;
+    }
     while (g.tn / g.nc > ctx->info.max_work_group_size && g.tn > 8 * g.nc) g.tn /= 2;
     /* Default shapes within the device's local memory (a device whose
      * compiler enforces it would otherwise fail the whole program). */
