@@ -386,8 +386,7 @@ static int check_view(verdict *vd, const view *v, int use, const char *what) {
     size_t end;
     /* A stride whose rows * ld overflows (even where the last row's start
      * does not): a library may reject the view as overflowing. */
-    if (v->rows > 1 && v->ld && v->rows > SIZE_MAX / v->ld) gray(vd);
-    if (v->rows == 1 && v->ld > SIZE_MAX / 2) gray(vd);
+    if (v->ld > SIZE_MAX / v->es / (v->rows > 1 ? v->rows : 1)) gray(vd);
     if (!view_end(v, &end)) {
         if (view_empty(v)) gray(vd);
         else {

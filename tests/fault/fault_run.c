@@ -305,6 +305,7 @@ static void teardown(run_state *rs) {
 static const char *op_name(int i) {
     static char b[64];
     if (i < 0) return "binv_context_create";
+    if (i >= nops) return "no call (the library recovered)";
     snprintf(b, sizeof b, "%s/%s", TNAME[ORDER[i % NORDER]],
              (const char *[]){"f32", "f16", "bf16"}[i / NORDER]);
     return b;
@@ -463,6 +464,17 @@ int main(int argc, char **argv) {
             /* Outputs untouched: the state before the call. */
             snapshot(cur);
             const unsigned char *pre = ref_state + (size_t)(at < 0 ? 0 : at) * total_bytes;
+            /* binv.h's one exception to all-or-nothing: binv_attention whose
+             * second (merge) clEnqueueNDRangeKernel fails after the first ran
+             * may leave o's rows of single-split tokens at their final values.
+             * Those bytes may hold the clean run's result instead. */
+            if (at >= 0 && ORDER[at % NORDER] == T_ATTN && !strcmp(fname, "clEnqueueNDRangeKernel")) {
+                const unsigned char *post = pre + total_bytes;
+                size_t off = 0;
+                for (int b = 0; b < ds[at / NORDER].o; b++) off += bufs[b].size;
+                for (size_t k = off; k < off + bufs[ds[at / NORDER].o].size; k++)
+                    if (cur[k] == post[k]) cur[k] = pre[k];
+            }
             if (!fail && memcmp(cur, pre, total_bytes)) {
                 size_t k = 0;
                 while (cur[k] == pre[k]) k++;
@@ -522,10 +534,12 @@ int main(int argc, char **argv) {
             }
         }
         teardown(&rs);
-        long lo = clshim_objects_outstanding(verbose || fail), lb = clshim_heap_outstanding();
+        long lo = clshim_objects_outstanding(0), lb = clshim_heap_outstanding();
+        if (lo) clshim_objects_outstanding(1); /* name them */
         if (!fail && (lo || lb)) {
             fail = 1;
-            snprintf(why, sizeof why, "leak: %ld OpenCL objects, %ld host blocks", lo, lb);
+            snprintf(why, sizeof why, "after destroy: %ld OpenCL objects with a non-zero reference "
+                     "balance (leaked or released once too often), %ld host blocks", lo, lb);
         }
         if (fail) {
             failures++;
