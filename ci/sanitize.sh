@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$(pwd)"
 
+bash ci/install-deps.sh   # idempotent; BINV_SKIP_DEPS=1 skips it
+
 cc="${SAN_CC:-}"
 if [ -z "$cc" ]; then
   for c in clang-15 clang gcc; do
