@@ -1061,7 +1061,15 @@ static const binv_kv_cache *rd_cache(reader *r, verdict *vd, cache_arg *ca,
         ca->ok_k = check_view(vd, &ca->vk, pool_use, "cache->k");
         ca->ok_v = check_view(vd, &ca->vv, pool_use, "cache->v");
         if (pool == 0) gray(vd);
-        if (ca->ok_k && ca->ok_v && views_share(&ca->vk, &ca->vv)) bad(vd, "K and V pools overlap");
+        /* binv.h: empty views (no new tokens) overlap nothing. */
+        const int step_has_tokens = *batch && !W.batch_foreign && W.b_tokens;
+        if (ca->ok_k && ca->ok_v && views_share(&ca->vk, &ca->vv)) {
+            if (step_has_tokens) bad(vd, "K and V pools overlap");
+            else gray(vd);
+        }
+        /* A pool over the batch's metadata (read-only: an appended pool is
+         * already a must-fail). */
+        if (W.h[ca->hk].root == R_POS || W.h[ca->hv].root == R_POS) gray(vd);
     }
     if (*batch && !W.batch_foreign) {
         size_t maxpage = 0;
