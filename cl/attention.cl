@@ -307,7 +307,15 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
     const uint nch = maxpos / CH + 1;
     const uint c_first = sp * split_chunks;
     const uint c_last = (ulong)c_first + split_chunks < nch ? c_first + split_chunks : nch;
-    for (uint c = c_first; c < c_last; c++) {
+    /* The chunk loop tests its bound at the bottom.  c_first < c_last for
+     * every work item the host builds (split sp of a token whose last
+     * position is maxpos has sp * split_chunks <= maxpos / CH), so it runs at
+     * least once and nothing computed before it reaches the code after it by
+     * a path that skips it.  With the test at the top, the compiler merged the
+     * output rows attn_out gives inside and after the loop through a PHI node
+     * at the barrier after the loop, and PoCL 6's cbs code then stored L_l at
+     * a garbage row for some work-items (docs/portability.md). */
+    for (uint c = c_first;;) {
         const uint key0 = c * CH;
         const uint nk = maxpos + 1 - key0 < CH ? maxpos + 1 - key0 : CH;
         /* cache slot of every key of the chunk; keys of each row */
@@ -438,6 +446,7 @@ void attn_chunks(__global const uint *meta, uint ntok, uint pt_off, uint max_pag
                 started[k] = 1;
             }
         }
+        if (++c >= c_last) break;
     }
 
     /* L of each row to every work-item of that row */
