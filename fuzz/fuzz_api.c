@@ -1056,8 +1056,18 @@ static const binv_kv_cache *rd_cache(reader *r, verdict *vd, cache_arg *ca,
     ca->ok_k = ca->ok_v = 0;
     if (!pool_ok) bad(vd, "pool extent overflows");
     else {
-        ca->vk = (view){ca->hk, 0, 1, pool, pool, es};
-        ca->vv = (view){ca->hv, 0, 1, pool, pool, es};
+        /* binv.h: a step without new tokens is an empty view of the pools
+         * (no overlap, no access-flag rule); their size still may be checked. */
+        const size_t prow = *batch && !W.batch_foreign && W.b_tokens ? 1 : 0;
+        if (!prow) {
+            verdict t = {0};
+            view fk = {ca->hk, 0, 1, pool, pool, es}, fv = {ca->hv, 0, 1, pool, pool, es};
+            check_view(&t, &fk, U_IN, "cache->k");
+            check_view(&t, &fv, U_IN, "cache->v");
+            if (t.v != V_OK) gray(vd);
+        }
+        ca->vk = (view){ca->hk, 0, prow, pool, pool, es};
+        ca->vv = (view){ca->hv, 0, prow, pool, pool, es};
         ca->ok_k = check_view(vd, &ca->vk, pool_use, "cache->k");
         ca->ok_v = check_view(vd, &ca->vv, pool_use, "cache->v");
         if (pool == 0) gray(vd);
