@@ -341,6 +341,8 @@ int main(int argc, char **argv) {
         }
     }
     if (stride < 1) stride = 1;
+    /* Line-buffered: the totals must survive a crash in a later cleanup. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (ndtypes < 1 || ndtypes > 3) ndtypes = 3;
 
     cl_platform_id plats[8];
