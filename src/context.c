@@ -226,16 +226,27 @@ binv_status binv_context_create(cl_context context, cl_device_id device,
         ctx->fence = fence_kind(ctx);
         ctx->gemm_fuse = ctx->fence > 0 && !(fz && !strcmp(fz, "0"));
     }
+    /* The context holds a reference to the caller's cl_context and device
+     * from here on; destroy releases exactly the references taken. */
+    int retained_ctx = 0;
+    if (st == BINV_SUCCESS) {
+        const cl_int err = clRetainContext(context);
+        if (err != CL_SUCCESS)
+            st = binv_set_error(ctx, err, "clRetainContext failed (%d)", (int)err);
+        else
+            retained_ctx = 1;
+    }
+    if (st == BINV_SUCCESS) {
+        const cl_int err = clRetainDevice(device);
+        if (err != CL_SUCCESS) st = binv_set_error(ctx, err, "clRetainDevice failed (%d)", (int)err);
+    }
     if (st != BINV_SUCCESS) {
-        /* Nothing retained yet; free what we made. */
         binv_debug(ctx, "context_create failed: %s", binv_context_last_error(ctx));
-        ctx->cl_ctx = NULL;
+        if (!retained_ctx) ctx->cl_ctx = NULL; /* destroy releases only what was retained */
         ctx->device = NULL;
         binv_context_destroy(ctx);
         return st;
     }
-    clRetainContext(context);
-    clRetainDevice(device);
     binv_debug(ctx, "context on '%s' (%s, driver %s), %u compute units, schedule %s", ctx->info.name,
                ctx->info.platform_version, ctx->info.driver_version, ctx->info.compute_units,
                ctx->schedule == BINV_SCHEDULE_INVARIANT ? "invariant" : "adaptive");
