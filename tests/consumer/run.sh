@@ -63,13 +63,26 @@ step "run binv-consumer-pc"
 LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$scratch/binv-consumer-pc"
 
 # --- 3. installed programs start from the prefix -------------------------
-# The prefix is outside the loader's default paths: the programs must find
-# libbinv-cl through their own RPATH, with no LD_LIBRARY_PATH.
+# The prefix is outside the loader's default paths and not in
+# LD_LIBRARY_PATH: the programs must find libbinv-cl through their own RPATH,
+# and find the copy in this prefix (not one installed elsewhere).  The
+# caller's LD_LIBRARY_PATH stays, for dependencies that live off the
+# default paths (CLBlast under /opt, say).
+case ":${LD_LIBRARY_PATH:-}:" in
+    *":$prefix/"*) die "LD_LIBRARY_PATH already points into $prefix" ;;
+esac
 for tool in binv-study binv-bench binv-llm; do
     exe="$prefix/bin/$tool"
     [ -x "$exe" ] || { echo "consumer: $tool not built, not checked"; continue; }
-    step "$exe --help (no LD_LIBRARY_PATH)"
-    env -u LD_LIBRARY_PATH "$exe" --help >/dev/null || die "$exe --help failed (exit $?)"
+    step "$exe --help"
+    "$exe" --help >/dev/null || die "$exe --help failed (exit $?)"
+    if command -v ldd >/dev/null 2>&1; then
+        lib=$(ldd "$exe" | sed -n 's/^[[:space:]]*libbinv-cl\.so[^ ]* => \([^ ]*\).*/\1/p')
+        case "$lib" in
+            "$prefix"/*) ;;
+            *) die "$tool loads libbinv-cl from '$lib', not from $prefix" ;;
+        esac
+    fi
 done
 
 step "all OK"
