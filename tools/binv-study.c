@@ -31,6 +31,10 @@
 #include "study.h"
 #ifdef BINV_HAVE_CLBLAST
 #include <clblast_c.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <time.h>
 #endif
 
 typedef enum { IMPL_CLBLAST, IMPL_ADAPTIVE, IMPL_INVARIANT, IMPL_COUNT } impl_id;
@@ -44,6 +48,7 @@ enum { NDTYPES = 3, MAX_BATCHES = 32 };
 typedef struct options {
     const char *device, *out, *only, *dtypes;
     int quick, repeats, list, verbose;
+    int clblast_probe; /* internal: --clblast-probe, see clblast_usable() */
     size_t n, k, router_n, max_batch; /* gemm */
     size_t cols, max_rows;            /* rows: cols overrides every case's width */
     size_t attn_ctx;                  /* attention: context of the studied sequence */
@@ -307,10 +312,13 @@ out:
 
 /* ---- GEMM ---------------------------------------------------------------- */
 
+/* 0 when CLBlast failed its probe on this device (clblast_usable). */
+static int clblast_ok = 1;
+
 static int impl_available(impl_id impl, binv_dtype dt) {
     if (impl != IMPL_CLBLAST) return 1;
 #ifdef BINV_HAVE_CLBLAST
-    return dt == BINV_DTYPE_F32;
+    return clblast_ok && dt == BINV_DTYPE_F32;
 #else
     (void)dt;
     return 0;
@@ -1581,6 +1589,112 @@ static void plot(const study *s, const options *o, const int *ran) {
     else printf("warning: gnuplot failed; see %s/plot.log\n", o->out);
 }
 
+/* ---- CLBlast, a baseline that may hang ------------------------------------------ */
+
+#ifdef BINV_HAVE_CLBLAST
+/* The child's side (--clblast-probe): CLBlast's SGEMM at the smallest and
+ * largest batch of each GEMM shape the study runs, checked against a double
+ * precision reference.  Exit status 0: CLBlast is usable. */
+static int clblast_probe_run(const options *o) {
+    cli_device d;
+    if (cli_device_open(o->device, &d)) return 2;
+    const size_t ns[2] = {o->n, o->router_n}, ms[2] = {1, o->max_batch}, k = o->k;
+    int rc = 0;
+    for (int si = 0; si < 2 && !rc; si++)
+        for (int mi = 0; mi < 2 && !rc && ns[si]; mi++) {
+            const size_t m = ms[mi], n = ns[si];
+            float *a = malloc(m * k * 4), *w = malloc(n * k * 4), *c = malloc(m * n * 4);
+            cl_mem da = NULL, dw = NULL, dc = NULL;
+            rc = !a || !w || !c;
+            for (size_t i = 0; !rc && i < m * k; i++) a[i] = (float)((i * 7919) % 61) / 61.0f - 0.5f;
+            for (size_t i = 0; !rc && i < n * k; i++) w[i] = (float)((i * 104729) % 67) / 67.0f - 0.5f;
+            cl_int e = CL_SUCCESS;
+            if (!rc) {
+                da = clCreateBuffer(d.context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, m * k * 4, a, &e);
+                dw = clCreateBuffer(d.context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, n * k * 4, w, &e);
+                dc = clCreateBuffer(d.context, CL_MEM_READ_WRITE, m * n * 4, NULL, &e);
+                rc = !da || !dw || !dc;
+            }
+            if (!rc)
+                rc = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, m,
+                                  n, k, 1.0f, da, 0, k, dw, 0, k, 0.0f, dc, 0, n, &d.queue,
+                                  NULL) != CLBlastSuccess;
+            if (!rc) rc = clEnqueueReadBuffer(d.queue, dc, CL_TRUE, 0, m * n * 4, c, 0, NULL, NULL);
+            /* Row 0 and the last row against the exact sums (f32 accumulation
+             * errs by far less than 1e-3 of the magnitude at these k). */
+            for (size_t i = 0; !rc && i < m; i += m > 1 ? m - 1 : 1)
+                for (size_t j = 0; !rc && j < n; j++) {
+                    double t = 0, mag = 0;
+                    for (size_t q = 0; q < k; q++) {
+                        t += (double)a[i * k + q] * w[j * k + q];
+                        mag += fabs((double)a[i * k + q] * w[j * k + q]);
+                    }
+                    if (!(fabs(c[i * n + j] - t) <= 1e-3 * mag + 1e-30)) {
+                        fprintf(stderr, "CLBlast is wrong at m=%zu n=%zu k=%zu: C[%zu][%zu] = %.9g, "
+                                        "exact %.9g\n", m, n, k, i, j, c[i * n + j], t);
+                        rc = 1;
+                    }
+                }
+            if (da) clReleaseMemObject(da);
+            if (dw) clReleaseMemObject(dw);
+            if (dc) clReleaseMemObject(dc);
+            free(a); free(w); free(c);
+        }
+    cli_device_close(&d);
+    return rc ? 1 : 0;
+}
+
+/* Whether CLBlast gives correct results on this device and returns at all:
+ * on PoCL 5.0 its SGEMM is wrong, and on PoCL 6.0 with the cbs work-group
+ * method it never returns.  A hang inside an OpenCL call cannot be
+ * interrupted in-process, so this program runs itself with --clblast-probe
+ * (a fresh process with its own OpenCL objects) under a deadline
+ * (BINV_CLBLAST_TIMEOUT seconds, default 240). */
+static int clblast_usable(const options *o, const char *argv0) {
+    char exe[4096];
+    const ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) exe[len] = 0;
+    else snprintf(exe, sizeof exe, "%s", argv0);
+    char n[32], k[32], b[32], r[32];
+    snprintf(n, sizeof n, "%zu", o->n);
+    snprintf(k, sizeof k, "%zu", o->k);
+    snprintf(b, sizeof b, "%zu", o->max_batch);
+    snprintf(r, sizeof r, "%zu", o->router_n);
+    char *args[16] = {exe, "--clblast-probe", "--n", n, "--k", k, "--max-batch", b,
+                      "--router-n", r, NULL};
+    if (o->device) {
+        args[10] = "--device";
+        args[11] = (char *)o->device;
+    }
+    extern char **environ;
+    pid_t pid;
+    if (posix_spawn(&pid, exe, NULL, NULL, args, environ) != 0) return 0;
+    const char *t = getenv("BINV_CLBLAST_TIMEOUT");
+    const long limit = (t && atol(t) > 0 ? atol(t) : 240) * 10; /* tenths of a second */
+    int status = 0;
+    long waited = 0;
+    pid_t w;
+    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && waited < limit) {
+        const struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        waited++;
+    }
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        printf("note: CLBlast's SGEMM did not finish in %ld s on this device: no CLBlast column\n",
+               limit / 10);
+        return 0;
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        printf("note: CLBlast's SGEMM failed or is wrong on this device (probe status %d): no "
+               "CLBlast column\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        return 0;
+    }
+    return 1;
+}
+#endif
+
 /* ---- Command line -------------------------------------------------------------- */
 
 /* --help: the usage on stdout, exit status 0; a bad command line: on stderr, 2. */
@@ -1614,6 +1728,7 @@ static int parse(int argc, char **argv, options *o) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--quick")) o->quick = 1;
+        else if (!strcmp(a, "--clblast-probe")) o->clblast_probe = 1;
         else if (!strcmp(a, "--list")) o->list = 1;
         else if (!strcmp(a, "--verbose")) o->verbose = 1;
         else if (!strcmp(a, "--device") && v) o->device = argv[++i];
@@ -1662,6 +1777,13 @@ int main(int argc, char **argv) {
     if (!o.k) o.k = o.quick ? (gpu ? 4096 : 2048) : 4096;
     if (!o.max_batch) o.max_batch = o.quick ? 64 : 2048;
     if (!o.atomic_n) o.atomic_n = o.quick ? (size_t)1 << 20 : (size_t)1 << 22;
+#ifdef BINV_HAVE_CLBLAST
+    if (o.clblast_probe) {
+        cli_device_close(&s.dev);
+        return clblast_probe_run(&o);
+    }
+    if (family_wanted(&o, &FAMILIES[0])) clblast_ok = clblast_usable(&o, argv[0]);
+#endif
 
     int rc = 1;
     binv_options bo = {sizeof bo, BINV_SCHEDULE_INVARIANT, NULL, BINV_PATH_PORTABLE};
