@@ -144,11 +144,14 @@ static void attention_cases(binv_context *bc, cli_device *d, binv_dtype dt, cons
         if (all[i]) clReleaseMemObject(all[i]);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    /* --list: the contexts' names (VAR=VALUE), one per line, for
+     * BINV_FAMILIES_PATH. */
+    const int list = argc > 1 && !strcmp(argv[1], "--list");
     const char *want = getenv("BINV_TEST_DEVICE");
     cli_device d;
-    if (cli_device_open(want && *want ? want : "0:0", &d) != 0) return 1;
-    printf("device: %s / %s\n", d.platform_name, d.name);
+    if (!list && cli_device_open(want && *want ? want : "0:0", &d) != 0) return 1;
+    if (!list) printf("device: %s / %s\n", d.platform_name, d.name);
     /* Each forced path in a context of its own (the knobs are read at
      * context creation). */
     static const char *const knobs[][2] = {
@@ -165,9 +168,13 @@ int main(void) {
         const char *var = knobs[kn][0], *val = knobs[kn][1];
         char path[64];
         snprintf(path, sizeof path, "%s=%s", var ? var : "default", val ? val : "auto");
-        /* BINV_FAMILIES_PATH=VAR=VALUE runs that one context (debugging). */
+        if (list) {
+            printf("%s\n", path);
+            continue;
+        }
+        /* BINV_FAMILIES_PATH=VAR=VALUE[,...] runs those contexts only. */
         const char *only_path = getenv("BINV_FAMILIES_PATH");
-        if (only_path && strcmp(only_path, path)) continue;
+        if (only_path && !strstr(only_path, path)) continue;
         if (var) setenv(var, val, 1);
         const binv_options opt = {sizeof(binv_options), BINV_SCHEDULE_INVARIANT, NULL,
                                   BINV_PATH_PORTABLE};
@@ -203,6 +210,7 @@ int main(void) {
         }
         binv_context_destroy(bc);
     }
+    if (list) return 0;
     cli_device_close(&d);
     printf("%s\n", failures ? "FAILED" : "all calls succeeded");
     return failures ? 1 : 0;
