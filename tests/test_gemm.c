@@ -14,10 +14,6 @@
 
 #include "common.h"
 #ifdef BINV_HAVE_CLBLAST
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "clblast_probe.h"
@@ -385,32 +381,13 @@ static float *clblast_in_child(const problem *p, float alpha, float beta, char *
     const char *exe = getenv("BINV_CLBLAST_PROBE");
     if (!exe || !*exe) exe = BINV_CLBLAST_PROBE_EXE;
     char *const argv[] = {(char *)exe, in, out, NULL};
-    pid_t pid;
-    extern char **environ;
-    int rc = posix_spawn(&pid, exe, NULL, NULL, argv, environ);
-    assert_int_equal(rc, 0);
     /* CLBlast compiles its kernels on first use: minutes on a slow CPU
      * device, so the deadline is generous; BINV_CLBLAST_TIMEOUT overrides. */
     const char *t = getenv("BINV_CLBLAST_TIMEOUT");
-    const long limit_ms = (t && atol(t) > 0 ? atol(t) : 240) * 1000L;
-    int status = 0;
-    long waited = 0;
-    pid_t w;
-    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && waited < limit_ms) {
-        const struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        waited += 100;
-    }
+    char how[256];
     float *c = NULL;
-    if (w == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        snprintf(why, why_size, "CLBlast's SGEMM did not finish in %ld s", limit_ms / 1000);
-    } else if (WIFSIGNALED(status)) {
-        snprintf(why, why_size, "CLBlast's SGEMM killed its process (signal %d)", WTERMSIG(status));
-    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        snprintf(why, why_size, "CLBlast's SGEMM failed (clblast_probe exit status %d)",
-                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    if (cli_run_deadline(argv, t && atol(t) > 0 ? atol(t) : 240, how, sizeof how) != 0) {
+        snprintf(why, why_size, "CLBlast's SGEMM (clblast_probe): %s", how);
     } else {
         c = malloc(p->c_elems * 4);
         assert_non_null(c);

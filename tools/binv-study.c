@@ -31,10 +31,6 @@
 #include "study.h"
 #ifdef BINV_HAVE_CLBLAST
 #include <clblast_c.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <time.h>
 #endif
 
 typedef enum { IMPL_CLBLAST, IMPL_ADAPTIVE, IMPL_INVARIANT, IMPL_COUNT } impl_id;
@@ -1666,29 +1662,11 @@ static int clblast_usable(const options *o, const char *argv0) {
         args[10] = "--device";
         args[11] = (char *)o->device;
     }
-    extern char **environ;
-    pid_t pid;
-    if (posix_spawn(&pid, exe, NULL, NULL, args, environ) != 0) return 0;
     const char *t = getenv("BINV_CLBLAST_TIMEOUT");
-    const long limit = (t && atol(t) > 0 ? atol(t) : 240) * 10; /* tenths of a second */
-    int status = 0;
-    long waited = 0;
-    pid_t w;
-    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && waited < limit) {
-        const struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        waited++;
-    }
-    if (w == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        printf("note: CLBlast's SGEMM did not finish in %ld s on this device: no CLBlast column\n",
-               limit / 10);
-        return 0;
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        printf("note: CLBlast's SGEMM failed or is wrong on this device (probe status %d): no "
-               "CLBlast column\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    char why[256];
+    if (cli_run_deadline(args, t && atol(t) > 0 ? atol(t) : 240, why, sizeof why) != 0) {
+        printf("note: CLBlast's SGEMM failed, is wrong or hangs on this device (probe: %s): no "
+               "CLBlast column\n", why);
         return 0;
     }
     return 1;

@@ -1,8 +1,13 @@
 /* Device choice for the command-line programs. */
 #include "cli.h"
 
+#include <errno.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 
 #define MAXP 16
 #define MAXD 64
@@ -108,4 +113,41 @@ void cli_device_close(cli_device *d) {
     if (d->queue) clReleaseCommandQueue(d->queue);
     if (d->context) clReleaseContext(d->context);
     memset(d, 0, sizeof *d);
+}
+
+int cli_run_deadline(char *const argv[], long limit_s, char *why, size_t why_size) {
+    extern char **environ;
+    pid_t pid;
+    const int err = posix_spawn(&pid, argv[0], NULL, NULL, argv, environ);
+    if (err != 0) {
+        snprintf(why, why_size, "%s did not start (%s)", argv[0], strerror(err));
+        return -1;
+    }
+    int status = 0;
+    long waited = 0; /* tenths of a second */
+    pid_t w;
+    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && waited < limit_s * 10) {
+        const struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        waited++;
+    }
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        snprintf(why, why_size, "did not finish in %ld s", limit_s);
+        return -1;
+    }
+    if (w < 0) {
+        snprintf(why, why_size, "waitpid failed (%s)", strerror(errno));
+        return -1;
+    }
+    if (WIFSIGNALED(status)) {
+        snprintf(why, why_size, "killed by signal %d", WTERMSIG(status));
+        return -1;
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        snprintf(why, why_size, "exit status %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        return -1;
+    }
+    return 0;
 }

@@ -26,4 +26,12 @@ void cli_device_close(cli_device *d);
 /* Prints every platform and device with its "P:D" spec. */
 void cli_device_list(FILE *f);
 
+/* Runs argv[0] (argv NULL-terminated, the environment inherited) in a
+ * process of its own and waits at most limit_s seconds, then kills it.  For
+ * third-party code that may hang inside an OpenCL call, which cannot be
+ * interrupted in-process.  Returns 0 when the program exited with status 0;
+ * otherwise -1 with what happened (did not start, ran out of time, killed
+ * by a signal, exit status) in why. */
+int cli_run_deadline(char *const argv[], long limit_s, char *why, size_t why_size);
+
 #endif
