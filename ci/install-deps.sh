@@ -51,24 +51,23 @@ if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>
     exit 1
 fi
 
+installed() {
+    case "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null || true)" in
+        ii*) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
 missing=()
 for p in "${packages[@]}"; do
-    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
-    case "$status" in
-        ii*) ;;
-        *) missing+=("$p") ;;
-    esac
+    installed "$p" || missing+=("$p")
 done
 
 # An optional package counts as missing only where the package lists that
 # are already here know it, so that a machine with everything it can have
 # needs no network.
 for p in "${optional[@]}"; do
-    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
-    case "$status" in
-        ii*) ;;
-        *) if apt-cache show "$p" >/dev/null 2>&1; then missing+=("$p"); fi ;;
-    esac
+    installed "$p" || ! apt-cache show "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
@@ -97,8 +96,7 @@ for p in "${missing[@]}"; do
     wanted+=("$p")
 done
 for p in "${optional[@]}"; do
-    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
-    case "$status" in ii*) continue ;; esac
+    installed "$p" && continue
     if apt-cache show "$p" >/dev/null 2>&1; then wanted+=("$p")
     else echo "install-deps: $p is not available on this release, skipped"; fi
 done
