@@ -7,7 +7,7 @@ through enough copies to defeat the 50 MB L2 at small m, like binv-bench.
 Also reports whether row 0 of C keeps its bits across m (cuBLAS is not
 batch-invariant).  Writes CSV to stdout or --csv FILE.
 
-    python3 bench/cublas_reference.py --csv cublas.csv
+    python3 experiments/cublas_reference.py --csv cublas.csv
 """
 import argparse
 import sys

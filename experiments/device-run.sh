@@ -3,7 +3,7 @@
 # test suite on the GPU (golden hashes = portable bits), the benchmark, and
 # optionally a tile sweep.  Results go to $OUT.
 #   usage (on the device machine, from the repo root, .device carried):
-#     bash bench/device-run.sh [tune] [ptx] [probe] [full] [study]
+#     bash experiments/device-run.sh [tune] [ptx] [probe] [full] [study]
 set -uo pipefail
 source .device/setup.sh
 out=${OUT:-/tmp/binv-out}
@@ -37,14 +37,14 @@ for arg in "$@"; do
     ;;
   probe)
     # Variants side by side (bits never change): each line of the file
-    # PROBE (default bench/probe.txt) is "VAR=VALUE ...|binv-bench args".
+    # PROBE (default experiments/probes/probe.txt) is "VAR=VALUE ...|binv-bench args".
     p=$out/probe.txt; : > $p
     while IFS='|' read -r envs args; do
       [ -z "$envs$args" ] && continue
       echo "== $envs | $args" >> $p
       env $envs timeout 90 $bench --device gpu --reps ${REPS:-10} --schedule invariant $args \
         --csv /tmp/probe.csv 2>&1 | grep -E "^binv-(invariant|native) .*ok|rror|FAIL" >> $p
-    done < <(grep -v '^#' "${PROBE:-bench/probe.txt}")
+    done < <(grep -v '^#' "${PROBE:-experiments/probes/probe.txt}")
     cat $p
     ;;
   ptx)
@@ -88,7 +88,7 @@ C
         > $d/bench-attention-$dt.txt 2>&1
       echo "bench attention $dt rc=$?"
     done
-    timeout 300 python3 bench/cublas_reference.py --csv $d/cublas.csv > $d/cublas.txt 2>&1
+    timeout 300 python3 experiments/cublas_reference.py --csv $d/cublas.csv > $d/cublas.txt 2>&1
     echo "cublas rc=$?"
     tar czf "$out/bench.tar.gz" -C $d .
     grep -E "binv-(invariant|native).* (1|16|4096) +4096 +(4096|14336) " $d/bench-gemm.txt | head -40

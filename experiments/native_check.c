@@ -2,7 +2,7 @@
  * (every product and sum exact in f32), printing the first mismatches with
  * their coordinates -- a diagnostic for fragment and layout bugs.
  *   build (repo root, after the library):
- *     gcc -O1 bench/native_check.c -Iinclude -Lbuild -lbinv-cl -lOpenCL -o native_check
+ *     gcc -O1 experiments/native_check.c -Iinclude -Lbuild -lbinv-cl -lOpenCL -o native_check
  *   usage: LD_LIBRARY_PATH=build ./native_check [m n k]...   (default: a few shapes)
  * Shapes of the large-m kernel can be forced with BINV_NATIVE_WG (docs/schedules.md). */
 #include <binv/binv.h>

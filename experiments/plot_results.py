@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Draws binv-bench GEMM plots (GFLOP/s against m, one line per implementation)
-from its CSV, optionally with bench/cublas_reference.py's CSV as one more
+from its CSV, optionally with experiments/cublas_reference.py's CSV as one more
 line, through bench/plot.gp and gnuplot.  For runs on machines without
-gnuplot (the lent GPU):  python3 bench/plot_results.py gemm.csv [cublas.csv] OUTDIR
+gnuplot (the lent GPU):  python3 experiments/plot_results.py gemm.csv [cublas.csv] OUTDIR
 """
 import csv
 import os
@@ -24,7 +24,7 @@ def main():
                     continue
                 gf = float(r["gflops"]) if "gflops" in r else float(r["tflops"]) * 1e3
                 rows.append((r["dtype"], int(r["n"]), int(r["k"]), r["impl"], int(r["m"]), gf))
-    gp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plot.gp")
+    gp = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "bench", "plot.gp")
     shapes = sorted({(d, n, k) for d, n, k, *_ in rows})
     for d, n, k in shapes:
         sel = [r for r in rows if r[:3] == (d, n, k)]
