@@ -11,7 +11,7 @@
  * PTX) launches as clusters through clEnqueueNDRangeKernel.  Not part of the
  * library.
  *   build and run: gcc -O1 experiments/sm90a_probe.c -lOpenCL -ldl -o sm90a_probe && ./sm90a_probe
- *   (result on the lent H100: docs/results/h100/session4/sm90a-probe.txt) */
+ *   (result on the lent H100: docs/results/h100/gemm/sm90a-probe.txt) */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 #include <stdio.h>
