@@ -459,7 +459,6 @@ static void test_attention_golden(void **state) {
     if (bad) fail_msg("%d golden hashes differ on '%s'", bad, env->device_name);
 }
 
-
 /* ---- bad input ---------------------------------------------------------------------- */
 
 static void test_attention_bad_input(void **state) {
