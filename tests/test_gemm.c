@@ -32,6 +32,12 @@ typedef struct problem {
     unsigned char *a, *b, *c; /* storage words */
 } problem;
 
+/* The harness's description of p's GEMM on m rows (harness/op_gemm.c). */
+static hx_gemm desc(const problem *p, size_t m, float alpha, float beta) {
+    const hx_gemm g = {p->dtype, p->ta, p->tb, m, p->n, p->k, p->lda, p->ldb, p->ldc, alpha, beta};
+    return g;
+}
+
 /* ldb_pad: elements of padding per row of B (1 makes rows misaligned, and A's
  * 3; 0 or a multiple of 8 with k a multiple of 4 pads A and B alike so that
  * the vector-load paths run). */
@@ -42,9 +48,10 @@ static void problem_init_pad(problem *p, binv_dtype dt, binv_transpose ta, binv_
     p->lda = (ta == BINV_NO_TRANS ? k : m) + (ldb_pad == 1 ? 3 : ldb_pad);
     p->ldb = (tb == BINV_NO_TRANS ? n : k) + ldb_pad;
     p->ldc = n + 2;
-    p->a_elems = (ta == BINV_NO_TRANS ? m : k) * p->lda;
-    p->b_elems = (tb == BINV_NO_TRANS ? k : n) * p->ldb;
-    p->c_elems = m * p->ldc;
+    const hx_gemm g = desc(p, m, 1.0f, 0.0f);
+    p->a_elems = hx_gemm_a_elems(&g);
+    p->b_elems = hx_gemm_b_elems(&g);
+    p->c_elems = hx_gemm_c_elems(&g);
     size_t es = hx_dtype_size(dt);
     p->a = malloc(p->a_elems * es);
     p->b = malloc(p->b_elems * es);
@@ -62,12 +69,6 @@ static void problem_init(problem *p, binv_dtype dt, binv_transpose ta, binv_tran
 
 static void problem_free(problem *p) { free(p->a); free(p->b); free(p->c); }
 
-static size_t a_index(const problem *p, size_t i, size_t q) {
-    return p->ta == BINV_NO_TRANS ? i * p->lda + q : q * p->lda + i;
-}
-static size_t b_index(const problem *p, size_t q, size_t j) {
-    return p->tb == BINV_NO_TRANS ? q * p->ldb + j : j * p->ldb + q;
-}
 
 /* Runs rows [row0, row0+m) of the problem on the device through `ctx`,
  * placing C at element offset c_off; returns the m x ldc output (storage). */
@@ -87,9 +88,8 @@ static unsigned char *run_rows(const test_env *env, binv_context *ctx, const pro
         test_write(env, c, (p->m - row0) * p->ldc * es, p->c + row0 * p->ldc * es);
     }
     size_t a_off = p->ta == BINV_NO_TRANS ? row0 * p->lda : row0;
-    binv_status st = binv_gemm(ctx, env->queue, p->dtype, p->ta, p->tb, m, p->n, p->k, alpha,
-                               a, a_off, p->lda, b, 0, p->ldb, beta, c, c_off, p->ldc, 0, NULL,
-                               NULL);
+    const hx_gemm g = desc(p, m, alpha, beta);
+    binv_status st = hx_gemm_binv(ctx, env->queue, &g, a, a_off, b, 0, c, c_off, NULL);
     if (st != BINV_SUCCESS) fprintf(stderr, "binv_gemm: %s\n", binv_context_last_error(ctx));
     assert_int_equal(st, BINV_SUCCESS);
     unsigned char *out = malloc((c_off + m * p->ldc) * es);
@@ -240,28 +240,27 @@ static int within_bound(const problem *p, const unsigned char *out, float alpha,
                         const char *who, char *msg, size_t msg_size) {
     const double u = ldexp(1.0, -24);
     const double uo = p->dtype == BINV_DTYPE_F32 ? u : ldexp(1.0, p->dtype == BINV_DTYPE_F16 ? -11 : -8);
-    for (size_t i = 0; i < p->m; i++)
-        for (size_t j = 0; j < p->n; j++) {
-            double s = 0, sa = 0;
-            for (size_t q = 0; q < p->k; q++) {
-                double t = (double)hx_load(p->dtype, p->a, a_index(p, i, q)) *
-                           (double)hx_load(p->dtype, p->b, b_index(p, q, j));
-                s += t;
-                sa += fabs(t);
-            }
+    const hx_gemm g = desc(p, p->m, alpha, beta);
+    double *exact = malloc(2 * p->n * sizeof *exact), *sa = exact + p->n;
+    assert_non_null(exact);
+    int ok = 1;
+    for (size_t i = 0; i < p->m && ok; i++) {
+        hx_gemm_ref_row(&g, p->a, p->b, p->c, i, exact, sa);
+        for (size_t j = 0; j < p->n && ok; j++) {
             double c0 = beta != 0 ? hx_load(p->dtype, p->c, i * p->ldc + j) : 0.0;
-            double exact = alpha * s + beta * c0;
-            double tol = (p->k + 4) * u * (fabs(alpha) * sa + fabs(beta * c0)) + uo * fabs(exact) +
-                         1e-30;
+            double tol = (p->k + 4) * u * (fabs(alpha) * sa[j] + fabs(beta * c0)) +
+                         uo * fabs(exact[j]) + 1e-30;
             double got = hx_load(p->dtype, out, i * p->ldc + j);
-            if (!(fabs(got - exact) <= tol)) {
+            if (!(fabs(got - exact[j]) <= tol)) {
                 snprintf(msg, msg_size,
                          "%s: C[%zu][%zu] = %.9g, exact %.9g, error %.3g > bound %.3g (k=%zu)", who,
-                         i, j, got, exact, fabs(got - exact), tol, p->k);
-                return 0;
+                         i, j, got, exact[j], fabs(got - exact[j]), tol, p->k);
+                ok = 0;
             }
         }
-    return 1;
+    }
+    free(exact);
+    return ok;
 }
 
 static void check_accuracy(const problem *p, const unsigned char *out, float alpha, float beta,
@@ -305,14 +304,15 @@ static void test_exact_pow2(void **state) {
         for (int ci = 0; ci < 5; ci++) {
             binv_context *c = ci < 3 ? env->forced[ci] : ci == 3 ? env->ctx : env->adaptive;
             unsigned char *out = run_rows(env, c, &p, 0, p.m, 0, 1.0f, 0.0f);
-            for (size_t i = 0; i < p.m; i++)
-                for (size_t j = 0; j < p.n; j++) {
-                    double s = 0;
-                    for (size_t q = 0; q < p.k; q++)
-                        s += (double)hx_load(p.dtype, p.a, a_index(&p, i, q)) *
-                             hx_load(p.dtype, p.b, b_index(&p, q, j));
-                    assert_true(hx_load(p.dtype, out, i * p.ldc + j) == (float)s);
-                }
+            const hx_gemm g = desc(&p, p.m, 1.0f, 0.0f);
+            double *exact = malloc(p.n * sizeof *exact);
+            assert_non_null(exact);
+            for (size_t i = 0; i < p.m; i++) {
+                hx_gemm_ref_row(&g, p.a, p.b, NULL, i, exact, NULL);
+                for (size_t j = 0; j < p.n; j++)
+                    assert_true(hx_load(p.dtype, out, i * p.ldc + j) == (float)exact[j]);
+            }
+            free(exact);
             free(out);
         }
         problem_free(&p);
