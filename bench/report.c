@@ -99,7 +99,8 @@ void print_rows_summary(const bench *b) {
     int broken = 0;
     for (size_t i = 0; i < b->nrinv; i++) {
         const inv_summary *s = &b->rinv[i];
-        printf("%-11s %-5s %7zu %-9s %5d  %-9s %d\n", hx_rows_ops[s->op].name, hx_dtype_name(s->dtype),
+        printf("%-11s %-5s %7zu %-9s %5d  %-9s %d\n", hx_rows_ops[s->op].name,
+               hx_dtype_name(s->dtype),
                s->n, sched_names[s->impl], s->nm, s->distinct == 1 ? "yes" : "NO", s->distinct);
         if (s->impl == SCHED_INVARIANT && s->distinct != 1) broken = 1;
     }

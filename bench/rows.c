@@ -271,7 +271,8 @@ static int rows_measure(bench *b, const rows_cfg *cfg, double inv_us, double *us
     if (c.sched == SCHED_ADAPTIVE && inv_us > 0)
         snprintf(ratio, sizeof ratio, "%.2f", *us / inv_us);
     printf("%-11s %-5s %6zu %7zu %-9s %6zu %6d %10.2f %8.2f %8.1f %5.1f%% %9s %8.1e %5s\n",
-           hx_rows_ops[c.op].name, hx_dtype_name(c.dt), c.rows, c.cols, sched_names[c.sched], c.slots,
+           hx_rows_ops[c.op].name, hx_dtype_name(c.dt), c.rows, c.cols, sched_names[c.sched],
+           c.slots,
            b->reps * inner, *us, host_ms * 1e3, gbs, 100.0 * frac, *ratio ? ratio : "-",
            errlast > err0 ? errlast : err0, ok ? "ok" : "BAD");
     fflush(stdout);
