@@ -62,7 +62,7 @@ static int setup_device(bench *b) {
     b->is_gpu = (b->dev.type & CL_DEVICE_TYPE_GPU) != 0;
     b->has_fp16 = hx_device_has_ext(dev, "cl_khr_fp16");
     b->reps = b->opt.reps ? b->opt.reps : (b->is_gpu ? 20 : 3);
-    /* cli's queue records profiling timestamps; the timing here is wall
+    /* hx_device's queue records profiling timestamps; the timing here is wall
      * clock, so a plain queue keeps that cost out of the numbers. */
     b->queue = clCreateCommandQueue(b->dev.context, dev, 0, &err);
     CL_TRY(err, "clCreateCommandQueue");
