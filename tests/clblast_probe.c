@@ -17,9 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <clblast_c.h>
-
-#include "cli.h"
+#include "harness.h"
 #include "clblast_probe.h"
 
 static int read_all(FILE *f, void *dst, size_t n) { return fread(dst, 1, n, f) == n ? 0 : -1; }
@@ -49,8 +47,8 @@ int main(int argc, char **argv) {
         goto out;
 
     const char *want = getenv("BINV_TEST_DEVICE");
-    cli_device dev;
-    if (cli_device_open(want && *want ? want : "0:0", &dev) != 0) {
+    hx_device dev;
+    if (hx_device_open(want && *want ? want : "0:0", &dev) != 0) {
         rc = 3;
         goto out;
     }
@@ -63,13 +61,14 @@ int main(int argc, char **argv) {
                                h.c_elems * sizeof *c, c, &err);
     rc = 4;
     if (da && db && dc) {
+        /* The harness's gemm description makes the CLBlast call. */
+        const hx_gemm g = {BINV_DTYPE_F32, h.ta ? BINV_TRANS : BINV_NO_TRANS,
+                           h.tb ? BINV_TRANS : BINV_NO_TRANS, h.m, h.n, h.k, h.lda, h.ldb, h.ldc,
+                           h.alpha, h.beta};
         cl_command_queue q = dev.queue;
-        CLBlastStatusCode s = CLBlastSgemm(
-            CLBlastLayoutRowMajor, h.ta ? CLBlastTransposeYes : CLBlastTransposeNo,
-            h.tb ? CLBlastTransposeYes : CLBlastTransposeNo, h.m, h.n, h.k, h.alpha, da, 0, h.lda,
-            db, 0, h.ldb, h.beta, dc, 0, h.ldc, &q, NULL);
-        if (s != CLBlastSuccess) {
-            fprintf(stderr, "clblast_probe: CLBlastSgemm returned %d\n", (int)s);
+        const int s = hx_gemm_clblast(&q, &g, da, 0, db, 0, dc, 0);
+        if (s != 0) {
+            fprintf(stderr, "clblast_probe: CLBlastSgemm returned %d\n", s);
         } else if (clEnqueueReadBuffer(q, dc, CL_TRUE, 0, h.c_elems * sizeof *c, c, 0, NULL,
                                        NULL) == CL_SUCCESS) {
             FILE *o = fopen(argv[2], "wb");
@@ -80,7 +79,7 @@ int main(int argc, char **argv) {
     if (da) clReleaseMemObject(da);
     if (db) clReleaseMemObject(db);
     if (dc) clReleaseMemObject(dc);
-    cli_device_close(&dev);
+    hx_device_close(&dev);
 out:
     fclose(f);
     free(a);

@@ -17,6 +17,9 @@
 typedef enum { R_RMS, R_ADDRMS, R_LN, R_SOFTMAX, R_LOGSOFTMAX, R_SUM, R_MEAN, R_NOPS } rop;
 static const char *RNAME[] = {"rmsnorm", "add_rmsnorm", "layernorm", "softmax", "log_softmax",
                               "row_sum", "row_mean"};
+/* The harness's description of each (harness/op_rows.c). */
+static const hx_rows_op HXOP[R_NOPS] = {HX_RMSNORM, HX_ADD_RMSNORM, HX_LAYERNORM, HX_SOFTMAX,
+                                        HX_LOG_SOFTMAX, HX_ROW_SUM, HX_ROW_MEAN};
 static const binv_dtype DTYPES[] = {BINV_DTYPE_F32, BINV_DTYPE_F16, BINV_DTYPE_BF16};
 
 /* A row-reduction problem on the host. */
@@ -28,17 +31,17 @@ typedef struct rprob {
 } rprob;
 
 static void rprob_init(rprob *p, rop op, binv_dtype dt, size_t rows, size_t cols, uint64_t seed) {
-    size_t es = test_dtype_size(dt);
+    size_t es = hx_dtype_size(dt);
     *p = (rprob){op, dt, rows, cols, cols + 3, NULL, NULL, NULL, NULL};
     p->x = malloc(rows * p->ld * es);
     p->r = malloc(rows * p->ld * es);
     p->w = malloc(cols * es);
     p->b = malloc(cols * es);
     assert_true(p->x && p->r && p->w && p->b);
-    test_fill(dt, p->x, rows * p->ld, seed);
-    test_fill(dt, p->r, rows * p->ld, seed + 1);
-    test_fill(dt, p->w, cols, seed + 2);
-    test_fill(dt, p->b, cols, seed + 3);
+    hx_fill_wide(dt, p->x, rows * p->ld, seed);
+    hx_fill_wide(dt, p->r, rows * p->ld, seed + 1);
+    hx_fill_wide(dt, p->w, cols, seed + 2);
+    hx_fill_wide(dt, p->b, cols, seed + 3);
 }
 
 static void rprob_free(rprob *p) { free(p->x); free(p->r); free(p->w); free(p->b); }
@@ -48,7 +51,7 @@ static void rprob_free(rprob *p) { free(p->x); free(p->r); free(p->w); free(p->b
  * floats; *xout (if not NULL) receives x after the call (add_rmsnorm). */
 static void *run(const test_env *env, binv_context *ctx, const rprob *p, size_t row0, size_t rows,
                  size_t xoff, size_t yoff, unsigned char **xout) {
-    size_t es = test_dtype_size(p->dt), n = rows * p->ld;
+    size_t es = hx_dtype_size(p->dt), n = rows * p->ld;
     unsigned char *xs = calloc(xoff + n, es);
     memcpy(xs + xoff * es, p->x + row0 * p->ld * es, n * es);
     cl_mem x = test_buffer(env, (xoff + n) * es, xs);
@@ -59,18 +62,9 @@ static void *run(const test_env *env, binv_context *ctx, const rprob *p, size_t 
     unsigned char *zeros = calloc(ybytes, 1); /* padding of y is hashed: define it */
     cl_mem y = test_buffer(env, ybytes, zeros);
     free(zeros);
-    binv_status st = BINV_SUCCESS;
-    cl_command_queue q = env->queue;
-    switch (p->op) {
-    case R_RMS: st = binv_rmsnorm(ctx, q, p->dt, rows, p->cols, x, xoff, p->ld, w, 0, 1e-5f, y, yoff, p->ld, 0, NULL, NULL); break;
-    case R_ADDRMS: st = binv_add_rmsnorm(ctx, q, p->dt, rows, p->cols, x, xoff, p->ld, r, 0, p->ld, w, 0, 1e-5f, y, yoff, p->ld, 0, NULL, NULL); break;
-    case R_LN: st = binv_layernorm(ctx, q, p->dt, rows, p->cols, x, xoff, p->ld, w, 0, b, 0, 1e-5f, y, yoff, p->ld, 0, NULL, NULL); break;
-    case R_SOFTMAX: st = binv_softmax(ctx, q, p->dt, rows, p->cols, x, xoff, p->ld, y, yoff, p->ld, 0, NULL, NULL); break;
-    case R_LOGSOFTMAX: st = binv_log_softmax(ctx, q, p->dt, rows, p->cols, x, xoff, p->ld, y, yoff, p->ld, 0, NULL, NULL); break;
-    case R_SUM: st = binv_row_sum(ctx, q, p->dt, rows, p->cols, x, xoff, p->ld, y, yoff, 0, NULL, NULL); break;
-    case R_MEAN: st = binv_row_mean(ctx, q, p->dt, rows, p->cols, x, xoff, p->ld, y, yoff, 0, NULL, NULL); break;
-    default: break;
-    }
+    const hx_rows call = {HXOP[p->op], p->dt, rows, p->cols, 1e-5f, x, xoff, p->ld, r, 0, p->ld,
+                          w, 0, b, 0, y, yoff, p->ld};
+    binv_status st = hx_rows_binv(ctx, env->queue, &call, NULL);
     if (st != BINV_SUCCESS) fprintf(stderr, "%s: %s\n", RNAME[p->op], binv_context_last_error(ctx));
     assert_int_equal(st, BINV_SUCCESS);
     unsigned char *out = malloc(ybytes);
@@ -91,7 +85,7 @@ static void *run(const test_env *env, binv_context *ctx, const rprob *p, size_t 
 static int row_eq(const rprob *p, const void *a, size_t i, const void *b, size_t j) {
     if (p->op == R_SUM || p->op == R_MEAN)
         return memcmp((const float *)a + i, (const float *)b + j, 4) == 0;
-    size_t es = test_dtype_size(p->dt);
+    size_t es = hx_dtype_size(p->dt);
     return memcmp((const unsigned char *)a + i * p->ld * es, (const unsigned char *)b + j * p->ld * es,
                   p->cols * es) == 0;
 }
@@ -115,7 +109,7 @@ static void check_rows_invariance(void **state, rop op, binv_dtype dt, size_t co
                 for (size_t i = 0; i < m; i++)
                     if (!row_eq(&p, out, i, full, starts[si] + i))
                         fail_msg("%s %s cols=%zu: row %zu alone in a batch of %zu (path %d) differs "
-                                 "from the batch of %zu", RNAME[op], test_dtype_name(dt), cols,
+                                 "from the batch of %zu", RNAME[op], hx_dtype_name(dt), cols,
                                  starts[si] + i, m, ci, rmax);
                 free(out);
             }
@@ -184,36 +178,11 @@ static void test_rows_determinism(void **state) {
 /* Double-precision reference of row i; returns the values in ref[cols] (or
  * ref[0] for sum/mean), using the storage-rounded x + r for add_rmsnorm. */
 static void reference(const rprob *p, size_t i, double *ref) {
-    size_t n = p->cols;
-    double *v = malloc(n * sizeof *v);
-    for (size_t j = 0; j < n; j++) {
-        v[j] = test_to_f32(p->dt, p->x, i * p->ld + j);
-        if (p->op == R_ADDRMS) {
-            unsigned char tmp[4];
-            test_from_f32(p->dt, (float)v[j] + test_to_f32(p->dt, p->r, i * p->ld + j), tmp, 0);
-            v[j] = test_to_f32(p->dt, tmp, 0);
-        }
-    }
-    double s = 0, s2 = 0, mx = -INFINITY;
-    for (size_t j = 0; j < n; j++) { s += v[j]; s2 += v[j] * v[j]; if (v[j] > mx) mx = v[j]; }
-    if (p->op == R_SUM) ref[0] = s;
-    else if (p->op == R_MEAN) ref[0] = s / n;
-    else if (p->op == R_RMS || p->op == R_ADDRMS) {
-        double inv = 1.0 / sqrt(s2 / n + 1e-5);
-        for (size_t j = 0; j < n; j++) ref[j] = v[j] * inv * test_to_f32(p->dt, p->w, j);
-    } else if (p->op == R_LN) {
-        double mu = s / n, var = 0;
-        for (size_t j = 0; j < n; j++) var += (v[j] - mu) * (v[j] - mu);
-        double inv = 1.0 / sqrt(var / n + 1e-5);
-        for (size_t j = 0; j < n; j++)
-            ref[j] = (v[j] - mu) * inv * test_to_f32(p->dt, p->w, j) + test_to_f32(p->dt, p->b, j);
-    } else {
-        double se = 0;
-        for (size_t j = 0; j < n; j++) se += exp(v[j] - mx);
-        for (size_t j = 0; j < n; j++)
-            ref[j] = p->op == R_SOFTMAX ? exp(v[j] - mx) / se : (v[j] - mx) - log(se);
-    }
-    free(v);
+    const size_t at = i * p->ld * hx_dtype_size(p->dt);
+    double *work = malloc(p->cols * sizeof *work);
+    assert_non_null(work);
+    hx_rows_ref(HXOP[p->op], p->dt, p->cols, 1e-5, p->x + at, p->r + at, p->w, p->b, ref, work);
+    free(work);
 }
 
 /* Bounds (enforced):  |y - ref| <= 16 ulp_f32(|ref|) + u_out |ref| + floor,
@@ -235,25 +204,25 @@ static void test_rows_accuracy(void **state) {
                     reference(&p, i, ref);
                     if (op == R_SUM || op == R_MEAN) {
                         double sa = 0;
-                        for (size_t j = 0; j < cols[c]; j++) sa += fabs(test_to_f32(p.dt, p.x, i * p.ld + j));
+                        for (size_t j = 0; j < cols[c]; j++) sa += fabs(hx_load(p.dt, p.x, i * p.ld + j));
                         if (op == R_MEAN) sa /= cols[c];
                         double got = ((float *)out)[i];
                         double tol = (cols[c] + 2) * ldexp(1.0, -24) * sa;
                         if (!(fabs(got - ref[0]) <= tol))
-                            fail_msg("%s %s cols=%zu: %.9g vs %.9g", RNAME[op], test_dtype_name(p.dt), cols[c], got, ref[0]);
+                            fail_msg("%s %s cols=%zu: %.9g vs %.9g", RNAME[op], hx_dtype_name(p.dt), cols[c], got, ref[0]);
                         continue;
                     }
                     double mx = 0;
                     for (size_t j = 0; j < cols[c]; j++) mx = fmax(mx, fabs(ref[j]));
                     double floor_ = (op == R_SOFTMAX || op == R_LOGSOFTMAX) ? ldexp(mx, -24) : ldexp(mx, -20);
                     for (size_t j = 0; j < cols[c]; j++) {
-                        double got = test_to_f32(p.dt, out, i * p.ld + j);
+                        double got = hx_load(p.dt, out, i * p.ld + j);
                         /* + the spacing of f16's subnormals (its outputs round to them) */
                         double tol = 16 * ldexp(1.0, -23) * fabs(ref[j]) + uo * fabs(ref[j]) + floor_ +
                                      (p.dt == BINV_DTYPE_F16 ? ldexp(1.0, -24) : 0.0);
                         if (!(fabs(got - ref[j]) <= tol))
                             fail_msg("%s %s cols=%zu row %zu col %zu: %.9g vs exact %.9g (bound %.3g)",
-                                     RNAME[op], test_dtype_name(p.dt), cols[c], i, j, got, ref[j], tol);
+                                     RNAME[op], hx_dtype_name(p.dt), cols[c], i, j, got, ref[j], tol);
                     }
                 }
                 free(ref);
@@ -276,7 +245,7 @@ static void test_math_functions(void **state) {
     for (int i = 0; i < N; i++) {
         if (i < N / 2) x[i] = -104.0f + 193.0f * (float)i / (N / 2); /* exp's whole range */
         else {
-            uint32_t u = (uint32_t)(test_rng_next(&s) % 0x7f800000u); /* every positive float */
+            uint32_t u = (uint32_t)(hx_rng_next(&s) % 0x7f800000u); /* every positive float */
             memcpy(&x[i], &u, 4);
         }
     }
@@ -375,7 +344,7 @@ static void test_in_place_and_add(void **state) {
     for (size_t i = 0; i < 4; i++)
         for (size_t j = 0; j < p.cols; j++) {
             unsigned char t[2];
-            test_from_f32(p.dt, test_to_f32(p.dt, p.x, i * p.ld + j) + test_to_f32(p.dt, p.r, i * p.ld + j), t, 0);
+            hx_store(p.dt, t, 0, hx_load(p.dt, p.x, i * p.ld + j) + hx_load(p.dt, p.r, i * p.ld + j));
             assert_memory_equal(t, xafter + (i * p.ld + j) * 2, 2);
         }
     memcpy(p.x, xafter, 4 * p.ld * 2);
@@ -466,10 +435,10 @@ static void test_rows_golden(void **state) {
             rprob p;
             rprob_init(&p, (rop)op, DTYPES[d], 5, 5000, 2024);
             void *out = run(env, env->ctx, &p, 0, 5, 0, 0, NULL);
-            size_t bytes = (op == R_SUM || op == R_MEAN) ? 5 * 4 : 5 * p.ld * test_dtype_size(p.dt);
+            size_t bytes = (op == R_SUM || op == R_MEAN) ? 5 * 4 : 5 * p.ld * hx_dtype_size(p.dt);
             char hex[65], name[96];
             test_sha256_hex(out, bytes, hex);
-            snprintf(name, sizeof name, "%s_%s_5x5000", RNAME[op], test_dtype_name(p.dt));
+            snprintf(name, sizeof name, "%s_%s_5x5000", RNAME[op], hx_dtype_name(p.dt));
             if (!test_golden_check("rows.txt", name, hex)) bad++;
             free(out);
             rprob_free(&p);
