@@ -10,7 +10,7 @@
 
 #include "cli.h"
 #include "llm.h"
-#include "study.h"
+#include "host.h"
 
 #define MAX_PROMPT 4096
 
@@ -266,7 +266,7 @@ static int check_reference(const cli_device *dev, const llm_model *m, const opti
     }
     printf("reference check (%s): %d/%d greedy tokens equal to the CPU reference; "
            "max |logit diff| %.3g%s\n",
-           study_dtype_name(o->dtype), matched, n, maxdiff,
+           llm_dtype_name(o->dtype), matched, n, maxdiff,
            matched < n ? " (FIRST MISMATCH)" : "");
     if (matched < n) printf("  token %d: engine %d, reference %d\n", matched, tok_e, tok_r);
     rc = 0;
@@ -337,6 +337,27 @@ out:
     return rc;
 }
 
+/* One schedule's row of the results table: markdown for the report, aligned
+ * columns for stdout. */
+static void result_row(FILE *f, const sched_result *r, int markdown) {
+    const llm_serve_result *s = &r->res;
+    const llm_divergence *d = &r->div;
+    char fd[32];
+    divergence_label(r, fd, sizeof fd);
+    const double gen = (double)s->n_requests * s->gen_tokens / s->seconds;
+    const double all = (double)s->tokens_processed / s->seconds;
+    if (markdown)
+        fprintf(f, "| %s | %d | %d | %d | %d / %d | %s | %.3g | %.3g | %ld | %ld | %.1f | %.1f |\n",
+                r->name, d->distinct_completions, d->modal_count, d->distinct_logit_streams,
+                d->differing_requests, s->n_requests, fd, r->max_dlogit, r->min_margin, s->steps,
+                s->distinct_compositions, gen, all);
+    else
+        fprintf(f, "%-10s %8d %9d %7d %8d %11d %17s %10.3g %7ld %7ld %10.1f %10.1f\n", r->name,
+                s->n_requests, d->distinct_completions, d->modal_count, d->distinct_logit_streams,
+                d->differing_requests, fd, r->max_dlogit, s->steps, s->distinct_compositions, gen,
+                all);
+}
+
 static void print_tokens(FILE *f, const int *t, int n) {
     for (int i = 0; i < n; i++) fprintf(f, "%s%d", i ? "," : "", t[i]);
 }
@@ -355,7 +376,7 @@ static void write_report(const options *o, const llm_model *m, const cli_device 
             dev->name, dev->platform_name, binv_version_string(),
             o->model ? o->model : o->synthetic, c->dim, c->hidden_dim, c->n_layers, c->n_heads,
             c->n_kv_heads, c->vocab_size, o->synthetic ? ", synthetic weights" : "",
-            study_dtype_name(o->dtype));
+            llm_dtype_name(o->dtype));
     fprintf(f, "Prompt of %d tokens (`", o->prompt_len);
     print_tokens(f, o->prompt, o->prompt_len);
     fprintf(f, "`), %d tokens generated per request, ", o->tokens);
@@ -374,25 +395,37 @@ static void write_report(const options *o, const llm_model *m, const cli_device 
                "requests ≠ alone | first divergence (token) | max \\|Δlogit\\| | smallest margin "
                "alone | steps | batch shapes | generated tok/s | processed tok/s |\n"
                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    for (int i = 0; i < nr; i++) {
-        if (!r[i].ran) continue;
-        const llm_serve_result *s = &r[i].res;
-        char fd[32];
-        divergence_label(&r[i], fd, sizeof fd);
-        fprintf(f, "| %s | %d | %d | %d | %d / %d | %s | %.3g | %.3g | %ld | %ld | %.1f | %.1f |\n",
-                r[i].name, r[i].div.distinct_completions, r[i].div.modal_count,
-                r[i].div.distinct_logit_streams,
-                r[i].div.differing_requests, s->n_requests, fd, r[i].max_dlogit,
-                r[i].min_margin, s->steps,
-                s->distinct_compositions, (double)s->n_requests * s->gen_tokens / s->seconds,
-                (double)s->tokens_processed / s->seconds);
-    }
+    for (int i = 0; i < nr; i++)
+        if (r[i].ran) result_row(f, &r[i], 1);
     fprintf(f, "\n\"Alone\": the same request served by itself with the same schedule. A logit "
                "stream is the bits of every logits row a request sampled from. Max |Δlogit|: "
                "largest difference from the alone run's logits while the tokens still agree; "
                "smallest margin: the alone run's smallest gap between its two largest logits "
                "(a perturbation must exceed it to flip a greedy token).\n");
     fclose(f);
+}
+
+/* The table of both schedules on stdout, and each one's completion alone. */
+static void print_summary(const options *o, const sched_result *r, int nr) {
+    printf("\n%-10s %8s %9s %7s %8s %11s %17s %10s %7s %7s %10s %10s\n", "schedule",
+           "requests", "distinct", "most", "logit", "differ from", "first divergence", "max",
+           "steps", "shapes", "gen tok/s", "all tok/s");
+    printf("%-10s %8s %9s %7s %8s %11s %17s %10s %7s %7s %10s %10s\n", "", "",
+           "outputs", "common", "streams", "alone", "(token index)", "|dlogit|", "", "", "",
+           "");
+    for (int i = 0; i < nr; i++)
+        if (r[i].ran) result_row(stdout, &r[i], 0);
+    for (int i = 0; i < nr; i++)
+        if (r[i].ran) {
+            printf("%s, alone (smallest top-2 logit margin %.3g): ", r[i].name,
+                   r[i].min_margin);
+            print_tokens(stdout, r[i].solo, o->tokens < 40 ? o->tokens : 40);
+            printf("%s\n", o->tokens > 40 ? ",..." : "");
+        }
+    if (r[0].ran && r[1].ran) {
+        const int same = !memcmp(r[0].solo, r[1].solo, (size_t)o->tokens * sizeof(int));
+        printf("alone, adaptive %s invariant\n", same ? "==" : "!=");
+    }
 }
 
 int main(int argc, char **argv) {
@@ -411,13 +444,13 @@ int main(int argc, char **argv) {
     }
     char err[2048];
     if (o.synthetic) {
-        const double t0 = study_now_s();
+        const double t0 = llm_now_s();
         if (llm_synthetic_write(o.synthetic, &o.shape, o.weights_seed, err, sizeof err)) {
             fprintf(stderr, "error: --synthetic: %s\n", err);
             return 1;
         }
         printf("wrote %s (%.1f MB) in %.1f s\n", o.synthetic,
-               (double)llm_checkpoint_bytes(&o.shape) / 1e6, study_now_s() - t0);
+               (double)llm_checkpoint_bytes(&o.shape) / 1e6, llm_now_s() - t0);
         if (o.write_only) return 0;
         if (!o.model) o.model = o.synthetic;
     }
@@ -450,7 +483,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("device: %s (%s); dtype %s\n", dev.name, dev.platform_name,
-           study_dtype_name(o.dtype));
+           llm_dtype_name(o.dtype));
     int rc = 0;
     if (o.check > 0 && check_reference(&dev, &m, &o)) rc = 1;
     sched_result r[2] = {{.name = "adaptive"}, {.name = "invariant"}};
@@ -461,36 +494,7 @@ int main(int argc, char **argv) {
     if (!rc && o.run_adaptive && run_schedule(&dev, &m, &o, BINV_SCHEDULE_ADAPTIVE, &r[0])) rc = 1;
     if (!rc && o.run_invariant && run_schedule(&dev, &m, &o, BINV_SCHEDULE_INVARIANT, &r[1])) rc = 1;
     if (!rc) {
-        printf("\n%-10s %8s %9s %7s %8s %11s %17s %10s %7s %7s %10s %10s\n", "schedule",
-               "requests", "distinct", "most", "logit", "differ from", "first divergence", "max",
-               "steps", "shapes", "gen tok/s", "all tok/s");
-        printf("%-10s %8s %9s %7s %8s %11s %17s %10s %7s %7s %10s %10s\n", "", "",
-               "outputs", "common", "streams", "alone", "(token index)", "|dlogit|", "", "", "",
-               "");
-        for (int i = 0; i < 2; i++) {
-            if (!r[i].ran) continue;
-            const llm_serve_result *s = &r[i].res;
-            char fd[32];
-            divergence_label(&r[i], fd, sizeof fd);
-            printf("%-10s %8d %9d %7d %8d %11d %17s %10.3g %7ld %7ld %10.1f %10.1f\n", r[i].name,
-                   s->n_requests, r[i].div.distinct_completions, r[i].div.modal_count,
-                   r[i].div.distinct_logit_streams,
-                   r[i].div.differing_requests, fd, r[i].max_dlogit, s->steps,
-                   s->distinct_compositions,
-                   (double)s->n_requests * s->gen_tokens / s->seconds,
-                   (double)s->tokens_processed / s->seconds);
-        }
-        for (int i = 0; i < 2; i++)
-            if (r[i].ran) {
-                printf("%s, alone (smallest top-2 logit margin %.3g): ", r[i].name,
-                       r[i].min_margin);
-                print_tokens(stdout, r[i].solo, o.tokens < 40 ? o.tokens : 40);
-                printf("%s\n", o.tokens > 40 ? ",..." : "");
-            }
-        if (r[0].ran && r[1].ran) {
-            const int same = !memcmp(r[0].solo, r[1].solo, (size_t)o.tokens * sizeof(int));
-            printf("alone, adaptive %s invariant\n", same ? "==" : "!=");
-        }
+        print_summary(&o, r, 2);
         if (o.report) {
             write_report(&o, &m, &dev, r, 2);
             printf("report section: %s\n", o.report);
