@@ -1,0 +1,271 @@
+/* The GEMM family: the same request (row 0 of A) computed alone and as row 0
+ * of batches of 2..N rows, by CLBlast, libbinv adaptive and libbinv
+ * invariant; and the probe that decides whether CLBlast runs at all. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "study_tool.h"
+#ifdef BINV_HAVE_CLBLAST
+#include <clblast_c.h>
+#endif
+
+static int impl_available(const study *s, impl_id impl, binv_dtype dt) {
+    if (impl != IMPL_CLBLAST) return 1;
+#ifdef BINV_HAVE_CLBLAST
+    return s->clblast_ok && dt == BINV_DTYPE_F32;
+#else
+    (void)s;
+    (void)dt;
+    return 0;
+#endif
+}
+
+/* C[m, n] = A[m, k] * W[n, k]^T by implementation `impl`. */
+static int gemm_call(study *s, const op_case *c, impl_id impl, size_t m) {
+    const size_t n = c->n, k = c->k;
+    if (impl == IMPL_CLBLAST) {
+#ifdef BINV_HAVE_CLBLAST
+        if (c->dt != BINV_DTYPE_F32) return -1;
+        CLBlastStatusCode st =
+            CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, m, n, k,
+                         1.0f, c->in, 0, k, c->w, 0, k, 0.0f, c->out, 0, n, &s->dev.queue, NULL);
+        if (st != CLBlastSuccess) {
+            fprintf(stderr, "error: CLBlastSgemm: %d\n", (int)st);
+            return -1;
+        }
+        return 0;
+#else
+        return -1;
+#endif
+    }
+    binv_context *ctx = impl == IMPL_ADAPTIVE ? s->adapt : s->inv;
+    binv_status st = binv_gemm(ctx, s->dev.queue, c->dt, BINV_NO_TRANS, BINV_TRANS, m, n, k, 1.0f,
+                               c->in, 0, k, c->w, 0, k, 0.0f, c->out, 0, n, 0, NULL, NULL);
+    if (st != BINV_SUCCESS) {
+        fprintf(stderr, "error: binv_gemm: %s: %s\n", binv_status_string(st),
+                binv_context_last_error(ctx));
+        return -1;
+    }
+    return 0;
+}
+
+static void gemm_csv_row(FILE *f, const study *s, const op_case *c, impl_id impl, const point *p) {
+    (void)s;
+    fprintf(f, "gemm,%s,%s,%zu,%zu,%zu,%.9g,%.0f,%d,%.6f\n", IMPL_NAME[impl],
+            study_dtype_name(c->dt), p->batch, c->n, c->k, p->max_abs, p->max_ulp,
+            p->distinct_so_far, p->ms);
+}
+
+typedef struct gemm_shape {
+    size_t n, k;
+    const char *what;
+} gemm_shape;
+
+static size_t gemm_shapes(const options *o, gemm_shape *sh) {
+    size_t ns = 0;
+    sh[ns++] = (gemm_shape){o->n, o->k, "a projection of the hidden state"};
+    /* A MoE router (hidden -> 64 experts): few output tiles, so a
+     * shape-adaptive library splits K even on a device with few units. */
+    if (o->router_n && o->router_n != o->n)
+        sh[ns++] = (gemm_shape){o->router_n, o->k,
+                                "a narrow projection like a MoE router (hidden to experts)"};
+    return ns;
+}
+
+int gemm_run(study *s, const options *o, FILE *csv) {
+    size_t bs[MAX_BATCHES], nb = study_batch_sizes(o->max_batch, bs, MAX_BATCHES);
+    gemm_shape sh[2];
+    size_t ns = gemm_shapes(o, sh);
+    s->total = s->done = 0;
+    for (size_t i = 0; i < ns; i++)
+        for (int d = 0; d < NDTYPES; d++)
+            for (int impl = 0; impl < IMPL_COUNT; impl++)
+                s->total +=
+                    dtype_wanted(o, DTYPES[d]) && impl_available(s, (impl_id)impl, DTYPES[d]);
+    if (csv)
+        fprintf(csv, "op,impl,dtype,m,n,k,max_abs_diff,max_ulp_diff,distinct_so_far,ms_per_call\n");
+    printf("\nGEMM: C[m, n] = A[m, k] W[n, k]^T, row 0 of A fixed, batches m = 1..%zu\n",
+           bs[nb - 1]);
+    print_series_header();
+    int rc = 0;
+    for (size_t i = 0; i < ns && !rc; i++)
+        for (int d = 0; d < NDTYPES && !rc; d++) {
+            const binv_dtype dt = DTYPES[d];
+            if (!dtype_wanted(o, dt)) continue;
+            const size_t es = study_dtype_size(dt), n = sh[i].n, k = sh[i].k, mmax = bs[nb - 1];
+            op_case c = {0};
+            c.family = "gemm";
+            snprintf(c.op, sizeof c.op, "gemm");
+            snprintf(c.shape, sizeof c.shape, "n=%zu k=%zu", n, k);
+            c.dt = c.out_dt = dt;
+            c.in_cols = k;
+            c.out_cols = n;
+            c.n = n;
+            c.k = k;
+            c.scale = 1.0f;
+            c.call = gemm_call;
+            c.csv_row = gemm_csv_row;
+            unsigned char *hw = malloc(n * k * es);
+            if (!hw) return -1;
+            fill(dt, hw, n * k, 7, 2.0f / sqrtf((float)k), 0.0f);
+            c.w = buffer(s, n * k * es, hw);
+            free(hw);
+            c.in = buffer(s, mmax * k * es, NULL);
+            c.out = buffer(s, mmax * n * es, NULL);
+            if (!c.w || !c.in || !c.out) rc = -1;
+            for (int impl = 0; impl < IMPL_COUNT && !rc; impl++)
+                if (impl_available(s, (impl_id)impl, dt))
+                    rc = sweep(s, o, &c, (impl_id)impl, bs, nb, csv);
+            release(&c.w);
+            release(&c.in);
+            release(&c.out);
+        }
+    return rc;
+}
+
+void gemm_report(FILE *f, const study *s, const options *o) {
+    gemm_shape sh[2];
+    size_t ns = gemm_shapes(o, sh);
+    fprintf(f, "## GEMM: one request alone vs inside a batch\n\n"
+               "C[m, n] = A[m, k] · W[n, k]ᵀ for ");
+    for (size_t i = 0; i < ns; i++)
+        fprintf(f, "%sn = %zu, k = %zu — %s", i ? "; " : "", sh[i].n, sh[i].k, sh[i].what);
+    fprintf(f, ". Row 0 of A is the same request in every batch; rows 1..m-1 are other requests, "
+               "different for every m. Each row of the table: how far row 0 of C moved from its "
+               "m = 1 value over all batch sizes, how many distinct bit patterns it took, and "
+               "whether %d repeated calls at the largest m gave identical bits for all of C.\n\n",
+            o->repeats);
+    summary_table(f, s, "gemm", "m");
+    fprintf(f, "\n**Source of the variance.** A shape-adaptive GEMM chooses how many pieces to "
+               "split the k reduction into from the shape and the device: when the output tiles "
+               "are too few to fill the compute units (small m, narrow n) it splits k into more "
+               "pieces, whose partial sums are added in a different grouping, so row 0's rounding "
+               "changes with m. libbinv adaptive does exactly that (pieces = 2·CUs / tiles, "
+               "docs/schedules.md). libbinv invariant cuts k at fixed boundaries "
+               "(binv_gemm_chunk_size: %zu for k = %zu) whatever m is and adds the chunk partials "
+               "in a fixed order: small batches still split k, along the same boundaries.\n\n",
+            binv_gemm_chunk_size(BINV_DTYPE_F32, o->k), o->k);
+    fprintf(f, "**Measured on this device** (%zu compute units), series whose row 0 changed with "
+               "m: ", s->cus);
+    varying_list(f, s, "gemm");
+    fprintf(f, ". Invariant series with more than one pattern: %zu of %zu. A shape that shows one "
+               "pattern for an adaptive implementation is one where its split never changed over "
+               "these m on this device (e.g. the tiles fill a device with few compute units); "
+               "that is what was measured, not an assumption. Large ulp counts come from outputs "
+               "near 0 (sums that cancel), where one ulp is tiny: max |diff| gives the scale.\n\n",
+            count_series(s, "gemm", IMPL_INVARIANT, 1), count_series(s, "gemm", IMPL_INVARIANT, 0));
+    fprintf(f, "Max ulp of row 0 against m = 1 (`=`: bit-identical):\n\n");
+    batch_matrix(f, s, "gemm", "m", 0);
+    fprintf(f, "\nPer batch size: `gemm.csv`. Plots: `gemm_maxdiff.png` (max |diff| against m), "
+               "`gemm_distinct.png` (distinct outputs per implementation).\n\n"
+               "![gemm max diff](gemm_maxdiff.png)\n![gemm distinct](gemm_distinct.png)\n\n");
+}
+
+void gemm_plot(FILE *g, const study *s, const options *o) {
+    gemm_shape sh[2];
+    size_t ns = gemm_shapes(o, sh);
+    panel p[2];
+    for (size_t i = 0; i < ns; i++) {
+        p[i].op = "gemm";
+        snprintf(p[i].shape, sizeof p[i].shape, "n=%zu k=%zu", sh[i].n, sh[i].k);
+        p[i].key5 = sh[i].n;
+    }
+    char csv[4200], png[4200];
+    snprintf(csv, sizeof csv, "%s/gemm.csv", o->out);
+    snprintf(png, sizeof png, "%s/gemm_maxdiff.png", o->out);
+    plot_maxdiff(g, s, "gemm", csv, png, "GEMM: row 0 of C against its m = 1 value", "batch size m",
+                 p, (int)ns, 7);
+    snprintf(png, sizeof png, "%s/gemm_distinct.png", o->out);
+    fprintf(g, "set terminal pngcairo size 1000,520 noenhanced\n");
+    plot_distinct(g, s, "gemm", png, "GEMM: distinct outputs of the same request over batch sizes");
+}
+
+/* ---- CLBlast, a baseline that may hang ------------------------------------------ */
+
+#ifdef BINV_HAVE_CLBLAST
+/* The child's side (--clblast-probe): CLBlast's SGEMM at the smallest and
+ * largest batch of each GEMM shape the study runs, checked against a double
+ * precision reference.  Exit status 0: CLBlast is usable. */
+int clblast_probe_run(const options *o) {
+    cli_device d;
+    if (cli_device_open(o->device, &d)) return 2;
+    const size_t ns[2] = {o->n, o->router_n}, ms[2] = {1, o->max_batch}, k = o->k;
+    int rc = 0;
+    for (int si = 0; si < 2 && !rc; si++)
+        for (int mi = 0; mi < 2 && !rc && ns[si]; mi++) {
+            const size_t m = ms[mi], n = ns[si];
+            float *a = malloc(m * k * 4), *w = malloc(n * k * 4), *c = malloc(m * n * 4);
+            cl_mem da = NULL, dw = NULL, dc = NULL;
+            rc = !a || !w || !c;
+            for (size_t i = 0; !rc && i < m * k; i++) a[i] = (float)((i * 7919) % 61) / 61.0f - 0.5f;
+            for (size_t i = 0; !rc && i < n * k; i++) w[i] = (float)((i * 104729) % 67) / 67.0f - 0.5f;
+            cl_int e = CL_SUCCESS;
+            if (!rc) {
+                da = clCreateBuffer(d.context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, m * k * 4, a, &e);
+                dw = clCreateBuffer(d.context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, n * k * 4, w, &e);
+                dc = clCreateBuffer(d.context, CL_MEM_READ_WRITE, m * n * 4, NULL, &e);
+                rc = !da || !dw || !dc;
+            }
+            if (!rc)
+                rc = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, m,
+                                  n, k, 1.0f, da, 0, k, dw, 0, k, 0.0f, dc, 0, n, &d.queue,
+                                  NULL) != CLBlastSuccess;
+            if (!rc) rc = clEnqueueReadBuffer(d.queue, dc, CL_TRUE, 0, m * n * 4, c, 0, NULL, NULL);
+            /* Row 0 and the last row against the exact sums (f32 accumulation
+             * errs by far less than 1e-3 of the magnitude at these k). */
+            for (size_t i = 0; !rc && i < m; i += m > 1 ? m - 1 : 1)
+                for (size_t j = 0; !rc && j < n; j++) {
+                    double t = 0, mag = 0;
+                    for (size_t q = 0; q < k; q++) {
+                        t += (double)a[i * k + q] * w[j * k + q];
+                        mag += fabs((double)a[i * k + q] * w[j * k + q]);
+                    }
+                    if (!(fabs(c[i * n + j] - t) <= 1e-3 * mag + 1e-30)) {
+                        fprintf(stderr, "CLBlast is wrong at m=%zu n=%zu k=%zu: C[%zu][%zu] = %.9g, "
+                                        "exact %.9g\n", m, n, k, i, j, c[i * n + j], t);
+                        rc = 1;
+                    }
+                }
+            if (da) clReleaseMemObject(da);
+            if (dw) clReleaseMemObject(dw);
+            if (dc) clReleaseMemObject(dc);
+            free(a); free(w); free(c);
+        }
+    cli_device_close(&d);
+    return rc ? 1 : 0;
+}
+
+/* Whether CLBlast gives correct results on this device and returns at all:
+ * on PoCL 5.0 its SGEMM is wrong, and on PoCL 6.0 with the cbs work-group
+ * method it never returns.  A hang inside an OpenCL call cannot be
+ * interrupted in-process, so this program runs itself with --clblast-probe
+ * (a fresh process with its own OpenCL objects) under a deadline
+ * (BINV_CLBLAST_TIMEOUT seconds, default 240). */
+int clblast_usable(const options *o, const char *argv0) {
+    char exe[4096];
+    const ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) exe[len] = 0;
+    else snprintf(exe, sizeof exe, "%s", argv0);
+    char n[32], k[32], b[32], r[32];
+    snprintf(n, sizeof n, "%zu", o->n);
+    snprintf(k, sizeof k, "%zu", o->k);
+    snprintf(b, sizeof b, "%zu", o->max_batch);
+    snprintf(r, sizeof r, "%zu", o->router_n);
+    char *args[16] = {exe, "--clblast-probe", "--n", n, "--k", k, "--max-batch", b,
+                      "--router-n", r, NULL};
+    if (o->device) {
+        args[10] = "--device";
+        args[11] = (char *)o->device;
+    }
+    const char *t = getenv("BINV_CLBLAST_TIMEOUT");
+    char why[256];
+    if (cli_run_deadline(args, t && atol(t) > 0 ? atol(t) : 240, why, sizeof why) != 0) {
+        printf("note: CLBlast's SGEMM failed, is wrong or hangs on this device (probe: %s): no "
+               "CLBlast column\n", why);
+        return 0;
+    }
+    return 1;
+}
+#endif
