@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "llm.h"
-#include "host.h"
+#include "harness.h"
 
 typedef struct req {
     long arrival;
@@ -33,7 +33,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
 }
 
 static double uniform01(uint64_t *s) {
-    return (double)(llm_rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
+    return (double)(hx_rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
 }
 
 static uint64_t fnv(uint64_t h, const void *data, size_t n) {
@@ -93,7 +93,7 @@ static int compose(server *sv) {
     req *rq = sv->rq;
     llm_work *work = sv->work;
     int *work_req = sv->work_req;
-    int budget = bmin + (int)(llm_rng_next(&sv->srng) % (uint64_t)(bmax - bmin + 1));
+    int budget = bmin + (int)(hx_rng_next(&sv->srng) % (uint64_t)(bmax - bmin + 1));
     int nw = 0, ndec = 0;
     for (int i = 0; i < sv->nrun; i++)
         if (rq[sv->running[i]].prefilled == P) sv->dec[ndec++] = sv->running[i];
@@ -120,7 +120,7 @@ static int compose(server *sv) {
     }
     /* Shuffle the order of the sequences in the step. */
     for (int i = nw; i > 1; i--) {
-        const int j = (int)(llm_rng_next(&sv->srng) % (uint64_t)i);
+        const int j = (int)(hx_rng_next(&sv->srng) % (uint64_t)i);
         const llm_work tw = work[i - 1];
         work[i - 1] = work[j], work[j] = tw;
         const int tr = work_req[i - 1];
@@ -178,7 +178,7 @@ int llm_serve(const llm_backend *b, const llm_serve_opts *o, llm_serve_result *r
     sv.swork = malloc(llm_sample_work_bytes(o->vocab));
     res->tokens = malloc((size_t)N * (size_t)G * sizeof(int));
     res->logit_hash = malloc((size_t)N * sizeof(uint64_t));
-    llm_hashset shapes = {0};
+    hx_hashset shapes = {0};
     int rc = -1;
     if (!rq || !sv.running || !sv.dec || !sv.free_slots || !sv.work || !sv.work_req ||
         !sv.logits || !sv.swork || !res->tokens || !res->logit_hash) {
@@ -198,7 +198,7 @@ int llm_serve(const llm_backend *b, const llm_serve_opts *o, llm_serve_result *r
         rq[i].seed = o->sample_seed + (o->per_request_seed ? (uint64_t)i : 0);
     }
     for (int s = 0; s < B; s++) sv.free_slots[s] = B - 1 - s;
-    const double t0 = llm_now_s();
+    const double t0 = hx_now_s();
     while (sv.ndone < N) {
         if (admit(&sv, err, errlen)) goto out;
         if (sv.nrun == 0) { /* idle until the next arrival */
@@ -211,7 +211,7 @@ int llm_serve(const llm_backend *b, const llm_serve_opts *o, llm_serve_result *r
             if (ns < 512) shape[ns++] = sv.work[i].n;
             tokens += sv.work[i].n;
         }
-        llm_hashset_add(&shapes, shape, (size_t)ns * sizeof(int));
+        hx_hashset_add(&shapes, shape, (size_t)ns * sizeof(int));
         if (b->step(b->self, sv.work, nw, sv.logits) != 0) {
             fail(err, errlen, "serve: step %ld: %s", sv.step, b->error(b->self));
             goto out;
@@ -223,7 +223,7 @@ int llm_serve(const llm_backend *b, const llm_serve_opts *o, llm_serve_result *r
         sv.step++;
         res->steps++;
     }
-    res->seconds = llm_now_s() - t0;
+    res->seconds = hx_now_s() - t0;
     for (int i = 0; i < N; i++) res->logit_hash[i] = rq[i].hash;
     res->distinct_compositions = shapes.count;
     rc = 0;
@@ -233,7 +233,7 @@ out:
             if (rq[i].slot >= 0) b->seq_end(b->self, rq[i].slot);
         llm_serve_result_free(res);
     }
-    llm_hashset_free(&shapes);
+    hx_hashset_free(&shapes);
     free(rq), free(sv.running), free(sv.dec), free(sv.free_slots), free(sv.work);
     free(sv.work_req), free(sv.logits), free(sv.swork);
     return rc;
@@ -246,13 +246,13 @@ static int cmp_u64(const void *a, const void *b) {
 
 llm_divergence llm_compare(const llm_serve_result *r, const int *ref) {
     llm_divergence d = {0, 0, 0, 0, -1, 0};
-    llm_hashset comp = {0}, lg = {0};
+    hx_hashset comp = {0}, lg = {0};
     double sum = 0;
     const int G = r->gen_tokens;
     for (int i = 0; i < r->n_requests; i++) {
         const int *t = r->tokens + (size_t)i * G;
-        llm_hashset_add(&comp, t, (size_t)G * sizeof(int));
-        llm_hashset_add(&lg, &r->logit_hash[i], sizeof(uint64_t));
+        hx_hashset_add(&comp, t, (size_t)G * sizeof(int));
+        hx_hashset_add(&lg, &r->logit_hash[i], sizeof(uint64_t));
         int j = 0;
         while (j < G && t[j] == ref[j]) j++;
         if (j < G) {
@@ -265,7 +265,7 @@ llm_divergence llm_compare(const llm_serve_result *r, const int *ref) {
     uint64_t *h = malloc((size_t)r->n_requests * sizeof *h);
     if (h) {
         for (int i = 0; i < r->n_requests; i++)
-            h[i] = llm_hash(r->tokens + (size_t)i * G, (size_t)G * sizeof(int));
+            h[i] = hx_hash(r->tokens + (size_t)i * G, (size_t)G * sizeof(int));
         qsort(h, (size_t)r->n_requests, sizeof *h, cmp_u64);
         for (int i = 0, run = 0; i < r->n_requests; i++) {
             run = i && h[i] == h[i - 1] ? run + 1 : 1;
@@ -276,7 +276,7 @@ llm_divergence llm_compare(const llm_serve_result *r, const int *ref) {
     d.distinct_completions = comp.count;
     d.distinct_logit_streams = lg.count;
     d.mean_divergence = d.differing_requests ? sum / d.differing_requests : 0;
-    llm_hashset_free(&comp);
-    llm_hashset_free(&lg);
+    hx_hashset_free(&comp);
+    hx_hashset_free(&lg);
     return d;
 }

@@ -61,8 +61,9 @@ static int atomic_once(study *s, const atomics_rig *a, int m, float *v) {
         return 0;
     }
     binv_context *ctx = m == 1 ? s->inv : s->adapt;
-    binv_status st = binv_row_sum(ctx, q, BINV_DTYPE_F32, 1, a->n, a->x, 0, a->n, a->out, 0, 0,
-                                  NULL, NULL);
+    const hx_rows p = {.op = HX_ROW_SUM, .dt = BINV_DTYPE_F32, .rows = 1, .cols = a->n,
+                       .x = a->x, .ldx = a->n, .y = a->out};
+    binv_status st = hx_rows_binv(ctx, q, &p, NULL);
     if (st != BINV_SUCCESS) {
         fprintf(stderr, "error: binv_row_sum: %s: %s\n", binv_status_string(st),
                 binv_context_last_error(ctx));
@@ -90,7 +91,7 @@ int atomics_run(study *s, const options *o, FILE *csv) {
     s->atom[1].name = "binv_row_sum (invariant)";
     s->atom[2].name = "binv_row_sum (adaptive)";
     fill(BINV_DTYPE_F32, hx, n, 21, 1.0f, 0.0f);
-    s->atom_ref = study_sum_ref(hx, n);
+    s->atom_ref = hx_sum_ref(hx, n);
     s->atom_n = n;
     s->atom_repeats = R;
     printf("\nRun-to-run: sum of %zu floats, %d runs on the same input\n", n, R);
@@ -115,30 +116,30 @@ int atomics_run(study *s, const options *o, FILE *csv) {
     clSetKernelArg(rig.kern, 2, sizeof rig.acc, &rig.acc);
     if (csv) fprintf(csv, "method,run,value,diff_from_ref\n");
     for (int m = 0; m < ATOMIC_METHODS; m++) {
-        study_hashset seen = {0};
+        hx_hashset seen = {0};
         double t0 = 0;
         /* Run -1 warms up (builds the kernels) and is not counted. */
         for (int r = -1; r < R; r++) {
             float v = 0.0f;
-            if (r == 0) t0 = study_now_s();
+            if (r == 0) t0 = hx_now_s();
             if (s->tty) {
                 fprintf(stderr, "\r\033[K%s: run %d/%d", s->atom[m].name, r + 1, R);
                 fflush(stderr);
             }
             if (atomic_once(s, &rig, m, &v)) {
-                study_hashset_free(&seen);
+                hx_hashset_free(&seen);
                 goto out;
             }
             if (r < 0) continue;
             s->atom[m].values[r] = v;
-            study_hashset_add(&seen, &v, sizeof v);
+            hx_hashset_add(&seen, &v, sizeof v);
             if (csv)
                 fprintf(csv, "%s,%d,%.9g,%.9g\n", s->atom[m].name, r, (double)v,
                         (double)v - s->atom_ref);
         }
-        s->atom[m].ms = (study_now_s() - t0) / R * 1e3; /* includes the read back */
+        s->atom[m].ms = (hx_now_s() - t0) / R * 1e3; /* includes the read back */
         s->atom[m].distinct = seen.count;
-        study_hashset_free(&seen);
+        hx_hashset_free(&seen);
         if (s->tty) fprintf(stderr, "\r\033[K");
         float lo = s->atom[m].values[0], hi = lo;
         for (int r = 1; r < R; r++) {

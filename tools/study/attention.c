@@ -37,7 +37,7 @@ static void attn_drop_batches(attn_study *a) {
 #define OTHER_MAX 512
 static int attn_prepare(study *s, const op_case *c, size_t b) {
     attn_study *a = c->user;
-    const size_t es = study_dtype_size(a->dt), kvd = a->kvh * a->D, P = BINV_KV_PAGE_SIZE;
+    const size_t es = hx_dtype_size(a->dt), kvd = a->kvh * a->D, P = BINV_KV_PAGE_SIZE;
     const size_t bytes = a->pages * P * kvd * es;
     attn_drop_batches(a);
     uint64_t r = 7000 + b;
@@ -46,15 +46,15 @@ static int attn_prepare(study *s, const op_case *c, size_t b) {
     int rc = !hk || !hv;
     size_t page = 0;
     for (size_t q = 0; q < b && !rc; q++) {
-        const size_t len = q == 0 ? a->L : 1 + (size_t)(study_rng_next(&r) % OTHER_MAX);
+        const size_t len = q == 0 ? a->L : 1 + (size_t)(hx_rng_next(&r) % OTHER_MAX);
         a->ql[q] = 1;
         a->cl[q] = (cl_uint)len;
         for (size_t t = 0; t < len; t++) {
             if (t % P == 0) a->pt[q * a->max_pages + t / P] = (cl_uint)page++;
             const size_t slot = (size_t)a->pt[q * a->max_pages + t / P] * P + t % P;
-            fill(a->dt, hk + slot * kvd * es, kvd, q == 0 ? 100000 + 2 * t : study_rng_next(&r),
+            fill(a->dt, hk + slot * kvd * es, kvd, q == 0 ? 100000 + 2 * t : hx_rng_next(&r),
                  1.0f, 0.0f);
-            fill(a->dt, hv + slot * kvd * es, kvd, q == 0 ? 100000 + 2 * t + 1 : study_rng_next(&r),
+            fill(a->dt, hv + slot * kvd * es, kvd, q == 0 ? 100000 + 2 * t + 1 : hx_rng_next(&r),
                  1.0f, 0.0f);
         }
     }
@@ -92,7 +92,7 @@ static void attn_csv_row(FILE *f, const study *s, const op_case *c, impl_id impl
     (void)s;
     const attn_study *a = c->user;
     fprintf(f, "%s,%s,%s,%zu,%zu,%.9g,%.0f,%d,%.6f\n", c->op, IMPL_NAME[impl],
-            study_dtype_name(c->dt), p->batch, a->L, p->max_abs, p->max_ulp, p->distinct_so_far,
+            hx_dtype_name(c->dt), p->batch, a->L, p->max_abs, p->max_ulp, p->distinct_so_far,
             p->ms);
 }
 
@@ -101,12 +101,12 @@ static void attn_csv_row(FILE *f, const study *s, const op_case *c, impl_id impl
 static int attn_prefill_series(study *s, const options *o, attn_study *a, impl_id impl,
                                FILE *csv) {
     binv_context *ctx = impl == IMPL_ADAPTIVE ? s->adapt : s->inv;
-    const size_t es = study_dtype_size(a->dt), qd = a->heads * a->D, kvd = a->kvh * a->D;
+    const size_t es = hx_dtype_size(a->dt), qd = a->heads * a->D, kvd = a->kvh * a->D;
     const size_t L = a->L, chunks[] = {L, 1024, 256, 100, 17, 0};
     unsigned char *hq = malloc(L * qd * es), *hk = malloc(L * kvd * es), *hv = malloc(L * kvd * es);
     unsigned char *ref = malloc(qd * es), *row = malloc(qd * es);
     cl_mem q = NULL, k = NULL, v = NULL, out = NULL;
-    study_hashset seen = {0};
+    hx_hashset seen = {0};
     series *r = new_series(s);
     int rc = -1;
     if (!hq || !hk || !hv || !ref || !row || !r) goto out;
@@ -130,7 +130,7 @@ static int attn_prefill_series(study *s, const options *o, attn_study *a, impl_i
     for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
         const size_t chunk = chunks[ci];
         if (chunk > L) continue;
-        double t0 = study_now_s();
+        double t0 = hx_now_s();
         size_t done = 0;
         while (done < L) {
             size_t n = chunk ? (chunk < L - done ? chunk : L - done) : (done == 0 ? L - 1 : 1);
@@ -153,18 +153,18 @@ static int attn_prefill_series(study *s, const options *o, attn_study *a, impl_i
             done += n;
         }
         clFinish(s->dev.queue);
-        const double ms = (study_now_s() - t0) * 1e3;
+        const double ms = (hx_now_s() - t0) * 1e3;
         clEnqueueReadBuffer(s->dev.queue, out, CL_TRUE, (L - 1) * qd * es, qd * es, row, 0, NULL,
                             NULL);
         if (ci == 0) memcpy(ref, row, qd * es);
-        study_diff d = study_compare(a->dt, ref, row, qd);
-        study_hashset_add(&seen, row, qd * es);
+        hx_diff d = hx_compare(a->dt, ref, row, qd);
+        hx_hashset_add(&seen, row, qd * es);
         if (d.max_abs > r->max_abs) r->max_abs = d.max_abs;
         if (d.max_ulp > r->max_ulp) r->max_ulp = d.max_ulp;
         r->pts[r->npts++] = (point){chunk ? chunk : 1, d.max_abs, d.max_ulp, ms, seen.count};
         if (csv)
             fprintf(csv, "%s,%s,%s,%zu,%zu,%.9g,%.0f,%d,%.6f\n", r->op, IMPL_NAME[impl],
-                    study_dtype_name(a->dt), chunk ? chunk : (size_t)1, L, d.max_abs, d.max_ulp,
+                    hx_dtype_name(a->dt), chunk ? chunk : (size_t)1, L, d.max_abs, d.max_ulp,
                     seen.count, ms);
         if (o->verbose)
             printf("    prefill chunk %-5zu max|diff| %-10.3g distinct %d\n", chunk, d.max_abs,
@@ -176,7 +176,7 @@ out:
     if (rc && r) s->nser--;
     if (!rc) print_series(r);
     s->done++;
-    study_hashset_free(&seen);
+    hx_hashset_free(&seen);
     release(&q); release(&k); release(&v); release(&out);
     free(hq); free(hk); free(hv); free(ref); free(row);
     return rc;
@@ -189,7 +189,7 @@ int attention_run(study *s, const options *o, FILE *csv) {
     a.kvh = o->quick && !gpu ? 2 : 8;
     a.D = o->quick && !gpu ? 64 : 128;
     a.L = o->attn_ctx ? o->attn_ctx : o->quick ? (gpu ? 4096 : 1500) : 8192;
-    size_t bs[MAX_BATCHES], nb = study_batch_sizes(o->quick ? (gpu ? 64 : 16) : 128, bs, MAX_BATCHES);
+    size_t bs[MAX_BATCHES], nb = hx_batch_sizes(o->quick ? (gpu ? 64 : 16) : 128, bs, MAX_BATCHES);
     const size_t bmax = bs[nb - 1];
     a.max_pages = (a.L + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE;
     a.pages = a.max_pages + (bmax - 1) * ((OTHER_MAX + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE);
@@ -208,7 +208,7 @@ int attention_run(study *s, const options *o, FILE *csv) {
     for (int d = 0; d < NDTYPES && !rc; d++) {
         const binv_dtype dt = DTYPES[d];
         if (!dtype_wanted(o, dt)) continue;
-        const size_t es = study_dtype_size(dt), pool = a.pages * BINV_KV_PAGE_SIZE * a.kvh * a.D;
+        const size_t es = hx_dtype_size(dt), pool = a.pages * BINV_KV_PAGE_SIZE * a.kvh * a.D;
         a.dt = dt;
         a.k = buffer(s, pool * es, NULL);
         a.v = buffer(s, pool * es, NULL);

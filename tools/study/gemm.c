@@ -7,42 +7,32 @@
 #include <unistd.h>
 
 #include "study_tool.h"
-#ifdef BINV_HAVE_CLBLAST
-#include <clblast_c.h>
-#endif
 
+/* CLBlast: compiled in, passed its probe here, f32 only (the study's baseline). */
 static int impl_available(const study *s, impl_id impl, binv_dtype dt) {
-    if (impl != IMPL_CLBLAST) return 1;
-#ifdef BINV_HAVE_CLBLAST
-    return s->clblast_ok && dt == BINV_DTYPE_F32;
-#else
-    (void)s;
-    (void)dt;
-    return 0;
-#endif
+    return impl != IMPL_CLBLAST || (hx_have_clblast() && s->clblast_ok && dt == BINV_DTYPE_F32);
 }
 
-/* C[m, n] = A[m, k] * W[n, k]^T by implementation `impl`. */
+/* The study's GEMM: C[m, n] = A[m, k] * W[n, k]^T, row-major, packed. */
+static hx_gemm gemm_desc(binv_dtype dt, size_t m, size_t n, size_t k) {
+    return (hx_gemm){.dt = dt, .ta = BINV_NO_TRANS, .tb = BINV_TRANS, .m = m, .n = n, .k = k,
+                     .lda = k, .ldb = k, .ldc = n, .alpha = 1.0f, .beta = 0.0f};
+}
+
+/* gemm_desc at batch m by implementation `impl` (CLBlast: f32 only). */
 static int gemm_call(study *s, const op_case *c, impl_id impl, size_t m) {
-    const size_t n = c->n, k = c->k;
+    const hx_gemm g = gemm_desc(c->dt, m, c->n, c->k);
     if (impl == IMPL_CLBLAST) {
-#ifdef BINV_HAVE_CLBLAST
-        if (c->dt != BINV_DTYPE_F32) return -1;
-        CLBlastStatusCode st =
-            CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, m, n, k,
-                         1.0f, c->in, 0, k, c->w, 0, k, 0.0f, c->out, 0, n, &s->dev.queue, NULL);
-        if (st != CLBlastSuccess) {
-            fprintf(stderr, "error: CLBlastSgemm: %d\n", (int)st);
+        if (c->dt != BINV_DTYPE_F32 || !hx_have_clblast()) return -1;
+        const int st = hx_gemm_clblast(&s->dev.queue, &g, c->in, 0, c->w, 0, c->out, 0);
+        if (st != 0) {
+            fprintf(stderr, "error: CLBlastSgemm: %d\n", st);
             return -1;
         }
         return 0;
-#else
-        return -1;
-#endif
     }
     binv_context *ctx = impl == IMPL_ADAPTIVE ? s->adapt : s->inv;
-    binv_status st = binv_gemm(ctx, s->dev.queue, c->dt, BINV_NO_TRANS, BINV_TRANS, m, n, k, 1.0f,
-                               c->in, 0, k, c->w, 0, k, 0.0f, c->out, 0, n, 0, NULL, NULL);
+    binv_status st = hx_gemm_binv(ctx, s->dev.queue, &g, c->in, 0, c->w, 0, c->out, 0, NULL);
     if (st != BINV_SUCCESS) {
         fprintf(stderr, "error: binv_gemm: %s: %s\n", binv_status_string(st),
                 binv_context_last_error(ctx));
@@ -54,7 +44,7 @@ static int gemm_call(study *s, const op_case *c, impl_id impl, size_t m) {
 static void gemm_csv_row(FILE *f, const study *s, const op_case *c, impl_id impl, const point *p) {
     (void)s;
     fprintf(f, "gemm,%s,%s,%zu,%zu,%zu,%.9g,%.0f,%d,%.6f\n", IMPL_NAME[impl],
-            study_dtype_name(c->dt), p->batch, c->n, c->k, p->max_abs, p->max_ulp,
+            hx_dtype_name(c->dt), p->batch, c->n, c->k, p->max_abs, p->max_ulp,
             p->distinct_so_far, p->ms);
 }
 
@@ -75,7 +65,7 @@ static size_t gemm_shapes(const options *o, gemm_shape *sh) {
 }
 
 int gemm_run(study *s, const options *o, FILE *csv) {
-    size_t bs[MAX_BATCHES], nb = study_batch_sizes(o->max_batch, bs, MAX_BATCHES);
+    size_t bs[MAX_BATCHES], nb = hx_batch_sizes(o->max_batch, bs, MAX_BATCHES);
     gemm_shape sh[2];
     size_t ns = gemm_shapes(o, sh);
     s->total = s->done = 0;
@@ -94,7 +84,7 @@ int gemm_run(study *s, const options *o, FILE *csv) {
         for (int d = 0; d < NDTYPES && !rc; d++) {
             const binv_dtype dt = DTYPES[d];
             if (!dtype_wanted(o, dt)) continue;
-            const size_t es = study_dtype_size(dt), n = sh[i].n, k = sh[i].k, mmax = bs[nb - 1];
+            const size_t es = hx_dtype_size(dt), n = sh[i].n, k = sh[i].k, mmax = bs[nb - 1];
             op_case c = {0};
             c.family = "gemm";
             snprintf(c.op, sizeof c.op, "gemm");
@@ -107,13 +97,14 @@ int gemm_run(study *s, const options *o, FILE *csv) {
             c.scale = 1.0f;
             c.call = gemm_call;
             c.csv_row = gemm_csv_row;
-            unsigned char *hw = malloc(n * k * es);
+            const hx_gemm g = gemm_desc(dt, mmax, n, k);
+            unsigned char *hw = malloc(hx_gemm_b_elems(&g) * es);
             if (!hw) return -1;
-            fill(dt, hw, n * k, 7, 2.0f / sqrtf((float)k), 0.0f);
-            c.w = buffer(s, n * k * es, hw);
+            fill(dt, hw, hx_gemm_b_elems(&g), 7, 2.0f / sqrtf((float)k), 0.0f);
+            c.w = buffer(s, hx_gemm_b_elems(&g) * es, hw);
             free(hw);
-            c.in = buffer(s, mmax * k * es, NULL);
-            c.out = buffer(s, mmax * n * es, NULL);
+            c.in = buffer(s, hx_gemm_a_elems(&g) * es, NULL);
+            c.out = buffer(s, hx_gemm_c_elems(&g) * es, NULL);
             if (!c.w || !c.in || !c.out) rc = -1;
             for (int impl = 0; impl < IMPL_COUNT && !rc; impl++)
                 if (impl_available(s, (impl_id)impl, dt))
@@ -185,55 +176,54 @@ void gemm_plot(FILE *g, const study *s, const options *o) {
 /* ---- CLBlast, a baseline that may hang ------------------------------------------ */
 
 #ifdef BINV_HAVE_CLBLAST
+/* CLBlast's SGEMM of gemm_desc(f32, m, n, k) on device d against the exact
+ * sums (hx_gemm_ref_row) in row 0 and the last row: f32 accumulation errs by
+ * far less than 1e-3 of the terms' magnitude at these k.  0: right. */
+static int probe_one(hx_device *d, size_t m, size_t n, size_t k) {
+    const hx_gemm g = gemm_desc(BINV_DTYPE_F32, m, n, k);
+    float *a = malloc(m * k * 4), *w = malloc(n * k * 4), *c = malloc(m * n * 4);
+    double *ref = malloc(n * sizeof *ref), *mag = malloc(n * sizeof *mag);
+    cl_mem da = NULL, dw = NULL, dc = NULL;
+    int rc = !a || !w || !c || !ref || !mag;
+    for (size_t i = 0; !rc && i < m * k; i++) a[i] = (float)((i * 7919) % 61) / 61.0f - 0.5f;
+    for (size_t i = 0; !rc && i < n * k; i++) w[i] = (float)((i * 104729) % 67) / 67.0f - 0.5f;
+    cl_int e = CL_SUCCESS;
+    if (!rc) {
+        const cl_mem_flags in = CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR;
+        da = clCreateBuffer(d->context, in, m * k * 4, a, &e);
+        dw = clCreateBuffer(d->context, in, n * k * 4, w, &e);
+        dc = clCreateBuffer(d->context, CL_MEM_READ_WRITE, m * n * 4, NULL, &e);
+        rc = !da || !dw || !dc;
+    }
+    if (!rc) rc = hx_gemm_clblast(&d->queue, &g, da, 0, dw, 0, dc, 0) != 0;
+    if (!rc) rc = clEnqueueReadBuffer(d->queue, dc, CL_TRUE, 0, m * n * 4, c, 0, NULL, NULL);
+    for (size_t i = 0; !rc && i < m; i += m > 1 ? m - 1 : 1) {
+        hx_gemm_ref_row(&g, a, w, NULL, i, ref, mag);
+        for (size_t j = 0; !rc && j < n; j++)
+            if (!(fabs(c[i * n + j] - ref[j]) <= 1e-3 * mag[j] + 1e-30)) {
+                fprintf(stderr, "CLBlast is wrong at m=%zu n=%zu k=%zu: C[%zu][%zu] = %.9g, "
+                                "exact %.9g\n", m, n, k, i, j, c[i * n + j], ref[j]);
+                rc = 1;
+            }
+    }
+    if (da) clReleaseMemObject(da);
+    if (dw) clReleaseMemObject(dw);
+    if (dc) clReleaseMemObject(dc);
+    free(a), free(w), free(c), free(ref), free(mag);
+    return rc;
+}
+
 /* The child's side (--clblast-probe): CLBlast's SGEMM at the smallest and
  * largest batch of each GEMM shape the study runs, checked against a double
  * precision reference.  Exit status 0: CLBlast is usable. */
 int clblast_probe_run(const options *o) {
-    cli_device d;
-    if (cli_device_open(o->device, &d)) return 2;
-    const size_t ns[2] = {o->n, o->router_n}, ms[2] = {1, o->max_batch}, k = o->k;
+    hx_device d;
+    if (hx_device_open(o->device, &d)) return 2;
+    const size_t ns[2] = {o->n, o->router_n}, ms[2] = {1, o->max_batch};
     int rc = 0;
     for (int si = 0; si < 2 && !rc; si++)
-        for (int mi = 0; mi < 2 && !rc && ns[si]; mi++) {
-            const size_t m = ms[mi], n = ns[si];
-            float *a = malloc(m * k * 4), *w = malloc(n * k * 4), *c = malloc(m * n * 4);
-            cl_mem da = NULL, dw = NULL, dc = NULL;
-            rc = !a || !w || !c;
-            for (size_t i = 0; !rc && i < m * k; i++) a[i] = (float)((i * 7919) % 61) / 61.0f - 0.5f;
-            for (size_t i = 0; !rc && i < n * k; i++) w[i] = (float)((i * 104729) % 67) / 67.0f - 0.5f;
-            cl_int e = CL_SUCCESS;
-            if (!rc) {
-                da = clCreateBuffer(d.context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, m * k * 4, a, &e);
-                dw = clCreateBuffer(d.context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, n * k * 4, w, &e);
-                dc = clCreateBuffer(d.context, CL_MEM_READ_WRITE, m * n * 4, NULL, &e);
-                rc = !da || !dw || !dc;
-            }
-            if (!rc)
-                rc = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, m,
-                                  n, k, 1.0f, da, 0, k, dw, 0, k, 0.0f, dc, 0, n, &d.queue,
-                                  NULL) != CLBlastSuccess;
-            if (!rc) rc = clEnqueueReadBuffer(d.queue, dc, CL_TRUE, 0, m * n * 4, c, 0, NULL, NULL);
-            /* Row 0 and the last row against the exact sums (f32 accumulation
-             * errs by far less than 1e-3 of the magnitude at these k). */
-            for (size_t i = 0; !rc && i < m; i += m > 1 ? m - 1 : 1)
-                for (size_t j = 0; !rc && j < n; j++) {
-                    double t = 0, mag = 0;
-                    for (size_t q = 0; q < k; q++) {
-                        t += (double)a[i * k + q] * w[j * k + q];
-                        mag += fabs((double)a[i * k + q] * w[j * k + q]);
-                    }
-                    if (!(fabs(c[i * n + j] - t) <= 1e-3 * mag + 1e-30)) {
-                        fprintf(stderr, "CLBlast is wrong at m=%zu n=%zu k=%zu: C[%zu][%zu] = %.9g, "
-                                        "exact %.9g\n", m, n, k, i, j, c[i * n + j], t);
-                        rc = 1;
-                    }
-                }
-            if (da) clReleaseMemObject(da);
-            if (dw) clReleaseMemObject(dw);
-            if (dc) clReleaseMemObject(dc);
-            free(a); free(w); free(c);
-        }
-    cli_device_close(&d);
+        for (int mi = 0; mi < 2 && !rc && ns[si]; mi++) rc = probe_one(&d, ms[mi], ns[si], o->k);
+    hx_device_close(&d);
     return rc ? 1 : 0;
 }
 
@@ -261,7 +251,7 @@ int clblast_usable(const options *o, const char *argv0) {
     }
     const char *t = getenv("BINV_CLBLAST_TIMEOUT");
     char why[256];
-    if (cli_run_deadline(args, t && atol(t) > 0 ? atol(t) : 240, why, sizeof why) != 0) {
+    if (hx_run_deadline(args, t && atol(t) > 0 ? atol(t) : 240, why, sizeof why) != 0) {
         printf("note: CLBlast's SGEMM failed, is wrong or hangs on this device (probe: %s): no "
                "CLBlast column\n", why);
         return 0;

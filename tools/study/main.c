@@ -122,13 +122,13 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage_to(stdout, 0, argv[0]);
     if (parse(argc, argv, &o)) return usage(argv[0]);
     if (o.list) {
-        cli_device_list(stdout);
+        hx_device_list(stdout);
         return 0;
     }
-    const double t0 = study_now_s();
+    const double t0 = hx_now_s();
     study s = {0};
     s.clblast_ok = 1; /* until its probe says otherwise */
-    if (cli_device_open(o.device, &s.dev)) return 1;
+    if (hx_device_open(o.device, &s.dev)) return 1;
     cl_uint cus = 1;
     clGetDeviceInfo(s.dev.device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cus, &cus, NULL);
     s.cus = cus ? cus : 1;
@@ -140,7 +140,7 @@ int main(int argc, char **argv) {
     if (!o.atomic_n) o.atomic_n = o.quick ? (size_t)1 << 20 : (size_t)1 << 22;
 #ifdef BINV_HAVE_CLBLAST
     if (o.clblast_probe) {
-        cli_device_close(&s.dev);
+        hx_device_close(&s.dev);
         return clblast_probe_run(&o);
     }
     if (family_wanted(&o, &FAMILIES[0])) s.clblast_ok = clblast_usable(&o, argv[0]);
@@ -173,7 +173,7 @@ int main(int argc, char **argv) {
         if (csv) fclose(csv);
         ran[i] = !rc;
     }
-    const double seconds = study_now_s() - t0;
+    const double seconds = hx_now_s() - t0;
     write_report(&s, &o, ran, seconds);
     plot(&s, &o, ran);
     printf("\nreport: %s/report.md (%.0f s)\n", o.out, seconds);
@@ -182,6 +182,6 @@ done:
     free(s.ser);
     binv_context_destroy(s.inv);
     binv_context_destroy(s.adapt);
-    cli_device_close(&s.dev);
+    hx_device_close(&s.dev);
     return rc ? 1 : 0;
 }

@@ -44,7 +44,7 @@ void plot_maxdiff(FILE *g, const study *s, const char *family, const char *csv,
                        "&& $5 == %zu ? $4 : 1/0):($%d > 0 ? $%d : FLOOR) with linespoints "
                        "lc rgb '%s' pt %d dt %d ps 1.2 notitle",
                     first ? "" : ", \\\n     ", csv, p[k].op, IMPL_NAME[r->impl],
-                    study_dtype_name(r->dtype), p[k].key5, diff_col, diff_col,
+                    hx_dtype_name(r->dtype), p[k].key5, diff_col, diff_col,
                     IMPL_COLOR[r->impl], DT_POINT[d], DT_DASH[d]);
             first = 0;
         }
@@ -60,7 +60,7 @@ void plot_maxdiff(FILE *g, const study *s, const char *family, const char *csv,
             if (!family_has(s, family, impl, d)) continue;
             fprintf(g, "%sNaN with linespoints lc rgb '%s' pt %d dt %d ps 1.2 title '%s %s'",
                     first ? "" : ", ", IMPL_COLOR[impl], DT_POINT[d], DT_DASH[d], IMPL_NAME[impl],
-                    study_dtype_name(DTYPES[d]));
+                    hx_dtype_name(DTYPES[d]));
             first = 0;
         }
     fprintf(g, "%s\nunset multiplot\nset border\nset tics\nset xrange [*:*]\nset yrange [*:*]\n"
@@ -115,7 +115,7 @@ void plot_distinct(FILE *g, const study *s, const char *family, const char *png,
                        "fs solid %.2f title '%s %s'",
                     first ? "" : ", \\\n     ", family, impl, d, IMPL_COLOR[impl],
                     d == 0 ? 0.9 : d == 1 ? 0.55 : 0.25, IMPL_NAME[impl],
-                    study_dtype_name(DTYPES[d]));
+                    hx_dtype_name(DTYPES[d]));
             first = 0;
         }
     if (first) fprintf(g, "NaN notitle");

@@ -25,7 +25,7 @@ void summary_table(FILE *f, const study *s, const char *family, const char *batc
         const series *r = &s->ser[i];
         if (strcmp(r->family, family)) continue;
         fprintf(f, "| %s | %s | %s | %s | %s%d%s | %.3g | %.0f | %s | %.3f | %.3f |\n", r->op,
-                r->shape, IMPL_NAME[r->impl], study_dtype_name(r->dtype),
+                r->shape, IMPL_NAME[r->impl], hx_dtype_name(r->dtype),
                 r->distinct > 1 ? "**" : "", r->distinct, r->distinct > 1 ? "**" : "", r->max_abs,
                 r->max_ulp, r->deterministic ? "yes" : "**no**", r->pts[0].ms,
                 r->pts[r->npts - 1].ms);
@@ -61,7 +61,7 @@ void batch_matrix(FILE *f, const study *s, const char *family, const char *batch
             for (size_t j = 0; j < first->npts; j++) {
                 if (j < r->npts)
                     fprintf(f, " *%zu* |",
-                            study_rows_adaptive_width(r->pts[j].batch, r->cols, s->cus));
+                            hx_rows_adaptive_width(r->pts[j].batch, r->cols, s->cus));
                 else
                     fprintf(f, " |");
             }
@@ -69,7 +69,7 @@ void batch_matrix(FILE *f, const study *s, const char *family, const char *batch
         }
         memcpy(last, key, sizeof last);
         fprintf(f, "| %s | %s | %s | %s |", r->op, r->shape, IMPL_NAME[r->impl],
-                study_dtype_name(r->dtype));
+                hx_dtype_name(r->dtype));
         for (size_t j = 0; j < first->npts; j++) {
             if (j >= r->npts) fprintf(f, " |");
             else if (r->pts[j].max_ulp == 0 && r->pts[j].max_abs == 0) fprintf(f, " = |");
@@ -86,7 +86,7 @@ void varying_list(FILE *f, const study *s, const char *family) {
         const series *r = &s->ser[i];
         if (strcmp(r->family, family) || r->distinct < 2) continue;
         fprintf(f, "%s%s %s %s %s (%d patterns, up to %.0f ulp)", any ? "; " : "", r->op,
-                r->shape, IMPL_NAME[r->impl], study_dtype_name(r->dtype), r->distinct, r->max_ulp);
+                r->shape, IMPL_NAME[r->impl], hx_dtype_name(r->dtype), r->distinct, r->max_ulp);
         any = 1;
     }
     if (!any) fprintf(f, "none");

@@ -6,13 +6,8 @@
 
 #include "study_tool.h"
 
-/* ---- Row reductions -------------------------------------------------------- */
-
-enum { R_RMSNORM, R_ADD_RMSNORM, R_LAYERNORM, R_SOFTMAX, R_LOG_SOFTMAX, R_ROW_SUM };
-
 typedef struct rows_case {
-    int rop;
-    const char *name;
+    hx_rows_op rop; /* named hx_rows_ops[rop].name */
     size_t cols;
     float scale;
     const char *what;
@@ -24,45 +19,24 @@ typedef struct rows_case {
  * 4096-wide row splits further on any device, a 152,064-wide vocabulary row
  * only where 8 * compute units > 149 (docs/schedules.md). */
 static const rows_case ROWS_CASES[] = {
-    {R_RMSNORM, "rmsnorm", 4096, 1.0f, "hidden size of Llama-2/3 7-8B"},
-    {R_RMSNORM, "rmsnorm", 14336, 1.0f, "Llama-3-8B MLP width"},
-    {R_ADD_RMSNORM, "add_rmsnorm", 4096, 1.0f, "residual add + norm, hidden 4096"},
-    {R_LAYERNORM, "layernorm", 4096, 1.0f, "hidden 4096"},
-    {R_SOFTMAX, "softmax", 152064, 8.0f, "Qwen2 vocabulary, logits in (-8, 8)"},
-    {R_LOG_SOFTMAX, "log_softmax", 152064, 8.0f, "Qwen2 vocabulary"},
-    {R_ROW_SUM, "row_sum", 14336, 1.0f, "f32 sum of a 14,336-wide row"},
+    {HX_RMSNORM, 4096, 1.0f, "hidden size of Llama-2/3 7-8B"},
+    {HX_RMSNORM, 14336, 1.0f, "Llama-3-8B MLP width"},
+    {HX_ADD_RMSNORM, 4096, 1.0f, "residual add + norm, hidden 4096"},
+    {HX_LAYERNORM, 4096, 1.0f, "hidden 4096"},
+    {HX_SOFTMAX, 152064, 8.0f, "Qwen2 vocabulary, logits in (-8, 8)"},
+    {HX_LOG_SOFTMAX, 152064, 8.0f, "Qwen2 vocabulary"},
+    {HX_ROW_SUM, 14336, 1.0f, "f32 sum of a 14,336-wide row"},
 };
 enum { NROWS_CASES = sizeof ROWS_CASES / sizeof ROWS_CASES[0] };
 
+/* Rows op c->rop over b rows of the batch (harness/op_rows.c). */
 static int rows_call(study *s, const op_case *c, impl_id impl, size_t b) {
     binv_context *ctx = impl == IMPL_ADAPTIVE ? s->adapt : s->inv;
-    cl_command_queue q = s->dev.queue;
     const size_t n = c->in_cols;
-    const float eps = 1e-5f;
-    binv_status st;
-    switch (c->rop) {
-    case R_RMSNORM:
-        st = binv_rmsnorm(ctx, q, c->dt, b, n, c->in, 0, n, c->w, 0, eps, c->out, 0, n, 0, NULL,
-                          NULL);
-        break;
-    case R_ADD_RMSNORM:
-        st = binv_add_rmsnorm(ctx, q, c->dt, b, n, c->in, 0, n, c->res, 0, n, c->w, 0, eps, c->out,
-                              0, n, 0, NULL, NULL);
-        break;
-    case R_LAYERNORM:
-        st = binv_layernorm(ctx, q, c->dt, b, n, c->in, 0, n, c->w, 0, c->w2, 0, eps, c->out, 0, n,
-                            0, NULL, NULL);
-        break;
-    case R_SOFTMAX:
-        st = binv_softmax(ctx, q, c->dt, b, n, c->in, 0, n, c->out, 0, n, 0, NULL, NULL);
-        break;
-    case R_LOG_SOFTMAX:
-        st = binv_log_softmax(ctx, q, c->dt, b, n, c->in, 0, n, c->out, 0, n, 0, NULL, NULL);
-        break;
-    default:
-        st = binv_row_sum(ctx, q, c->dt, b, n, c->in, 0, n, c->out, 0, 0, NULL, NULL);
-        break;
-    }
+    const hx_rows p = {.op = (hx_rows_op)c->rop, .dt = c->dt, .rows = b, .cols = n, .eps = 1e-5f,
+                       .x = c->in, .ldx = n, .r = c->res, .ldr = n, .w = c->w, .b = c->w2,
+                       .y = c->out, .ldy = n};
+    const binv_status st = hx_rows_binv(ctx, s->dev.queue, &p, NULL);
     if (st != BINV_SUCCESS) {
         fprintf(stderr, "error: %s: %s: %s\n", c->op, binv_status_string(st),
                 binv_context_last_error(ctx));
@@ -74,9 +48,9 @@ static int rows_call(study *s, const op_case *c, impl_id impl, size_t b) {
 /* chunk_width: the invariant width, or the one the adaptive rule gives. */
 static void rows_csv_row(FILE *f, const study *s, const op_case *c, impl_id impl, const point *p) {
     fprintf(f, "%s,%s,%s,%zu,%zu,%.9g,%.0f,%d,%.6f,%zu\n", c->op, IMPL_NAME[impl],
-            study_dtype_name(c->dt), p->batch, c->in_cols, p->max_abs, p->max_ulp,
+            hx_dtype_name(c->dt), p->batch, c->in_cols, p->max_abs, p->max_ulp,
             p->distinct_so_far, p->ms,
-            impl == IMPL_ADAPTIVE ? study_rows_adaptive_width(p->batch, c->in_cols, s->cus)
+            impl == IMPL_ADAPTIVE ? hx_rows_adaptive_width(p->batch, c->in_cols, s->cus)
                                   : binv_rows_chunk_size(c->dt, c->in_cols));
 }
 
@@ -109,40 +83,41 @@ int rows_run(study *s, const options *o, FILE *csv) {
     for (int i = 0; i < NROWS_CASES && !rc; i++) {
         const rows_case *rcase = &ROWS_CASES[i];
         const size_t cols = o->cols ? o->cols : rcase->cols;
-        size_t bs[MAX_BATCHES], nb = study_batch_sizes(rows_max(s, o, cols), bs, MAX_BATCHES);
+        size_t bs[MAX_BATCHES], nb = hx_batch_sizes(rows_max(s, o, cols), bs, MAX_BATCHES);
         const size_t bmax = bs[nb - 1];
         for (int d = 0; d < NDTYPES && !rc; d++) {
             const binv_dtype dt = DTYPES[d];
             if (!dtype_wanted(o, dt)) continue;
-            const size_t es = study_dtype_size(dt);
+            const size_t es = hx_dtype_size(dt);
             op_case c = {0};
             c.family = "rows";
-            snprintf(c.op, sizeof c.op, "%s", rcase->name);
+            snprintf(c.op, sizeof c.op, "%s", hx_rows_ops[rcase->rop].name);
             snprintf(c.shape, sizeof c.shape, "cols=%zu", cols);
             c.rop = rcase->rop;
             c.dt = dt;
-            c.out_dt = rcase->rop == R_ROW_SUM ? BINV_DTYPE_F32 : dt;
+            const int f32_out = hx_rows_ops[rcase->rop].f32_out;
+            c.out_dt = f32_out ? BINV_DTYPE_F32 : dt;
             c.in_cols = cols;
-            c.out_cols = rcase->rop == R_ROW_SUM ? 1 : cols;
+            c.out_cols = f32_out ? 1 : cols;
             c.scale = rcase->scale;
             c.call = rows_call;
             c.csv_row = rows_csv_row;
             unsigned char *h = malloc(bmax * cols * es);
             if (!h) return -1;
             c.in = buffer(s, bmax * cols * es, NULL);
-            c.out = buffer(s, bmax * c.out_cols * study_dtype_size(c.out_dt), NULL);
+            c.out = buffer(s, bmax * c.out_cols * hx_dtype_size(c.out_dt), NULL);
             if (!c.in || !c.out) rc = -1;
             /* Weights near 1 (norm gains), small biases; the residual stream
              * of add_rmsnorm is a batch input like x (its row 0 fixed). */
-            if (!rc && (c.rop == R_RMSNORM || c.rop == R_ADD_RMSNORM || c.rop == R_LAYERNORM)) {
+            if (!rc && (c.rop == HX_RMSNORM || c.rop == HX_ADD_RMSNORM || c.rop == HX_LAYERNORM)) {
                 fill(dt, h, cols, 11, 0.25f, 1.0f);
                 if (!(c.w = buffer(s, cols * es, h))) rc = -1;
             }
-            if (!rc && c.rop == R_LAYERNORM) {
+            if (!rc && c.rop == HX_LAYERNORM) {
                 fill(dt, h, cols, 12, 0.1f, 0.0f);
                 if (!(c.w2 = buffer(s, cols * es, h))) rc = -1;
             }
-            if (!rc && c.rop == R_ADD_RMSNORM) {
+            if (!rc && c.rop == HX_ADD_RMSNORM) {
                 fill(dt, h, cols, 13, 1.0f, 0.0f);
                 fill(dt, h + cols * es, (bmax - 1) * cols, 14, 1.0f, 0.0f);
                 if (!(c.res = buffer(s, bmax * cols * es, h))) rc = -1;
@@ -168,7 +143,7 @@ void rows_report(FILE *f, const study *s, const options *o) {
                "computed alone and as row 0 of batches of rows (the other rows hold other "
                "requests, different for every batch size). Widths: ");
     for (int i = 0; i < NROWS_CASES; i++)
-        fprintf(f, "%s%s %zu (%s)", i ? ", " : "", ROWS_CASES[i].name,
+        fprintf(f, "%s%s %zu (%s)", i ? ", " : "", hx_rows_ops[ROWS_CASES[i].rop].name,
                 o->cols ? o->cols : ROWS_CASES[i].cols, ROWS_CASES[i].what);
     fprintf(f, ". Outputs are compared in their dtype (row_sum: the f32 sum). Run-to-run: %d "
                "repeated calls at the largest batch.\n\n",
@@ -214,18 +189,18 @@ void rows_report(FILE *f, const study *s, const options *o) {
                 continue;
             }
             ninv++;
-            append(dts, sizeof dts, "%s%s", *dts ? ", " : "", study_dtype_name(q->dtype));
+            append(dts, sizeof dts, "%s%s", *dts ? ", " : "", hx_dtype_name(q->dtype));
         }
         size_t widths = 1;
         for (size_t j = 1; j < r->npts; j++)
-            widths += study_rows_adaptive_width(r->pts[j].batch, r->cols, s->cus) !=
-                      study_rows_adaptive_width(r->pts[j - 1].batch, r->cols, s->cus);
+            widths += hx_rows_adaptive_width(r->pts[j].batch, r->cols, s->cus) !=
+                      hx_rows_adaptive_width(r->pts[j - 1].batch, r->cols, s->cus);
         if (!ninv) continue;
         if (widths == 1)
             fprintf(f, "- %s %s: adaptive is batch-invariant on this device (%s) — the rule "
                        "gives %zu-value chunks for every row count here: the row alone has more "
                        "pieces than the %zu work-groups that fill the device.\n",
-                    r->op, r->shape, dts, study_rows_adaptive_width(1, r->cols, s->cus),
+                    r->op, r->shape, dts, hx_rows_adaptive_width(1, r->cols, s->cus),
                     8 * s->cus);
         else
             fprintf(f, "- %s %s: adaptive used %zu chunk widths over these row counts, yet row 0 "
@@ -244,7 +219,7 @@ void rows_report(FILE *f, const study *s, const options *o) {
 void rows_plot(FILE *g, const study *s, const options *o) {
     panel p[NROWS_CASES];
     for (int i = 0; i < NROWS_CASES; i++) {
-        p[i].op = ROWS_CASES[i].name;
+        p[i].op = hx_rows_ops[ROWS_CASES[i].rop].name;
         p[i].key5 = o->cols ? o->cols : ROWS_CASES[i].cols;
         snprintf(p[i].shape, sizeof p[i].shape, "cols=%zu", p[i].key5);
     }

@@ -8,8 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "cli.h"
-#include "study.h"
+#include "harness.h"
 
 typedef enum { IMPL_CLBLAST, IMPL_ADAPTIVE, IMPL_INVARIANT, IMPL_COUNT } impl_id;
 extern const char *const IMPL_NAME[IMPL_COUNT];
@@ -63,7 +62,7 @@ typedef struct atomic_method {
 enum { ATOMIC_METHODS = 3 };
 
 typedef struct study {
-    cli_device dev;
+    hx_device dev;
     size_t cus;
     binv_context *inv, *adapt;
     int tty;             /* progress lines on stderr */
@@ -92,7 +91,7 @@ typedef int (*call_fn)(study *s, const struct op_case *c, impl_id impl, size_t b
 typedef struct op_case {
     const char *family;
     char op[24], shape[40];
-    int rop;               /* rows family: which op */
+    int rop;               /* rows family: which op (hx_rows_op) */
     binv_dtype dt;         /* storage dtype of the batch input */
     binv_dtype out_dt;     /* dtype of the output (row_sum: f32) */
     size_t in_cols;        /* elements per request row */

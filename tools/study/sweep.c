@@ -11,7 +11,7 @@ const char *const IMPL_COLOR[IMPL_COUNT] = {"#808080", "#d62728", "#1f77b4"};
 const binv_dtype DTYPES[NDTYPES] = {BINV_DTYPE_F32, BINV_DTYPE_F16, BINV_DTYPE_BF16};
 
 int dtype_wanted(const options *o, binv_dtype dt) {
-    return !o->dtypes || strstr(o->dtypes, study_dtype_name(dt)) != NULL;
+    return !o->dtypes || strstr(o->dtypes, hx_dtype_name(dt)) != NULL;
 }
 
 /* Activations and weights of LLM-like scale: uniform in (-1, 1) times scale,
@@ -19,8 +19,8 @@ int dtype_wanted(const options *o, binv_dtype dt) {
 void fill(binv_dtype dt, void *dst, size_t count, uint64_t seed, float scale, float offset) {
     uint64_t s = seed;
     for (size_t i = 0; i < count; i++) {
-        float v = ((float)(study_rng_next(&s) >> 40) / 16777216.0f * 2.0f - 1.0f) * scale;
-        study_store(dt, dst, i, v + offset);
+        float v = ((float)(hx_rng_next(&s) >> 40) / 16777216.0f * 2.0f - 1.0f) * scale;
+        hx_store(dt, dst, i, v + offset);
     }
 }
 
@@ -85,7 +85,7 @@ void print_series_header(void) {
 
 void print_series(const series *r) {
     printf("  %-12s %-16s %-15s %-5s %8d %10.3g %8.0f %4s %9.3f %9.3f  %s\n", r->op, r->shape,
-           IMPL_NAME[r->impl], study_dtype_name(r->dtype), r->distinct, r->max_abs, r->max_ulp,
+           IMPL_NAME[r->impl], hx_dtype_name(r->dtype), r->distinct, r->max_abs, r->max_ulp,
            r->deterministic ? "yes" : "NO", r->pts[0].ms, r->pts[r->npts - 1].ms,
            bits_word(r->distinct));
     fflush(stdout);
@@ -93,12 +93,12 @@ void print_series(const series *r) {
 
 int sweep(study *s, const options *o, const op_case *c, impl_id impl, const size_t *bs,
           size_t nb, FILE *csv) {
-    const size_t es = study_dtype_size(c->dt), oes = study_dtype_size(c->out_dt);
+    const size_t es = hx_dtype_size(c->dt), oes = hx_dtype_size(c->out_dt);
     const size_t bmax = bs[nb - 1], in_bytes = bmax * c->in_cols * es;
     const size_t row_bytes = c->out_cols * oes, full_bytes = bmax * row_bytes;
     unsigned char *hin = malloc(in_bytes), *row0 = malloc(row_bytes), *ref = malloc(row_bytes);
     unsigned char *full = malloc(full_bytes), *again = malloc(full_bytes);
-    study_hashset seen = {0};
+    hx_hashset seen = {0};
     series *r = new_series(s);
     char what[128];
     int rc = -1;
@@ -114,7 +114,7 @@ int sweep(study *s, const options *o, const op_case *c, impl_id impl, const size
     r->dtype = c->dt;
     r->deterministic = 1;
     snprintf(what, sizeof what, "%s %s %s %s", c->op, c->shape, IMPL_NAME[impl],
-             study_dtype_name(c->dt));
+             hx_dtype_name(c->dt));
     const int reps = o->quick ? 2 : 5;
     cl_command_queue q = s->dev.queue;
     for (size_t bi = 0; bi < nb; bi++) {
@@ -134,11 +134,11 @@ int sweep(study *s, const options *o, const op_case *c, impl_id impl, const size
         if (c->prepare && c->prepare(s, c, b)) goto out;
         if (c->call(s, c, impl, b)) goto out; /* warm-up: builds the kernels */
         clFinish(q);
-        double t0 = study_now_s();
+        double t0 = hx_now_s();
         for (int i = 0; i < reps; i++)
             if (c->call(s, c, impl, b)) goto out;
         clFinish(q);
-        const double ms = (study_now_s() - t0) / reps * 1e3;
+        const double ms = (hx_now_s() - t0) / reps * 1e3;
         /* An op that writes its input (add_rmsnorm: x += residual) drifted
          * during the timing: measure on the original input. */
         if (c->pristine) {
@@ -150,8 +150,8 @@ int sweep(study *s, const options *o, const op_case *c, impl_id impl, const size
             goto out;
         }
         if (bi == 0) memcpy(ref, row0, row_bytes);
-        study_diff d = study_compare(c->out_dt, ref, row0, c->out_cols);
-        study_hashset_add(&seen, row0, row_bytes);
+        hx_diff d = hx_compare(c->out_dt, ref, row0, c->out_cols);
+        hx_hashset_add(&seen, row0, row_bytes);
         if (d.max_abs > r->max_abs) r->max_abs = d.max_abs;
         if (d.max_ulp > r->max_ulp) r->max_ulp = d.max_ulp;
         r->pts[r->npts++] = (point){b, d.max_abs, d.max_ulp, ms, seen.count};
@@ -181,7 +181,7 @@ out:
     if (rc && r) s->nser--; /* an incomplete sweep is not reported */
     if (!rc) print_series(r);
     s->done++;
-    study_hashset_free(&seen);
+    hx_hashset_free(&seen);
     free(hin); free(row0); free(ref); free(full); free(again);
     return rc;
 }
