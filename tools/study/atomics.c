@@ -63,12 +63,7 @@ static int atomic_once(study *s, const atomics_rig *a, int m, float *v) {
     binv_context *ctx = m == 1 ? s->inv : s->adapt;
     const hx_rows p = {.op = HX_ROW_SUM, .dt = BINV_DTYPE_F32, .rows = 1, .cols = a->n,
                        .x = a->x, .ldx = a->n, .y = a->out};
-    binv_status st = hx_rows_binv(ctx, q, &p, NULL);
-    if (st != BINV_SUCCESS) {
-        fprintf(stderr, "error: binv_row_sum: %s: %s\n", binv_status_string(st),
-                binv_context_last_error(ctx));
-        return -1;
-    }
+    if (binv_failed(ctx, hx_rows_binv(ctx, q, &p, NULL), "binv_row_sum")) return -1;
     clEnqueueReadBuffer(q, a->out, CL_TRUE, 0, sizeof *v, v, 0, NULL, NULL);
     return 0;
 }
@@ -163,7 +158,7 @@ out:
 }
 
 void atomics_report(FILE *f, const study *s, const options *o) {
-    (void)o;
+    const int ad = s->atom[0].distinct; /* the CAS sum's distinct results */
     fprintf(f, "## Run-to-run nondeterminism: float atomics\n\n"
                "A different effect from batch variance: the *same* call on the *same* input "
                "giving different bits from one run to the next. The usual way to sum into one "
@@ -194,7 +189,6 @@ void atomics_report(FILE *f, const study *s, const options *o) {
                 a->distinct > 1 ? "**" : "", (double)lo, (double)hi, (double)hi - (double)lo, err,
                 a->ms);
     }
-    const int ad = s->atom[0].distinct;
     fprintf(f, "\n**Measured on this device:** the atomic sum gave %d distinct result%s in %d "
                "runs%s; binv_row_sum gave %d (invariant) and %d (adaptive). ",
             ad, ad == 1 ? "" : "s", s->atom_repeats,

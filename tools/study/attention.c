@@ -80,12 +80,7 @@ static int attn_call(study *s, const op_case *c, impl_id impl, size_t b) {
     if (st == BINV_SUCCESS)
         st = binv_attention(ctx, s->dev.queue, &cache, a->batch[ci], a->heads,
                             1.0f / sqrtf((float)a->D), c->in, 0, ld, c->out, 0, ld, 0, NULL, NULL);
-    if (st != BINV_SUCCESS) {
-        fprintf(stderr, "error: attention: %s: %s\n", binv_status_string(st),
-                binv_context_last_error(ctx));
-        return -1;
-    }
-    return 0;
+    return binv_failed(ctx, st, "attention");
 }
 
 static void attn_csv_row(FILE *f, const study *s, const op_case *c, impl_id impl, const point *p) {
@@ -192,10 +187,13 @@ int attention_run(study *s, const options *o, FILE *csv) {
     size_t bs[MAX_BATCHES], nb = hx_batch_sizes(o->quick ? (gpu ? 64 : 16) : 128, bs, MAX_BATCHES);
     const size_t bmax = bs[nb - 1];
     a.max_pages = (a.L + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE;
-    a.pages = a.max_pages + (bmax - 1) * ((OTHER_MAX + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE);
+    a.pages =
+        a.max_pages + (bmax - 1) * ((OTHER_MAX + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE);
     s->total = s->done = 0;
     for (int d = 0; d < NDTYPES; d++) s->total += 4 * dtype_wanted(o, DTYPES[d]);
-    if (csv) fprintf(csv, "op,impl,dtype,seqs_or_chunk,ctx,max_abs_diff,max_ulp_diff,distinct_so_far,ms_per_call\n");
+    if (csv)
+        fprintf(csv, "op,impl,dtype,seqs_or_chunk,ctx,max_abs_diff,max_ulp_diff,distinct_so_far,"
+                     "ms_per_call\n");
     printf("\nAttention: sequence 0's token at position %zu decoded with 1..%zu sequences in the "
            "step; and computed in a one-shot, chunked or decode prefill (heads %zu / kv %zu, "
            "head_dim %zu, split size %zu keys)\n", a.L - 1, bmax, a.heads, a.kvh, a.D,
@@ -266,12 +264,10 @@ void attention_report(FILE *f, const study *s, const options *o) {
     fprintf(f, ". Invariant series with more than one pattern: %zu of %zu.\n\n",
             count_series(s, "attention", IMPL_INVARIANT, 1),
             count_series(s, "attention", IMPL_INVARIANT, 0));
-    fprintf(f, "Max ulp of the token's output against batch 1 / the one-shot prefill "
-               "(`=`: bit-identical):\n\n");
-    batch_matrix(f, s, "attention", "b", 0);
-    fprintf(f, "\nPer point: `attention.csv`. Plots: `attention_maxdiff.png`, "
-               "`attention_distinct.png`.\n\n![attention max diff](attention_maxdiff.png)\n"
-               "![attention distinct](attention_distinct.png)\n\n");
+    section_tail(f, s, "attention", "b", 0,
+                 "Max ulp of the token's output against batch 1 / the one-shot prefill",
+                 "Per point: `attention.csv`. Plots: `attention_maxdiff.png`, "
+                 "`attention_distinct.png`.");
 }
 
 void attention_plot(FILE *g, const study *s, const options *o) {

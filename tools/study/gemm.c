@@ -32,13 +32,8 @@ static int gemm_call(study *s, const op_case *c, impl_id impl, size_t m) {
         return 0;
     }
     binv_context *ctx = impl == IMPL_ADAPTIVE ? s->adapt : s->inv;
-    binv_status st = hx_gemm_binv(ctx, s->dev.queue, &g, c->in, 0, c->w, 0, c->out, 0, NULL);
-    if (st != BINV_SUCCESS) {
-        fprintf(stderr, "error: binv_gemm: %s: %s\n", binv_status_string(st),
-                binv_context_last_error(ctx));
-        return -1;
-    }
-    return 0;
+    return binv_failed(ctx, hx_gemm_binv(ctx, s->dev.queue, &g, c->in, 0, c->w, 0, c->out, 0, NULL),
+                       "binv_gemm");
 }
 
 static void gemm_csv_row(FILE *f, const study *s, const op_case *c, impl_id impl, const point *p) {
@@ -147,11 +142,9 @@ void gemm_report(FILE *f, const study *s, const options *o) {
                "that is what was measured, not an assumption. Large ulp counts come from outputs "
                "near 0 (sums that cancel), where one ulp is tiny: max |diff| gives the scale.\n\n",
             count_series(s, "gemm", IMPL_INVARIANT, 1), count_series(s, "gemm", IMPL_INVARIANT, 0));
-    fprintf(f, "Max ulp of row 0 against m = 1 (`=`: bit-identical):\n\n");
-    batch_matrix(f, s, "gemm", "m", 0);
-    fprintf(f, "\nPer batch size: `gemm.csv`. Plots: `gemm_maxdiff.png` (max |diff| against m), "
-               "`gemm_distinct.png` (distinct outputs per implementation).\n\n"
-               "![gemm max diff](gemm_maxdiff.png)\n![gemm distinct](gemm_distinct.png)\n\n");
+    section_tail(f, s, "gemm", "m", 0, "Max ulp of row 0 against m = 1",
+                 "Per batch size: `gemm.csv`. Plots: `gemm_maxdiff.png` (max |diff| against m), "
+                 "`gemm_distinct.png` (distinct outputs per implementation).");
 }
 
 void gemm_plot(FILE *g, const study *s, const options *o) {

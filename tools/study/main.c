@@ -57,26 +57,26 @@ static int family_wanted(const options *o, const family *fam) {
 
 /* ---- Command line -------------------------------------------------------------- */
 
+/* The usage (%s: the program's name). */
+static const char USAGE[] =
+    "usage: %s [--device gpu|cpu|P:D] [--list] [--quick] [--out DIR] [--repeats R]\n"
+    "          [--only gemm,rows,attention,atomics] [--dtypes f32,f16,bf16] [--verbose]\n"
+    "          [--max-batch N] [--n N] [--k K] [--router-n N]    (gemm)\n"
+    "          [--max-rows N] [--cols N]                          (rows)\n"
+    "          [--attn-ctx L]                                     (attention)\n"
+    "          [--llm-report FILE]     include binv-llm's --report section\n"
+    "          [--atomic-n N] [--atomic-repeats R]                (atomics)\n"
+    "Measures how much the same request's output changes with the batch it is in\n"
+    "(GEMM: CLBlast, libbinv adaptive, libbinv invariant; row reductions: libbinv\n"
+    "adaptive and invariant), and run-to-run nondeterminism of float atomics against\n"
+    "binv_row_sum.  --cols sets every row reduction's width (small test runs);\n"
+    "--router-n 0 leaves out the narrow GEMM.\n";
+
 /* --help: the usage on stdout, exit status 0; a bad command line: on stderr, 2. */
 static int usage_to(FILE *f, int status, const char *argv0) {
-    fprintf(f,
-            "usage: %s [--device gpu|cpu|P:D] [--list] [--quick] [--out DIR] [--repeats R]\n"
-            "          [--only gemm,rows,attention,atomics] [--dtypes f32,f16,bf16] [--verbose]\n"
-            "          [--max-batch N] [--n N] [--k K] [--router-n N]    (gemm)\n"
-            "          [--max-rows N] [--cols N]                          (rows)\n"
-            "          [--attn-ctx L]                                     (attention)\n"
-            "          [--llm-report FILE]     include binv-llm's --report section\n"
-            "          [--atomic-n N] [--atomic-repeats R]                (atomics)\n"
-            "Measures how much the same request's output changes with the batch it is in\n"
-            "(GEMM: CLBlast, libbinv adaptive, libbinv invariant; row reductions: libbinv\n"
-            "adaptive and invariant), and run-to-run nondeterminism of float atomics against\n"
-            "binv_row_sum.  --cols sets every row reduction's width (small test runs);\n"
-            "--router-n 0 leaves out the narrow GEMM.\n",
-            argv0);
+    fprintf(f, USAGE, argv0);
     return status;
 }
-
-static int usage(const char *argv0) { return usage_to(stderr, 2, argv0); }
 
 static int parse(int argc, char **argv, options *o) {
     *o = (options){0};
@@ -119,8 +119,9 @@ static int parse(int argc, char **argv, options *o) {
 int main(int argc, char **argv) {
     options o;
     for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage_to(stdout, 0, argv[0]);
-    if (parse(argc, argv, &o)) return usage(argv[0]);
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return usage_to(stdout, 0, argv[0]);
+    if (parse(argc, argv, &o)) return usage_to(stderr, 2, argv[0]);
     if (o.list) {
         hx_device_list(stdout);
         return 0;

@@ -79,6 +79,14 @@ void batch_matrix(FILE *f, const study *s, const char *family, const char *batch
     }
 }
 
+void section_tail(FILE *f, const study *s, const char *family, const char *batch, int with_width,
+                  const char *caption, const char *files) {
+    fprintf(f, "%s (`=`: bit-identical):\n\n", caption);
+    batch_matrix(f, s, family, batch, with_width);
+    fprintf(f, "\n%s\n\n![%s max diff](%s_maxdiff.png)\n![%s distinct](%s_distinct.png)\n\n", files,
+            family, family, family, family);
+}
+
 /* Lists the series whose row 0 took more than one bit pattern. */
 void varying_list(FILE *f, const study *s, const char *family) {
     int any = 0;

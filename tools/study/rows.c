@@ -36,13 +36,7 @@ static int rows_call(study *s, const op_case *c, impl_id impl, size_t b) {
     const hx_rows p = {.op = (hx_rows_op)c->rop, .dt = c->dt, .rows = b, .cols = n, .eps = 1e-5f,
                        .x = c->in, .ldx = n, .r = c->res, .ldr = n, .w = c->w, .b = c->w2,
                        .y = c->out, .ldy = n};
-    const binv_status st = hx_rows_binv(ctx, s->dev.queue, &p, NULL);
-    if (st != BINV_SUCCESS) {
-        fprintf(stderr, "error: %s: %s: %s\n", c->op, binv_status_string(st),
-                binv_context_last_error(ctx));
-        return -1;
-    }
-    return 0;
+    return binv_failed(ctx, hx_rows_binv(ctx, s->dev.queue, &p, NULL), c->op);
 }
 
 /* chunk_width: the invariant width, or the one the adaptive rule gives. */
@@ -209,11 +203,9 @@ void rows_report(FILE *f, const study *s, const options *o) {
                        "invariant).\n",
                     r->op, r->shape, widths, dts, nvar ? " (other dtypes varied)" : "");
     }
-    fprintf(f, "\nMax ulp of row 0 against rows = 1 (`=`: bit-identical):\n\n");
-    batch_matrix(f, s, "rows", "rows", 1);
-    fprintf(f, "\nPer batch size: `rows.csv` (chunk_width: the invariant width, or the adaptive "
-               "rule's). Plots: `rows_maxdiff.png`, `rows_distinct.png`.\n\n"
-               "![rows max diff](rows_maxdiff.png)\n![rows distinct](rows_distinct.png)\n\n");
+    section_tail(f, s, "rows", "rows", 1, "\nMax ulp of row 0 against rows = 1",
+                 "Per batch size: `rows.csv` (chunk_width: the invariant width, or the adaptive "
+                 "rule's). Plots: `rows_maxdiff.png`, `rows_distinct.png`.");
 }
 
 void rows_plot(FILE *g, const study *s, const options *o) {

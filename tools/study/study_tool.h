@@ -114,6 +114,9 @@ int sweep(study *s, const options *o, const op_case *c, impl_id impl, const size
           FILE *csv);
 
 int dtype_wanted(const options *o, binv_dtype dt);
+/* 0 when st is BINV_SUCCESS; otherwise -1 after the line "error: what:
+ * status: the context's message" on stderr. */
+int binv_failed(binv_context *ctx, binv_status st, const char *what);
 /* Activations and weights of LLM-like scale: uniform in (-1, 1) times scale,
  * plus offset, stored in the dtype (round to nearest even). */
 void fill(binv_dtype dt, void *dst, size_t count, uint64_t seed, float scale, float offset);
@@ -179,6 +182,11 @@ void summary_table(FILE *f, const study *s, const char *family, const char *batc
  * bits are identical); with_width adds the adaptive rule's chunk widths. */
 void batch_matrix(FILE *f, const study *s, const char *family, const char *batch,
                   int with_width);
+/* The end of a batch family's section: the caption, its batch_matrix, the
+ * note on its CSV and plots (files), and the two plots
+ * (<family>_maxdiff.png, <family>_distinct.png). */
+void section_tail(FILE *f, const study *s, const char *family, const char *batch, int with_width,
+                  const char *caption, const char *files);
 /* Lists the series whose row 0 took more than one bit pattern. */
 void varying_list(FILE *f, const study *s, const char *family);
 /* report.md: the summary over the families that ran (ran[i]), then each

@@ -24,6 +24,13 @@ void fill(binv_dtype dt, void *dst, size_t count, uint64_t seed, float scale, fl
     }
 }
 
+int binv_failed(binv_context *ctx, binv_status st, const char *what) {
+    if (st == BINV_SUCCESS) return 0;
+    fprintf(stderr, "error: %s: %s: %s\n", what, binv_status_string(st),
+            binv_context_last_error(ctx));
+    return -1;
+}
+
 /* Appends to a bounded string (truncates silently: labels only). */
 void append(char *buf, size_t cap, const char *fmt, ...) {
     size_t len = strlen(buf);
