@@ -9,6 +9,9 @@
  *  - rows:    the same for the row reductions (rmsnorm, add_rmsnorm,
  *             layernorm, softmax, log_softmax, row_sum) over row counts, for
  *             libbinv adaptive and invariant;
+ *  - attention: sequence 0's last prompt token decoded in steps of 1..N
+ *             sequences, and computed in one-shot, chunked and decode
+ *             prefills, for libbinv adaptive and invariant;
  *  - atomics: run-to-run nondeterminism, which is a different thing: a float
  *             sum by atomic compare-and-swap (a kernel of atomics.c, not of
  *             the library) run R times on the same input, against
@@ -28,10 +31,7 @@
 /* ---- Op families --------------------------------------------------------------
  * Each family measures into the study (run, which writes its CSV), then
  * writes its report section and its plots; main() runs the families in this
- * order and the summary table covers them all.
- *
- * Attention (attention_run): split-KV count from the batch (adaptive) vs
- * fixed 256-key chunks (invariant), over decode batches and prefill chunking. */
+ * order and the summary table covers them all. */
 
 const family FAMILIES[NFAMILIES] = {
     {"gemm", "GEMM", gemm_run, gemm_report, gemm_plot, NULL},

@@ -144,7 +144,7 @@ typedef struct family {
     const char *pending; /* why run is NULL */
 } family;
 
-enum { NFAMILIES = 4 };
+enum { NFAMILIES = 4 }; /* the entries of FAMILIES (main.c) */
 extern const family FAMILIES[NFAMILIES];
 
 int gemm_run(study *s, const options *o, FILE *csv);
