@@ -278,41 +278,37 @@ size_t llm_engine_free_pages(const llm_engine *e) { return e->nfree; }
         }                                                                                    \
     } while (0)
 
-int llm_engine_step(llm_engine *e, const llm_work *w, int nwork, float *logits) {
-    const llm_config *c = &e->cfg;
-    const size_t d = (size_t)c->dim, h = (size_t)c->hidden_dim, kv = (size_t)llm_kv_dim(c),
-                 V = (size_t)c->vocab_size, hs = (size_t)llm_head_size(c);
-    const size_t qkvw = d + 2 * kv;
-    const binv_dtype dt = e->dt;
-    binv_kv_batch *batch = NULL;
-    int layer = -1;
+/* Checks a step's work against the slots, their reservations and the
+ * vocabulary.  Returns the step's token count, or 0 with a message. */
+static size_t step_check(llm_engine *e, const llm_work *w, int nwork, const float *logits) {
+    const size_t V = (size_t)e->cfg.vocab_size;
     if (nwork < 1 || nwork > e->max_slots) {
         seterr(e, "step: %d sequences (1..%d)", nwork, e->max_slots);
-        return -1;
+        return 0;
     }
     size_t T = 0;
     for (int i = 0; i < nwork; i++) {
         const llm_work *x = &w[i];
         if (x->slot < 0 || x->slot >= e->max_slots || !e->active[x->slot]) {
             seterr(e, "step: work %d: slot %d is not active", i, x->slot);
-            return -1;
+            return 0;
         }
         for (int j = 0; j < i; j++)
             if (w[j].slot == x->slot) {
                 seterr(e, "step: slot %d appears twice", x->slot);
-                return -1;
+                return 0;
             }
         if (x->n < 1 || x->pos0 != e->len[x->slot] ||
             x->pos0 + x->n > e->reserved[x->slot] * BINV_KV_PAGE_SIZE || x->pos0 + x->n > e->max_len) {
             seterr(e, "step: work %d (slot %d): positions %d..%d, sequence length %d, reserved %d",
                    i, x->slot, x->pos0, x->pos0 + x->n - 1, e->len[x->slot],
                    e->reserved[x->slot] * BINV_KV_PAGE_SIZE);
-            return -1;
+            return 0;
         }
         for (int t = 0; t < x->n; t++)
             if (x->tokens[t] < 0 || (size_t)x->tokens[t] >= V) {
                 seterr(e, "step: token id %d out of the vocabulary (%zu)", x->tokens[t], V);
-                return -1;
+                return 0;
             }
         T += (size_t)x->n;
     }
@@ -320,13 +316,18 @@ int llm_engine_step(llm_engine *e, const llm_work *w, int nwork, float *logits) 
     for (int i = 0; i < nwork; i++) nwant += w[i].want_logits != 0;
     if (nwant && !logits) {
         seterr(e, "step: %d rows of logits wanted but no output array", nwant);
-        return -1;
+        return 0;
     }
     if (T > (size_t)e->max_tokens) {
         seterr(e, "step: %zu tokens, more than max_tokens = %d", T, e->max_tokens);
-        return -1;
+        return 0;
     }
-    /* Pages for the new positions, from the shuffled free list. */
+    return T;
+}
+
+/* Pages for the new positions, from the shuffled free list, and the step's
+ * metadata (query and context lengths, page tables) in work order. */
+static int step_pages(llm_engine *e, const llm_work *w, int nwork) {
     for (int i = 0; i < nwork; i++) {
         const int s = w[i].slot;
         const size_t need = ((size_t)(w[i].pos0 + w[i].n) + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE;
@@ -344,27 +345,20 @@ int llm_engine_step(llm_engine *e, const llm_work *w, int nwork, float *logits) 
         memcpy(e->pt + (size_t)i * e->max_pages, e->pages + (size_t)w[i].slot * e->max_pages,
                e->max_pages * sizeof(cl_uint));
     }
-    CALL("binv_kv_batch_create",
-         binv_kv_batch_create(e->ctx, e->q, e->num_pages, (size_t)nwork, e->q_lens, e->ctx_lens,
-                              e->pt, e->max_pages, &batch));
-    if (binv_kv_batch_tokens(batch) != T) {
-        seterr(e, "binv_kv_batch_tokens = %zu, expected %zu", binv_kv_batch_tokens(batch), T);
-        goto fail;
-    }
-    /* Embedding rows. */
-    {
-        size_t r = 0;
-        for (int i = 0; i < nwork; i++)
-            for (int t = 0; t < w[i].n; t++, r++)
-                memcpy(e->stage + r * d * e->es, e->emb + (size_t)w[i].tokens[t] * d * e->es,
-                       d * e->es);
-        CLCALL("clEnqueueWriteBuffer(x)",
-               clEnqueueWriteBuffer(e->q, e->x, CL_FALSE, 0, T * d * e->es, e->stage, 0, NULL,
-                                    NULL));
-    }
+    return 0;
+}
+
+/* The transformer layers over the step's T token rows (residual stream in
+ * e->x; the last layer's output waits in e->tmp for the final norm). */
+static int step_layers(llm_engine *e, binv_kv_batch *batch, size_t T) {
+    const llm_config *c = &e->cfg;
+    const size_t d = (size_t)c->dim, h = (size_t)c->hidden_dim, kv = (size_t)llm_kv_dim(c),
+                 hs = (size_t)llm_head_size(c);
+    const size_t qkvw = d + 2 * kv;
+    const binv_dtype dt = e->dt;
     const cl_mem pos = binv_kv_batch_positions(batch);
     const float eps = 1e-5f, scale = (float)(1.0 / sqrt((double)hs)), theta = 10000.0f;
-    for (layer = 0; layer < c->n_layers; layer++) {
+    for (int layer = 0; layer < c->n_layers; layer++) {
         const size_t l = (size_t)layer;
         const binv_kv_cache cache = {dt, e->num_pages, (size_t)c->n_kv_heads, hs, e->kpool[l],
                                      e->vpool[l]};
@@ -404,9 +398,19 @@ int llm_engine_step(llm_engine *e, const llm_work *w, int nwork, float *logits) 
                                         1.0f, e->act, 0, h, e->w2[l], 0, h, 0.0f, e->tmp, 0, d,
                                         0, NULL, NULL));
     }
-    layer = -1;
-    /* Final norm and classifier for the rows that need logits: runs of
-     * consecutive such rows go through one call each. */
+    return 0;
+fail:
+    return -1;
+}
+
+/* Final norm and classifier for the rows that need logits (runs of
+ * consecutive such rows go through one call each), read back as f32. */
+static int step_logits(llm_engine *e, const llm_work *w, int nwork, float *logits) {
+    const llm_config *c = &e->cfg;
+    const size_t d = (size_t)c->dim, V = (size_t)c->vocab_size;
+    const binv_dtype dt = e->dt;
+    const float eps = 1e-5f;
+    const int layer = -1; /* for CALL's message */
     size_t S = 0;
     {
         size_t r = 0, run_row = 0, run_len = 0;
@@ -439,6 +443,33 @@ int llm_engine_step(llm_engine *e, const llm_work *w, int nwork, float *logits) 
     } else {
         CLCALL("clFinish", clFinish(e->q));
     }
+    return 0;
+fail:
+    return -1;
+}
+
+int llm_engine_step(llm_engine *e, const llm_work *w, int nwork, float *logits) {
+    const size_t d = (size_t)e->cfg.dim;
+    binv_kv_batch *batch = NULL;
+    const int layer = -1; /* for CALL's message */
+    const size_t T = step_check(e, w, nwork, logits);
+    if (!T || step_pages(e, w, nwork)) return -1;
+    CALL("binv_kv_batch_create",
+         binv_kv_batch_create(e->ctx, e->q, e->num_pages, (size_t)nwork, e->q_lens, e->ctx_lens,
+                              e->pt, e->max_pages, &batch));
+    if (binv_kv_batch_tokens(batch) != T) {
+        seterr(e, "binv_kv_batch_tokens = %zu, expected %zu", binv_kv_batch_tokens(batch), T);
+        goto fail;
+    }
+    /* Embedding rows. */
+    size_t r = 0;
+    for (int i = 0; i < nwork; i++)
+        for (int t = 0; t < w[i].n; t++, r++)
+            memcpy(e->stage + r * d * e->es, e->emb + (size_t)w[i].tokens[t] * d * e->es,
+                   d * e->es);
+    CLCALL("clEnqueueWriteBuffer(x)",
+           clEnqueueWriteBuffer(e->q, e->x, CL_FALSE, 0, T * d * e->es, e->stage, 0, NULL, NULL));
+    if (step_layers(e, batch, T) || step_logits(e, w, nwork, logits)) goto fail;
     for (int i = 0; i < nwork; i++) e->len[w[i].slot] += w[i].n;
     binv_kv_batch_destroy(batch);
     return 0;

@@ -48,33 +48,147 @@ void llm_serve_result_free(llm_serve_result *r) {
     memset(r, 0, sizeof *r);
 }
 
+/* The serving loop's state: the requests, the running set, the free slots
+ * and one step's work (work_req[i]: the request of work[i]). */
+typedef struct server {
+    const llm_backend *b;
+    const llm_serve_opts *o;
+    llm_serve_result *res;
+    req *rq;
+    int *running, *free_slots, *dec, *work_req;
+    llm_work *work;
+    float *logits;
+    void *swork;
+    int nfree, nrun, next, ndone;
+    long step;
+    uint64_t srng; /* the schedule's: budgets and the order within a step */
+} server;
+
+/* Admits arrived requests while slots and pages last. */
+static int admit(server *sv, char *err, size_t errlen) {
+    const llm_backend *b = sv->b;
+    const int N = sv->o->n_requests, P = sv->o->prompt_len, G = sv->o->gen_tokens;
+    while (sv->next < N && sv->rq[sv->next].arrival <= sv->step && sv->nfree > 0) {
+        const int slot = sv->free_slots[sv->nfree - 1];
+        if (b->seq_begin(b->self, slot, P + G - 1) != 0) {
+            if (sv->nrun == 0)
+                return fail(err, errlen, "serve: a single request does not fit: %s",
+                            b->error(b->self));
+            break;
+        }
+        sv->nfree--;
+        sv->rq[sv->next].slot = slot;
+        sv->running[sv->nrun++] = sv->next++;
+    }
+    return 0;
+}
+
+/* One step's work under a random token budget: decode tokens first, then
+ * prompt chunks, in a shuffled order.  Returns the number of sequences. */
+static int compose(server *sv) {
+    const llm_serve_opts *o = sv->o;
+    const int P = o->prompt_len;
+    const int bmin = o->budget_min < 1 ? 1 : o->budget_min;
+    const int bmax = o->budget_max < bmin ? bmin : o->budget_max;
+    req *rq = sv->rq;
+    llm_work *work = sv->work;
+    int *work_req = sv->work_req;
+    int budget = bmin + (int)(hx_rng_next(&sv->srng) % (uint64_t)(bmax - bmin + 1));
+    int nw = 0, ndec = 0;
+    for (int i = 0; i < sv->nrun; i++)
+        if (rq[sv->running[i]].prefilled == P) sv->dec[ndec++] = sv->running[i];
+    /* Decode tokens first, from a rotating start, so that no request
+     * waits for long when the budget is short. */
+    for (int j = 0; j < ndec && budget > 0; j++) {
+        const int i = sv->dec[(int)((sv->step + j) % ndec)];
+        req *r = &rq[i];
+        work[nw] = (llm_work){r->slot, P + r->ngen - 1, 1, &r->last_tok, 1};
+        work_req[nw++] = i;
+        budget--;
+    }
+    /* Then prompt chunks, in admission order. */
+    for (int k = 0; k < sv->nrun && budget > 0; k++) {
+        req *r = &rq[sv->running[k]];
+        if (r->prefilled == P) continue;
+        int n = P - r->prefilled;
+        if (n > o->chunk) n = o->chunk;
+        if (n > budget) n = budget;
+        work[nw] = (llm_work){r->slot, r->prefilled, n, o->prompt + r->prefilled,
+                              r->prefilled + n == P};
+        work_req[nw++] = sv->running[k];
+        budget -= n;
+    }
+    /* Shuffle the order of the sequences in the step. */
+    for (int i = nw; i > 1; i--) {
+        const int j = (int)(hx_rng_next(&sv->srng) % (uint64_t)i);
+        const llm_work tw = work[i - 1];
+        work[i - 1] = work[j], work[j] = tw;
+        const int tr = work_req[i - 1];
+        work_req[i - 1] = work_req[j], work_req[j] = tr;
+    }
+    return nw;
+}
+
+/* After a step: prefill progress, the sampled tokens and logit hashes, and
+ * the requests that finished give their slots back. */
+static void take_outputs(server *sv, int nw) {
+    const llm_serve_opts *o = sv->o;
+    const int P = o->prompt_len, G = o->gen_tokens;
+    int row = 0;
+    for (int i = 0; i < nw; i++) {
+        const llm_work *wk = &sv->work[i];
+        req *r = &sv->rq[sv->work_req[i]];
+        if (wk->pos0 < P) r->prefilled += wk->n;
+        if (!wk->want_logits) continue;
+        const float *lg = sv->logits + (size_t)row++ * (size_t)o->vocab;
+        r->hash = fnv(r->hash, lg, (size_t)o->vocab * sizeof(float));
+        const int tok = llm_sample(&o->sampler, lg, o->vocab, r->seed,
+                                   (uint64_t)(wk->pos0 + wk->n), sv->swork);
+        if (o->on_sample) o->on_sample(o->user, sv->work_req[i], r->ngen, lg, tok);
+        sv->res->tokens[(size_t)sv->work_req[i] * G + r->ngen++] = tok;
+        r->last_tok = tok;
+        if (r->ngen == G) {
+            r->done = 1;
+            sv->ndone++;
+            sv->b->seq_end(sv->b->self, r->slot);
+            sv->free_slots[sv->nfree++] = r->slot;
+            r->slot = -1;
+        }
+    }
+    int k = 0;
+    for (int i = 0; i < sv->nrun; i++)
+        if (!sv->rq[sv->running[i]].done) sv->running[k++] = sv->running[i];
+    sv->nrun = k;
+}
+
 int llm_serve(const llm_backend *b, const llm_serve_opts *o, llm_serve_result *res, char *err,
               size_t errlen) {
     memset(res, 0, sizeof *res);
     const int N = o->n_requests, P = o->prompt_len, G = o->gen_tokens, B = o->max_batch;
     if (N < 1 || P < 1 || G < 1 || B < 1 || o->chunk < 1 || o->vocab < 1)
         return fail(err, errlen, "serve: requests, prompt, tokens, max batch, chunk must be >= 1");
-    const int bmin = o->budget_min < 1 ? 1 : o->budget_min;
-    const int bmax = o->budget_max < bmin ? bmin : o->budget_max;
-    req *rq = calloc((size_t)N, sizeof *rq);
-    int *running = malloc((size_t)B * sizeof(int)), *free_slots = malloc((size_t)B * sizeof(int));
-    int *dec = malloc((size_t)B * sizeof(int));
-    llm_work *work = malloc((size_t)B * sizeof *work);
-    int *work_req = malloc((size_t)B * sizeof(int));
-    float *logits = malloc((size_t)B * (size_t)o->vocab * sizeof(float));
-    void *swork = malloc(llm_sample_work_bytes(o->vocab));
+    server sv = {.b = b, .o = o, .res = res, .nfree = B};
+    req *rq = sv.rq = calloc((size_t)N, sizeof *rq);
+    sv.running = malloc((size_t)B * sizeof(int));
+    sv.free_slots = malloc((size_t)B * sizeof(int));
+    sv.dec = malloc((size_t)B * sizeof(int));
+    sv.work = malloc((size_t)B * sizeof *sv.work);
+    sv.work_req = malloc((size_t)B * sizeof(int));
+    sv.logits = malloc((size_t)B * (size_t)o->vocab * sizeof(float));
+    sv.swork = malloc(llm_sample_work_bytes(o->vocab));
     res->tokens = malloc((size_t)N * (size_t)G * sizeof(int));
     res->logit_hash = malloc((size_t)N * sizeof(uint64_t));
     hx_hashset shapes = {0};
     int rc = -1;
-    if (!rq || !running || !dec || !free_slots || !work || !work_req || !logits || !swork ||
-        !res->tokens || !res->logit_hash) {
+    if (!rq || !sv.running || !sv.dec || !sv.free_slots || !sv.work || !sv.work_req ||
+        !sv.logits || !sv.swork || !res->tokens || !res->logit_hash) {
         fail(err, errlen, "serve: out of host memory");
         goto out;
     }
     res->n_requests = N, res->gen_tokens = G;
     /* Arrival schedule: gaps uniform in [0, 2 * arrival_gap]. */
-    uint64_t arng = o->seed ^ 0xa5a5a5a5deadbeefull, srng = o->seed * 0x9e3779b97f4a7c15ull + 7;
+    uint64_t arng = o->seed ^ 0xa5a5a5a5deadbeefull;
+    sv.srng = o->seed * 0x9e3779b97f4a7c15ull + 7;
     long t = 0;
     for (int i = 0; i < N; i++) {
         if (i) t += (long)floor(uniform01(&arng) * 2.0 * o->arrival_gap + 0.5);
@@ -83,101 +197,30 @@ int llm_serve(const llm_backend *b, const llm_serve_opts *o, llm_serve_result *r
         rq[i].hash = 0xcbf29ce484222325ull;
         rq[i].seed = o->sample_seed + (o->per_request_seed ? (uint64_t)i : 0);
     }
-    for (int s = 0; s < B; s++) free_slots[s] = B - 1 - s;
-    int nfree = B, nrun = 0, next = 0, ndone = 0;
-    long step = 0;
+    for (int s = 0; s < B; s++) sv.free_slots[s] = B - 1 - s;
     const double t0 = hx_now_s();
-    while (ndone < N) {
-        /* Admit arrived requests while slots and pages last. */
-        while (next < N && rq[next].arrival <= step && nfree > 0) {
-            const int slot = free_slots[nfree - 1];
-            if (b->seq_begin(b->self, slot, P + G - 1) != 0) {
-                if (nrun == 0) {
-                    fail(err, errlen, "serve: a single request does not fit: %s",
-                         b->error(b->self));
-                    goto out;
-                }
-                break;
-            }
-            nfree--;
-            rq[next].slot = slot;
-            running[nrun++] = next++;
-        }
-        if (nrun == 0) { /* idle until the next arrival */
-            step = rq[next].arrival;
+    while (sv.ndone < N) {
+        if (admit(&sv, err, errlen)) goto out;
+        if (sv.nrun == 0) { /* idle until the next arrival */
+            sv.step = rq[sv.next].arrival;
             continue;
         }
-        int budget = bmin + (int)(hx_rng_next(&srng) % (uint64_t)(bmax - bmin + 1));
-        int nw = 0, ndec = 0;
-        for (int i = 0; i < nrun; i++)
-            if (rq[running[i]].prefilled == P) dec[ndec++] = running[i];
-        /* Decode tokens first, from a rotating start, so that no request
-         * waits for long when the budget is short. */
-        for (int j = 0; j < ndec && budget > 0; j++) {
-            const int i = dec[(int)((step + j) % ndec)];
-            req *r = &rq[i];
-            work[nw] = (llm_work){r->slot, P + r->ngen - 1, 1, &r->last_tok, 1};
-            work_req[nw++] = i;
-            budget--;
-        }
-        /* Then prompt chunks, in admission order. */
-        for (int k = 0; k < nrun && budget > 0; k++) {
-            req *r = &rq[running[k]];
-            if (r->prefilled == P) continue;
-            int n = P - r->prefilled;
-            if (n > o->chunk) n = o->chunk;
-            if (n > budget) n = budget;
-            work[nw] = (llm_work){r->slot, r->prefilled, n, o->prompt + r->prefilled,
-                                  r->prefilled + n == P};
-            work_req[nw++] = running[k];
-            budget -= n;
-        }
-        /* Shuffle the order of the sequences in the step. */
-        for (int i = nw; i > 1; i--) {
-            const int j = (int)(hx_rng_next(&srng) % (uint64_t)i);
-            const llm_work tw = work[i - 1];
-            work[i - 1] = work[j], work[j] = tw;
-            const int tr = work_req[i - 1];
-            work_req[i - 1] = work_req[j], work_req[j] = tr;
-        }
+        const int nw = compose(&sv);
         int shape[512], ns = 0, tokens = 0;
         for (int i = 0; i < nw; i++) {
-            if (ns < 512) shape[ns++] = work[i].n;
-            tokens += work[i].n;
+            if (ns < 512) shape[ns++] = sv.work[i].n;
+            tokens += sv.work[i].n;
         }
         hx_hashset_add(&shapes, shape, (size_t)ns * sizeof(int));
-        if (b->step(b->self, work, nw, logits) != 0) {
-            fail(err, errlen, "serve: step %ld: %s", step, b->error(b->self));
+        if (b->step(b->self, sv.work, nw, sv.logits) != 0) {
+            fail(err, errlen, "serve: step %ld: %s", sv.step, b->error(b->self));
             goto out;
         }
         res->tokens_processed += tokens;
         if (tokens > res->max_step_tokens) res->max_step_tokens = tokens;
         if (nw > res->max_step_seqs) res->max_step_seqs = nw;
-        int row = 0;
-        for (int i = 0; i < nw; i++) {
-            req *r = &rq[work_req[i]];
-            if (work[i].pos0 < P) r->prefilled += work[i].n;
-            if (!work[i].want_logits) continue;
-            const float *lg = logits + (size_t)row++ * (size_t)o->vocab;
-            r->hash = fnv(r->hash, lg, (size_t)o->vocab * sizeof(float));
-            const int tok = llm_sample(&o->sampler, lg, o->vocab, r->seed,
-                                       (uint64_t)(work[i].pos0 + work[i].n), swork);
-            if (o->on_sample) o->on_sample(o->user, work_req[i], r->ngen, lg, tok);
-            res->tokens[(size_t)work_req[i] * G + r->ngen++] = tok;
-            r->last_tok = tok;
-            if (r->ngen == G) {
-                r->done = 1;
-                ndone++;
-                b->seq_end(b->self, r->slot);
-                free_slots[nfree++] = r->slot;
-                r->slot = -1;
-            }
-        }
-        int k = 0;
-        for (int i = 0; i < nrun; i++)
-            if (!rq[running[i]].done) running[k++] = running[i];
-        nrun = k;
-        step++;
+        take_outputs(&sv, nw);
+        sv.step++;
         res->steps++;
     }
     res->seconds = hx_now_s() - t0;
@@ -191,8 +234,8 @@ out:
         llm_serve_result_free(res);
     }
     hx_hashset_free(&shapes);
-    free(rq), free(running), free(dec), free(free_slots), free(work), free(work_req), free(logits);
-    free(swork);
+    free(rq), free(sv.running), free(sv.dec), free(sv.free_slots), free(sv.work);
+    free(sv.work_req), free(sv.logits), free(sv.swork);
     return rc;
 }
 

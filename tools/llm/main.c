@@ -336,6 +336,27 @@ out:
     return rc;
 }
 
+/* One schedule's row of the results table: markdown for the report, aligned
+ * columns for stdout. */
+static void result_row(FILE *f, const sched_result *r, int markdown) {
+    const llm_serve_result *s = &r->res;
+    const llm_divergence *d = &r->div;
+    char fd[32];
+    divergence_label(r, fd, sizeof fd);
+    const double gen = (double)s->n_requests * s->gen_tokens / s->seconds;
+    const double all = (double)s->tokens_processed / s->seconds;
+    if (markdown)
+        fprintf(f, "| %s | %d | %d | %d | %d / %d | %s | %.3g | %.3g | %ld | %ld | %.1f | %.1f |\n",
+                r->name, d->distinct_completions, d->modal_count, d->distinct_logit_streams,
+                d->differing_requests, s->n_requests, fd, r->max_dlogit, r->min_margin, s->steps,
+                s->distinct_compositions, gen, all);
+    else
+        fprintf(f, "%-10s %8d %9d %7d %8d %11d %17s %10.3g %7ld %7ld %10.1f %10.1f\n", r->name,
+                s->n_requests, d->distinct_completions, d->modal_count, d->distinct_logit_streams,
+                d->differing_requests, fd, r->max_dlogit, s->steps, s->distinct_compositions, gen,
+                all);
+}
+
 static void print_tokens(FILE *f, const int *t, int n) {
     for (int i = 0; i < n; i++) fprintf(f, "%s%d", i ? "," : "", t[i]);
 }
@@ -373,25 +394,37 @@ static void write_report(const options *o, const llm_model *m, const hx_device *
                "requests ≠ alone | first divergence (token) | max \\|Δlogit\\| | smallest margin "
                "alone | steps | batch shapes | generated tok/s | processed tok/s |\n"
                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    for (int i = 0; i < nr; i++) {
-        if (!r[i].ran) continue;
-        const llm_serve_result *s = &r[i].res;
-        char fd[32];
-        divergence_label(&r[i], fd, sizeof fd);
-        fprintf(f, "| %s | %d | %d | %d | %d / %d | %s | %.3g | %.3g | %ld | %ld | %.1f | %.1f |\n",
-                r[i].name, r[i].div.distinct_completions, r[i].div.modal_count,
-                r[i].div.distinct_logit_streams,
-                r[i].div.differing_requests, s->n_requests, fd, r[i].max_dlogit,
-                r[i].min_margin, s->steps,
-                s->distinct_compositions, (double)s->n_requests * s->gen_tokens / s->seconds,
-                (double)s->tokens_processed / s->seconds);
-    }
+    for (int i = 0; i < nr; i++)
+        if (r[i].ran) result_row(f, &r[i], 1);
     fprintf(f, "\n\"Alone\": the same request served by itself with the same schedule. A logit "
                "stream is the bits of every logits row a request sampled from. Max |Δlogit|: "
                "largest difference from the alone run's logits while the tokens still agree; "
                "smallest margin: the alone run's smallest gap between its two largest logits "
                "(a perturbation must exceed it to flip a greedy token).\n");
     fclose(f);
+}
+
+/* The table of both schedules on stdout, and each one's completion alone. */
+static void print_summary(const options *o, const sched_result *r, int nr) {
+    printf("\n%-10s %8s %9s %7s %8s %11s %17s %10s %7s %7s %10s %10s\n", "schedule",
+           "requests", "distinct", "most", "logit", "differ from", "first divergence", "max",
+           "steps", "shapes", "gen tok/s", "all tok/s");
+    printf("%-10s %8s %9s %7s %8s %11s %17s %10s %7s %7s %10s %10s\n", "", "",
+           "outputs", "common", "streams", "alone", "(token index)", "|dlogit|", "", "", "",
+           "");
+    for (int i = 0; i < nr; i++)
+        if (r[i].ran) result_row(stdout, &r[i], 0);
+    for (int i = 0; i < nr; i++)
+        if (r[i].ran) {
+            printf("%s, alone (smallest top-2 logit margin %.3g): ", r[i].name,
+                   r[i].min_margin);
+            print_tokens(stdout, r[i].solo, o->tokens < 40 ? o->tokens : 40);
+            printf("%s\n", o->tokens > 40 ? ",..." : "");
+        }
+    if (r[0].ran && r[1].ran) {
+        const int same = !memcmp(r[0].solo, r[1].solo, (size_t)o->tokens * sizeof(int));
+        printf("alone, adaptive %s invariant\n", same ? "==" : "!=");
+    }
 }
 
 int main(int argc, char **argv) {
@@ -460,36 +493,7 @@ int main(int argc, char **argv) {
     if (!rc && o.run_adaptive && run_schedule(&dev, &m, &o, BINV_SCHEDULE_ADAPTIVE, &r[0])) rc = 1;
     if (!rc && o.run_invariant && run_schedule(&dev, &m, &o, BINV_SCHEDULE_INVARIANT, &r[1])) rc = 1;
     if (!rc) {
-        printf("\n%-10s %8s %9s %7s %8s %11s %17s %10s %7s %7s %10s %10s\n", "schedule",
-               "requests", "distinct", "most", "logit", "differ from", "first divergence", "max",
-               "steps", "shapes", "gen tok/s", "all tok/s");
-        printf("%-10s %8s %9s %7s %8s %11s %17s %10s %7s %7s %10s %10s\n", "", "",
-               "outputs", "common", "streams", "alone", "(token index)", "|dlogit|", "", "", "",
-               "");
-        for (int i = 0; i < 2; i++) {
-            if (!r[i].ran) continue;
-            const llm_serve_result *s = &r[i].res;
-            char fd[32];
-            divergence_label(&r[i], fd, sizeof fd);
-            printf("%-10s %8d %9d %7d %8d %11d %17s %10.3g %7ld %7ld %10.1f %10.1f\n", r[i].name,
-                   s->n_requests, r[i].div.distinct_completions, r[i].div.modal_count,
-                   r[i].div.distinct_logit_streams,
-                   r[i].div.differing_requests, fd, r[i].max_dlogit, s->steps,
-                   s->distinct_compositions,
-                   (double)s->n_requests * s->gen_tokens / s->seconds,
-                   (double)s->tokens_processed / s->seconds);
-        }
-        for (int i = 0; i < 2; i++)
-            if (r[i].ran) {
-                printf("%s, alone (smallest top-2 logit margin %.3g): ", r[i].name,
-                       r[i].min_margin);
-                print_tokens(stdout, r[i].solo, o.tokens < 40 ? o.tokens : 40);
-                printf("%s\n", o.tokens > 40 ? ",..." : "");
-            }
-        if (r[0].ran && r[1].ran) {
-            const int same = !memcmp(r[0].solo, r[1].solo, (size_t)o.tokens * sizeof(int));
-            printf("alone, adaptive %s invariant\n", same ? "==" : "!=");
-        }
+        print_summary(&o, r, 2);
         if (o.report) {
             write_report(&o, &m, &dev, r, 2);
             printf("report section: %s\n", o.report);
