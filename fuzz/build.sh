@@ -32,7 +32,7 @@ cmake -DOUT="$out/binv_kernels.c" "-DFILES=${cl_files#;}" -P "$root/cmake/embed_
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer $SAN -DCL_TARGET_OPENCL_VERSION=120 -D_POSIX_C_SOURCE=200809L -I$root/include -I$root/src"
 LIBSRC="$root/src/context.c $root/src/program.c $root/src/program_cache.c $root/src/sha256.c
-  $root/src/util.c $root/src/gemm.c $root/src/rows.c $root/src/attention.c $root/src/activation.c
+  $root/src/tuning.c $root/src/util.c $root/src/gemm.c $root/src/rows.c $root/src/attention.c $root/src/activation.c
   $out/binv_kernels.c"
 
 # fuzz_api: the public API's arguments (fuzz/fuzz_api.c).

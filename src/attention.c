@@ -478,10 +478,9 @@ static attn_shape pick_shape(const binv_context *ctx, size_t group, size_t d, cl
     if (s.tb < 1) s.tb = 1;
     if ((size_t)s.wg > ctx->info.max_work_group_size) s.wg = (int)ctx->info.max_work_group_size;
     /* Tuning override (bits never depend on it): BINV_ATTN_SHAPE=gb,tb,j,wg. */
-    const char *env = getenv("BINV_ATTN_SHAPE");
-    attn_shape e;
-    if (env && sscanf(env, "%d,%d,%d,%d", &e.gb, &e.tb, &e.j, &e.wg) == 4 && e.gb >= 1 &&
-        group % (size_t)e.gb == 0 && e.tb >= 1 && e.j >= 1 && e.wg >= 1 &&
+    attn_shape e = {ctx->tuning.attn_shape.gb, ctx->tuning.attn_shape.tb,
+                    ctx->tuning.attn_shape.j, ctx->tuning.attn_shape.wg};
+    if (ctx->tuning.attn_shape.set && group % (size_t)e.gb == 0 &&
         (size_t)e.wg <= ctx->info.max_work_group_size && local_bytes(&e, d) <= ctx->info.local_mem_size) {
         if (max_q == 1) e.tb = 1;
         return e;
@@ -633,8 +632,8 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
         split_chunks = nsplit == 1 || per >= max_chunks ? ATTN_FUSED_SPLIT : (cl_uint)per;
     } else {
         int split = groups < want && max_chunks > 1;
-        if (ctx->attn_path == 1) split = 0;
-        if (ctx->attn_path == 2) split = 1;
+        if (ctx->tuning.attn_path == 1) split = 0;
+        if (ctx->tuning.attn_path == 2) split = 1;
         split_chunks = split ? 1 : ATTN_FUSED_SPLIT;
     }
     char defines[128];

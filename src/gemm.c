@@ -76,34 +76,31 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
         g = (gemm_config){32, 32, 16, 4, 4, 0, 64, 8, 32, 64, 8, 2, 8};
         if (dtype != BINV_DTYPE_F32) g.sk = 64; /* same bytes per staged row */
     }
-    /* BINV_GEMM_SKINNY="SN,SMR,SK" overrides the skinny shape (tuning). */
-    const char *sk = getenv("BINV_GEMM_SKINNY");
-    unsigned sn, smr, skk;
-    if (sk && sscanf(sk, "%u,%u,%u", &sn, &smr, &skk) == 3 && sn >= 32 && sn <= 1024 &&
-        smr >= 1 && smr <= 32 && skk >= 8 && skk % 8 == 0 && BINV_GEMM_KC_MIN % skk == 0 &&
-        sn <= ctx->info.max_work_group_size &&
-        skinny_local(sn, smr, skk) <= ctx->info.local_mem_size) {
-        g.sn = sn; g.smr = smr; g.sk = skk;
+    /* Overrides (tuning; src/tuning.c checked their syntax and ranges), where
+     * they fit the device. */
+    const binv_tuning *tu = &ctx->tuning;
+    if (tu->gemm_skinny.set && BINV_GEMM_KC_MIN % tu->gemm_skinny.sk == 0 &&
+        tu->gemm_skinny.sn <= ctx->info.max_work_group_size &&
+        skinny_local(tu->gemm_skinny.sn, tu->gemm_skinny.smr, tu->gemm_skinny.sk) <=
+            ctx->info.local_mem_size) {
+        g.sn = tu->gemm_skinny.sn; g.smr = tu->gemm_skinny.smr; g.sk = tu->gemm_skinny.sk;
     }
-    const char *t = getenv("BINV_GEMM_TILE");
-    unsigned bm, bn, bk, rm, rn;
-    if (t && sscanf(t, "%u,%u,%u,%u,%u", &bm, &bn, &bk, &rm, &rn) == 5 && rm && rn && bk &&
-        rm % 4 == 0 && rn % 4 == 0 && bm % rm == 0 && bn % rn == 0 &&
-        (size_t)(bm / rm) * (bn / rn) <= ctx->info.max_work_group_size &&
-        (size_t)2 * bk * (bm + bn + 8) * 4 <= ctx->info.local_mem_size) {
-        g.bm = bm; g.bn = bn; g.bk = bk; g.rm = rm; g.rn = rn;
+    if (tu->gemm_tile.set) {
+        const unsigned bm = tu->gemm_tile.bm, bn = tu->gemm_tile.bn, bk = tu->gemm_tile.bk,
+                       rm = tu->gemm_tile.rm, rn = tu->gemm_tile.rn;
+        if ((size_t)(bm / rm) * (bn / rn) <= ctx->info.max_work_group_size &&
+            (size_t)2 * bk * (bm + bn + 8) * 4 <= ctx->info.local_mem_size) {
+            g.bm = bm; g.bn = bn; g.bk = bk; g.rm = rm; g.rn = rn;
+        }
     }
-    /* BINV_GEMM_TGLOB=0|1 overrides where gemm_tiled keeps its running total. */
-    const char *tg = getenv("BINV_GEMM_TGLOB");
-    if (tg && (!strcmp(tg, "0") || !strcmp(tg, "1"))) g.tglob = tg[0] == '1';
-    /* BINV_GEMM_STREAM="TN,TR,NC[,TV]" overrides the stream shape (tuning). */
-    const char *sv = getenv("BINV_GEMM_STREAM");
-    unsigned tn, tr, nc, tv = g.tv;
-    if (sv && sscanf(sv, "%u,%u,%u,%u", &tn, &tr, &nc, &tv) >= 3 && nc >= 1 && nc <= 16 &&
-        tn <= 1024 && tn >= 8 * nc && tn % (8 * nc) == 0 && tr >= 1 && tr <= 32 && tv >= 1 &&
-        tv <= 32 && tn / nc <= ctx->info.max_work_group_size &&
-        stream_local(tn, tr, tv, vw) <= ctx->info.local_mem_size) {
-        g.tn = tn; g.tr = tr; g.nc = nc; g.tv = tv;
+    if (tu->gemm_tglob >= 0) g.tglob = (unsigned)tu->gemm_tglob;
+    if (tu->gemm_stream.set) {
+        const unsigned tn = tu->gemm_stream.tn, tr = tu->gemm_stream.tr, nc = tu->gemm_stream.nc,
+                       tv = tu->gemm_stream.has_tv ? tu->gemm_stream.tv : g.tv;
+        if (tn / nc <= ctx->info.max_work_group_size &&
+            stream_local(tn, tr, tv, vw) <= ctx->info.local_mem_size) {
+            g.tn = tn; g.tr = tr; g.nc = nc; g.tv = tv;
+        }
     }
     /* Fall back to smaller tiles on devices with small work-groups. */
     while ((size_t)(g.bm / g.rm) * (g.bn / g.rn) > ctx->info.max_work_group_size && g.bm > 32) {
@@ -131,11 +128,7 @@ static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
  * split-K runs on gemm_tiled.  64: on the H100 gemm_stream beat split-K
  * gemm_tiled by 1.5-1.8x at m = 48 and 64, and tied at 128.
  * BINV_GEMM_SMALL_M overrides (tuning). */
-static size_t small_m_limit(void) {
-    const char *e = getenv("BINV_GEMM_SMALL_M");
-    long v = e ? strtol(e, NULL, 10) : 0;
-    return v > 0 && v <= 1024 ? (size_t)v : 64;
-}
+static size_t small_m_limit(const binv_context *ctx) { return ctx->tuning.gemm_small_m; }
 
 typedef struct gemm_args {
     binv_dtype dtype;
@@ -236,10 +229,9 @@ static binv_status launch_tiled(binv_context *ctx, cl_command_queue q, cl_progra
      * cross a chunk end and its copy plan divides the tiles.
      * BINV_GEMM_NT=0 keeps gemm_tiled (tuning, tests). */
     const size_t nt = lws[0] * lws[1], tnv = g->bk / vw;
-    const char *e = getenv("BINV_GEMM_NT");
     const int lean = mode == 0 && vec == 3u && k % vw == 0 && kc % g->bk == 0 && tnv &&
                      nt % tnv == 0 && g->bm % (nt / tnv) == 0 && g->bn % (nt / tnv) == 0 &&
-                     !(e && !strcmp(e, "0"));
+                     !ctx->tuning.gemm_no_nt;
     return binv_kernel_launch(ctx, q, prog, lean ? "gemm_tiled_nt" : "gemm_tiled", 21, sizes,
                               vals, 3, gws, lws, nwait, wait, ev);
 }
@@ -295,12 +287,7 @@ static size_t chunk_for_call(const binv_context *ctx, const gemm_config *g, cons
 
 /* Largest m for gemm_native_stream (BINV_NATIVE_SMALL_M overrides, 0 = never;
  * above 64 the kernel would need more than 4 m16 tiles). */
-static size_t native_small_m(void) {
-    const char *e = getenv("BINV_NATIVE_SMALL_M");
-    char *end = NULL;
-    long v = e ? strtol(e, &end, 10) : -1;
-    return e && end != e && *end == '\0' && v >= 0 && v <= 64 ? (size_t)v : 64;
-}
+static size_t native_small_m(const binv_context *ctx) { return ctx->tuning.native_small_m; }
 
 /* gemm_native_stream's shape for m <= 64 (cl/gemm_native.cl): SWP warps per
  * work-group (8 SWP rows of W each), SST pipeline stages of SKS k-columns
@@ -322,11 +309,10 @@ static int native_stream_shape(const binv_context *ctx, size_t n, unsigned arows
     *swp = pairs ? 2 : 4;
     *sst = 4;
     *sks = pairs ? 256 : 128;
-    const char *e = getenv("BINV_NATIVE_STREAM");
-    unsigned a1, a2, a3;
-    if (e && sscanf(e, "%u,%u,%u", &a1, &a2, &a3) == 3 && (a1 == 1 || a1 == 2 || a1 == 4) &&
-        a2 >= 2 && a2 <= 16 && a3 >= 64 && a3 <= 512 && a3 % 32 == 0) {
-        *swp = a1; *sst = a2; *sks = a3;
+    if (ctx->tuning.native_stream.set) {
+        *swp = ctx->tuning.native_stream.swp;
+        *sst = ctx->tuning.native_stream.sst;
+        *sks = ctx->tuning.native_stream.sks;
     }
     while ((size_t)*sst * (arows + 8 * *swp) * *sks * 2 > ctx->info.local_mem_size) {
         if (*sst > 3) (*sst)--;
@@ -358,8 +344,7 @@ static binv_status native_wg_program(binv_context *ctx, binv_dtype dtype, int ro
                                      size_t tile[2], size_t *groups, cl_program *prog,
                                      int *use) {
     *use = 0;
-    const char *e = getenv("BINV_NATIVE_WGMMA");
-    if (ctx->nv_cc != 90 || (e && !strcmp(e, "0"))) return BINV_SUCCESS;
+    if (ctx->nv_cc != 90 || ctx->tuning.native_no_wgmma) return BINV_SUCCESS;
     pthread_mutex_lock(&ctx->lock);
     const int refused = ctx->no_wgmma;
     pthread_mutex_unlock(&ctx->lock);
@@ -367,30 +352,22 @@ static binv_status native_wg_program(binv_context *ctx, binv_dtype dtype, int ro
     static const unsigned shapes[3][8] = {
         {32, 1, 2, 3, 128, 0, 2, 0}, {32, 1, 1, 3, 128, 0, 4, 0}, {32, 1, 1, 6, 64, 0, 4, 0}};
     const size_t cus = ctx->info.compute_units ? ctx->info.compute_units : 1;
-    unsigned v[8], u[8] = {0};
+    unsigned v[8];
     for (int i = 0; i < 3; i++) {
         memcpy(v, shapes[i], sizeof v);
         if (ceil_div(m, 64 * v[1] * v[2]) * ceil_div(n, v[4]) >= cus) break;
     }
-    const char *sh = getenv("BINV_NATIVE_WG");
-    /* The copy plan (cl/gemm_native.cl, wg_copy) needs its row stride,
-     * 128 WNW / (WKS / 8), to divide both tiles' rows; WWM x WN <= 256
-     * accumulators per work-item. */
-    if (sh && sscanf(sh, "%u,%u,%u,%u,%u,%u,%u,%u", &u[0], &u[1], &u[2], &u[3], &u[4], &u[5],
-                     &u[6], &u[7]) >= 7 &&
-        (u[0] == 16 || u[0] == 32 || u[0] == 64) && (u[1] == 1 || u[1] == 2) &&
-        (u[2] == 1 || u[2] == 2) && u[3] >= 2 + u[5] && u[3] <= 8 &&
-        (u[4] == 64 || u[4] == 128 || u[4] == 256) && u[2] * u[4] <= 256 && u[5] <= 1 &&
-        u[6] >= 1 && u[6] <= 32 && (64 * u[1] * u[2]) % (128 * u[1] / (u[0] / 8)) == 0 &&
-        u[4] % (128 * u[1] / (u[0] / 8)) == 0 &&
-        (size_t)128 * u[1] <= ctx->info.max_work_group_size &&
+    /* BINV_NATIVE_WG (src/tuning.c checked the shape itself), where it fits
+     * the device. */
+    const unsigned *u = ctx->tuning.native_wg.v;
+    if (ctx->tuning.native_wg.set && (size_t)128 * u[1] <= ctx->info.max_work_group_size &&
         (size_t)u[3] * (64 * u[1] * u[2] + u[4]) * u[0] * 2 <= ctx->info.local_mem_size)
         memcpy(v, u, sizeof v);
     snprintf(defines, dsize, "-DBINV_DTYPE=%d -DNVEC=%d -DWKS=%u -DWNW=%u "
              "-DWWM=%u -DWST=%u -DWN=%u -DWGW=%u", (int)dtype, rows16, v[0], v[1], v[2], v[3],
              v[4], v[5]);
     binv_status st = binv_program_get(ctx, "gemm_native_wg", binv_cl_gemm_native, defines, prog);
-    if (st == BINV_ERROR_BUILD_FAILED && !sh) {
+    if (st == BINV_ERROR_BUILD_FAILED && !ctx->tuning.native_wg_given) {
         /* the driver refused the sm_90a program: mma.sync from now on */
         binv_debug(ctx, "gemm native: no sm_90a program (%s); mma.sync from now on",
                    binv_context_last_error(ctx));
@@ -437,7 +414,7 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
     unsigned swp, sst, sks;
     int stream = 0, use_wg = 0;
     const int sa8 = m <= 8; /* gemm_native_stream keeps 8 rows of A, not 16 */
-    if (m <= native_small_m() && rows16 &&
+    if (m <= native_small_m(ctx) && rows16 &&
         native_stream_shape(ctx, n, sa8 ? 8 : 16 * smt, &swp, &sst, &sks)) {
         snprintf(defines, sizeof defines,
                  "-DBINV_DTYPE=%d -DSMT=%u -DSA8=%d -DSWP=%u -DSST=%u -DSKS=%u", (int)dtype, smt,
@@ -466,8 +443,7 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
          * shared address of a __local pointer); else 32-bit local loads.
          * Either way the same mma sequence, so the same bits.
          * BINV_NATIVE_LDM=0 forces the plain loads (tests compare the two). */
-        const char *env = getenv("BINV_NATIVE_LDM");
-        int ldm = !(env && !strcmp(env, "0"));
+        int ldm = !ctx->tuning.native_no_ldm;
         /* Warp layout and local layout (BINV_NATIVE_SHAPE="NJ,WGM,WGN,SWZ"
          * for tuning; the mma sequence per output, so the bits, is the same
          * for every shape).  Default: 2 x 2 warps of 64 x 64 (128 x 128
@@ -475,11 +451,9 @@ static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv
          * against 229 for 2 x 4 warps of 64 x 32 with padded rows and 243 for
          * 128 x 256 tiles (docs/performance.md, probe-10). */
         unsigned nj = 8, wgm = 2, wgn = 2, swz = 1;
-        const char *sh = getenv("BINV_NATIVE_SHAPE");
-        unsigned a1, a2, a3, a4 = 0;
-        if (sh && sscanf(sh, "%u,%u,%u,%u", &a1, &a2, &a3, &a4) >= 3 && a1 >= 2 && a1 <= 8 &&
-            a1 % 2 == 0 && a2 >= 1 && a2 <= 4 && a1 % a2 == 0 && a3 >= 1 && 8 % a3 == 0 &&
-            a4 <= 1 && (size_t)32 * a2 * a3 <= ctx->info.max_work_group_size &&
+        const unsigned a1 = ctx->tuning.native_shape.nj, a2 = ctx->tuning.native_shape.wgm,
+                       a3 = ctx->tuning.native_shape.wgn, a4 = ctx->tuning.native_shape.swz;
+        if (ctx->tuning.native_shape.set && (size_t)32 * a2 * a3 <= ctx->info.max_work_group_size &&
             (size_t)2 * (64 * a2 + 8 * a1 * a3) * (a4 ? 64 : 80) <= ctx->info.local_mem_size) {
             nj = a1; wgm = a2; wgn = a3; swz = a4;
         }
@@ -558,7 +532,7 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     /* Which kernels run: a choice of speed only, every path computes the
      * same schedule.  Split along the chunk boundaries when the C tiles alone
      * cannot fill the device. */
-    binv_gemm_path path = ctx->gemm_path;
+    binv_gemm_path path = ctx->tuning.gemm_path;
     /* gemm_stream reads the weights as 16-byte vectors: B K-contiguous, its
      * offset, row stride, k and the chunk length multiples of the vector
      * width (so every vector is whole, inside one chunk and 16-byte aligned:
@@ -572,7 +546,7 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     if (path == BINV_GEMM_PATH_AUTO) {
         size_t tiles = ceil_div(m, g.bm) * ceil_div(n, g.bn);
         if (nchunks > 1 && tiles < 2 * (size_t)ctx->info.compute_units)
-            path = m > small_m_limit() ? BINV_GEMM_PATH_SPLITK
+            path = m > small_m_limit(ctx) ? BINV_GEMM_PATH_SPLITK
                    : stream_ok && (ctx->info.type & CL_DEVICE_TYPE_GPU) ? BINV_GEMM_PATH_STREAM
                                                                         : BINV_GEMM_PATH_SKINNY;
         else

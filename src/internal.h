@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "binv/binv.h"
+#include "tuning.h"
 
 #define BINV_MSG_MAX 4096
 
@@ -74,10 +75,6 @@ typedef struct binv_device_info {
     cl_device_type type;
 } binv_device_info;
 
-/* Forced GEMM path for tests (BINV_GEMM_PATH=skinny|splitk|tiled|stream). */
-typedef enum { BINV_GEMM_PATH_AUTO = 0, BINV_GEMM_PATH_SKINNY, BINV_GEMM_PATH_SPLITK,
-               BINV_GEMM_PATH_TILED, BINV_GEMM_PATH_STREAM } binv_gemm_path;
-
 /* RoPE frequency tables, one per (theta, head_dim), built on first use. */
 typedef struct binv_rope_table {
     float theta;
@@ -93,12 +90,9 @@ struct binv_context {
     binv_schedule schedule;
     char *cache_dir;
     binv_device_info info;
-    int debug;
-    binv_gemm_path gemm_path;
+    binv_tuning tuning; /* the BINV_* knobs, parsed once at creation (src/tuning.c) */
     int gemm_fuse; /* split-K combined in the same launch (tests: BINV_GEMM_FUSE=0 -> 2 launches) */
     int fence;     /* device-wide fence for that combine: 0 none, 1 mem_fence (CPU), 2 PTX membar.gl */
-    int rows_path; /* tests: BINV_ROWS_PATH = fused (1) | split (2); 0 automatic */
-    int attn_path; /* tests: BINV_ATTN_PATH = fused (1) | split (2); 0 automatic */
     int hw_divsqrt;   /* CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT: -cl-fp32-correctly-rounded-divide-sqrt */
     int soft_divsqrt; /* kernels use cl/common.cl's binv_div/binv_sqrt (-DBINV_SOFT_DIVSQRT=1):
                          devices without hw_divsqrt, or BINV_SOFT_DIVSQRT=1 (tests) */
@@ -115,6 +109,14 @@ struct binv_context {
     binv_workspace *workspaces;
     binv_rope_table *rope_tables;
 };
+
+/* context.c ------------------------------------------------------------ */
+/* binv_context_create with the knobs given instead of read from the
+ * environment (NULL: read it).  Tests force paths with it:
+ * binv_tuning_from_env, then binv_tuning_set. */
+binv_status binv_context_create_tuned(cl_context context, cl_device_id device,
+                                      const binv_options *options, const binv_tuning *tuning,
+                                      binv_context **out);
 
 /* util.c --------------------------------------------------------------- */
 binv_status binv_set_error(binv_context *ctx, binv_status status, const char *fmt, ...)

@@ -187,14 +187,14 @@ binv_status binv_program_get(binv_context *ctx, const char *family, const char *
     /* BINV_EXTRA_DEFINES: extra -D options for tuning experiments (e.g.
      * -DBINV_NO_UNROLL); they only change code generation, never the
      * arithmetic, and are part of the cache key like every option. */
-    const char *extra = getenv("BINV_EXTRA_DEFINES");
+    const char *extra = ctx->tuning.extra_defines;
     /* Correctly rounded / and sqrt: the driver's where the device has them,
      * else (or with BINV_SOFT_DIVSQRT=1) cl/common.cl's binv_div/binv_sqrt
      * through BINV_DIV/BINV_SQRT.  The options are part of both cache keys. */
     int n = snprintf(options, sizeof options, "%s%s%s %s %s", BINV_BUILD_OPTIONS_BASE,
                      ctx->hw_divsqrt ? BINV_BUILD_OPTIONS_CR : "",
                      ctx->soft_divsqrt ? BINV_BUILD_OPTIONS_SOFT : "", defines ? defines : "",
-                     extra ? extra : "");
+                     extra);
     BINV_RETURN_ERROR_ON(n < 0 || (size_t)n >= sizeof options, ctx, BINV_ERROR_INVALID_ARGUMENT,
                          "internal: build options too long");
     char key[1200];

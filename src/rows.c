@@ -200,8 +200,8 @@ static binv_status rows_run(binv_context *ctx, cl_command_queue queue, rows_call
     /* Split a row across work-groups when the rows alone cannot fill the
      * device (who computes what only: the chunk values are the same). */
     int split = nchunks > ROWS_G && c->rows < 2 * (size_t)ctx->info.compute_units;
-    if (ctx->rows_path == 1) split = 0;
-    if (ctx->rows_path == 2) split = 1;
+    if (ctx->tuning.rows_path == 1) split = 0;
+    if (ctx->tuning.rows_path == 2) split = 1;
     /* Rows of at most 32 chunks of <= 1024 values: the fused kernel keeps the
      * row in registers, one chunk per 32-item group (G = chunks rounded up to
      * a power of two, within the device's work-group limit). */

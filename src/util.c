@@ -29,7 +29,7 @@ binv_status binv_set_error(binv_context *ctx, binv_status status, const char *fm
         va_start(ap, fmt);
         vsnprintf(s->msg, sizeof s->msg, fmt, ap);
         va_end(ap);
-        if (ctx->debug) fprintf(stderr, "binv: error %d (%s): %s\n", status,
+        if (ctx->tuning.debug) fprintf(stderr, "binv: error %d (%s): %s\n", status,
                                 binv_status_string(status), s->msg);
     }
     pthread_mutex_unlock(&ctx->lock);
@@ -44,7 +44,7 @@ void binv_clear_error(binv_context *ctx) {
 }
 
 void binv_debug(const binv_context *ctx, const char *fmt, ...) {
-    if (!ctx || !ctx->debug) return;
+    if (!ctx || !ctx->tuning.debug) return;
     va_list ap;
     va_start(ap, fmt);
     fputs("binv: ", stderr);

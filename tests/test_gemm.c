@@ -625,17 +625,22 @@ static void test_tiled_variants(void **state) {
     static const char *const vars[][2] = {{"BINV_GEMM_NT", "0"},
                                           {"BINV_GEMM_TILE", "64,128,16,8,8"},
                                           {"BINV_GEMM_TGLOB", "1"}};
+    enum { NV = sizeof vars / sizeof *vars };
     static const binv_dtype dts[] = {BINV_DTYPE_F32, BINV_DTYPE_BF16};
+    binv_context *tuned[NV];
+    for (size_t v = 0; v < NV; v++) {
+        const char *const knobs[2][2] = {{"BINV_GEMM_PATH", "tiled"}, {vars[v][0], vars[v][1]}};
+        tuned[v] = test_ctx_tuned(env, BINV_SCHEDULE_INVARIANT, BINV_PATH_PORTABLE, 2, knobs);
+        assert_non_null(tuned[v]);
+    }
     for (size_t d = 0; d < sizeof dts / sizeof *dts; d++) {
         problem p;
         problem_init_pad(&p, dts[d], BINV_NO_TRANS, BINV_TRANS, 150, 200, 1000, 4242 + d, 0);
         const size_t bytes = p.m * p.ldc * test_dtype_size(p.dtype);
         unsigned char *ref = run_rows(env, env->forced[2], &p, 0, p.m, 0, 1.0f, 0.0f);
         check_accuracy(&p, ref, 1.0f, 0.0f, "tiled");
-        for (size_t v = 0; v < sizeof vars / sizeof *vars; v++) {
-            setenv(vars[v][0], vars[v][1], 1);
-            unsigned char *out = run_rows(env, env->forced[2], &p, 0, p.m, 0, 1.0f, 0.0f);
-            unsetenv(vars[v][0]);
+        for (size_t v = 0; v < NV; v++) {
+            unsigned char *out = run_rows(env, tuned[v], &p, 0, p.m, 0, 1.0f, 0.0f);
             if (memcmp(out, ref, bytes))
                 fail_msg("%s tiled: %s=%s changed the bits", test_dtype_name(p.dtype), vars[v][0],
                          vars[v][1]);
@@ -644,6 +649,7 @@ static void test_tiled_variants(void **state) {
         free(ref);
         problem_free(&p);
     }
+    for (size_t v = 0; v < NV; v++) binv_context_destroy(tuned[v]);
 }
 
 static void test_gemm_native(void **state) {
@@ -666,6 +672,23 @@ static void test_gemm_native(void **state) {
         problem_free(&p);
         binv_context_destroy(nat);
         return;
+    }
+    /* Other shapes of the large-m kernel (on compute capability 9.0 the
+     * wgmma kernel; elsewhere the knob is ignored): 128 x 128 and 64 x 128
+     * tiles, and 256-wide tiles, with so few persistent work-groups that
+     * each walks several tiles.  Same bits. */
+    static const char *const shapes[][2] = {
+        {"BINV_NATIVE_WG", "32,1,2,3,128,0,2,2"}, {"BINV_NATIVE_WG", "32,1,1,3,128,0,4,3"},
+        {"BINV_NATIVE_WG", "32,2,1,2,256,0,1,1"}, {"BINV_NATIVE_WG", "64,1,1,2,128,0,2,3"},
+        {"BINV_NATIVE_WG", "16,1,2,4,128,1,2,2"},
+        /* the mma.sync kernel for large m, also on 9.0 */
+        {"BINV_NATIVE_WGMMA", "0"}};
+    enum { NS = sizeof shapes / sizeof *shapes };
+    binv_context *shaped[NS];
+    for (size_t si = 0; si < NS; si++) {
+        shaped[si] = test_ctx_tuned(env, BINV_SCHEDULE_INVARIANT, BINV_PATH_NATIVE, 1,
+                                    &shapes[si]);
+        assert_non_null(shaped[si]);
     }
     cl_uint cc[2] = {0, 0};
     clGetDeviceInfo(env->device, 0x4000, sizeof cc[0], &cc[0], NULL);
@@ -707,20 +730,8 @@ static void test_gemm_native(void **state) {
                 assert_memory_equal(again, full, mmax * p.ldc * test_dtype_size(p.dtype));
                 free(again);
             }
-            /* Other shapes of the large-m kernel (on compute capability 9.0 the
-             * wgmma kernel; elsewhere the variable is ignored): 128 x 128 and
-             * 64 x 128 tiles, and 256-wide tiles, with so few persistent
-             * work-groups that each walks several tiles.  Same bits. */
-            static const char *const shapes[][2] = {
-                {"BINV_NATIVE_WG", "32,1,2,3,128,0,2,2"}, {"BINV_NATIVE_WG", "32,1,1,3,128,0,4,3"},
-                {"BINV_NATIVE_WG", "32,2,1,2,256,0,1,1"}, {"BINV_NATIVE_WG", "64,1,1,2,128,0,2,3"},
-                {"BINV_NATIVE_WG", "16,1,2,4,128,1,2,2"},
-                /* the mma.sync kernel for large m, also on 9.0 */
-                {"BINV_NATIVE_WGMMA", "0"}};
-            for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
-                setenv(shapes[si][0], shapes[si][1], 1);
-                unsigned char *other = run_rows(env, nat, &p, 0, mmax, 0, 1.0f, 0.0f);
-                unsetenv(shapes[si][0]);
+            for (size_t si = 0; si < NS; si++) {
+                unsigned char *other = run_rows(env, shaped[si], &p, 0, mmax, 0, 1.0f, 0.0f);
                 if (memcmp(other, full, mmax * p.ldc * test_dtype_size(p.dtype)))
                     fail_msg("native %s k=%zu: %s=%s changed the bits",
                              test_dtype_name(DTYPES[d]), k, shapes[si][0], shapes[si][1]);
@@ -739,6 +750,7 @@ static void test_gemm_native(void **state) {
             free(full);
             problem_free(&p);
         }
+    for (size_t si = 0; si < NS; si++) binv_context_destroy(shaped[si]);
     binv_context_destroy(nat);
     if (bad) fail_msg("%d native golden hashes differ", bad);
 }
