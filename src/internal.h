@@ -145,6 +145,8 @@ void binv_debug(const binv_context *ctx, const char *fmt, ...)
                                   (int)binv_e_);                                          \
     } while (0)
 
+/* ceil(a / b) for b > 0. */
+static inline size_t binv_ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 /* a*b + c into *out without overflow; 0 on overflow. */
 int binv_mul_add_size(size_t a, size_t b, size_t c, size_t *out);
 size_t binv_dtype_size(binv_dtype dtype); /* 0 for an unknown dtype */
@@ -210,9 +212,24 @@ binv_status binv_check_wait_list(binv_context *ctx, cl_uint num_events, const cl
 size_t binv_context_retained_objects(binv_context *ctx);
 
 /* program.c ------------------------------------------------------------ */
-/* Returns the program for `family` built with `defines` (extra -D options that
+/* What a program is built from: cl/common.cl, then the (up to
+ * BINV_PROGRAM_SOURCES, NULL after the last) embedded sources in order. */
+#define BINV_PROGRAM_SOURCES 3
+/* flags: after the source build, retarget the program's PTX to sm_90a and
+ * build that (binv_ptx_sm90a; the program writes its sm_90a instructions
+ * after "// BINV_SM90A " markers).  The build fails where that is refused. */
+enum { BINV_PROGRAM_SM90A = 1 };
+typedef struct binv_program_desc {
+    const char *family; /* a name for messages and the program cache's key */
+    const char *sources[BINV_PROGRAM_SOURCES];
+    unsigned flags;
+} binv_program_desc;
+/* Returns the program of `d` built with `defines` (extra -D options that
  * select dtype and tile shapes; never floating-point behaviour).  Built once
- * per context and key; later calls return the cached program. */
+ * per context and (family, options); later calls return the cached program. */
+binv_status binv_program_get_desc(binv_context *ctx, const binv_program_desc *d,
+                                  const char *defines, cl_program *out);
+/* binv_program_get_desc of one source without flags. */
 binv_status binv_program_get(binv_context *ctx, const char *family, const char *source,
                              const char *defines, cl_program *out);
 /* PTX text of size bytes for sm_90 -> the same for sm_90a with the
@@ -269,6 +286,16 @@ binv_status binv_workspace_counters(binv_context *ctx, binv_workspace *ws, size_
                                     cl_mem *counters);
 void binv_program_destroy_all(binv_context *ctx);
 
+/* gemm_native.c -------------------------------------------------------- */
+/* binv_gemm on the native path (ctx->path == BINV_PATH_NATIVE) for 16-bit
+ * dtypes in the LLM layout (A NO_TRANS, B TRANS), after binv_gemm's
+ * validation and its quick return for m or n == 0. */
+binv_status binv_gemm_native(binv_context *ctx, cl_command_queue queue, binv_dtype dtype, size_t m,
+                             size_t n, size_t k, float alpha, cl_mem a, size_t a_offset,
+                             size_t lda, cl_mem b, size_t b_offset, size_t ldb, float beta,
+                             cl_mem c, size_t c_offset, size_t ldc, cl_uint num_events,
+                             const cl_event *wait_list, cl_event *event);
+
 /* attention.c ---------------------------------------------------------- */
 void binv_attention_destroy_all(binv_context *ctx);
 
@@ -303,5 +330,8 @@ extern const char binv_cl_rows[];
 extern const char binv_cl_attention[];
 extern const char binv_cl_activation[];
 extern const char binv_cl_gemm_native[];
+extern const char binv_cl_gemm_native_mma[];
+extern const char binv_cl_gemm_native_stream[];
+extern const char binv_cl_gemm_native_wg[];
 
 #endif
