@@ -38,8 +38,7 @@
 #include <time.h>
 
 #include "binv/binv.h"
-#include "cli.h"
-#include "study.h"
+#include "harness.h"
 #ifdef BINV_HAVE_CLBLAST
 #include <clblast_c.h>
 #endif
@@ -483,11 +482,11 @@ static int push(void **arr, size_t *n, size_t *cap, const void *elem, size_t sz)
  * round and any change of reduction order shows in the bits. */
 static void fill_data(binv_dtype dt, unsigned char *store, float *vals, size_t count,
                       uint64_t *seed) {
-    const size_t esz = study_dtype_size(dt);
+    const size_t esz = hx_dtype_size(dt);
     const uint32_t mant = dt == BINV_DTYPE_F32 ? 0x7fffffu : dt == BINV_DTYPE_F16 ? 0x3ffu : 0x7fu;
     for (size_t i = 0; i < count; i++) {
-        int32_t r = (int32_t)(study_rng_next(seed) >> 40) - (1 << 23); /* [-2^23, 2^23) */
-        study_store(dt, store, i, r ? (float)r * 0x1p-23f : 0.3671875f);
+        int32_t r = (int32_t)(hx_rng_next(seed) >> 40) - (1 << 23); /* [-2^23, 2^23) */
+        hx_store(dt, store, i, r ? (float)r * 0x1p-23f : 0.3671875f);
         /* The low mantissa bit is the lowest bit of the storage word. */
         if (esz == 4) {
             uint32_t u;
@@ -500,7 +499,7 @@ static void fill_data(binv_dtype dt, unsigned char *store, float *vals, size_t c
             if ((h & mant) == 0) h |= 1u;
             memcpy(store + 2 * i, &h, 2);
         }
-        if (vals) vals[i] = study_load(dt, store, i);
+        if (vals) vals[i] = hx_load(dt, store, i);
     }
 }
 
@@ -540,7 +539,7 @@ typedef struct rows_result {
 
 typedef struct bench {
     options opt;
-    cli_device dev;
+    hx_device dev;
     cl_command_queue queue; /* without profiling: timing is wall clock */
     binv_context *binv[3];  /* [SCHED_INVARIANT], [SCHED_ADAPTIVE], [SCHED_NATIVE] */
     int is_gpu, has_fp16;
@@ -561,7 +560,7 @@ typedef struct bench {
     double *ref0, *reflast;/* reference rows 0 and m-1 of C */
     double *mag0, *maglast;/* and their term magnitudes */
     unsigned char *crow;   /* one row of C read back */
-    study_hashset pat[IMPL_COUNT]; /* distinct row-0 patterns */
+    hx_hashset pat[IMPL_COUNT]; /* distinct row-0 patterns */
     int nmeas[IMPL_COUNT];
     result *res;
     size_t nres, capres;
@@ -578,7 +577,7 @@ typedef struct bench {
     size_t hrows;
     double *rv, *rref;     /* a row's values and its reference output */
     unsigned char *yrow;   /* one output row read back */
-    study_hashset rpat[2];
+    hx_hashset rpat[2];
     int rmeas[2];
     rows_result *rres;
     size_t nrres, caprres;
@@ -620,36 +619,36 @@ static int time_calls(bench *b, bench_call call, const void *cfg, double *ms, in
     /* Warm-up: the first calls build programs (binv's lazily, CLBlast's per
      * kernel variant) and wake the device up; >= 3 calls and >= 50 ms (at
      * most 100 calls), none timed. */
-    double w0 = study_now_s();
+    double w0 = hx_now_s();
     for (int i = 0; i < 100; i++) {
         if (call(b, cfg, b->rot++)) return 1;
         CL_TRY(clFinish(b->queue), "clFinish");
-        if (i >= 2 && study_now_s() - w0 >= 0.050) break;
+        if (i >= 2 && hx_now_s() - w0 >= 0.050) break;
     }
     /* Calibrate: batches of >= ~2 ms on a GPU (>= ~20 ms on a CPU, whose
      * thread wake-ups are noisier), at most 200 calls. */
-    double t0 = study_now_s();
+    double t0 = hx_now_s();
     if (call(b, cfg, b->rot++)) return 1;
     CL_TRY(clFinish(b->queue), "clFinish");
-    double one = study_now_s() - t0, target = b->is_gpu ? 0.002 : 0.020;
+    double one = hx_now_s() - t0, target = b->is_gpu ? 0.002 : 0.020;
     int inner = one > 0 && one < target ? (int)ceil(target / one) : 1;
     if (inner > 200) inner = 200;
     double *times = calloc(2 * (size_t)b->reps, sizeof *times), *host = times + b->reps;
     if (!times) return fail("out of host memory");
     for (int r = 0; r < b->reps; r++) {
-        t0 = study_now_s();
+        t0 = hx_now_s();
         for (int i = 0; i < inner; i++)
             if (call(b, cfg, b->rot++)) {
                 free(times);
                 return 1;
             }
-        host[r] = (study_now_s() - t0) / inner;
+        host[r] = (hx_now_s() - t0) / inner;
         cl_int err = clFinish(b->queue);
         if (err != CL_SUCCESS) {
             free(times);
             return fail("clFinish failed: OpenCL error %d", (int)err);
         }
-        times[r] = (study_now_s() - t0) / inner;
+        times[r] = (hx_now_s() - t0) / inner;
     }
     *ms = 1e3 * median(times, b->reps);
     if (host_ms) *host_ms = 1e3 * median(host, b->reps);
@@ -782,14 +781,14 @@ static int measure_copy_bandwidth(bench *b) {
     size_t gws = bytes / 16;
     /* Warm-up, and a calibration of how many copies make a batch of >= 10 ms
      * on a GPU so that the launch and clFinish latency do not count. */
-    double t0 = study_now_s();
+    double t0 = hx_now_s();
     err = clEnqueueNDRangeKernel(b->queue, kern, 1, NULL, &gws, NULL, 0, NULL, NULL);
     if (err == CL_SUCCESS) err = clFinish(b->queue);
     if (err != CL_SUCCESS) {
         rc = fail("copy kernel failed: OpenCL error %d", (int)err);
         goto done;
     }
-    double t1 = study_now_s();
+    double t1 = hx_now_s();
     int inner = 1;
     if (b->is_gpu) {
         double one = t1 - t0;
@@ -800,7 +799,7 @@ static int measure_copy_bandwidth(bench *b) {
     times = calloc((size_t)reps, sizeof *times);
     if (!times) { rc = fail("out of host memory"); goto done; }
     for (int r = 0; r < reps; r++) {
-        t0 = study_now_s();
+        t0 = hx_now_s();
         for (int i = 0; i < inner && err == CL_SUCCESS; i++)
             err = clEnqueueNDRangeKernel(b->queue, kern, 1, NULL, &gws, NULL, 0, NULL, NULL);
         if (err == CL_SUCCESS) err = clFinish(b->queue);
@@ -808,7 +807,7 @@ static int measure_copy_bandwidth(bench *b) {
             rc = fail("copy kernel failed: OpenCL error %d", (int)err);
             goto done;
         }
-        times[r] = (study_now_s() - t0) / inner;
+        times[r] = (hx_now_s() - t0) / inner;
     }
     double t = median(times, reps);
     b->copy_gbs = 2.0 * (double)bytes / t * 1e-9;
@@ -881,9 +880,9 @@ static int read_back(bench *b, cl_mem buf, size_t off, size_t bytes, void *dst) 
 }
 
 /* Adds the hash of a row-0 read back to the distinct patterns. */
-static void record_row0(study_hashset *set, int *nmeas, const void *row, size_t bytes) {
+static void record_row0(hx_hashset *set, int *nmeas, const void *row, size_t bytes) {
     (*nmeas)++;
-    study_hashset_add(set, row, bytes);
+    hx_hashset_add(set, row, bytes);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -946,7 +945,7 @@ static int gemm_call(bench *b, const void *cfg, unsigned long slot) {
                                b->a, 0, k, w, 0, k, 0.0f, b->c, 0, n, 0, NULL, NULL);
     if (st != BINV_SUCCESS)
         return fail("binv_gemm(%s, %s, m=%zu n=%zu k=%zu) failed: %s (%d): %s",
-                    impl_names[g->impl], study_dtype_name(g->dt), m, n, k,
+                    impl_names[g->impl], hx_dtype_name(g->dt), m, n, k,
                     binv_status_string(st), st, binv_context_last_error(ctx));
     return 0;
 }
@@ -958,7 +957,7 @@ static double row_error(const bench *b, binv_dtype dt, const double *ref, const 
                         size_t n) {
     double worst = 0;
     for (size_t j = 0; j < n; j++) {
-        double e = fabs((double)study_load(dt, b->crow, j) - ref[j]);
+        double e = fabs((double)hx_load(dt, b->crow, j) - ref[j]);
         if (isnan(e)) return INFINITY;
         e = mag[j] > 0 ? e / mag[j] : e;
         if (e > worst) worst = e;
@@ -995,14 +994,14 @@ static double error_tolerance(int impl, binv_dtype dt) {
 }
 
 static int read_row(bench *b, binv_dtype dt, size_t row, size_t n) {
-    size_t esz = study_dtype_size(dt);
+    size_t esz = hx_dtype_size(dt);
     return read_back(b, b->c, row * n * esz, n * esz, b->crow);
 }
 
 static void write_csv_row(bench *b, const result *r) {
     FILE *f = b->csv;
     csv_string(f, b->dev.name);
-    fprintf(f, ",%s,%s,%zu,%zu,%zu,", study_dtype_name(r->dtype), impl_names[r->impl], r->m, r->n,
+    fprintf(f, ",%s,%s,%zu,%zu,%zu,", hx_dtype_name(r->dtype), impl_names[r->impl], r->m, r->n,
             r->k);
     if (!r->available) {
         fprintf(f, "n/a,,,,,,,%.3f,,,,,,\n", b->copy_gbs);
@@ -1022,7 +1021,7 @@ static void print_table_header(void) {
 }
 
 static void print_row(const result *r) {
-    printf("%-15s %-5s %5zu %6zu %6zu ", impl_names[r->impl], study_dtype_name(r->dtype), r->m,
+    printf("%-15s %-5s %5zu %6zu %6zu ", impl_names[r->impl], hx_dtype_name(r->dtype), r->m,
            r->n, r->k);
     if (!r->available) {
         printf("%6s %10s %9s %8s %6s %8s %8s %5s\n", "-", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a",
@@ -1052,7 +1051,7 @@ static void free_shape(bench *b) {
     free(b->maglast);
     free(b->crow);
     for (int i = 0; i < IMPL_COUNT; i++) {
-        study_hashset_free(&b->pat[i]);
+        hx_hashset_free(&b->pat[i]);
         b->nmeas[i] = 0;
     }
     b->w = NULL;
@@ -1064,7 +1063,7 @@ static void free_shape(bench *b) {
 
 /* Allocates and fills A (max m rows), the weight copies and C for (dtype, n, k). */
 static int setup_shape(bench *b, binv_dtype dt, size_t n, size_t k, size_t max_m) {
-    size_t esz = study_dtype_size(dt);
+    size_t esz = hx_dtype_size(dt);
     size_t bytes_a = max_m * k * esz, bytes_w = n * k * esz, bytes_c = max_m * n * esz;
     unsigned char *store = NULL;
     int rc = 0;
@@ -1141,10 +1140,10 @@ done:
 }
 
 static int run_shape(bench *b, binv_dtype dt, size_t n, size_t k) {
-    size_t max_m = 0, esz = study_dtype_size(dt);
+    size_t max_m = 0, esz = hx_dtype_size(dt);
     for (int i = 0; i < b->opt.ms.n; i++)
         if (b->opt.ms.v[i] > max_m) max_m = b->opt.ms.v[i];
-    printf("\n== %s  n=%zu k=%zu  (invariant K chunk %zu) ==\n", study_dtype_name(dt), n, k,
+    printf("\n== %s  n=%zu k=%zu  (invariant K chunk %zu) ==\n", hx_dtype_name(dt), n, k,
            binv_gemm_chunk_size(dt, k));
     if (setup_shape(b, dt, n, k, max_m)) return 1;
     print_table_header();
@@ -1187,7 +1186,7 @@ static int run_shape(bench *b, binv_dtype dt, size_t n, size_t k) {
                 /* Every call wrote all of C with the same inputs (the weight
                  * copies are identical): check rows 0 and m-1 of the last. */
                 if (read_row(b, dt, 0, n)) return 1;
-                r.row0_hash = study_hash(b->crow, n * esz);
+                r.row0_hash = hx_hash(b->crow, n * esz);
                 record_row0(&b->pat[impl], &b->nmeas[impl], b->crow, n * esz);
                 r.err0 = row_error(b, dt, b->ref0, b->mag0, n);
                 if (m > 1) {
@@ -1238,7 +1237,7 @@ static void print_invariance_summary(const bench *b) {
     for (size_t i = 0; i < b->ninv; i++) {
         const inv_summary *s = &b->inv[i];
         printf("%-15s %-5s %6zu %6zu %4d  %-9s %d\n", impl_names[s->impl],
-               study_dtype_name(s->dtype), s->n, s->k, s->nm, s->distinct == 1 ? "yes" : "NO",
+               hx_dtype_name(s->dtype), s->n, s->k, s->nm, s->distinct == 1 ? "yes" : "NO",
                s->distinct);
         if (s->impl == IMPL_INVARIANT && s->distinct != 1) inv_broken = 1;
     }
@@ -1263,12 +1262,12 @@ typedef struct rows_cfg {
     size_t rows, cols, slots;
 } rows_cfg;
 
-static size_t rows_row_bytes(binv_dtype dt, size_t cols) { return cols * study_dtype_size(dt); }
+static size_t rows_row_bytes(binv_dtype dt, size_t cols) { return cols * hx_dtype_size(dt); }
 
 /* Bytes a call moves (the convention of the header line). */
 static double rows_traffic(int op, binv_dtype dt, size_t rows, size_t cols) {
     const struct rop_info *o = &rops[op];
-    double esz = (double)study_dtype_size(dt);
+    double esz = (double)hx_dtype_size(dt);
     return esz * ((double)(o->reads + o->writes) * (double)rows * (double)cols +
                   (double)o->vectors * (double)cols) +
            (rop_f32_out(op) ? 4.0 * (double)rows : 0.0);
@@ -1441,7 +1440,7 @@ static int rows_call(bench *b, const void *cfg, unsigned long slot) {
     }
     if (st != BINV_SUCCESS)
         return fail("binv %s(%s, %s, rows=%zu cols=%zu) failed: %s (%d): %s", rops[c->op].name,
-                    sched_names[c->sched], study_dtype_name(c->dt), c->rows, n,
+                    sched_names[c->sched], hx_dtype_name(c->dt), c->rows, n,
                     binv_status_string(st), st, binv_context_last_error(ctx));
     return 0;
 }
@@ -1454,11 +1453,11 @@ static double rows_reference(bench *b, int op, binv_dtype dt, size_t row, size_t
     const unsigned char *xs = b->hx + hr * rb;
     double *v = b->rv, *ref = b->rref;
     for (size_t j = 0; j < cols; j++) {
-        float f = study_load(dt, xs, j);
+        float f = hx_load(dt, xs, j);
         if (op == ROP_ADD_RMSNORM) { /* the sum in f32, rounded to the dtype, as stored */
             unsigned char tmp[4];
-            study_store(dt, tmp, 0, f + study_load(dt, b->hr + hr * rb, j));
-            f = study_load(dt, tmp, 0);
+            hx_store(dt, tmp, 0, f + hx_load(dt, b->hr + hr * rb, j));
+            f = hx_load(dt, tmp, 0);
         }
         v[j] = f;
     }
@@ -1482,9 +1481,9 @@ static double rows_reference(bench *b, int op, binv_dtype dt, size_t row, size_t
     const double rms = 1.0 / sqrt(s2 / (double)cols + (double)ROWS_EPS);
     const double isd = 1.0 / sqrt(var + (double)ROWS_EPS);
     for (size_t j = 0; j < cols; j++) {
-        double w = study_load(dt, b->hw, j), o;
+        double w = hx_load(dt, b->hw, j), o;
         if (op == ROP_RMSNORM || op == ROP_ADD_RMSNORM) o = v[j] * rms * w;
-        else if (op == ROP_LAYERNORM) o = (v[j] - mu) * isd * w + study_load(dt, b->hb, j);
+        else if (op == ROP_LAYERNORM) o = (v[j] - mu) * isd * w + hx_load(dt, b->hb, j);
         else if (op == ROP_SOFTMAX) o = exp(v[j] - mx) / se;
         else o = v[j] - mx - log(se);
         ref[j] = o;
@@ -1499,8 +1498,8 @@ static double rows_error(bench *b, int op, binv_dtype dt, size_t row, size_t col
     double scale = rows_reference(b, op, dt, row, cols), worst = 0;
     size_t n = rop_f32_out(op) ? 1 : cols;
     for (size_t j = 0; j < n; j++) {
-        double got = rop_f32_out(op) ? study_load(BINV_DTYPE_F32, b->yrow, 0)
-                                     : study_load(dt, b->yrow, j);
+        double got = rop_f32_out(op) ? hx_load(BINV_DTYPE_F32, b->yrow, 0)
+                                     : hx_load(dt, b->yrow, j);
         double e = fabs(got - b->rref[j]);
         if (isnan(e)) return INFINITY;
         if (e > worst) worst = e;
@@ -1534,7 +1533,7 @@ static int rows_check(bench *b, const rows_cfg *c, double *err0, double *errlast
     if (rows_call(b, c, 0)) return 1;
     if (rows_read(b, c, 0)) return 1;
     size_t bytes0 = rop_f32_out(c->op) ? 4 : rb;
-    *hash0 = study_hash(b->yrow, bytes0);
+    *hash0 = hx_hash(b->yrow, bytes0);
     record_row0(&b->rpat[c->sched], &b->rmeas[c->sched], b->yrow, bytes0);
     *err0 = rows_error(b, c->op, c->dt, 0, c->cols);
     *errlast = *err0;
@@ -1554,7 +1553,7 @@ static void rows_print_header(void) {
 
 static void rows_csv_fields(bench *b, const rows_cfg *c, const char *status) {
     csv_string(b->rows_csv, b->dev.name);
-    fprintf(b->rows_csv, ",%s,%s,%s,%zu,%zu,%s", study_dtype_name(c->dt), rops[c->op].name,
+    fprintf(b->rows_csv, ",%s,%s,%s,%zu,%zu,%s", hx_dtype_name(c->dt), rops[c->op].name,
             sched_names[c->sched], c->rows, c->cols, status);
 }
 
@@ -1567,7 +1566,7 @@ static int rows_measure(bench *b, const rows_cfg *cfg, double inv_us, double *us
         c.rows > (c.op == ROP_ADD_RMSNORM ? b->rpool_rows : b->pool_rows)) {
         printf("%-11s %-5s %6zu %7zu %-9s skipped: buffers exceed 25%% of the device memory or "
                "CL_DEVICE_MAX_MEM_ALLOC_SIZE\n",
-               rops[c.op].name, study_dtype_name(c.dt), c.rows, c.cols, sched_names[c.sched]);
+               rops[c.op].name, hx_dtype_name(c.dt), c.rows, c.cols, sched_names[c.sched]);
         rows_csv_fields(b, &c, "skipped");
         fprintf(b->rows_csv, ",,,,,,,,%.3f,,%.3f,,,,,\n", b->copy_gbs, b->launch_us);
         return 0;
@@ -1588,7 +1587,7 @@ static int rows_measure(bench *b, const rows_cfg *cfg, double inv_us, double *us
     if (c.sched == SCHED_ADAPTIVE && inv_us > 0)
         snprintf(ratio, sizeof ratio, "%.2f", *us / inv_us);
     printf("%-11s %-5s %6zu %7zu %-9s %6zu %6d %10.2f %8.2f %8.1f %5.1f%% %9s %8.1e %5s\n",
-           rops[c.op].name, study_dtype_name(c.dt), c.rows, c.cols, sched_names[c.sched], c.slots,
+           rops[c.op].name, hx_dtype_name(c.dt), c.rows, c.cols, sched_names[c.sched], c.slots,
            b->reps * inner, *us, host_ms * 1e3, gbs, 100.0 * frac, *ratio ? ratio : "-",
            errlast > err0 ? errlast : err0, ok ? "ok" : "BAD");
     fflush(stdout);
@@ -1601,14 +1600,14 @@ static int rows_measure(bench *b, const rows_cfg *cfg, double inv_us, double *us
 }
 
 static int run_rows_shape(bench *b, binv_dtype dt, size_t cols) {
-    printf("\n== rows %s  cols=%zu  (invariant chunk %zu) ==\n", study_dtype_name(dt), cols,
+    printf("\n== rows %s  cols=%zu  (invariant chunk %zu) ==\n", hx_dtype_name(dt), cols,
            binv_rows_chunk_size(dt, cols));
     if (setup_rows_shape(b, dt, cols)) return 1;
     rows_print_header();
     for (int oi = 0; oi < b->opt.nrops; oi++) {
         const int op = b->opt.rops[oi];
         for (int s = 0; s < 2; s++) {
-            study_hashset_free(&b->rpat[s]);
+            hx_hashset_free(&b->rpat[s]);
             b->rmeas[s] = 0;
         }
         for (int ri = 0; ri < b->opt.rows.n; ri++) {
@@ -1639,7 +1638,7 @@ static void print_rows_summary(const bench *b) {
     int broken = 0;
     for (size_t i = 0; i < b->nrinv; i++) {
         const inv_summary *s = &b->rinv[i];
-        printf("%-11s %-5s %7zu %-9s %5d  %-9s %d\n", rops[s->op].name, study_dtype_name(s->dtype),
+        printf("%-11s %-5s %7zu %-9s %5d  %-9s %d\n", rops[s->op].name, hx_dtype_name(s->dtype),
                s->n, sched_names[s->impl], s->nm, s->distinct == 1 ? "yes" : "NO", s->distinct);
         if (s->impl == SCHED_INVARIANT && s->distinct != 1) broken = 1;
     }
@@ -1652,7 +1651,7 @@ static void print_rows_summary(const bench *b) {
         if (r->op == ROP_SOFTMAX && r->rows == 1 && r->cols == 152064)
             printf("softmax 1 x 152064 %s %s: %.2f us per call (target <= 15 us on an H100; "
                    "launch floor %.2f us per kernel)\n",
-                   study_dtype_name(r->dtype), sched_names[r->sched], r->us, b->launch_us);
+                   hx_dtype_name(r->dtype), sched_names[r->sched], r->us, b->launch_us);
     }
 }
 
@@ -1699,7 +1698,7 @@ static int write_plots(const bench *b) {
             if (any) impls[nimpl++] = impl;
         }
         if (nimpl == 0) continue;
-        const char *dn = study_dtype_name(r0->dtype);
+        const char *dn = hx_dtype_name(r0->dtype);
         snprintf(path, plen, "%s/gemm-%s-%zux%zu.dat", dir, dn, r0->n, r0->k);
         snprintf(png, plen, "%s/gemm-%s-%zux%zu.png", dir, dn, r0->n, r0->k);
         f = fopen(path, "w");
@@ -1755,8 +1754,8 @@ done:
 
 static int setup_device(bench *b) {
     cl_int err;
-    /* cli_device_open prints why it failed. */
-    if (cli_device_open(b->opt.device, &b->dev)) return 1;
+    /* hx_device_open prints why it failed. */
+    if (hx_device_open(b->opt.device, &b->dev)) return 1;
     cl_device_id dev = b->dev.device;
     CL_TRY(clGetDeviceInfo(dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof b->compute_units,
                            &b->compute_units, NULL),
@@ -1904,13 +1903,13 @@ static int attn_call(bench *b, const void *cfg, unsigned long slot) {
  * schedules, prints and writes one row each. */
 static int attn_shape(bench *b, FILE *csv, binv_dtype dt, const char *kind, size_t seqs,
                       size_t ctx, size_t qlen) {
-    const size_t es = study_dtype_size(dt), kvd = ATTN_KV_HEADS * ATTN_D;
+    const size_t es = hx_dtype_size(dt), kvd = ATTN_KV_HEADS * ATTN_D;
     const size_t pps = (ctx + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE, pages = seqs * pps;
     const size_t pool = pages * BINV_KV_PAGE_SIZE * kvd * es, T = seqs * qlen;
     const size_t qbytes = T * ATTN_HEADS * ATTN_D * es;
     if (pool > b->max_alloc || 2 * (cl_ulong)pool + 2 * qbytes > b->global_mem / 10 * 8) {
         printf("%-8s %-5s %6zu %7zu  skipped: the pools need 2 x %.1f GB\n", kind,
-               study_dtype_name(dt), seqs, ctx, (double)pool / 1e9);
+               hx_dtype_name(dt), seqs, ctx, (double)pool / 1e9);
         return 0;
     }
     attn_cfg c;
@@ -1925,7 +1924,7 @@ static int attn_shape(bench *b, FILE *csv, binv_dtype dt, const char *kind, size
     uint64_t r = 12345;
     for (size_t i = 0; !rc && i < pages; i++) pt[i] = (cl_uint)i;
     for (size_t i = pages - 1; !rc && i > 0; i--) { /* non-contiguous, shuffled pages */
-        size_t j = (size_t)(study_rng_next(&r) % (i + 1));
+        size_t j = (size_t)(hx_rng_next(&r) % (i + 1));
         cl_uint t = pt[i]; pt[i] = pt[j]; pt[j] = t;
     }
     for (size_t s = 0; !rc && s < seqs; s++) { ql[s] = (cl_uint)qlen; cl[s] = (cl_uint)ctx; }
@@ -1969,10 +1968,10 @@ static int attn_shape(bench *b, FILE *csv, binv_dtype dt, const char *kind, size
         const double gbs = kv_bytes / (us[sc] * 1e3), tf = flops / (us[sc] * 1e6);
         const double ratio = b->binv[0] && b->binv[1] ? us[1] / us[0] : 0.0;
         printf("%-8s %-5s %6zu %7zu  %-9s %10.1f %8.1f %6.1f%% %8.2f %7.2f\n", kind,
-               study_dtype_name(dt), seqs, ctx, sched_names[sc], us[sc], gbs,
+               hx_dtype_name(dt), seqs, ctx, sched_names[sc], us[sc], gbs,
                100.0 * gbs / b->copy_gbs, tf, ratio);
         fprintf(csv, "%s,%s,%s,%s,%zu,%zu,%zu,%d,%d,%d,%.3f,%.0f,%.2f,%.2f,%.4f,%.4f,%.4f\n",
-                b->dev.name, study_dtype_name(dt), kind, sched_names[sc], seqs, ctx, qlen,
+                b->dev.name, hx_dtype_name(dt), kind, sched_names[sc], seqs, ctx, qlen,
                 ATTN_HEADS, ATTN_KV_HEADS, ATTN_D, us[sc], kv_bytes, gbs, b->copy_gbs,
                 gbs / b->copy_gbs, tf, ratio);
     }
@@ -2016,14 +2015,14 @@ static int run_attention(bench *b) {
 static void teardown(bench *b) {
     free_shape(b);
     free_rows_shape(b);
-    for (int s = 0; s < 2; s++) study_hashset_free(&b->rpat[s]);
+    for (int s = 0; s < 2; s++) hx_hashset_free(&b->rpat[s]);
 #ifdef BINV_HAVE_CLBLAST
     /* CLBlast caches programs built for this context: drop them first. */
     CLBlastClearCache();
 #endif
     for (int s = 0; s < 3; s++) binv_context_destroy(b->binv[s]);
     if (b->queue) clReleaseCommandQueue(b->queue);
-    cli_device_close(&b->dev);
+    hx_device_close(&b->dev);
     if (b->csv) fclose(b->csv);
     if (b->rows_csv) fclose(b->rows_csv);
     free(b->res);
@@ -2042,7 +2041,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (b.opt.list) {
-        cli_device_list(stdout);
+        hx_device_list(stdout);
         return 0;
     }
     int rc = setup_device(&b);

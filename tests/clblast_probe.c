@@ -19,7 +19,7 @@
 
 #include <clblast_c.h>
 
-#include "cli.h"
+#include "harness.h"
 #include "clblast_probe.h"
 
 static int read_all(FILE *f, void *dst, size_t n) { return fread(dst, 1, n, f) == n ? 0 : -1; }
@@ -49,8 +49,8 @@ int main(int argc, char **argv) {
         goto out;
 
     const char *want = getenv("BINV_TEST_DEVICE");
-    cli_device dev;
-    if (cli_device_open(want && *want ? want : "0:0", &dev) != 0) {
+    hx_device dev;
+    if (hx_device_open(want && *want ? want : "0:0", &dev) != 0) {
         rc = 3;
         goto out;
     }
@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
     if (da) clReleaseMemObject(da);
     if (db) clReleaseMemObject(db);
     if (dc) clReleaseMemObject(dc);
-    cli_device_close(&dev);
+    hx_device_close(&dev);
 out:
     fclose(f);
     free(a);

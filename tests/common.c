@@ -10,8 +10,6 @@
 
 #include "common.h"
 #include "internal.h" /* binv_sha256_hex; binv_context_create_tuned (forced paths) */
-#include "study.h"    /* dtype conversions: one copy, shared with the tools */
-#include "cli.h"      /* device choice: one copy, shared with the tools */
 
 #ifndef BINV_GOLDEN_DIR
 #error "BINV_GOLDEN_DIR must name tests/golden"
@@ -49,7 +47,7 @@ int test_env_setup(void **state) {
     /* BINV_TEST_DEVICE: gpu, cpu or P:D; default the first device of the first
      * platform (CI: PoCL).  No device fails loudly: never a silent pass. */
     const char *want = getenv("BINV_TEST_DEVICE");
-    if (cli_device_open(want && *want ? want : "0:0", &env->dev) != 0) {
+    if (hx_device_open(want && *want ? want : "0:0", &env->dev) != 0) {
         fprintf(stderr, "FATAL: no OpenCL device for the tests (BINV_TEST_DEVICE=%s)\n",
                 want ? want : "unset");
         free(env);
@@ -92,7 +90,7 @@ int test_env_teardown(void **state) {
     for (int i = 0; i < 5; i++) binv_context_destroy(env->forced[i]);
     for (int i = 0; i < 2; i++) binv_context_destroy(env->rows_forced[i]);
     for (int i = 0; i < 2; i++) binv_context_destroy(env->attn_forced[i]);
-    cli_device_close(&env->dev);
+    hx_device_close(&env->dev);
     free(env);
     *state = NULL;
     return 0;
@@ -114,58 +112,6 @@ void test_write(const test_env *env, cl_mem buf, size_t bytes, const void *src) 
 void test_read(const test_env *env, cl_mem buf, size_t bytes, void *dst) {
     assert_int_equal(clEnqueueReadBuffer(env->queue, buf, CL_TRUE, 0, bytes, dst, 0, NULL, NULL),
                      CL_SUCCESS);
-}
-
-uint64_t test_rng_next(uint64_t *s) { return study_rng_next(s); }
-
-size_t test_dtype_size(binv_dtype dtype) { return study_dtype_size(dtype); }
-
-const char *test_dtype_name(binv_dtype dtype) { return study_dtype_name(dtype); }
-
-static void put(binv_dtype dtype, void *out, size_t i, uint32_t bits) {
-    if (dtype == BINV_DTYPE_F32) ((uint32_t *)out)[i] = bits;
-    else ((uint16_t *)out)[i] = (uint16_t)bits;
-}
-
-void test_fill(binv_dtype dtype, void *out, size_t count, uint64_t seed) {
-    uint64_t s = seed;
-    for (size_t i = 0; i < count; i++) {
-        uint64_t r = test_rng_next(&s);
-        uint32_t sign = (uint32_t)(r >> 63);
-        int e = (int)((r >> 40) % 17) - 8; /* exponent -8 .. 8 */
-        uint32_t mant = (uint32_t)r;
-        uint32_t bits;
-        if (dtype == BINV_DTYPE_F32)
-            bits = sign << 31 | (uint32_t)(127 + e) << 23 | (mant & 0x7fffffu);
-        else if (dtype == BINV_DTYPE_F16) /* keep within f16's normal range */
-            bits = sign << 15 | (uint32_t)(15 + e / 2) << 10 | (mant & 0x3ffu);
-        else
-            bits = sign << 15 | (uint32_t)(127 + e) << 7 | (mant & 0x7fu);
-        put(dtype, out, i, bits);
-    }
-}
-
-void test_fill_pow2(binv_dtype dtype, void *out, size_t count, uint64_t seed) {
-    uint64_t s = seed;
-    for (size_t i = 0; i < count; i++) {
-        uint64_t r = test_rng_next(&s);
-        int e = (int)(r % 3); /* 1, 2, 4: products and sums are small integers */
-        uint32_t sign = (uint32_t)(r >> 63);
-        uint32_t bits;
-        if ((r >> 8) % 5 == 0) bits = 0;
-        else if (dtype == BINV_DTYPE_F32) bits = sign << 31 | (uint32_t)(127 + e) << 23;
-        else if (dtype == BINV_DTYPE_F16) bits = sign << 15 | (uint32_t)(15 + e) << 10;
-        else bits = sign << 15 | (uint32_t)(127 + e) << 7;
-        put(dtype, out, i, bits);
-    }
-}
-
-float test_to_f32(binv_dtype dtype, const void *data, size_t i) {
-    return study_load(dtype, data, i);
-}
-
-void test_from_f32(binv_dtype dtype, float v, void *data, size_t i) {
-    study_store(dtype, data, i, v);
 }
 
 void test_sha256_hex(const void *data, size_t n, char hex[65]) { binv_sha256_hex(data, n, hex); }

@@ -6,14 +6,14 @@
 #include <stdint.h>
 
 #include "binv/binv.h"
-#include "cli.h"
+#include "harness.h" /* device set-up and host helpers (hx_*) */
 
 /* One OpenCL device, context and in-order queue per test binary (group
  * fixture), plus library contexts: the default (invariant) one, an adaptive
  * one, and invariant ones with each GEMM path forced.  Created once per binary
  * so that PoCL compiles each program once. */
 typedef struct test_env {
-    cli_device dev;             /* owns the context and queue below */
+    hx_device dev;              /* owns the context and queue below */
     cl_platform_id platform;
     cl_device_id device;
     cl_context context;
@@ -44,21 +44,8 @@ cl_mem test_buffer(const test_env *env, size_t bytes, const void *init);
 void test_write(const test_env *env, cl_mem buf, size_t bytes, const void *src);
 void test_read(const test_env *env, cl_mem buf, size_t bytes, void *dst);
 
-/* Deterministic data, identical on every platform (integer arithmetic only). */
-uint64_t test_rng_next(uint64_t *state);               /* splitmix64 */
-/* Values of wide dynamic range (2^-8 .. 2^8, random sign, full mantissa),
- * so that any change of rounding order shows in the bits.  Returns raw
- * storage words of `dtype` in out (4 or 2 bytes each). */
-void test_fill(binv_dtype dtype, void *out, size_t count, uint64_t seed);
-/* Small signed powers of two (and 0): every sum of products is exact. */
-void test_fill_pow2(binv_dtype dtype, void *out, size_t count, uint64_t seed);
-float test_to_f32(binv_dtype dtype, const void *data, size_t index);
-size_t test_dtype_size(binv_dtype dtype);
-const char *test_dtype_name(binv_dtype dtype);
-/* Host-side f32 -> storage (round to nearest even), for C initial values. */
-void test_from_f32(binv_dtype dtype, float v, void *data, size_t index);
-
-/* SHA-256 of bytes as 64 hex digits. */
+/* SHA-256 of bytes as 64 hex digits: the library's own (src/sha256.c), which
+ * the tests reach because they link the static library; the harness has none. */
 void test_sha256_hex(const void *data, size_t n, char hex[65]);
 /* Golden hashes: looks `name` up in tests/golden/<file>; returns 1 on match.
  * With BINV_GOLDEN_UPDATE=1 the file is rewritten with the actual hash. */

@@ -43,8 +43,8 @@ typedef struct scen {
 static void fill_unit(binv_dtype dt, unsigned char *dst, size_t count, uint64_t seed) {
     uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
     for (size_t i = 0; i < count; i++) {
-        float v = (float)((int64_t)(test_rng_next(&s) >> 40) - (1 << 23)) / (float)(1 << 23);
-        test_from_f32(dt, v, dst, i);
+        float v = (float)((int64_t)(hx_rng_next(&s) >> 40) - (1 << 23)) / (float)(1 << 23);
+        hx_store(dt, dst, i, v);
     }
 }
 
@@ -55,7 +55,7 @@ static void scen_init(const test_env *env, scen *sc, binv_dtype dt, size_t heads
     sc->heads = heads;
     sc->kvh = kvh;
     sc->D = D;
-    sc->es = test_dtype_size(dt);
+    sc->es = hx_dtype_size(dt);
     sc->nseq = nseq;
     sc->scale = 1.0f / sqrtf((float)D);
     sc->seqs = calloc(nseq, sizeof *sc->seqs);
@@ -71,7 +71,7 @@ static void scen_init(const test_env *env, scen *sc, binv_dtype dt, size_t heads
     for (size_t i = 0; i < sc->num_pages; i++) perm[i] = (cl_uint)i;
     uint64_t r = seed + 77;
     for (size_t i = sc->num_pages - 1; i > 0; i--) {
-        size_t j = (size_t)(test_rng_next(&r) % (i + 1));
+        size_t j = (size_t)(hx_rng_next(&r) % (i + 1));
         cl_uint t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
@@ -95,7 +95,7 @@ static void scen_init(const test_env *env, scen *sc, binv_dtype dt, size_t heads
     /* Pools start as NaN: reading a slot nobody wrote poisons the output. */
     size_t pool = sc->num_pages * BINV_KV_PAGE_SIZE * kvd;
     unsigned char *nan = malloc(pool * sc->es);
-    for (size_t i = 0; i < pool; i++) test_from_f32(dt, NAN, nan, i);
+    for (size_t i = 0; i < pool; i++) hx_store(dt, nan, i, NAN);
     sc->cache = (binv_kv_cache){dt, sc->num_pages, kvh, D, test_buffer(env, pool * sc->es, nan),
                                 test_buffer(env, pool * sc->es, nan)};
     free(nan);
@@ -105,7 +105,7 @@ static void scen_init(const test_env *env, scen *sc, binv_dtype dt, size_t heads
 static void scen_reset(const test_env *env, scen *sc) {
     size_t pool = sc->num_pages * BINV_KV_PAGE_SIZE * sc->kvh * sc->D;
     unsigned char *nan = malloc(pool * sc->es);
-    for (size_t i = 0; i < pool; i++) test_from_f32(sc->dt, NAN, nan, i);
+    for (size_t i = 0; i < pool; i++) hx_store(sc->dt, nan, i, NAN);
     test_write(env, sc->cache.k, pool * sc->es, nan);
     test_write(env, sc->cache.v, pool * sc->es, nan);
     free(nan);
@@ -208,7 +208,7 @@ static void expect_same(const scen *sc, unsigned char **ref, const char *what) {
         for (size_t t = 0; t < sc->seqs[s].n; t++)
             if (memcmp(sc->seqs[s].out + t * row, ref[s] + t * row, row) != 0)
                 fail_msg("%s (%s, D=%zu): sequence %zu token %zu differs from its one-shot "
-                         "prefill alone", what, test_dtype_name(sc->dt), sc->D, s, t);
+                         "prefill alone", what, hx_dtype_name(sc->dt), sc->D, s, t);
 }
 
 /* Chunked prefill of every sequence alone, chunk size c (0: random). */
@@ -218,7 +218,7 @@ static void run_chunked(const test_env *env, binv_context *ctx, scen *sc, size_t
     for (size_t s = 0; s < sc->nseq; s++)
         while (sc->seqs[s].done < sc->seqs[s].n) {
             size_t left = sc->seqs[s].n - sc->seqs[s].done;
-            size_t k = c ? c : 1 + (size_t)(test_rng_next(&r) % 40);
+            size_t k = c ? c : 1 + (size_t)(hx_rng_next(&r) % 40);
             cl_uint q = (cl_uint)(k < left ? k : left);
             step(env, ctx, sc, &s, &q, 1, 3);
         }
@@ -235,8 +235,8 @@ static void run_mixed(const test_env *env, binv_context *ctx, scen *sc, uint64_t
         size_t n = 0;
         for (size_t s = 0; s < sc->nseq; s++) {
             size_t left = sc->seqs[s].n - sc->seqs[s].done;
-            if (!left || test_rng_next(&r) % 4 == 0) continue;
-            size_t k = test_rng_next(&r) % 3 == 0 ? 1 : 1 + (size_t)(test_rng_next(&r) % 90);
+            if (!left || hx_rng_next(&r) % 4 == 0) continue;
+            size_t k = hx_rng_next(&r) % 3 == 0 ? 1 : 1 + (size_t)(hx_rng_next(&r) % 90);
             ids[n] = s;
             ql[n++] = (cl_uint)(k < left ? k : left);
         }
@@ -247,11 +247,11 @@ static void run_mixed(const test_env *env, binv_context *ctx, scen *sc, uint64_t
             continue;
         }
         for (size_t i = n - 1; i > 0; i--) { /* random order inside the step */
-            size_t j = (size_t)(test_rng_next(&r) % (i + 1));
+            size_t j = (size_t)(hx_rng_next(&r) % (i + 1));
             size_t a = ids[i]; ids[i] = ids[j]; ids[j] = a;
             cl_uint b = ql[i]; ql[i] = ql[j]; ql[j] = b;
         }
-        step(env, ctx, sc, ids, ql, n, (size_t)(test_rng_next(&r) % 5));
+        step(env, ctx, sc, ids, ql, n, (size_t)(hx_rng_next(&r) % 5));
     }
     free(ids);
     free(ql);
@@ -374,8 +374,8 @@ static void check_accuracy(const test_env *env, binv_context *ctx, binv_dtype dt
                 for (size_t j = 0; j <= t; j++) {
                     double dot = 0;
                     for (size_t d = 0; d < D; d++)
-                        dot += (double)test_to_f32(dt, q->q, t * qd + h * D + d) *
-                               (double)test_to_f32(dt, q->k, j * kvd + kh * D + d);
+                        dot += (double)hx_load(dt, q->q, t * qd + h * D + d) *
+                               (double)hx_load(dt, q->k, j * kvd + kh * D + d);
                     sc_buf[j] = dot * (double)sc.scale;
                     if (sc_buf[j] > m) m = sc_buf[j];
                 }
@@ -384,15 +384,15 @@ static void check_accuracy(const test_env *env, binv_context *ctx, binv_dtype dt
                 for (size_t d = 0; d < D; d++) {
                     double acc = 0;
                     for (size_t j = 0; j <= t; j++)
-                        acc += exp(sc_buf[j] - m) * (double)test_to_f32(dt, q->v, j * kvd + kh * D + d);
-                    double err = fabs((double)test_to_f32(dt, out[s], t * qd + h * D + d) - acc / l);
+                        acc += exp(sc_buf[j] - m) * (double)hx_load(dt, q->v, j * kvd + kh * D + d);
+                    double err = fabs((double)hx_load(dt, out[s], t * qd + h * D + d) - acc / l);
                     if (err > worst) worst = err;
                 }
             }
     }
     printf("# attention %s %s: max |o - ref| = %.3g (max|v| <= 1, bound %.3g)\n", what,
-           test_dtype_name(dt), worst, tol);
-    if (!(worst <= tol)) fail_msg("attention %s %s: error %.3g > %.3g", what, test_dtype_name(dt), worst, tol);
+           hx_dtype_name(dt), worst, tol);
+    if (!(worst <= tol)) fail_msg("attention %s %s: error %.3g > %.3g", what, hx_dtype_name(dt), worst, tol);
     free(sc_buf);
     free_ref(&sc, out);
     scen_free(&sc);
@@ -417,7 +417,7 @@ static void test_attention_isolation(void **state) {
     scen sc;
     scen_init(env, &sc, BINV_DTYPE_F32, 2, 2, 16, lens, 2, 4);
     unsigned char **ref = one_shot(env, env->ctx, &sc);
-    test_from_f32(BINV_DTYPE_F32, NAN, sc.seqs[0].k, 100 * 2 * 16 + 3); /* token 100, head 0 */
+    hx_store(BINV_DTYPE_F32, sc.seqs[0].k, 100 * 2 * 16 + 3, NAN); /* token 100, head 0 */
     scen_reset(env, &sc);
     size_t ids[2] = {0, 1};
     cl_uint ql[2] = {300, 300};
@@ -451,7 +451,7 @@ static void test_attention_golden(void **state) {
         for (size_t s = 0; s < 2; s++) binv_sha256_update(&h, out[s], lens[s] * 4 * 64 * sc.es);
         binv_sha256_final(&h, dig);
         for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", dig[i]);
-        snprintf(name, sizeof name, "attention_%s_h4kv2d64_520+3", test_dtype_name(DTYPES[d]));
+        snprintf(name, sizeof name, "attention_%s_h4kv2d64_520+3", hx_dtype_name(DTYPES[d]));
         if (!test_golden_check("attention.txt", name, hex)) bad++;
         free_ref(&sc, out);
         scen_free(&sc);
@@ -468,9 +468,9 @@ static void test_rope(void **state) {
     float *x = malloc(n * 4), *y = malloc(n * 4);
     cl_uint pos[T + 1];
     uint64_t r = 3;
-    for (size_t i = 0; i < n; i++) x[i] = (float)((int64_t)(test_rng_next(&r) >> 40) - (1 << 23)) / (float)(1 << 23);
+    for (size_t i = 0; i < n; i++) x[i] = (float)((int64_t)(hx_rng_next(&r) >> 40) - (1 << 23)) / (float)(1 << 23);
     pos[0] = 0;
-    for (int t = 0; t < T; t++) pos[t + 1] = t < 8 ? (cl_uint)t : (cl_uint)(test_rng_next(&r) % 1000000);
+    for (int t = 0; t < T; t++) pos[t + 1] = t < 8 ? (cl_uint)t : (cl_uint)(hx_rng_next(&r) % 1000000);
     cl_mem bx = test_buffer(env, n * 4, x), bp = test_buffer(env, sizeof pos, pos);
     binv_status st = binv_rope(env->ctx, env->queue, BINV_DTYPE_F32, T, H, HD, bx, 1, ld, bp, 1,
                                10000.0f, 0, NULL, NULL);
@@ -528,17 +528,17 @@ static void test_swiglu(void **state) {
     int bad = 0;
     for (int d = 0; d < 3; d++) {
         binv_dtype dt = DTYPES[d];
-        size_t es = test_dtype_size(dt);
+        size_t es = hx_dtype_size(dt);
         unsigned char *g = malloc(R * C * es), *u = malloc(R * C * es), *y = malloc(R * C * es);
-        test_fill(dt, g, R * C, 1);
-        test_fill(dt, u, R * C, 2);
+        hx_fill_wide(dt, g, R * C, 1);
+        hx_fill_wide(dt, u, R * C, 2);
         cl_mem bg = test_buffer(env, R * C * es, g), bu = test_buffer(env, R * C * es, u);
         cl_mem by = test_buffer(env, R * C * es, NULL);
         assert_int_equal(binv_swiglu(env->ctx, env->queue, dt, R, C, bg, 0, C, bu, 0, C, by, 0, C, 0, NULL, NULL), BINV_SUCCESS);
         test_read(env, by, R * C * es, y);
         double worst = 0;
         for (size_t i = 0; i < R * C; i++) {
-            double gv = test_to_f32(dt, g, i), uv = test_to_f32(dt, u, i);
+            double gv = hx_load(dt, g, i), uv = hx_load(dt, u, i);
             double ref = gv / (1 + exp(-gv)) * uv;
             const int mant = dt == BINV_DTYPE_F32 ? 23 : dt == BINV_DTYPE_F16 ? 10 : 7;
             const double tiny = dt == BINV_DTYPE_F16 ? 0x1p-24 : dt == BINV_DTYPE_F32 ? 0x1p-149 : 0x1p-133;
@@ -547,14 +547,14 @@ static void test_swiglu(void **state) {
              * exp(-|g|) are subnormal or 0: the error is then absolute,
              * <= 2^-126 |u|, not relative. */
             double ulp = fmax(fmax(ldexp(1, ilogb(ref) - mant), tiny), 0x1p-126 * fabs(uv));
-            double e = fabs(test_to_f32(dt, y, i) - ref) / ulp;
+            double e = fabs(hx_load(dt, y, i) - ref) / ulp;
             if (e > worst) worst = e;
         }
-        printf("# swiglu %s: max error %.2f ulp\n", test_dtype_name(dt), worst);
+        printf("# swiglu %s: max error %.2f ulp\n", hx_dtype_name(dt), worst);
         assert_true(worst <= 4.0);
         char hex[65], name[48];
         test_sha256_hex(y, R * C * es, hex);
-        snprintf(name, sizeof name, "swiglu_%s_5x1000", test_dtype_name(dt));
+        snprintf(name, sizeof name, "swiglu_%s_5x1000", hx_dtype_name(dt));
         if (!test_golden_check("attention.txt", name, hex)) bad++;
         /* in place into gate gives the same bits */
         assert_int_equal(binv_swiglu(env->ctx, env->queue, dt, R, C, bg, 0, C, bu, 0, C, bg, 0, C, 0, NULL, NULL), BINV_SUCCESS);

@@ -499,8 +499,8 @@ static int group_setup(void **state) {
     const int st = test_env_setup(state);
     if (st) return st;
     test_env *env = *state;
-    test_fill(BINV_DTYPE_F32, gate, ROWS * COLS, 11);
-    test_fill(BINV_DTYPE_F32, up, ROWS * COLS, 12);
+    hx_fill_wide(BINV_DTYPE_F32, gate, ROWS * COLS, 11);
+    hx_fill_wide(BINV_DTYPE_F32, up, ROWS * COLS, 12);
     /* the bits without any cache */
     if (run_swiglu(env->context, env->device, env->ctx, expect) != BINV_SUCCESS) return -1;
     return 0;
@@ -510,8 +510,8 @@ int main(int argc, char **argv) {
     self_exe = access("/proc/self/exe", X_OK) == 0 ? "/proc/self/exe" : argv[0];
     signal(SIGALRM, on_alarm);
     if (argc == 3 && !strcmp(argv[1], "--writer")) {
-        test_fill(BINV_DTYPE_F32, gate, ROWS * COLS, 11);
-        test_fill(BINV_DTYPE_F32, up, ROWS * COLS, 12);
+        hx_fill_wide(BINV_DTYPE_F32, gate, ROWS * COLS, 11);
+        hx_fill_wide(BINV_DTYPE_F32, up, ROWS * COLS, 12);
         return child_writer(argv[2]);
     }
     /* BINV_TEST_FILTER: run only the matching tests (e.g. one scenario against

@@ -196,7 +196,7 @@ static int long_mode(void) {
 
 /* Random float of biased exponent e (0: subnormal) and random sign. */
 static uint32_t with_exp(uint64_t *s, int e) {
-    const uint64_t r = test_rng_next(s);
+    const uint64_t r = hx_rng_next(s);
     return (uint32_t)(r & 0x807fffffu) | ((uint32_t)e << 23);
 }
 
@@ -224,7 +224,7 @@ static void test_div(void **state) {
     /* Random bit patterns: every exponent, NaNs and infinities included. */
     for (int rep = 0; rep < 2; rep++) {
         for (size_t i = 0; i < N; i++) {
-            const uint64_t r = test_rng_next(&s);
+            const uint64_t r = hx_rng_next(&s);
             a[i] = (uint32_t)r;
             b[i] = (uint32_t)(r >> 32);
         }
@@ -235,11 +235,11 @@ static void test_div(void **state) {
      * exponent t in [-26, 2] or [250, 256]; subnormal operands included. */
     c = 0;
     for (size_t i = 0; i < N; i++) {
-        const uint64_t r = test_rng_next(&s);
+        const uint64_t r = hx_rng_next(&s);
         const int t = (r & 1) ? -26 + (int)(r >> 8) % 29 : 250 + (int)(r >> 8) % 7;
         int ea = 0, eb;
         do {
-            ea = (int)(test_rng_next(&s) % 255);
+            ea = (int)(hx_rng_next(&s) % 255);
             eb = ea - t + 127;
         } while (eb < 0 || eb > 254);
         a[i] = with_exp(&s, ea);
@@ -255,7 +255,7 @@ static void test_div(void **state) {
     c = 0;
     n = 0;
     while (n < N) {
-        const uint64_t r = test_rng_next(&s);
+        const uint64_t r = hx_rng_next(&s);
         double q, bb;
         if (n & 1) {
             const uint32_t B = (uint32_t)(r & 0x7ffu) | 1u;           /* odd, < 2^11 */
@@ -279,7 +279,7 @@ static void test_div(void **state) {
      * runs of ones; random dividends. */
     c = 0;
     for (size_t i = 0; i < N; i++) {
-        const uint64_t r = test_rng_next(&s);
+        const uint64_t r = hx_rng_next(&s);
         uint32_t m;
         switch (r & 3) {
         case 0: m = (uint32_t)(r >> 8) & 0xfffu; break;                 /* just above 1 */
@@ -297,7 +297,7 @@ static void test_div(void **state) {
     if (long_mode()) { /* every divisor significand against 32 dividends */
         c = 0;
         for (uint32_t rep = 0; rep < 32; rep++) {
-            const uint32_t av = (uint32_t)test_rng_next(&s) & 0x7fffffu;
+            const uint32_t av = (uint32_t)hx_rng_next(&s) & 0x7fffffu;
             for (uint32_t base = 0; base < 0x800000u; base += N) {
                 for (uint32_t i = 0; i < N; i++) {
                     a[i] = av | 0x3f800000u;
@@ -355,7 +355,7 @@ static void test_sqrt(void **state) {
     count += c;
     /* Every 4093rd bit pattern (all exponents, both signs), from a random start. */
     c = 0;
-    uint32_t u = (uint32_t)test_rng_next(&s) % 4093u;
+    uint32_t u = (uint32_t)hx_rng_next(&s) % 4093u;
     for (int part = 0; part < 2; part++) {
         for (n = 0; n < N && u < 0xffffffffu - 4093u; n++, u += 4093u) x[n] = u;
         bad += check_sqrt(env, prog, "strided", x, n, &c);
@@ -363,7 +363,7 @@ static void test_sqrt(void **state) {
     printf("# sqrt: %zu strided inputs\n", c);
     count += c;
     c = 0;
-    for (size_t i = 0; i < N; i++) x[i] = (uint32_t)test_rng_next(&s) & 0x7fffffffu;
+    for (size_t i = 0; i < N; i++) x[i] = (uint32_t)hx_rng_next(&s) & 0x7fffffffu;
     bad += check_sqrt(env, prog, "random", x, N, &c);
     count += c;
 

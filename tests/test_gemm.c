@@ -45,14 +45,14 @@ static void problem_init_pad(problem *p, binv_dtype dt, binv_transpose ta, binv_
     p->a_elems = (ta == BINV_NO_TRANS ? m : k) * p->lda;
     p->b_elems = (tb == BINV_NO_TRANS ? k : n) * p->ldb;
     p->c_elems = m * p->ldc;
-    size_t es = test_dtype_size(dt);
+    size_t es = hx_dtype_size(dt);
     p->a = malloc(p->a_elems * es);
     p->b = malloc(p->b_elems * es);
     p->c = malloc(p->c_elems * es);
     assert_non_null(p->a); assert_non_null(p->b); assert_non_null(p->c);
-    test_fill(dt, p->a, p->a_elems, seed);
-    test_fill(dt, p->b, p->b_elems, seed + 1);
-    test_fill(dt, p->c, p->c_elems, seed + 2);
+    hx_fill_wide(dt, p->a, p->a_elems, seed);
+    hx_fill_wide(dt, p->b, p->b_elems, seed + 1);
+    hx_fill_wide(dt, p->c, p->c_elems, seed + 2);
 }
 
 static void problem_init(problem *p, binv_dtype dt, binv_transpose ta, binv_transpose tb,
@@ -73,7 +73,7 @@ static size_t b_index(const problem *p, size_t q, size_t j) {
  * placing C at element offset c_off; returns the m x ldc output (storage). */
 static unsigned char *run_rows(const test_env *env, binv_context *ctx, const problem *p,
                                size_t row0, size_t m, size_t c_off, float alpha, float beta) {
-    size_t es = test_dtype_size(p->dtype);
+    size_t es = hx_dtype_size(p->dtype);
     cl_mem a = test_buffer(env, p->a_elems * es, p->a);
     cl_mem b = test_buffer(env, p->b_elems * es, p->b);
     cl_mem c = test_buffer(env, (c_off + p->c_elems) * es, NULL);
@@ -102,7 +102,7 @@ static unsigned char *run_rows(const test_env *env, binv_context *ctx, const pro
 /* Row i of x (ld elements per row) equals row j of y, bit for bit, over n. */
 static int rows_equal(const problem *p, const unsigned char *x, size_t i, const unsigned char *y,
                       size_t j) {
-    size_t es = test_dtype_size(p->dtype);
+    size_t es = hx_dtype_size(p->dtype);
     return memcmp(x + i * p->ldc * es, y + j * p->ldc * es, p->n * es) == 0;
 }
 
@@ -131,7 +131,7 @@ static void check_invariance(void **state, binv_dtype dt, binv_transpose ta, bin
                     if (!rows_equal(&p, out, i, full, starts[si] + i)) {
                         fail_msg("%s %s%s n=%zu k=%zu: row %zu of a batch of m=%zu at position "
                                  "%zu (path %s) differs from the same row computed with m=%zu",
-                                 test_dtype_name(dt),
+                                 hx_dtype_name(dt),
                                  TNAME[ta], TNAME[tb], n, k, starts[si] + i, m, i, cname[ci], mmax);
                     }
                 }
@@ -180,16 +180,16 @@ static void test_invariance_other_rows(void **state) {
     test_env *env = *state;
     for (int d = 0; d < 3; d++) {
         binv_dtype dt = DTYPES[d];
-        size_t es = test_dtype_size(dt);
+        size_t es = hx_dtype_size(dt);
         problem p;
         problem_init(&p, dt, BINV_NO_TRANS, BINV_TRANS, 64, 300, 1500, 77);
         unsigned char *ref = run_rows(env, env->ctx, &p, 0, 64, 0, 1.0f, 0.0f);
         const size_t r = 17;
         /* Overwrite every other row of A with new data and some NaN/Inf. */
-        test_fill(dt, p.a, r * p.lda, 999);
-        test_fill(dt, p.a + (r + 1) * p.lda * es, (63 - r) * p.lda, 998);
+        hx_fill_wide(dt, p.a, r * p.lda, 999);
+        hx_fill_wide(dt, p.a + (r + 1) * p.lda * es, (63 - r) * p.lda, 998);
         float specials[] = {NAN, INFINITY, -INFINITY, 0.0f};
-        for (int s = 0; s < 4; s++) test_from_f32(dt, specials[s], p.a, (size_t)s * p.lda + 5);
+        for (int s = 0; s < 4; s++) hx_store(dt, p.a, (size_t)s * p.lda + 5, specials[s]);
         for (int ci = 0; ci < 6; ci++) {
             binv_context *c = ci == 0 ? env->ctx : env->forced[ci - 1];
             unsigned char *out = run_rows(env, c, &p, 0, 64, 0, 1.0f, 0.0f);
@@ -208,7 +208,7 @@ static void test_determinism(void **state) {
     for (int d = 0; d < 3; d++) {
         problem p;
         problem_init(&p, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, 33, 130, 1100, 5);
-        size_t es = test_dtype_size(p.dtype);
+        size_t es = hx_dtype_size(p.dtype);
         cl_mem a = test_buffer(env, p.a_elems * es, p.a);
         cl_mem b = test_buffer(env, p.b_elems * es, p.b);
         cl_mem c = test_buffer(env, p.c_elems * es, NULL);
@@ -244,16 +244,16 @@ static int within_bound(const problem *p, const unsigned char *out, float alpha,
         for (size_t j = 0; j < p->n; j++) {
             double s = 0, sa = 0;
             for (size_t q = 0; q < p->k; q++) {
-                double t = (double)test_to_f32(p->dtype, p->a, a_index(p, i, q)) *
-                           (double)test_to_f32(p->dtype, p->b, b_index(p, q, j));
+                double t = (double)hx_load(p->dtype, p->a, a_index(p, i, q)) *
+                           (double)hx_load(p->dtype, p->b, b_index(p, q, j));
                 s += t;
                 sa += fabs(t);
             }
-            double c0 = beta != 0 ? test_to_f32(p->dtype, p->c, i * p->ldc + j) : 0.0;
+            double c0 = beta != 0 ? hx_load(p->dtype, p->c, i * p->ldc + j) : 0.0;
             double exact = alpha * s + beta * c0;
             double tol = (p->k + 4) * u * (fabs(alpha) * sa + fabs(beta * c0)) + uo * fabs(exact) +
                          1e-30;
-            double got = test_to_f32(p->dtype, out, i * p->ldc + j);
+            double got = hx_load(p->dtype, out, i * p->ldc + j);
             if (!(fabs(got - exact) <= tol)) {
                 snprintf(msg, msg_size,
                          "%s: C[%zu][%zu] = %.9g, exact %.9g, error %.3g > bound %.3g (k=%zu)", who,
@@ -300,8 +300,8 @@ static void test_exact_pow2(void **state) {
     for (int d = 0; d < 3; d++) {
         problem p;
         problem_init(&p, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, 9, 70, kk[d], 3);
-        test_fill_pow2(p.dtype, p.a, p.a_elems, 11);
-        test_fill_pow2(p.dtype, p.b, p.b_elems, 12);
+        hx_fill_pow2(p.dtype, p.a, p.a_elems, 11);
+        hx_fill_pow2(p.dtype, p.b, p.b_elems, 12);
         for (int ci = 0; ci < 5; ci++) {
             binv_context *c = ci < 3 ? env->forced[ci] : ci == 3 ? env->ctx : env->adaptive;
             unsigned char *out = run_rows(env, c, &p, 0, p.m, 0, 1.0f, 0.0f);
@@ -309,9 +309,9 @@ static void test_exact_pow2(void **state) {
                 for (size_t j = 0; j < p.n; j++) {
                     double s = 0;
                     for (size_t q = 0; q < p.k; q++)
-                        s += (double)test_to_f32(p.dtype, p.a, a_index(&p, i, q)) *
-                             test_to_f32(p.dtype, p.b, b_index(&p, q, j));
-                    assert_true(test_to_f32(p.dtype, out, i * p.ldc + j) == (float)s);
+                        s += (double)hx_load(p.dtype, p.a, a_index(&p, i, q)) *
+                             hx_load(p.dtype, p.b, b_index(&p, q, j));
+                    assert_true(hx_load(p.dtype, out, i * p.ldc + j) == (float)s);
                 }
             free(out);
         }
@@ -386,7 +386,7 @@ static float *clblast_in_child(const problem *p, float alpha, float beta, char *
     const char *t = getenv("BINV_CLBLAST_TIMEOUT");
     char how[256];
     float *c = NULL;
-    if (cli_run_deadline(argv, t && atol(t) > 0 ? atol(t) : 240, how, sizeof how) != 0) {
+    if (hx_run_deadline(argv, t && atol(t) > 0 ? atol(t) : 240, how, sizeof how) != 0) {
         snprintf(why, why_size, "CLBlast's SGEMM (clblast_probe): %s", how);
     } else {
         c = malloc(p->c_elems * 4);
@@ -455,9 +455,9 @@ static void test_golden(void **state) {
                                  shapes[s][0], shapes[s][1], shapes[s][2], 2024);
                     unsigned char *out = run_rows(env, env->ctx, &p, 0, p.m, 0, 1.25f, 0.5f);
                     char hex[65], name[128];
-                    test_sha256_hex(out, p.c_elems * test_dtype_size(p.dtype), hex);
+                    test_sha256_hex(out, p.c_elems * hx_dtype_size(p.dtype), hex);
                     snprintf(name, sizeof name, "gemm_%s_%s%s_%zux%zux%zu",
-                             test_dtype_name(DTYPES[d]), TNAME[ta], TNAME[tb], p.m,
+                             hx_dtype_name(DTYPES[d]), TNAME[ta], TNAME[tb], p.m,
                              p.n, p.k);
                     if (!test_golden_check("gemm.txt", name, hex)) bad++;
                     free(out);
@@ -636,13 +636,13 @@ static void test_tiled_variants(void **state) {
     for (size_t d = 0; d < sizeof dts / sizeof *dts; d++) {
         problem p;
         problem_init_pad(&p, dts[d], BINV_NO_TRANS, BINV_TRANS, 150, 200, 1000, 4242 + d, 0);
-        const size_t bytes = p.m * p.ldc * test_dtype_size(p.dtype);
+        const size_t bytes = p.m * p.ldc * hx_dtype_size(p.dtype);
         unsigned char *ref = run_rows(env, env->forced[2], &p, 0, p.m, 0, 1.0f, 0.0f);
         check_accuracy(&p, ref, 1.0f, 0.0f, "tiled");
         for (size_t v = 0; v < NV; v++) {
             unsigned char *out = run_rows(env, tuned[v], &p, 0, p.m, 0, 1.0f, 0.0f);
             if (memcmp(out, ref, bytes))
-                fail_msg("%s tiled: %s=%s changed the bits", test_dtype_name(p.dtype), vars[v][0],
+                fail_msg("%s tiled: %s=%s changed the bits", hx_dtype_name(p.dtype), vars[v][0],
                          vars[v][1]);
             free(out);
         }
@@ -708,9 +708,9 @@ static void test_gemm_native(void **state) {
                 p.ldc = 208;
                 p.c_elems = mmax * p.ldc;
                 free(p.c);
-                p.c = malloc(p.c_elems * test_dtype_size(p.dtype));
+                p.c = malloc(p.c_elems * hx_dtype_size(p.dtype));
                 assert_non_null(p.c);
-                test_fill(p.dtype, p.c, p.c_elems, 99);
+                hx_fill_wide(p.dtype, p.c, p.c_elems, 99);
             }
             unsigned char *full = run_rows(env, nat, &p, 0, mmax, 0, 1.0f, 0.0f);
             for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++) {
@@ -721,20 +721,20 @@ static void test_gemm_native(void **state) {
                     for (size_t i = 0; i < m; i++)
                         if (!rows_equal(&p, out, i, full, starts[si] + i))
                             fail_msg("native %s k=%zu: row %zu in a batch of %zu differs",
-                                     test_dtype_name(DTYPES[d]), k, starts[si] + i, m);
+                                     hx_dtype_name(DTYPES[d]), k, starts[si] + i, m);
                     free(out);
                 }
             }
             for (int rep = 0; rep < 3; rep++) {
                 unsigned char *again = run_rows(env, nat, &p, 0, mmax, 0, 1.0f, 0.0f);
-                assert_memory_equal(again, full, mmax * p.ldc * test_dtype_size(p.dtype));
+                assert_memory_equal(again, full, mmax * p.ldc * hx_dtype_size(p.dtype));
                 free(again);
             }
             for (size_t si = 0; si < NS; si++) {
                 unsigned char *other = run_rows(env, shaped[si], &p, 0, mmax, 0, 1.0f, 0.0f);
-                if (memcmp(other, full, mmax * p.ldc * test_dtype_size(p.dtype)))
+                if (memcmp(other, full, mmax * p.ldc * hx_dtype_size(p.dtype)))
                     fail_msg("native %s k=%zu: %s=%s changed the bits",
-                             test_dtype_name(DTYPES[d]), k, shapes[si][0], shapes[si][1]);
+                             hx_dtype_name(DTYPES[d]), k, shapes[si][0], shapes[si][1]);
                 free(other);
             }
             /* accuracy: the portable bound (products exact, f32 sums) */
@@ -743,9 +743,9 @@ static void test_gemm_native(void **state) {
             check_accuracy(&p, ab, 0.5f, -1.25f, "native alpha/beta");
             free(ab);
             char hex[65], name[96];
-            test_sha256_hex(full, mmax * p.ldc * test_dtype_size(p.dtype), hex);
+            test_sha256_hex(full, mmax * p.ldc * hx_dtype_size(p.dtype), hex);
             snprintf(name, sizeof name, "native_cc%u%u_%s_%zux%zux%zu%s", cc[0], cc[1],
-                     test_dtype_name(DTYPES[d]), mmax, n, k, kk == 2 ? "_ld1008_ldc208" : "");
+                     hx_dtype_name(DTYPES[d]), mmax, n, k, kk == 2 ? "_ld1008_ldc208" : "");
             if (!test_golden_check("gemm_native.txt", name, hex)) bad++;
             free(full);
             problem_free(&p);

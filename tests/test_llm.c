@@ -19,7 +19,7 @@
 
 #include "common.h"
 #include "llm.h"
-#include "study.h"
+#include "harness.h"
 
 #ifndef BINV_LLM_MODEL
 #define BINV_LLM_MODEL "../shared/models/stories260K.bin"
@@ -369,11 +369,11 @@ static double engine_vs_reference(const test_env *env, const llm_model *m, binv_
         }
         if (d > tol * (1 + mx))
             fail_msg("%s: token %d: max |logit diff| %g (max |logit| %g)",
-                     study_dtype_name(dt), g, d, mx);
+                     hx_dtype_name(dt), g, d, mx);
         maxdiff = fmax(maxdiff, d);
         tok = argmax(le, V);
         if (check_tokens && tok != argmax(lr, V))
-            fail_msg("%s: greedy token %d: engine %d, reference %d", study_dtype_name(dt), g, tok,
+            fail_msg("%s: greedy token %d: engine %d, reference %d", hx_dtype_name(dt), g, tok,
                      argmax(lr, V));
         if (!check_tokens) tok = argmax(lr, V); /* follow the reference */
     }
@@ -421,19 +421,19 @@ static float *drive(llm_engine *e, const llm_model *m, const int *prompt, int pl
             w[nw++] = (llm_work){0, pos, 1, &tok, 1};
         }
         for (int c = 0; c < ncomp; c++) {
-            if (study_rng_next(&rng) % 4 == 0) continue; /* sits this step out */
-            int n = 1 + (int)(study_rng_next(&rng) % 4);
+            if (hx_rng_next(&rng) % 4 == 0) continue; /* sits this step out */
+            int n = 1 + (int)(hx_rng_next(&rng) % 4);
             if (cpos[c] + n > clen) { /* full: finish and start again (new pages) */
                 llm_engine_seq_end(e, 1 + c);
                 assert_int_equal(llm_engine_seq_begin(e, 1 + c, clen), 0);
                 cpos[c] = 0;
             }
-            for (int t = 0; t < n; t++) ctoks[c * 4 + t] = (int)(study_rng_next(&rng) % (uint64_t)V);
-            w[nw++] = (llm_work){1 + c, cpos[c], n, ctoks + c * 4, (int)(study_rng_next(&rng) % 2)};
+            for (int t = 0; t < n; t++) ctoks[c * 4 + t] = (int)(hx_rng_next(&rng) % (uint64_t)V);
+            w[nw++] = (llm_work){1 + c, cpos[c], n, ctoks + c * 4, (int)(hx_rng_next(&rng) % 2)};
             cpos[c] += n;
         }
         for (int i = nw; i > 1; i--) {
-            const int j = (int)(study_rng_next(&rng) % (uint64_t)i);
+            const int j = (int)(hx_rng_next(&rng) % (uint64_t)i);
             const llm_work t = w[i - 1];
             w[i - 1] = w[j], w[j] = t;
         }

@@ -587,10 +587,10 @@ static void attn_case_init(const test_env *env, binv_context *c, attn_case *a) {
     float *h = malloc(pool);
     uint64_t s = 5;
     for (size_t i = 0; i < pool / 4; i++)
-        h[i] = (float)((int)(test_rng_next(&s) % 2001) - 1000) / 1000.0f;
+        h[i] = (float)((int)(hx_rng_next(&s) % 2001) - 1000) / 1000.0f;
     a->k = test_buffer(env, pool, h);
     for (size_t i = 0; i < pool / 4; i++)
-        h[i] = (float)((int)(test_rng_next(&s) % 2001) - 1000) / 1000.0f;
+        h[i] = (float)((int)(hx_rng_next(&s) % 2001) - 1000) / 1000.0f;
     a->v = test_buffer(env, pool, h);
     free(h);
     const cl_uint ql[2] = {1, 2}, cl[2] = {300, 2};
@@ -601,7 +601,7 @@ static void attn_case_init(const test_env *env, binv_context *c, attn_case *a) {
     a->T = 3;
     a->cache = (binv_kv_cache){BINV_DTYPE_F32, pages, 1, a->D, a->k, a->v};
     float qh[3 * 2 * 8];
-    for (size_t i = 0; i < 48; i++) qh[i] = (float)((int)(test_rng_next(&s) % 2001) - 1000) / 500.0f;
+    for (size_t i = 0; i < 48; i++) qh[i] = (float)((int)(hx_rng_next(&s) % 2001) - 1000) / 500.0f;
     a->q = test_buffer(env, sizeof qh, qh);
     a->obytes = a->T * a->H * a->D * 4;
     a->o = test_buffer(env, a->obytes, NULL);

@@ -28,17 +28,17 @@ typedef struct rprob {
 } rprob;
 
 static void rprob_init(rprob *p, rop op, binv_dtype dt, size_t rows, size_t cols, uint64_t seed) {
-    size_t es = test_dtype_size(dt);
+    size_t es = hx_dtype_size(dt);
     *p = (rprob){op, dt, rows, cols, cols + 3, NULL, NULL, NULL, NULL};
     p->x = malloc(rows * p->ld * es);
     p->r = malloc(rows * p->ld * es);
     p->w = malloc(cols * es);
     p->b = malloc(cols * es);
     assert_true(p->x && p->r && p->w && p->b);
-    test_fill(dt, p->x, rows * p->ld, seed);
-    test_fill(dt, p->r, rows * p->ld, seed + 1);
-    test_fill(dt, p->w, cols, seed + 2);
-    test_fill(dt, p->b, cols, seed + 3);
+    hx_fill_wide(dt, p->x, rows * p->ld, seed);
+    hx_fill_wide(dt, p->r, rows * p->ld, seed + 1);
+    hx_fill_wide(dt, p->w, cols, seed + 2);
+    hx_fill_wide(dt, p->b, cols, seed + 3);
 }
 
 static void rprob_free(rprob *p) { free(p->x); free(p->r); free(p->w); free(p->b); }
@@ -48,7 +48,7 @@ static void rprob_free(rprob *p) { free(p->x); free(p->r); free(p->w); free(p->b
  * floats; *xout (if not NULL) receives x after the call (add_rmsnorm). */
 static void *run(const test_env *env, binv_context *ctx, const rprob *p, size_t row0, size_t rows,
                  size_t xoff, size_t yoff, unsigned char **xout) {
-    size_t es = test_dtype_size(p->dt), n = rows * p->ld;
+    size_t es = hx_dtype_size(p->dt), n = rows * p->ld;
     unsigned char *xs = calloc(xoff + n, es);
     memcpy(xs + xoff * es, p->x + row0 * p->ld * es, n * es);
     cl_mem x = test_buffer(env, (xoff + n) * es, xs);
@@ -91,7 +91,7 @@ static void *run(const test_env *env, binv_context *ctx, const rprob *p, size_t 
 static int row_eq(const rprob *p, const void *a, size_t i, const void *b, size_t j) {
     if (p->op == R_SUM || p->op == R_MEAN)
         return memcmp((const float *)a + i, (const float *)b + j, 4) == 0;
-    size_t es = test_dtype_size(p->dt);
+    size_t es = hx_dtype_size(p->dt);
     return memcmp((const unsigned char *)a + i * p->ld * es, (const unsigned char *)b + j * p->ld * es,
                   p->cols * es) == 0;
 }
@@ -115,7 +115,7 @@ static void check_rows_invariance(void **state, rop op, binv_dtype dt, size_t co
                 for (size_t i = 0; i < m; i++)
                     if (!row_eq(&p, out, i, full, starts[si] + i))
                         fail_msg("%s %s cols=%zu: row %zu alone in a batch of %zu (path %d) differs "
-                                 "from the batch of %zu", RNAME[op], test_dtype_name(dt), cols,
+                                 "from the batch of %zu", RNAME[op], hx_dtype_name(dt), cols,
                                  starts[si] + i, m, ci, rmax);
                 free(out);
             }
@@ -187,11 +187,11 @@ static void reference(const rprob *p, size_t i, double *ref) {
     size_t n = p->cols;
     double *v = malloc(n * sizeof *v);
     for (size_t j = 0; j < n; j++) {
-        v[j] = test_to_f32(p->dt, p->x, i * p->ld + j);
+        v[j] = hx_load(p->dt, p->x, i * p->ld + j);
         if (p->op == R_ADDRMS) {
             unsigned char tmp[4];
-            test_from_f32(p->dt, (float)v[j] + test_to_f32(p->dt, p->r, i * p->ld + j), tmp, 0);
-            v[j] = test_to_f32(p->dt, tmp, 0);
+            hx_store(p->dt, tmp, 0, (float)v[j] + hx_load(p->dt, p->r, i * p->ld + j));
+            v[j] = hx_load(p->dt, tmp, 0);
         }
     }
     double s = 0, s2 = 0, mx = -INFINITY;
@@ -200,13 +200,13 @@ static void reference(const rprob *p, size_t i, double *ref) {
     else if (p->op == R_MEAN) ref[0] = s / n;
     else if (p->op == R_RMS || p->op == R_ADDRMS) {
         double inv = 1.0 / sqrt(s2 / n + 1e-5);
-        for (size_t j = 0; j < n; j++) ref[j] = v[j] * inv * test_to_f32(p->dt, p->w, j);
+        for (size_t j = 0; j < n; j++) ref[j] = v[j] * inv * hx_load(p->dt, p->w, j);
     } else if (p->op == R_LN) {
         double mu = s / n, var = 0;
         for (size_t j = 0; j < n; j++) var += (v[j] - mu) * (v[j] - mu);
         double inv = 1.0 / sqrt(var / n + 1e-5);
         for (size_t j = 0; j < n; j++)
-            ref[j] = (v[j] - mu) * inv * test_to_f32(p->dt, p->w, j) + test_to_f32(p->dt, p->b, j);
+            ref[j] = (v[j] - mu) * inv * hx_load(p->dt, p->w, j) + hx_load(p->dt, p->b, j);
     } else {
         double se = 0;
         for (size_t j = 0; j < n; j++) se += exp(v[j] - mx);
@@ -235,25 +235,25 @@ static void test_rows_accuracy(void **state) {
                     reference(&p, i, ref);
                     if (op == R_SUM || op == R_MEAN) {
                         double sa = 0;
-                        for (size_t j = 0; j < cols[c]; j++) sa += fabs(test_to_f32(p.dt, p.x, i * p.ld + j));
+                        for (size_t j = 0; j < cols[c]; j++) sa += fabs(hx_load(p.dt, p.x, i * p.ld + j));
                         if (op == R_MEAN) sa /= cols[c];
                         double got = ((float *)out)[i];
                         double tol = (cols[c] + 2) * ldexp(1.0, -24) * sa;
                         if (!(fabs(got - ref[0]) <= tol))
-                            fail_msg("%s %s cols=%zu: %.9g vs %.9g", RNAME[op], test_dtype_name(p.dt), cols[c], got, ref[0]);
+                            fail_msg("%s %s cols=%zu: %.9g vs %.9g", RNAME[op], hx_dtype_name(p.dt), cols[c], got, ref[0]);
                         continue;
                     }
                     double mx = 0;
                     for (size_t j = 0; j < cols[c]; j++) mx = fmax(mx, fabs(ref[j]));
                     double floor_ = (op == R_SOFTMAX || op == R_LOGSOFTMAX) ? ldexp(mx, -24) : ldexp(mx, -20);
                     for (size_t j = 0; j < cols[c]; j++) {
-                        double got = test_to_f32(p.dt, out, i * p.ld + j);
+                        double got = hx_load(p.dt, out, i * p.ld + j);
                         /* + the spacing of f16's subnormals (its outputs round to them) */
                         double tol = 16 * ldexp(1.0, -23) * fabs(ref[j]) + uo * fabs(ref[j]) + floor_ +
                                      (p.dt == BINV_DTYPE_F16 ? ldexp(1.0, -24) : 0.0);
                         if (!(fabs(got - ref[j]) <= tol))
                             fail_msg("%s %s cols=%zu row %zu col %zu: %.9g vs exact %.9g (bound %.3g)",
-                                     RNAME[op], test_dtype_name(p.dt), cols[c], i, j, got, ref[j], tol);
+                                     RNAME[op], hx_dtype_name(p.dt), cols[c], i, j, got, ref[j], tol);
                     }
                 }
                 free(ref);
@@ -276,7 +276,7 @@ static void test_math_functions(void **state) {
     for (int i = 0; i < N; i++) {
         if (i < N / 2) x[i] = -104.0f + 193.0f * (float)i / (N / 2); /* exp's whole range */
         else {
-            uint32_t u = (uint32_t)(test_rng_next(&s) % 0x7f800000u); /* every positive float */
+            uint32_t u = (uint32_t)(hx_rng_next(&s) % 0x7f800000u); /* every positive float */
             memcpy(&x[i], &u, 4);
         }
     }
@@ -375,7 +375,7 @@ static void test_in_place_and_add(void **state) {
     for (size_t i = 0; i < 4; i++)
         for (size_t j = 0; j < p.cols; j++) {
             unsigned char t[2];
-            test_from_f32(p.dt, test_to_f32(p.dt, p.x, i * p.ld + j) + test_to_f32(p.dt, p.r, i * p.ld + j), t, 0);
+            hx_store(p.dt, t, 0, hx_load(p.dt, p.x, i * p.ld + j) + hx_load(p.dt, p.r, i * p.ld + j));
             assert_memory_equal(t, xafter + (i * p.ld + j) * 2, 2);
         }
     memcpy(p.x, xafter, 4 * p.ld * 2);
@@ -466,10 +466,10 @@ static void test_rows_golden(void **state) {
             rprob p;
             rprob_init(&p, (rop)op, DTYPES[d], 5, 5000, 2024);
             void *out = run(env, env->ctx, &p, 0, 5, 0, 0, NULL);
-            size_t bytes = (op == R_SUM || op == R_MEAN) ? 5 * 4 : 5 * p.ld * test_dtype_size(p.dt);
+            size_t bytes = (op == R_SUM || op == R_MEAN) ? 5 * 4 : 5 * p.ld * hx_dtype_size(p.dt);
             char hex[65], name[96];
             test_sha256_hex(out, bytes, hex);
-            snprintf(name, sizeof name, "%s_%s_5x5000", RNAME[op], test_dtype_name(p.dt));
+            snprintf(name, sizeof name, "%s_%s_5x5000", RNAME[op], hx_dtype_name(p.dt));
             if (!test_golden_check("rows.txt", name, hex)) bad++;
             free(out);
             rprob_free(&p);

@@ -10,37 +10,37 @@
 
 #include <cmocka.h>
 
-#include "study.h"
+#include "harness.h"
 
 static void test_conversions(void **state) {
     (void)state;
     uint16_t h[8];
     /* f16: 1, -2, 65504 (max), 2^-24 (min subnormal), 1 + 2^-11 ties to even (1). */
-    study_store(BINV_DTYPE_F16, h, 0, 1.0f);
-    study_store(BINV_DTYPE_F16, h, 1, -2.0f);
-    study_store(BINV_DTYPE_F16, h, 2, 65504.0f);
-    study_store(BINV_DTYPE_F16, h, 3, ldexpf(1.0f, -24));
-    study_store(BINV_DTYPE_F16, h, 4, 1.0f + ldexpf(1.0f, -11));
-    study_store(BINV_DTYPE_F16, h, 5, 1.0f + 3 * ldexpf(1.0f, -11));
-    study_store(BINV_DTYPE_F16, h, 6, 70000.0f);
-    study_store(BINV_DTYPE_F16, h, 7, NAN);
+    hx_store(BINV_DTYPE_F16, h, 0, 1.0f);
+    hx_store(BINV_DTYPE_F16, h, 1, -2.0f);
+    hx_store(BINV_DTYPE_F16, h, 2, 65504.0f);
+    hx_store(BINV_DTYPE_F16, h, 3, ldexpf(1.0f, -24));
+    hx_store(BINV_DTYPE_F16, h, 4, 1.0f + ldexpf(1.0f, -11));
+    hx_store(BINV_DTYPE_F16, h, 5, 1.0f + 3 * ldexpf(1.0f, -11));
+    hx_store(BINV_DTYPE_F16, h, 6, 70000.0f);
+    hx_store(BINV_DTYPE_F16, h, 7, NAN);
     assert_int_equal(h[0], 0x3c00); assert_int_equal(h[1], 0xc000);
     assert_int_equal(h[2], 0x7bff); assert_int_equal(h[3], 0x0001);
     assert_int_equal(h[4], 0x3c00); assert_int_equal(h[5], 0x3c02);
     assert_int_equal(h[6], 0x7c00); assert_true((h[7] & 0x7c00) == 0x7c00 && (h[7] & 0x3ff));
     for (int i = 0; i < 6; i++) {
-        float back = study_load(BINV_DTYPE_F16, h, (size_t)i);
+        float back = hx_load(BINV_DTYPE_F16, h, (size_t)i);
         uint16_t again;
-        study_store(BINV_DTYPE_F16, &again, 0, back);
+        hx_store(BINV_DTYPE_F16, &again, 0, back);
         assert_int_equal(again, h[i]); /* round trip */
     }
     /* bf16: ties to even, NaN stays NaN. */
     uint16_t b[3];
-    study_store(BINV_DTYPE_BF16, b, 0, 1.0f + ldexpf(1.0f, -8));     /* tie -> 1 */
-    study_store(BINV_DTYPE_BF16, b, 1, 1.0f + 3 * ldexpf(1.0f, -8)); /* tie -> up */
-    study_store(BINV_DTYPE_BF16, b, 2, NAN);
+    hx_store(BINV_DTYPE_BF16, b, 0, 1.0f + ldexpf(1.0f, -8));     /* tie -> 1 */
+    hx_store(BINV_DTYPE_BF16, b, 1, 1.0f + 3 * ldexpf(1.0f, -8)); /* tie -> up */
+    hx_store(BINV_DTYPE_BF16, b, 2, NAN);
     assert_int_equal(b[0], 0x3f80); assert_int_equal(b[1], 0x3f82);
-    assert_true(isnan(study_load(BINV_DTYPE_BF16, b, 2)));
+    assert_true(isnan(hx_load(BINV_DTYPE_BF16, b, 2)));
 }
 
 static void test_ulp_and_diff(void **state) {
@@ -48,45 +48,45 @@ static void test_ulp_and_diff(void **state) {
     float a[4] = {1.0f, 0.0f, -1.0f, 5.0f}, b[4] = {1.0f, -0.0f, -1.0f, 5.0f};
     b[2] = nextafterf(-1.0f, -2.0f);
     b[3] = nextafterf(nextafterf(5.0f, 9.0f), 9.0f);
-    assert_true(study_ulp_distance(BINV_DTYPE_F32, a, b, 0) == 0);
-    assert_true(study_ulp_distance(BINV_DTYPE_F32, a, b, 1) == 0); /* +0 vs -0 */
-    assert_true(study_ulp_distance(BINV_DTYPE_F32, a, b, 2) == 1);
-    assert_true(study_ulp_distance(BINV_DTYPE_F32, a, b, 3) == 2);
-    study_diff d = study_compare(BINV_DTYPE_F32, a, b, 4);
+    assert_true(hx_ulp_distance(BINV_DTYPE_F32, a, b, 0) == 0);
+    assert_true(hx_ulp_distance(BINV_DTYPE_F32, a, b, 1) == 0); /* +0 vs -0 */
+    assert_true(hx_ulp_distance(BINV_DTYPE_F32, a, b, 2) == 1);
+    assert_true(hx_ulp_distance(BINV_DTYPE_F32, a, b, 3) == 2);
+    hx_diff d = hx_compare(BINV_DTYPE_F32, a, b, 4);
     assert_int_equal(d.differing, 3); /* bits of -0 differ from +0 */
     assert_true(d.max_ulp == 2);
     assert_true(d.max_abs == (double)b[3] - 5.0);
     float tiny_pos = ldexpf(1.0f, -149), tiny_neg = -ldexpf(1.0f, -149);
-    assert_true(study_ulp_distance(BINV_DTYPE_F32, &tiny_pos, &tiny_neg, 0) == 2);
+    assert_true(hx_ulp_distance(BINV_DTYPE_F32, &tiny_pos, &tiny_neg, 0) == 2);
     float n1 = NAN, one = 1.0f;
-    assert_true(isinf(study_ulp_distance(BINV_DTYPE_F32, &n1, &one, 0)));
+    assert_true(isinf(hx_ulp_distance(BINV_DTYPE_F32, &n1, &one, 0)));
     uint16_t h1 = 0x3c00, h2 = 0x3c05;
-    assert_true(study_ulp_distance(BINV_DTYPE_F16, &h1, &h2, 0) == 5);
+    assert_true(hx_ulp_distance(BINV_DTYPE_F16, &h1, &h2, 0) == 5);
 }
 
 static void test_distinct(void **state) {
     (void)state;
-    study_hashset s = {0};
+    hx_hashset s = {0};
     float x[3] = {1, 2, 3}, y[3] = {1, 2, 3}, z[3] = {1, 2, 3.0000002f};
-    assert_int_equal(study_hashset_add(&s, x, sizeof x), 1);
-    assert_int_equal(study_hashset_add(&s, y, sizeof y), 0);
-    assert_int_equal(study_hashset_add(&s, z, sizeof z), 1);
+    assert_int_equal(hx_hashset_add(&s, x, sizeof x), 1);
+    assert_int_equal(hx_hashset_add(&s, y, sizeof y), 0);
+    assert_int_equal(hx_hashset_add(&s, z, sizeof z), 1);
     assert_int_equal(s.count, 2);
-    study_hashset_free(&s);
+    hx_hashset_free(&s);
     assert_int_equal(s.count, 0);
 }
 
 static void test_batch_sizes(void **state) {
     (void)state;
     size_t b[32];
-    size_t n = study_batch_sizes(64, b, 32);
+    size_t n = hx_batch_sizes(64, b, 32);
     const size_t want[] = {1, 2, 3, 4, 8, 16, 32, 64};
     assert_int_equal(n, 8);
     for (size_t i = 0; i < n; i++) assert_int_equal(b[i], want[i]);
-    assert_int_equal(study_batch_sizes(6, b, 32), 4); /* 1 2 3 4 */
-    assert_int_equal(study_batch_sizes(1, b, 32), 1);
-    assert_int_equal(study_batch_sizes(0, b, 32), 0);
-    assert_int_equal(study_batch_sizes(1u << 20, b, 5), 5); /* capped */
+    assert_int_equal(hx_batch_sizes(6, b, 32), 4); /* 1 2 3 4 */
+    assert_int_equal(hx_batch_sizes(1, b, 32), 1);
+    assert_int_equal(hx_batch_sizes(0, b, 32), 0);
+    assert_int_equal(hx_batch_sizes(1u << 20, b, 5), 5); /* capped */
 }
 
 /* The adaptive row rule of docs/schedules.md, at the widths the study uses:
@@ -94,25 +94,25 @@ static void test_batch_sizes(void **state) {
 static void test_rows_adaptive_width(void **state) {
     (void)state;
     /* 4096 wide, 16 work-groups fill the device: 16, 8, 6 pieces, then 4. */
-    assert_int_equal(study_rows_adaptive_width(1, 4096, 2), 256);
-    assert_int_equal(study_rows_adaptive_width(2, 4096, 2), 512);
-    assert_int_equal(study_rows_adaptive_width(3, 4096, 2), 704); /* ceil(4096/6) = 683 -> 704 */
-    assert_int_equal(study_rows_adaptive_width(4, 4096, 2), 1024);
-    assert_int_equal(study_rows_adaptive_width(64, 4096, 2), 1024);
-    assert_int_equal(study_rows_adaptive_width(1, 14336, 2), 896);
-    assert_int_equal(study_rows_adaptive_width(2, 14336, 2), 1024);
+    assert_int_equal(hx_rows_adaptive_width(1, 4096, 2), 256);
+    assert_int_equal(hx_rows_adaptive_width(2, 4096, 2), 512);
+    assert_int_equal(hx_rows_adaptive_width(3, 4096, 2), 704); /* ceil(4096/6) = 683 -> 704 */
+    assert_int_equal(hx_rows_adaptive_width(4, 4096, 2), 1024);
+    assert_int_equal(hx_rows_adaptive_width(64, 4096, 2), 1024);
+    assert_int_equal(hx_rows_adaptive_width(1, 14336, 2), 896);
+    assert_int_equal(hx_rows_adaptive_width(2, 14336, 2), 1024);
     /* A vocabulary row already has 149 chunks >= 16: never split further. */
     for (size_t r = 1; r <= 64; r++)
-        assert_int_equal(study_rows_adaptive_width(r, 152064, 2), 1024);
+        assert_int_equal(hx_rows_adaptive_width(r, 152064, 2), 1024);
     /* On 132 units (1056 work-groups) it is: 1056 pieces capped at 32 x 4. */
-    assert_int_equal(study_rows_adaptive_width(1, 4096, 132), 32);
-    assert_int_equal(study_rows_adaptive_width(1, 152064, 132), 160); /* 1056 pieces */
-    assert_int_equal(study_rows_adaptive_width(8, 152064, 132), 1024);  /* 149 >= 132 */
-    assert_int_equal(study_rows_adaptive_width(2048, 4096, 132), 1024);
+    assert_int_equal(hx_rows_adaptive_width(1, 4096, 132), 32);
+    assert_int_equal(hx_rows_adaptive_width(1, 152064, 132), 160); /* 1056 pieces */
+    assert_int_equal(hx_rows_adaptive_width(8, 152064, 132), 1024);  /* 149 >= 132 */
+    assert_int_equal(hx_rows_adaptive_width(2048, 4096, 132), 1024);
     /* Never wider than the invariant chunk. */
     for (size_t c = 1; c < 5000; c += 37)
         for (size_t r = 1; r < 40; r += 3)
-            assert_true(study_rows_adaptive_width(r, c, 2) <=
+            assert_true(hx_rows_adaptive_width(r, c, 2) <=
                         binv_rows_chunk_size(BINV_DTYPE_F32, c));
 }
 
@@ -123,37 +123,37 @@ static void test_sum_ref(void **state) {
     float x[N];
     x[0] = 16777216.0f;
     for (int i = 1; i < N; i++) x[i] = 1.0f;
-    assert_true(study_sum_ref(x, N) == 16777216.0 + 1000.0);
+    assert_true(hx_sum_ref(x, N) == 16777216.0 + 1000.0);
     /* Cancellation: big + small - big. */
     float y[3] = {1e30f, 3.0f, -1e30f};
-    assert_true(study_sum_ref(y, 3) == 3.0);
-    assert_true(study_sum_ref(y, 0) == 0.0);
+    assert_true(hx_sum_ref(y, 3) == 3.0);
+    assert_true(hx_sum_ref(y, 0) == 0.0);
 }
 
 /* Diff in the output dtype: a one-element f32 output (row_sum) and bf16. */
 static void test_compare_dtypes(void **state) {
     (void)state;
     float a = 297.114868f, b = nextafterf(a, 0.0f);
-    study_diff d = study_compare(BINV_DTYPE_F32, &a, &b, 1);
+    hx_diff d = hx_compare(BINV_DTYPE_F32, &a, &b, 1);
     assert_int_equal(d.differing, 1);
     assert_true(d.max_ulp == 1);
     assert_true(d.max_abs == (double)a - (double)b);
     uint16_t p[2], q[2];
-    study_store(BINV_DTYPE_BF16, p, 0, 1.0f);
-    study_store(BINV_DTYPE_BF16, p, 1, -3.0f);
-    study_store(BINV_DTYPE_BF16, q, 0, 1.0f);
-    study_store(BINV_DTYPE_BF16, q, 1, -3.0f - 3 * 0.015625f); /* 3 bf16 ulp at 2..4 */
-    d = study_compare(BINV_DTYPE_BF16, p, q, 2);
+    hx_store(BINV_DTYPE_BF16, p, 0, 1.0f);
+    hx_store(BINV_DTYPE_BF16, p, 1, -3.0f);
+    hx_store(BINV_DTYPE_BF16, q, 0, 1.0f);
+    hx_store(BINV_DTYPE_BF16, q, 1, -3.0f - 3 * 0.015625f); /* 3 bf16 ulp at 2..4 */
+    d = hx_compare(BINV_DTYPE_BF16, p, q, 2);
     assert_int_equal(d.differing, 1);
     assert_true(d.max_ulp == 3);
     assert_true(d.max_abs == 3 * 0.015625);
     /* Identical rows: nothing differs, distinct counts once. */
-    study_hashset s = {0};
-    assert_int_equal(study_hashset_add(&s, p, sizeof p), 1);
-    assert_int_equal(study_hashset_add(&s, p, sizeof p), 0);
-    assert_int_equal(study_hashset_add(&s, q, sizeof q), 1);
+    hx_hashset s = {0};
+    assert_int_equal(hx_hashset_add(&s, p, sizeof p), 1);
+    assert_int_equal(hx_hashset_add(&s, p, sizeof p), 0);
+    assert_int_equal(hx_hashset_add(&s, q, sizeof q), 1);
     assert_int_equal(s.count, 2);
-    study_hashset_free(&s);
+    hx_hashset_free(&s);
 }
 
 /* Splits a markdown table row into trimmed cells; returns the count. */
@@ -190,9 +190,9 @@ static void test_cli_smoke(void **state) {
              "--atomic-n 65536 --atomic-repeats 6 --repeats 2 --attn-ctx 600 --out binv-study-smoke "
              "> study.log 2>&1",
              exe);
-    const double t0 = study_now_s();
+    const double t0 = hx_now_s();
     assert_int_equal(system(cmd), 0);
-    printf("binv-study smoke run: %.1f s\n", study_now_s() - t0);
+    printf("binv-study smoke run: %.1f s\n", hx_now_s() - t0);
     FILE *f = fopen("binv-study-smoke/report.md", "r");
     assert_non_null(f);
     char line[4096];

@@ -42,43 +42,43 @@ static size_t sz_q, sz_pool;
 static void make_inputs(const test_env *env) {
     void *h = malloc((size_t)PAGES * 16 * KVH * HD * 4 + (size_t)GN * GK * 4 + 4096);
     for (int d = 0; d < 2; d++) {
-        const size_t es = test_dtype_size(GEMM_DT[d]);
-        test_fill(GEMM_DT[d], h, (size_t)GM2 * GK, 11 + d);
+        const size_t es = hx_dtype_size(GEMM_DT[d]);
+        hx_fill_wide(GEMM_DT[d], h, (size_t)GM2 * GK, 11 + d);
         IN.a[d] = test_buffer(env, (size_t)GM2 * GK * es, h);
-        test_fill(GEMM_DT[d], h, (size_t)GN * GK, 21 + d);
+        hx_fill_wide(GEMM_DT[d], h, (size_t)GN * GK, 21 + d);
         IN.b[d] = test_buffer(env, (size_t)GN * GK * es, h);
     }
     const binv_dtype f = BINV_DTYPE_F32;
-    test_fill(f, h, RR * RC, 31);
+    hx_fill_wide(f, h, RR * RC, 31);
     IN.x = test_buffer(env, RR * RC * 4, h);
-    test_fill(f, h, RC, 32);
+    hx_fill_wide(f, h, RC, 32);
     IN.w = test_buffer(env, RC * 4, h);
-    test_fill(f, h, RC, 33);
+    hx_fill_wide(f, h, RC, 33);
     IN.gam = test_buffer(env, RC * 4, h);
-    test_fill(f, h, RC, 34);
+    hx_fill_wide(f, h, RC, 34);
     IN.bet = test_buffer(env, RC * 4, h);
-    test_fill(f, h, RR * SC, 35);
+    hx_fill_wide(f, h, RR * SC, 35);
     IN.gate = test_buffer(env, RR * SC * 4, h);
-    test_fill(f, h, RR * SC, 36);
+    hx_fill_wide(f, h, RR * SC, 36);
     IN.up = test_buffer(env, RR * SC * 4, h);
     sz_q = (size_t)TOK * HEADS * HD * 4;
     sz_pool = (size_t)PAGES * 16 * KVH * HD * 4;
-    test_fill(f, h, TOK * HEADS * HD, 37);
+    hx_fill_wide(f, h, TOK * HEADS * HD, 37);
     IN.q = test_buffer(env, sz_q, h);
-    test_fill(f, h, TOK * KVH * HD, 38);
+    hx_fill_wide(f, h, TOK * KVH * HD, 38);
     IN.kn = test_buffer(env, (size_t)TOK * KVH * HD * 4, h);
-    test_fill(f, h, TOK * KVH * HD, 39);
+    hx_fill_wide(f, h, TOK * KVH * HD, 39);
     IN.vn = test_buffer(env, (size_t)TOK * KVH * HD * 4, h);
-    test_fill(f, h, PAGES * 16 * KVH * HD, 40);
+    hx_fill_wide(f, h, PAGES * 16 * KVH * HD, 40);
     IN.kp = test_buffer(env, sz_pool, h);
-    test_fill(f, h, PAGES * 16 * KVH * HD, 41);
+    hx_fill_wide(f, h, PAGES * 16 * KVH * HD, 41);
     IN.vp = test_buffer(env, sz_pool, h);
     free(h);
 }
 
 static void make_outs(const test_env *env, outs *o) {
     for (int d = 0; d < 2; d++) {
-        const size_t es = test_dtype_size(GEMM_DT[d]);
+        const size_t es = hx_dtype_size(GEMM_DT[d]);
         o->c1[d] = test_buffer(env, (size_t)GM1 * GN * es, NULL);
         o->c2[d] = test_buffer(env, (size_t)GM2 * GN * es, NULL);
     }

@@ -8,9 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "harness.h"
 #include "llm.h"
-#include "study.h"
 
 #define MAX_PROMPT 4096
 
@@ -189,7 +188,7 @@ static void on_sample(void *user, int req, int idx, const float *l, int tok) {
     if (tok != t->solo_tokens[idx]) t->diverged[req] = 1;
 }
 
-static binv_context *make_ctx(const cli_device *dev, binv_schedule s, const char *cache_dir,
+static binv_context *make_ctx(const hx_device *dev, binv_schedule s, const char *cache_dir,
                               int native) {
     binv_options opt = {.struct_size = sizeof opt, .schedule = s, .cache_dir = cache_dir,
                         .path = native ? BINV_PATH_NATIVE : BINV_PATH_PORTABLE};
@@ -212,7 +211,7 @@ static llm_serve_opts serve_opts(const options *o, const llm_model *m, int reque
                             NULL, NULL};
 }
 
-static llm_engine *make_engine(binv_context *ctx, const cli_device *dev, const llm_model *m,
+static llm_engine *make_engine(binv_context *ctx, const hx_device *dev, const llm_model *m,
                                const options *o) {
     const llm_engine_opts eo = {o->dtype, o->max_batch, o->budget_max,
                                 o->prompt_len + o->tokens - 1, o->pages, o->seed ^ 0x5eedull};
@@ -223,7 +222,7 @@ static llm_engine *make_engine(binv_context *ctx, const cli_device *dev, const l
 }
 
 /* Greedy tokens of the engine against the CPU reference, one token a step. */
-static int check_reference(const cli_device *dev, const llm_model *m, const options *o) {
+static int check_reference(const hx_device *dev, const llm_model *m, const options *o) {
     const int n = o->check, V = m->cfg.vocab_size;
     if (o->prompt_len + n - 1 > m->cfg.seq_len) {
         fprintf(stderr, "error: --check %d: prompt + tokens exceed seq_len\n", n);
@@ -266,7 +265,7 @@ static int check_reference(const cli_device *dev, const llm_model *m, const opti
     }
     printf("reference check (%s): %d/%d greedy tokens equal to the CPU reference; "
            "max |logit diff| %.3g%s\n",
-           study_dtype_name(o->dtype), matched, n, maxdiff,
+           hx_dtype_name(o->dtype), matched, n, maxdiff,
            matched < n ? " (FIRST MISMATCH)" : "");
     if (matched < n) printf("  token %d: engine %d, reference %d\n", matched, tok_e, tok_r);
     rc = 0;
@@ -278,7 +277,7 @@ out:
     return rc;
 }
 
-static int run_schedule(const cli_device *dev, const llm_model *m, const options *o,
+static int run_schedule(const hx_device *dev, const llm_model *m, const options *o,
                         binv_schedule s, sched_result *out) {
     binv_context *ctx = make_ctx(dev, s, o->cache_dir, o->native);
     if (!ctx) return -1;
@@ -341,7 +340,7 @@ static void print_tokens(FILE *f, const int *t, int n) {
     for (int i = 0; i < n; i++) fprintf(f, "%s%d", i ? "," : "", t[i]);
 }
 
-static void write_report(const options *o, const llm_model *m, const cli_device *dev,
+static void write_report(const options *o, const llm_model *m, const hx_device *dev,
                          const sched_result *r, int nr) {
     FILE *f = fopen(o->report, "w");
     if (!f) {
@@ -355,7 +354,7 @@ static void write_report(const options *o, const llm_model *m, const cli_device 
             dev->name, dev->platform_name, binv_version_string(),
             o->model ? o->model : o->synthetic, c->dim, c->hidden_dim, c->n_layers, c->n_heads,
             c->n_kv_heads, c->vocab_size, o->synthetic ? ", synthetic weights" : "",
-            study_dtype_name(o->dtype));
+            hx_dtype_name(o->dtype));
     fprintf(f, "Prompt of %d tokens (`", o->prompt_len);
     print_tokens(f, o->prompt, o->prompt_len);
     fprintf(f, "`), %d tokens generated per request, ", o->tokens);
@@ -402,7 +401,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage_to(stdout, 0, argv[0]);
     if (parse(argc, argv, &o)) return usage(argv[0]);
     if (o.list) {
-        cli_device_list(stdout);
+        hx_device_list(stdout);
         return 0;
     }
     if (!o.model && !o.synthetic) {
@@ -411,13 +410,13 @@ int main(int argc, char **argv) {
     }
     char err[2048];
     if (o.synthetic) {
-        const double t0 = study_now_s();
+        const double t0 = hx_now_s();
         if (llm_synthetic_write(o.synthetic, &o.shape, o.weights_seed, err, sizeof err)) {
             fprintf(stderr, "error: --synthetic: %s\n", err);
             return 1;
         }
         printf("wrote %s (%.1f MB) in %.1f s\n", o.synthetic,
-               (double)llm_checkpoint_bytes(&o.shape) / 1e6, study_now_s() - t0);
+               (double)llm_checkpoint_bytes(&o.shape) / 1e6, hx_now_s() - t0);
         if (o.write_only) return 0;
         if (!o.model) o.model = o.synthetic;
     }
@@ -444,13 +443,13 @@ int main(int argc, char **argv) {
         llm_model_free(&m);
         return 1;
     }
-    cli_device dev;
-    if (cli_device_open(o.device, &dev)) {
+    hx_device dev;
+    if (hx_device_open(o.device, &dev)) {
         llm_model_free(&m);
         return 1;
     }
     printf("device: %s (%s); dtype %s\n", dev.name, dev.platform_name,
-           study_dtype_name(o.dtype));
+           hx_dtype_name(o.dtype));
     int rc = 0;
     if (o.check > 0 && check_reference(&dev, &m, &o)) rc = 1;
     sched_result r[2] = {{.name = "adaptive"}, {.name = "invariant"}};
@@ -500,7 +499,7 @@ int main(int argc, char **argv) {
         free(r[i].solo);
         llm_serve_result_free(&r[i].res);
     }
-    cli_device_close(&dev);
+    hx_device_close(&dev);
     llm_model_free(&m);
     return rc;
 }

@@ -27,8 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "study.h"
+#include "harness.h"
 #ifdef BINV_HAVE_CLBLAST
 #include <clblast_c.h>
 #endif
@@ -85,7 +84,7 @@ typedef struct atomic_method {
 enum { ATOMIC_METHODS = 3 };
 
 typedef struct study {
-    cli_device dev;
+    hx_device dev;
     size_t cus;
     binv_context *inv, *adapt;
     int tty;             /* progress lines on stderr */
@@ -100,7 +99,7 @@ typedef struct study {
 } study;
 
 static int dtype_wanted(const options *o, binv_dtype dt) {
-    return !o->dtypes || strstr(o->dtypes, study_dtype_name(dt)) != NULL;
+    return !o->dtypes || strstr(o->dtypes, hx_dtype_name(dt)) != NULL;
 }
 
 /* Activations and weights of LLM-like scale: uniform in (-1, 1) times scale,
@@ -108,8 +107,8 @@ static int dtype_wanted(const options *o, binv_dtype dt) {
 static void fill(binv_dtype dt, void *dst, size_t count, uint64_t seed, float scale, float offset) {
     uint64_t s = seed;
     for (size_t i = 0; i < count; i++) {
-        float v = ((float)(study_rng_next(&s) >> 40) / 16777216.0f * 2.0f - 1.0f) * scale;
-        study_store(dt, dst, i, v + offset);
+        float v = ((float)(hx_rng_next(&s) >> 40) / 16777216.0f * 2.0f - 1.0f) * scale;
+        hx_store(dt, dst, i, v + offset);
     }
 }
 
@@ -174,7 +173,7 @@ static void print_series_header(void) {
 
 static void print_series(const series *r) {
     printf("  %-12s %-16s %-15s %-5s %8d %10.3g %8.0f %4s %9.3f %9.3f  %s\n", r->op, r->shape,
-           IMPL_NAME[r->impl], study_dtype_name(r->dtype), r->distinct, r->max_abs, r->max_ulp,
+           IMPL_NAME[r->impl], hx_dtype_name(r->dtype), r->distinct, r->max_abs, r->max_ulp,
            r->deterministic ? "yes" : "NO", r->pts[0].ms, r->pts[r->npts - 1].ms,
            bits_word(r->distinct));
     fflush(stdout);
@@ -213,12 +212,12 @@ typedef struct op_case {
 
 static int sweep(study *s, const options *o, const op_case *c, impl_id impl, const size_t *bs,
                  size_t nb, FILE *csv) {
-    const size_t es = study_dtype_size(c->dt), oes = study_dtype_size(c->out_dt);
+    const size_t es = hx_dtype_size(c->dt), oes = hx_dtype_size(c->out_dt);
     const size_t bmax = bs[nb - 1], in_bytes = bmax * c->in_cols * es;
     const size_t row_bytes = c->out_cols * oes, full_bytes = bmax * row_bytes;
     unsigned char *hin = malloc(in_bytes), *row0 = malloc(row_bytes), *ref = malloc(row_bytes);
     unsigned char *full = malloc(full_bytes), *again = malloc(full_bytes);
-    study_hashset seen = {0};
+    hx_hashset seen = {0};
     series *r = new_series(s);
     char what[128];
     int rc = -1;
@@ -234,7 +233,7 @@ static int sweep(study *s, const options *o, const op_case *c, impl_id impl, con
     r->dtype = c->dt;
     r->deterministic = 1;
     snprintf(what, sizeof what, "%s %s %s %s", c->op, c->shape, IMPL_NAME[impl],
-             study_dtype_name(c->dt));
+             hx_dtype_name(c->dt));
     const int reps = o->quick ? 2 : 5;
     cl_command_queue q = s->dev.queue;
     for (size_t bi = 0; bi < nb; bi++) {
@@ -254,11 +253,11 @@ static int sweep(study *s, const options *o, const op_case *c, impl_id impl, con
         if (c->prepare && c->prepare(s, c, b)) goto out;
         if (c->call(s, c, impl, b)) goto out; /* warm-up: builds the kernels */
         clFinish(q);
-        double t0 = study_now_s();
+        double t0 = hx_now_s();
         for (int i = 0; i < reps; i++)
             if (c->call(s, c, impl, b)) goto out;
         clFinish(q);
-        const double ms = (study_now_s() - t0) / reps * 1e3;
+        const double ms = (hx_now_s() - t0) / reps * 1e3;
         /* An op that writes its input (add_rmsnorm: x += residual) drifted
          * during the timing: measure on the original input. */
         if (c->pristine) {
@@ -270,8 +269,8 @@ static int sweep(study *s, const options *o, const op_case *c, impl_id impl, con
             goto out;
         }
         if (bi == 0) memcpy(ref, row0, row_bytes);
-        study_diff d = study_compare(c->out_dt, ref, row0, c->out_cols);
-        study_hashset_add(&seen, row0, row_bytes);
+        hx_diff d = hx_compare(c->out_dt, ref, row0, c->out_cols);
+        hx_hashset_add(&seen, row0, row_bytes);
         if (d.max_abs > r->max_abs) r->max_abs = d.max_abs;
         if (d.max_ulp > r->max_ulp) r->max_ulp = d.max_ulp;
         r->pts[r->npts++] = (point){b, d.max_abs, d.max_ulp, ms, seen.count};
@@ -301,7 +300,7 @@ out:
     if (rc && r) s->nser--; /* an incomplete sweep is not reported */
     if (!rc) print_series(r);
     s->done++;
-    study_hashset_free(&seen);
+    hx_hashset_free(&seen);
     free(hin); free(row0); free(ref); free(full); free(again);
     return rc;
 }
@@ -353,7 +352,7 @@ static int gemm_call(study *s, const op_case *c, impl_id impl, size_t m) {
 static void gemm_csv_row(FILE *f, const study *s, const op_case *c, impl_id impl, const point *p) {
     (void)s;
     fprintf(f, "gemm,%s,%s,%zu,%zu,%zu,%.9g,%.0f,%d,%.6f\n", IMPL_NAME[impl],
-            study_dtype_name(c->dt), p->batch, c->n, c->k, p->max_abs, p->max_ulp,
+            hx_dtype_name(c->dt), p->batch, c->n, c->k, p->max_abs, p->max_ulp,
             p->distinct_so_far, p->ms);
 }
 
@@ -374,7 +373,7 @@ static size_t gemm_shapes(const options *o, gemm_shape *sh) {
 }
 
 static int gemm_run(study *s, const options *o, FILE *csv) {
-    size_t bs[MAX_BATCHES], nb = study_batch_sizes(o->max_batch, bs, MAX_BATCHES);
+    size_t bs[MAX_BATCHES], nb = hx_batch_sizes(o->max_batch, bs, MAX_BATCHES);
     gemm_shape sh[2];
     size_t ns = gemm_shapes(o, sh);
     s->total = s->done = 0;
@@ -392,7 +391,7 @@ static int gemm_run(study *s, const options *o, FILE *csv) {
         for (int d = 0; d < NDTYPES && !rc; d++) {
             const binv_dtype dt = DTYPES[d];
             if (!dtype_wanted(o, dt)) continue;
-            const size_t es = study_dtype_size(dt), n = sh[i].n, k = sh[i].k, mmax = bs[nb - 1];
+            const size_t es = hx_dtype_size(dt), n = sh[i].n, k = sh[i].k, mmax = bs[nb - 1];
             op_case c = {0};
             c.family = "gemm";
             snprintf(c.op, sizeof c.op, "gemm");
@@ -491,9 +490,9 @@ static int rows_call(study *s, const op_case *c, impl_id impl, size_t b) {
 /* chunk_width: the invariant width, or the one the adaptive rule gives. */
 static void rows_csv_row(FILE *f, const study *s, const op_case *c, impl_id impl, const point *p) {
     fprintf(f, "%s,%s,%s,%zu,%zu,%.9g,%.0f,%d,%.6f,%zu\n", c->op, IMPL_NAME[impl],
-            study_dtype_name(c->dt), p->batch, c->in_cols, p->max_abs, p->max_ulp,
+            hx_dtype_name(c->dt), p->batch, c->in_cols, p->max_abs, p->max_ulp,
             p->distinct_so_far, p->ms,
-            impl == IMPL_ADAPTIVE ? study_rows_adaptive_width(p->batch, c->in_cols, s->cus)
+            impl == IMPL_ADAPTIVE ? hx_rows_adaptive_width(p->batch, c->in_cols, s->cus)
                                   : binv_rows_chunk_size(c->dt, c->in_cols));
 }
 
@@ -526,12 +525,12 @@ static int rows_run(study *s, const options *o, FILE *csv) {
     for (int i = 0; i < NROWS_CASES && !rc; i++) {
         const rows_case *rcase = &ROWS_CASES[i];
         const size_t cols = o->cols ? o->cols : rcase->cols;
-        size_t bs[MAX_BATCHES], nb = study_batch_sizes(rows_max(s, o, cols), bs, MAX_BATCHES);
+        size_t bs[MAX_BATCHES], nb = hx_batch_sizes(rows_max(s, o, cols), bs, MAX_BATCHES);
         const size_t bmax = bs[nb - 1];
         for (int d = 0; d < NDTYPES && !rc; d++) {
             const binv_dtype dt = DTYPES[d];
             if (!dtype_wanted(o, dt)) continue;
-            const size_t es = study_dtype_size(dt);
+            const size_t es = hx_dtype_size(dt);
             op_case c = {0};
             c.family = "rows";
             snprintf(c.op, sizeof c.op, "%s", rcase->name);
@@ -547,7 +546,7 @@ static int rows_run(study *s, const options *o, FILE *csv) {
             unsigned char *h = malloc(bmax * cols * es);
             if (!h) return -1;
             c.in = buffer(s, bmax * cols * es, NULL);
-            c.out = buffer(s, bmax * c.out_cols * study_dtype_size(c.out_dt), NULL);
+            c.out = buffer(s, bmax * c.out_cols * hx_dtype_size(c.out_dt), NULL);
             if (!c.in || !c.out) rc = -1;
             /* Weights near 1 (norm gains), small biases; the residual stream
              * of add_rmsnorm is a batch input like x (its row 0 fixed). */
@@ -626,7 +625,7 @@ static int atomics_run(study *s, const options *o, FILE *csv) {
     s->atom[1].name = "binv_row_sum (invariant)";
     s->atom[2].name = "binv_row_sum (adaptive)";
     fill(BINV_DTYPE_F32, hx, n, 21, 1.0f, 0.0f);
-    s->atom_ref = study_sum_ref(hx, n);
+    s->atom_ref = hx_sum_ref(hx, n);
     s->atom_n = n;
     s->atom_repeats = R;
     printf("\nRun-to-run: sum of %zu floats, %d runs on the same input\n", n, R);
@@ -652,12 +651,12 @@ static int atomics_run(study *s, const options *o, FILE *csv) {
     const size_t lws = 64, gws = (n + lws - 1) / lws * lws;
     if (csv) fprintf(csv, "method,run,value,diff_from_ref\n");
     for (int m = 0; m < ATOMIC_METHODS; m++) {
-        study_hashset seen = {0};
+        hx_hashset seen = {0};
         double t0 = 0;
         /* Run -1 warms up (builds the kernels) and is not counted. */
         for (int r = -1; r < R; r++) {
             float v = 0.0f;
-            if (r == 0) t0 = study_now_s();
+            if (r == 0) t0 = hx_now_s();
             if (s->tty) {
                 fprintf(stderr, "\r\033[K%s: run %d/%d", s->atom[m].name, r + 1, R);
                 fflush(stderr);
@@ -671,7 +670,7 @@ static int atomics_run(study *s, const options *o, FILE *csv) {
                     err = clEnqueueReadBuffer(q, acc, CL_TRUE, 0, sizeof v, &v, 0, NULL, NULL);
                 if (err != CL_SUCCESS) {
                     fprintf(stderr, "error: atomic_sum: %d\n", (int)err);
-                    study_hashset_free(&seen);
+                    hx_hashset_free(&seen);
                     goto out;
                 }
             } else {
@@ -681,21 +680,21 @@ static int atomics_run(study *s, const options *o, FILE *csv) {
                 if (st != BINV_SUCCESS) {
                     fprintf(stderr, "error: binv_row_sum: %s: %s\n", binv_status_string(st),
                             binv_context_last_error(ctx));
-                    study_hashset_free(&seen);
+                    hx_hashset_free(&seen);
                     goto out;
                 }
                 clEnqueueReadBuffer(q, out, CL_TRUE, 0, sizeof v, &v, 0, NULL, NULL);
             }
             if (r < 0) continue;
             s->atom[m].values[r] = v;
-            study_hashset_add(&seen, &v, sizeof v);
+            hx_hashset_add(&seen, &v, sizeof v);
             if (csv)
                 fprintf(csv, "%s,%d,%.9g,%.9g\n", s->atom[m].name, r, (double)v,
                         (double)v - s->atom_ref);
         }
-        s->atom[m].ms = (study_now_s() - t0) / R * 1e3; /* includes the read back */
+        s->atom[m].ms = (hx_now_s() - t0) / R * 1e3; /* includes the read back */
         s->atom[m].distinct = seen.count;
-        study_hashset_free(&seen);
+        hx_hashset_free(&seen);
         if (s->tty) fprintf(stderr, "\r\033[K");
         float lo = s->atom[m].values[0], hi = lo;
         for (int r = 1; r < R; r++) {
@@ -738,7 +737,7 @@ static void summary_table(FILE *f, const study *s, const char *family, const cha
         const series *r = &s->ser[i];
         if (strcmp(r->family, family)) continue;
         fprintf(f, "| %s | %s | %s | %s | %s%d%s | %.3g | %.0f | %s | %.3f | %.3f |\n", r->op,
-                r->shape, IMPL_NAME[r->impl], study_dtype_name(r->dtype),
+                r->shape, IMPL_NAME[r->impl], hx_dtype_name(r->dtype),
                 r->distinct > 1 ? "**" : "", r->distinct, r->distinct > 1 ? "**" : "", r->max_abs,
                 r->max_ulp, r->deterministic ? "yes" : "**no**", r->pts[0].ms,
                 r->pts[r->npts - 1].ms);
@@ -774,7 +773,7 @@ static void batch_matrix(FILE *f, const study *s, const char *family, const char
             for (size_t j = 0; j < first->npts; j++) {
                 if (j < r->npts)
                     fprintf(f, " *%zu* |",
-                            study_rows_adaptive_width(r->pts[j].batch, r->cols, s->cus));
+                            hx_rows_adaptive_width(r->pts[j].batch, r->cols, s->cus));
                 else
                     fprintf(f, " |");
             }
@@ -782,7 +781,7 @@ static void batch_matrix(FILE *f, const study *s, const char *family, const char
         }
         memcpy(last, key, sizeof last);
         fprintf(f, "| %s | %s | %s | %s |", r->op, r->shape, IMPL_NAME[r->impl],
-                study_dtype_name(r->dtype));
+                hx_dtype_name(r->dtype));
         for (size_t j = 0; j < first->npts; j++) {
             if (j >= r->npts) fprintf(f, " |");
             else if (r->pts[j].max_ulp == 0 && r->pts[j].max_abs == 0) fprintf(f, " = |");
@@ -799,7 +798,7 @@ static void varying_list(FILE *f, const study *s, const char *family) {
         const series *r = &s->ser[i];
         if (strcmp(r->family, family) || r->distinct < 2) continue;
         fprintf(f, "%s%s %s %s %s (%d patterns, up to %.0f ulp)", any ? "; " : "", r->op,
-                r->shape, IMPL_NAME[r->impl], study_dtype_name(r->dtype), r->distinct, r->max_ulp);
+                r->shape, IMPL_NAME[r->impl], hx_dtype_name(r->dtype), r->distinct, r->max_ulp);
         any = 1;
     }
     if (!any) fprintf(f, "none");
@@ -895,18 +894,18 @@ static void rows_report(FILE *f, const study *s, const options *o) {
                 continue;
             }
             ninv++;
-            append(dts, sizeof dts, "%s%s", *dts ? ", " : "", study_dtype_name(q->dtype));
+            append(dts, sizeof dts, "%s%s", *dts ? ", " : "", hx_dtype_name(q->dtype));
         }
         size_t widths = 1;
         for (size_t j = 1; j < r->npts; j++)
-            widths += study_rows_adaptive_width(r->pts[j].batch, r->cols, s->cus) !=
-                      study_rows_adaptive_width(r->pts[j - 1].batch, r->cols, s->cus);
+            widths += hx_rows_adaptive_width(r->pts[j].batch, r->cols, s->cus) !=
+                      hx_rows_adaptive_width(r->pts[j - 1].batch, r->cols, s->cus);
         if (!ninv) continue;
         if (widths == 1)
             fprintf(f, "- %s %s: adaptive is batch-invariant on this device (%s) — the rule "
                        "gives %zu-value chunks for every row count here: the row alone has more "
                        "pieces than the %zu work-groups that fill the device.\n",
-                    r->op, r->shape, dts, study_rows_adaptive_width(1, r->cols, s->cus),
+                    r->op, r->shape, dts, hx_rows_adaptive_width(1, r->cols, s->cus),
                     8 * s->cus);
         else
             fprintf(f, "- %s %s: adaptive used %zu chunk widths over these row counts, yet row 0 "
@@ -1022,7 +1021,7 @@ static void plot_maxdiff(FILE *g, const study *s, const char *family, const char
                        "&& $5 == %zu ? $4 : 1/0):($%d > 0 ? $%d : FLOOR) with linespoints "
                        "lc rgb '%s' pt %d dt %d ps 1.2 notitle",
                     first ? "" : ", \\\n     ", csv, p[k].op, IMPL_NAME[r->impl],
-                    study_dtype_name(r->dtype), p[k].key5, diff_col, diff_col,
+                    hx_dtype_name(r->dtype), p[k].key5, diff_col, diff_col,
                     IMPL_COLOR[r->impl], DT_POINT[d], DT_DASH[d]);
             first = 0;
         }
@@ -1038,7 +1037,7 @@ static void plot_maxdiff(FILE *g, const study *s, const char *family, const char
             if (!family_has(s, family, impl, d)) continue;
             fprintf(g, "%sNaN with linespoints lc rgb '%s' pt %d dt %d ps 1.2 title '%s %s'",
                     first ? "" : ", ", IMPL_COLOR[impl], DT_POINT[d], DT_DASH[d], IMPL_NAME[impl],
-                    study_dtype_name(DTYPES[d]));
+                    hx_dtype_name(DTYPES[d]));
             first = 0;
         }
     fprintf(g, "%s\nunset multiplot\nset border\nset tics\nset xrange [*:*]\nset yrange [*:*]\n"
@@ -1096,7 +1095,7 @@ static void plot_distinct(FILE *g, const study *s, const char *family, const cha
                        "fs solid %.2f title '%s %s'",
                     first ? "" : ", \\\n     ", family, impl, d, IMPL_COLOR[impl],
                     d == 0 ? 0.9 : d == 1 ? 0.55 : 0.25, IMPL_NAME[impl],
-                    study_dtype_name(DTYPES[d]));
+                    hx_dtype_name(DTYPES[d]));
             first = 0;
         }
     if (first) fprintf(g, "NaN notitle");
@@ -1187,7 +1186,7 @@ static void attn_drop_batches(attn_study *a) {
 #define OTHER_MAX 512
 static int attn_prepare(study *s, const op_case *c, size_t b) {
     attn_study *a = c->user;
-    const size_t es = study_dtype_size(a->dt), kvd = a->kvh * a->D, P = BINV_KV_PAGE_SIZE;
+    const size_t es = hx_dtype_size(a->dt), kvd = a->kvh * a->D, P = BINV_KV_PAGE_SIZE;
     const size_t bytes = a->pages * P * kvd * es;
     attn_drop_batches(a);
     uint64_t r = 7000 + b;
@@ -1196,15 +1195,15 @@ static int attn_prepare(study *s, const op_case *c, size_t b) {
     int rc = !hk || !hv;
     size_t page = 0;
     for (size_t q = 0; q < b && !rc; q++) {
-        const size_t len = q == 0 ? a->L : 1 + (size_t)(study_rng_next(&r) % OTHER_MAX);
+        const size_t len = q == 0 ? a->L : 1 + (size_t)(hx_rng_next(&r) % OTHER_MAX);
         a->ql[q] = 1;
         a->cl[q] = (cl_uint)len;
         for (size_t t = 0; t < len; t++) {
             if (t % P == 0) a->pt[q * a->max_pages + t / P] = (cl_uint)page++;
             const size_t slot = (size_t)a->pt[q * a->max_pages + t / P] * P + t % P;
-            fill(a->dt, hk + slot * kvd * es, kvd, q == 0 ? 100000 + 2 * t : study_rng_next(&r),
+            fill(a->dt, hk + slot * kvd * es, kvd, q == 0 ? 100000 + 2 * t : hx_rng_next(&r),
                  1.0f, 0.0f);
-            fill(a->dt, hv + slot * kvd * es, kvd, q == 0 ? 100000 + 2 * t + 1 : study_rng_next(&r),
+            fill(a->dt, hv + slot * kvd * es, kvd, q == 0 ? 100000 + 2 * t + 1 : hx_rng_next(&r),
                  1.0f, 0.0f);
         }
     }
@@ -1242,7 +1241,7 @@ static void attn_csv_row(FILE *f, const study *s, const op_case *c, impl_id impl
     (void)s;
     const attn_study *a = c->user;
     fprintf(f, "%s,%s,%s,%zu,%zu,%.9g,%.0f,%d,%.6f\n", c->op, IMPL_NAME[impl],
-            study_dtype_name(c->dt), p->batch, a->L, p->max_abs, p->max_ulp, p->distinct_so_far,
+            hx_dtype_name(c->dt), p->batch, a->L, p->max_abs, p->max_ulp, p->distinct_so_far,
             p->ms);
 }
 
@@ -1251,12 +1250,12 @@ static void attn_csv_row(FILE *f, const study *s, const op_case *c, impl_id impl
 static int attn_prefill_series(study *s, const options *o, attn_study *a, impl_id impl,
                                FILE *csv) {
     binv_context *ctx = impl == IMPL_ADAPTIVE ? s->adapt : s->inv;
-    const size_t es = study_dtype_size(a->dt), qd = a->heads * a->D, kvd = a->kvh * a->D;
+    const size_t es = hx_dtype_size(a->dt), qd = a->heads * a->D, kvd = a->kvh * a->D;
     const size_t L = a->L, chunks[] = {L, 1024, 256, 100, 17, 0};
     unsigned char *hq = malloc(L * qd * es), *hk = malloc(L * kvd * es), *hv = malloc(L * kvd * es);
     unsigned char *ref = malloc(qd * es), *row = malloc(qd * es);
     cl_mem q = NULL, k = NULL, v = NULL, out = NULL;
-    study_hashset seen = {0};
+    hx_hashset seen = {0};
     series *r = new_series(s);
     int rc = -1;
     if (!hq || !hk || !hv || !ref || !row || !r) goto out;
@@ -1280,7 +1279,7 @@ static int attn_prefill_series(study *s, const options *o, attn_study *a, impl_i
     for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
         const size_t chunk = chunks[ci];
         if (chunk > L) continue;
-        double t0 = study_now_s();
+        double t0 = hx_now_s();
         size_t done = 0;
         while (done < L) {
             size_t n = chunk ? (chunk < L - done ? chunk : L - done) : (done == 0 ? L - 1 : 1);
@@ -1303,18 +1302,18 @@ static int attn_prefill_series(study *s, const options *o, attn_study *a, impl_i
             done += n;
         }
         clFinish(s->dev.queue);
-        const double ms = (study_now_s() - t0) * 1e3;
+        const double ms = (hx_now_s() - t0) * 1e3;
         clEnqueueReadBuffer(s->dev.queue, out, CL_TRUE, (L - 1) * qd * es, qd * es, row, 0, NULL,
                             NULL);
         if (ci == 0) memcpy(ref, row, qd * es);
-        study_diff d = study_compare(a->dt, ref, row, qd);
-        study_hashset_add(&seen, row, qd * es);
+        hx_diff d = hx_compare(a->dt, ref, row, qd);
+        hx_hashset_add(&seen, row, qd * es);
         if (d.max_abs > r->max_abs) r->max_abs = d.max_abs;
         if (d.max_ulp > r->max_ulp) r->max_ulp = d.max_ulp;
         r->pts[r->npts++] = (point){chunk ? chunk : 1, d.max_abs, d.max_ulp, ms, seen.count};
         if (csv)
             fprintf(csv, "%s,%s,%s,%zu,%zu,%.9g,%.0f,%d,%.6f\n", r->op, IMPL_NAME[impl],
-                    study_dtype_name(a->dt), chunk ? chunk : (size_t)1, L, d.max_abs, d.max_ulp,
+                    hx_dtype_name(a->dt), chunk ? chunk : (size_t)1, L, d.max_abs, d.max_ulp,
                     seen.count, ms);
         if (o->verbose)
             printf("    prefill chunk %-5zu max|diff| %-10.3g distinct %d\n", chunk, d.max_abs,
@@ -1326,7 +1325,7 @@ out:
     if (rc && r) s->nser--;
     if (!rc) print_series(r);
     s->done++;
-    study_hashset_free(&seen);
+    hx_hashset_free(&seen);
     release(&q); release(&k); release(&v); release(&out);
     free(hq); free(hk); free(hv); free(ref); free(row);
     return rc;
@@ -1339,7 +1338,7 @@ static int attention_run(study *s, const options *o, FILE *csv) {
     a.kvh = o->quick && !gpu ? 2 : 8;
     a.D = o->quick && !gpu ? 64 : 128;
     a.L = o->attn_ctx ? o->attn_ctx : o->quick ? (gpu ? 4096 : 1500) : 8192;
-    size_t bs[MAX_BATCHES], nb = study_batch_sizes(o->quick ? (gpu ? 64 : 16) : 128, bs, MAX_BATCHES);
+    size_t bs[MAX_BATCHES], nb = hx_batch_sizes(o->quick ? (gpu ? 64 : 16) : 128, bs, MAX_BATCHES);
     const size_t bmax = bs[nb - 1];
     a.max_pages = (a.L + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE;
     a.pages = a.max_pages + (bmax - 1) * ((OTHER_MAX + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE);
@@ -1358,7 +1357,7 @@ static int attention_run(study *s, const options *o, FILE *csv) {
     for (int d = 0; d < NDTYPES && !rc; d++) {
         const binv_dtype dt = DTYPES[d];
         if (!dtype_wanted(o, dt)) continue;
-        const size_t es = study_dtype_size(dt), pool = a.pages * BINV_KV_PAGE_SIZE * a.kvh * a.D;
+        const size_t es = hx_dtype_size(dt), pool = a.pages * BINV_KV_PAGE_SIZE * a.kvh * a.D;
         a.dt = dt;
         a.k = buffer(s, pool * es, NULL);
         a.v = buffer(s, pool * es, NULL);
@@ -1592,8 +1591,8 @@ static void plot(const study *s, const options *o, const int *ran) {
  * largest batch of each GEMM shape the study runs, checked against a double
  * precision reference.  Exit status 0: CLBlast is usable. */
 static int clblast_probe_run(const options *o) {
-    cli_device d;
-    if (cli_device_open(o->device, &d)) return 2;
+    hx_device d;
+    if (hx_device_open(o->device, &d)) return 2;
     const size_t ns[2] = {o->n, o->router_n}, ms[2] = {1, o->max_batch}, k = o->k;
     int rc = 0;
     for (int si = 0; si < 2 && !rc; si++)
@@ -1636,7 +1635,7 @@ static int clblast_probe_run(const options *o) {
             if (dc) clReleaseMemObject(dc);
             free(a); free(w); free(c);
         }
-    cli_device_close(&d);
+    hx_device_close(&d);
     return rc ? 1 : 0;
 }
 
@@ -1664,7 +1663,7 @@ static int clblast_usable(const options *o, const char *argv0) {
     }
     const char *t = getenv("BINV_CLBLAST_TIMEOUT");
     char why[256];
-    if (cli_run_deadline(args, t && atol(t) > 0 ? atol(t) : 240, why, sizeof why) != 0) {
+    if (hx_run_deadline(args, t && atol(t) > 0 ? atol(t) : 240, why, sizeof why) != 0) {
         printf("note: CLBlast's SGEMM failed, is wrong or hangs on this device (probe: %s): no "
                "CLBlast column\n", why);
         return 0;
@@ -1740,12 +1739,12 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage_to(stdout, 0, argv[0]);
     if (parse(argc, argv, &o)) return usage(argv[0]);
     if (o.list) {
-        cli_device_list(stdout);
+        hx_device_list(stdout);
         return 0;
     }
-    const double t0 = study_now_s();
+    const double t0 = hx_now_s();
     study s = {0};
-    if (cli_device_open(o.device, &s.dev)) return 1;
+    if (hx_device_open(o.device, &s.dev)) return 1;
     cl_uint cus = 1;
     clGetDeviceInfo(s.dev.device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cus, &cus, NULL);
     s.cus = cus ? cus : 1;
@@ -1757,7 +1756,7 @@ int main(int argc, char **argv) {
     if (!o.atomic_n) o.atomic_n = o.quick ? (size_t)1 << 20 : (size_t)1 << 22;
 #ifdef BINV_HAVE_CLBLAST
     if (o.clblast_probe) {
-        cli_device_close(&s.dev);
+        hx_device_close(&s.dev);
         return clblast_probe_run(&o);
     }
     if (family_wanted(&o, &FAMILIES[0])) clblast_ok = clblast_usable(&o, argv[0]);
@@ -1790,7 +1789,7 @@ int main(int argc, char **argv) {
         if (csv) fclose(csv);
         ran[i] = !rc;
     }
-    const double seconds = study_now_s() - t0;
+    const double seconds = hx_now_s() - t0;
     write_report(&s, &o, ran, seconds);
     plot(&s, &o, ran);
     printf("\nreport: %s/report.md (%.0f s)\n", o.out, seconds);
@@ -1799,6 +1798,6 @@ done:
     free(s.ser);
     binv_context_destroy(s.inv);
     binv_context_destroy(s.adapt);
-    cli_device_close(&s.dev);
+    hx_device_close(&s.dev);
     return rc ? 1 : 0;
 }

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "binv/binv.h"
-#include "cli.h"
+#include "harness.h"
 
 static int failures;
 
@@ -35,7 +35,7 @@ static size_t esize(binv_dtype dt) { return dt == BINV_DTYPE_F32 ? 4 : 2; }
 /* A buffer of `elems` storage elements holding small finite values (the
  * same 16-bit pattern in each half-word: a finite bf16/f16 in 2-byte storage,
  * and for f32 a finite float). */
-static cl_mem buffer(cli_device *d, binv_dtype dt, size_t elems) {
+static cl_mem buffer(hx_device *d, binv_dtype dt, size_t elems) {
     const size_t bytes = elems * esize(dt);
     unsigned short *h = malloc(bytes);
     if (!h) return NULL;
@@ -46,7 +46,7 @@ static cl_mem buffer(cli_device *d, binv_dtype dt, size_t elems) {
     return err == CL_SUCCESS ? m : NULL;
 }
 
-static void gemm_cases(binv_context *bc, cli_device *d, binv_dtype dt, const char *dn,
+static void gemm_cases(binv_context *bc, hx_device *d, binv_dtype dt, const char *dn,
                        const char *path) {
     /* (m, n, k): decode-sized, split-K over several chunks, ragged tiles. */
     static const size_t shapes[][3] = {{1, 24, 40}, {3, 17, 200}, {40, 36, 33}};
@@ -64,7 +64,7 @@ static void gemm_cases(binv_context *bc, cli_device *d, binv_dtype dt, const cha
     }
 }
 
-static void rows_cases(binv_context *bc, cli_device *d, binv_dtype dt, const char *dn,
+static void rows_cases(binv_context *bc, hx_device *d, binv_dtype dt, const char *dn,
                        const char *path) {
     static const size_t widths[] = {70, 1100}; /* one chunk; two chunks, the last ragged */
     for (size_t s = 0; s < 2; s++) {
@@ -99,7 +99,7 @@ static void rows_cases(binv_context *bc, cli_device *d, binv_dtype dt, const cha
     }
 }
 
-static void attention_cases(binv_context *bc, cli_device *d, binv_dtype dt, const char *dn,
+static void attention_cases(binv_context *bc, hx_device *d, binv_dtype dt, const char *dn,
                             const char *path) {
     /* Two sequences: a chunk of a prefill whose context spans more than one
      * key split, and one decode token; pages out of order. */
@@ -149,8 +149,8 @@ int main(int argc, char **argv) {
      * BINV_FAMILIES_PATH. */
     const int list = argc > 1 && !strcmp(argv[1], "--list");
     const char *want = getenv("BINV_TEST_DEVICE");
-    cli_device d;
-    if (!list && cli_device_open(want && *want ? want : "0:0", &d) != 0) return 1;
+    hx_device d;
+    if (!list && hx_device_open(want && *want ? want : "0:0", &d) != 0) return 1;
     if (!list) printf("device: %s / %s\n", d.platform_name, d.name);
     /* Each forced path in a context of its own (the knobs are read at
      * context creation). */
@@ -211,7 +211,7 @@ int main(int argc, char **argv) {
         binv_context_destroy(bc);
     }
     if (list) return 0;
-    cli_device_close(&d);
+    hx_device_close(&d);
     printf("%s\n", failures ? "FAILED" : "all calls succeeded");
     return failures ? 1 : 0;
 }

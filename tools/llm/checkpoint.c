@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "llm.h"
-#include "study.h"
+#include "harness.h"
 
 /* Limits of a "sane" header: far above any Llama-family model's, low enough
  * that no product below overflows 64 bits and that garbage is caught.  Every
@@ -264,7 +264,7 @@ void llm_model_free(llm_model *m) {
  * on every host): the sum of four 16-bit uniforms (Irwin-Hall), centred and
  * scaled to unit variance. */
 static double normal(uint64_t *s) {
-    const uint64_t r = study_rng_next(s);
+    const uint64_t r = hx_rng_next(s);
     const double sum = (double)(r & 0xffff) + (double)((r >> 16) & 0xffff) +
                        (double)((r >> 32) & 0xffff) + (double)(r >> 48);
     /* each term: mean 32767.5, variance (65536^2 - 1)/12 */

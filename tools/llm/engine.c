@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "llm.h"
-#include "study.h"
+#include "harness.h"
 
 struct llm_engine {
     binv_context *ctx;
@@ -59,7 +59,7 @@ const char *llm_engine_error(const llm_engine *e) { return e->err; }
 static void convert(binv_dtype dt, void *dst, const float *src, size_t n) {
     if (dt == BINV_DTYPE_F32) memcpy(dst, src, n * 4);
     else
-        for (size_t i = 0; i < n; i++) study_store(dt, dst, i, src[i]);
+        for (size_t i = 0; i < n; i++) hx_store(dt, dst, i, src[i]);
 }
 
 /* A device buffer holding `parts` float arrays converted and concatenated. */
@@ -99,7 +99,7 @@ static cl_mem scratch(llm_engine *e, size_t elems) {
 
 static void shuffle(cl_uint *a, size_t n, uint64_t *rng) {
     for (size_t i = n; i > 1; i--) {
-        const size_t j = (size_t)(study_rng_next(rng) % i);
+        const size_t j = (size_t)(hx_rng_next(rng) % i);
         const cl_uint t = a[i - 1];
         a[i - 1] = a[j], a[j] = t;
     }
@@ -115,7 +115,7 @@ llm_engine *llm_engine_create(binv_context *ctx, cl_context clctx, cl_command_qu
     }
     const llm_config *c = &m->cfg;
     e->ctx = ctx, e->cl = clctx, e->q = queue, e->dt = o->dtype, e->cfg = *c;
-    e->es = study_dtype_size(o->dtype);
+    e->es = hx_dtype_size(o->dtype);
     e->max_slots = o->max_slots > 0 ? o->max_slots : 1;
     e->max_tokens = o->max_tokens > 0 ? o->max_tokens : 1;
     e->max_len = o->max_len > 0 && o->max_len < c->seq_len ? o->max_len : c->seq_len;
@@ -241,7 +241,7 @@ void llm_engine_seq_end(llm_engine *e, int slot) {
      * sequences get scattered pages. */
     for (int i = 0; i < e->npages[slot]; i++) {
         const size_t n = e->nfree++;
-        const size_t j = (size_t)(study_rng_next(&e->rng) % (n + 1));
+        const size_t j = (size_t)(hx_rng_next(&e->rng) % (n + 1));
         e->free_list[n] = e->free_list[j];
         e->free_list[j] = e->pages[(size_t)slot * e->max_pages + i];
     }
@@ -435,7 +435,7 @@ int llm_engine_step(llm_engine *e, const llm_work *w, int nwork, float *logits) 
         CLCALL("clEnqueueReadBuffer(logits)",
                clEnqueueReadBuffer(e->q, e->logits, CL_TRUE, 0, S * V * e->es, e->lbuf, 0, NULL,
                                    NULL));
-        for (size_t i = 0; i < S * V; i++) logits[i] = study_load(dt, e->lbuf, i);
+        for (size_t i = 0; i < S * V; i++) logits[i] = hx_load(dt, e->lbuf, i);
     } else {
         CLCALL("clFinish", clFinish(e->q));
     }

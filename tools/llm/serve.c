@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "llm.h"
-#include "study.h"
+#include "harness.h"
 
 typedef struct req {
     long arrival;
@@ -33,7 +33,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
 }
 
 static double uniform01(uint64_t *s) {
-    return (double)(study_rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
+    return (double)(hx_rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
 }
 
 static uint64_t fnv(uint64_t h, const void *data, size_t n) {
@@ -65,7 +65,7 @@ int llm_serve(const llm_backend *b, const llm_serve_opts *o, llm_serve_result *r
     void *swork = malloc(llm_sample_work_bytes(o->vocab));
     res->tokens = malloc((size_t)N * (size_t)G * sizeof(int));
     res->logit_hash = malloc((size_t)N * sizeof(uint64_t));
-    study_hashset shapes = {0};
+    hx_hashset shapes = {0};
     int rc = -1;
     if (!rq || !running || !dec || !free_slots || !work || !work_req || !logits || !swork ||
         !res->tokens || !res->logit_hash) {
@@ -86,7 +86,7 @@ int llm_serve(const llm_backend *b, const llm_serve_opts *o, llm_serve_result *r
     for (int s = 0; s < B; s++) free_slots[s] = B - 1 - s;
     int nfree = B, nrun = 0, next = 0, ndone = 0;
     long step = 0;
-    const double t0 = study_now_s();
+    const double t0 = hx_now_s();
     while (ndone < N) {
         /* Admit arrived requests while slots and pages last. */
         while (next < N && rq[next].arrival <= step && nfree > 0) {
@@ -107,7 +107,7 @@ int llm_serve(const llm_backend *b, const llm_serve_opts *o, llm_serve_result *r
             step = rq[next].arrival;
             continue;
         }
-        int budget = bmin + (int)(study_rng_next(&srng) % (uint64_t)(bmax - bmin + 1));
+        int budget = bmin + (int)(hx_rng_next(&srng) % (uint64_t)(bmax - bmin + 1));
         int nw = 0, ndec = 0;
         for (int i = 0; i < nrun; i++)
             if (rq[running[i]].prefilled == P) dec[ndec++] = running[i];
@@ -134,7 +134,7 @@ int llm_serve(const llm_backend *b, const llm_serve_opts *o, llm_serve_result *r
         }
         /* Shuffle the order of the sequences in the step. */
         for (int i = nw; i > 1; i--) {
-            const int j = (int)(study_rng_next(&srng) % (uint64_t)i);
+            const int j = (int)(hx_rng_next(&srng) % (uint64_t)i);
             const llm_work tw = work[i - 1];
             work[i - 1] = work[j], work[j] = tw;
             const int tr = work_req[i - 1];
@@ -145,7 +145,7 @@ int llm_serve(const llm_backend *b, const llm_serve_opts *o, llm_serve_result *r
             if (ns < 512) shape[ns++] = work[i].n;
             tokens += work[i].n;
         }
-        study_hashset_add(&shapes, shape, (size_t)ns * sizeof(int));
+        hx_hashset_add(&shapes, shape, (size_t)ns * sizeof(int));
         if (b->step(b->self, work, nw, logits) != 0) {
             fail(err, errlen, "serve: step %ld: %s", step, b->error(b->self));
             goto out;
@@ -180,7 +180,7 @@ int llm_serve(const llm_backend *b, const llm_serve_opts *o, llm_serve_result *r
         step++;
         res->steps++;
     }
-    res->seconds = study_now_s() - t0;
+    res->seconds = hx_now_s() - t0;
     for (int i = 0; i < N; i++) res->logit_hash[i] = rq[i].hash;
     res->distinct_compositions = shapes.count;
     rc = 0;
@@ -190,7 +190,7 @@ out:
             if (rq[i].slot >= 0) b->seq_end(b->self, rq[i].slot);
         llm_serve_result_free(res);
     }
-    study_hashset_free(&shapes);
+    hx_hashset_free(&shapes);
     free(rq), free(running), free(dec), free(free_slots), free(work), free(work_req), free(logits);
     free(swork);
     return rc;
@@ -203,13 +203,13 @@ static int cmp_u64(const void *a, const void *b) {
 
 llm_divergence llm_compare(const llm_serve_result *r, const int *ref) {
     llm_divergence d = {0, 0, 0, 0, -1, 0};
-    study_hashset comp = {0}, lg = {0};
+    hx_hashset comp = {0}, lg = {0};
     double sum = 0;
     const int G = r->gen_tokens;
     for (int i = 0; i < r->n_requests; i++) {
         const int *t = r->tokens + (size_t)i * G;
-        study_hashset_add(&comp, t, (size_t)G * sizeof(int));
-        study_hashset_add(&lg, &r->logit_hash[i], sizeof(uint64_t));
+        hx_hashset_add(&comp, t, (size_t)G * sizeof(int));
+        hx_hashset_add(&lg, &r->logit_hash[i], sizeof(uint64_t));
         int j = 0;
         while (j < G && t[j] == ref[j]) j++;
         if (j < G) {
@@ -222,7 +222,7 @@ llm_divergence llm_compare(const llm_serve_result *r, const int *ref) {
     uint64_t *h = malloc((size_t)r->n_requests * sizeof *h);
     if (h) {
         for (int i = 0; i < r->n_requests; i++)
-            h[i] = study_hash(r->tokens + (size_t)i * G, (size_t)G * sizeof(int));
+            h[i] = hx_hash(r->tokens + (size_t)i * G, (size_t)G * sizeof(int));
         qsort(h, (size_t)r->n_requests, sizeof *h, cmp_u64);
         for (int i = 0, run = 0; i < r->n_requests; i++) {
             run = i && h[i] == h[i - 1] ? run + 1 : 1;
@@ -233,7 +233,7 @@ llm_divergence llm_compare(const llm_serve_result *r, const int *ref) {
     d.distinct_completions = comp.count;
     d.distinct_logit_streams = lg.count;
     d.mean_divergence = d.differing_requests ? sum / d.differing_requests : 0;
-    study_hashset_free(&comp);
-    study_hashset_free(&lg);
+    hx_hashset_free(&comp);
+    hx_hashset_free(&lg);
     return d;
 }

@@ -1,5 +1,5 @@
-/* Device choice for the command-line programs. */
-#include "cli.h"
+/* Device choice and set-up for tests, bench and tools. */
+#include "harness.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -23,7 +23,7 @@ static int enumerate(cl_platform_id *plats, cl_uint *np) {
     return 0;
 }
 
-void cli_device_list(FILE *f) {
+void hx_device_list(FILE *f) {
     cl_platform_id plats[MAXP];
     cl_uint np = 0;
     if (enumerate(plats, &np)) return;
@@ -73,7 +73,7 @@ static int find(const char *spec, cl_platform_id *plat, cl_device_id *dev) {
     return -1;
 }
 
-int cli_device_open(const char *spec, cli_device *out) {
+int hx_device_open(const char *spec, hx_device *out) {
     memset(out, 0, sizeof *out);
     if (!spec || !*spec) spec = getenv("BINV_DEVICE");
     int found;
@@ -86,7 +86,7 @@ int cli_device_open(const char *spec, cli_device *out) {
     }
     if (!found) {
         fprintf(stderr, "error: no OpenCL device matches '%s'. Devices:\n", spec ? spec : "default");
-        cli_device_list(stderr);
+        hx_device_list(stderr);
         return -1;
     }
     cl_int err;
@@ -109,13 +109,29 @@ int cli_device_open(const char *spec, cli_device *out) {
     return 0;
 }
 
-void cli_device_close(cli_device *d) {
+void hx_device_close(hx_device *d) {
     if (d->queue) clReleaseCommandQueue(d->queue);
     if (d->context) clReleaseContext(d->context);
     memset(d, 0, sizeof *d);
 }
 
-int cli_run_deadline(char *const argv[], long limit_s, char *why, size_t why_size) {
+int hx_device_has_ext(cl_device_id d, const char *ext) {
+    size_t len = 0;
+    if (clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, 0, NULL, &len) != CL_SUCCESS || !len) return 0;
+    char *s = malloc(len + 1);
+    if (!s) return 0;
+    int found = 0;
+    if (clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, len, s, NULL) == CL_SUCCESS) {
+        s[len] = '\0';
+        size_t el = strlen(ext);
+        for (const char *p = s; (p = strstr(p, ext)) != NULL; p += el)
+            if ((p == s || p[-1] == ' ') && (p[el] == ' ' || p[el] == '\0')) found = 1;
+    }
+    free(s);
+    return found;
+}
+
+int hx_run_deadline(char *const argv[], long limit_s, char *why, size_t why_size) {
     extern char **environ;
     pid_t pid;
     const int err = posix_spawn(&pid, argv[0], NULL, NULL, argv, environ);
