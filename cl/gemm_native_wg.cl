@@ -5,8 +5,9 @@
  * devices of compute capability 9.0.  NVIDIA's OpenCL C compiler targets
  * sm_90 and refuses sm_90a instructions, so each one is written after a
  * "// BINV_SM90A " marker: the source build compiles it as a comment with its
- * operands already substituted, and the host (src/program.c, binv_ptx_sm90a) strips the
- * markers, retargets the PTX to sm_90a and builds that from the binary.
+ * operands already substituted, and the host (src/program.c, binv_ptx_sm90a)
+ * strips the markers, retargets the PTX to sm_90a and builds that from the
+ * binary.
  *
  * REDUCTION ORDER: for output (i, j) the accumulator starts at +0 and takes
  * one k16 tensor-core step per 16-column block of k, ascending, over

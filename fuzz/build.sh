@@ -33,7 +33,7 @@ cmake -DOUT="$out/binv_kernels.c" "-DFILES=${cl_files#;}" -P "$root/cmake/embed_
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer $SAN -DCL_TARGET_OPENCL_VERSION=120 -D_POSIX_C_SOURCE=200809L -I$root/include -I$root/src"
 LIBSRC="$out/binv_kernels.c"
-for f in context program program_cache sha256 tuning util gemm gemm_native rows attention \
+for f in context program program_cache sha256 tuning util gemm gemm_native rows attention kv \
     activation; do
   LIBSRC="$LIBSRC $root/src/$f.c"
 done

@@ -68,12 +68,14 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
          * H100: f32 31.1 against 29.6 TFLOP/s for 128 x 128, bf16 28.4 against
          * 24.1; docs/results/h100/session5/probe-nt*.txt), 128 x 128 below,
          * where split-K runs (m = 512: 26.9 against 24.8). */
-        g = (gemm_config){m > 512 ? 64 : 128, 128, 16, 8, 8,
-                          (double)m * (double)n * 4.0 <= 256.0 * 1048576.0,
-                          128, m <= 4 ? 4 : 8, 32, 128, tr, 1,
-                          dtype == BINV_DTYPE_F32 && m == 1 ? 16 : 8};
+        g = (gemm_config){.bm = m > 512 ? 64 : 128, .bn = 128, .bk = 16, .rm = 8, .rn = 8,
+                          .tglob = (double)m * (double)n * 4.0 <= 256.0 * 1048576.0,
+                          .sn = 128, .smr = m <= 4 ? 4 : 8, .sk = 32,
+                          .tn = 128, .tr = tr, .nc = 1,
+                          .tv = dtype == BINV_DTYPE_F32 && m == 1 ? 16 : 8};
     } else {
-        g = (gemm_config){32, 32, 16, 4, 4, 0, 64, 8, 32, 64, 8, 2, 8};
+        g = (gemm_config){.bm = 32, .bn = 32, .bk = 16, .rm = 4, .rn = 4, .tglob = 0,
+                          .sn = 64, .smr = 8, .sk = 32, .tn = 64, .tr = 8, .nc = 2, .tv = 8};
         if (dtype != BINV_DTYPE_F32) g.sk = 64; /* same bytes per staged row */
     }
     /* Overrides (tuning; src/tuning.c checked their syntax and ranges), where
@@ -215,11 +217,13 @@ static binv_status launch_tiled(binv_context *ctx, cl_command_queue q, cl_progra
     int steps_aligned = kc % vw == 0 && g->bk % vw == 0;
     cl_uint vec = (steps_aligned && x->sap == 1 && x->a_off % vw == 0 && x->sai % vw == 0 ? 1u : 0u) |
                   (steps_aligned && x->sbp == 1 && x->b_off % vw == 0 && x->sbj % vw == 0 ? 2u : 0u);
-    const void *vals[] = {&mode, &m, &n, &k, &kc, &nchunks, &x->alpha, &x->beta,
-                          &x->a, &x->a_off, &x->sai, &x->sap, &x->b, &x->b_off, &x->sbp,
-                          &x->sbj, &vec, &x->c, &x->c_off, &x->ldc, &p};
-    const size_t sizes[] = {4, 4, 4, 4, 4, 4, 4, 4, sizeof(cl_mem), 8, 8, 8, sizeof(cl_mem), 8,
-                            8, 8, 4, sizeof(cl_mem), 8, 8, sizeof(cl_mem)};
+    const binv_arg args[] = {
+        BINV_ARG(mode),   BINV_ARG(m),       BINV_ARG(n),      BINV_ARG(k),
+        BINV_ARG(kc),     BINV_ARG(nchunks), BINV_ARG(x->alpha), BINV_ARG(x->beta),
+        BINV_ARG(x->a),   BINV_ARG(x->a_off), BINV_ARG(x->sai), BINV_ARG(x->sap),
+        BINV_ARG(x->b),   BINV_ARG(x->b_off), BINV_ARG(x->sbp), BINV_ARG(x->sbj),
+        BINV_ARG(vec),    BINV_ARG(x->c),    BINV_ARG(x->c_off), BINV_ARG(x->ldc),
+        BINV_ARG(p)};
     size_t lws[3] = {g->bn / g->rn, g->bm / g->rm, 1};
     size_t gws[3] = {binv_ceil_div(x->n, g->bn) * lws[0], binv_ceil_div(x->m, g->bm) * lws[1],
                      mode ? nchunks : 1};
@@ -231,8 +235,8 @@ static binv_status launch_tiled(binv_context *ctx, cl_command_queue q, cl_progra
     const int lean = mode == 0 && vec == 3u && k % vw == 0 && kc % g->bk == 0 && tnv &&
                      nt % tnv == 0 && g->bm % (nt / tnv) == 0 && g->bn % (nt / tnv) == 0 &&
                      !ctx->tuning.gemm_no_nt;
-    return binv_kernel_launch(ctx, q, prog, lean ? "gemm_tiled_nt" : "gemm_tiled", 21, sizes,
-                              vals, 3, gws, lws, nwait, wait, ev);
+    return binv_kernel_launch(ctx, q, prog, lean ? "gemm_tiled_nt" : "gemm_tiled", args,
+                              BINV_NARGS(args), 3, gws, lws, nwait, wait, ev);
 }
 
 /* gemm_skinny and gemm_stream: the same arguments; group grid (row block,
@@ -246,25 +250,30 @@ static binv_status launch_small(binv_context *ctx, cl_command_queue q, cl_progra
     cl_uint m = (cl_uint)x->m, n = (cl_uint)x->n, k = (cl_uint)x->k;
     cl_uint fuse = cnt != NULL;
     cl_mem cn = cnt ? cnt : ws;
-    const void *vals[] = {&m, &n, &k, &kc, &nchunks, &x->a, &x->a_off, &x->sai, &x->sap,
-                          &x->b, &x->b_off, &x->sbp, &x->sbj, &bvec, &ws, &fuse, &cn,
-                          &x->alpha, &x->beta, &x->c, &x->c_off, &x->ldc};
-    const size_t M = sizeof(cl_mem);
-    const size_t sizes[] = {4, 4, 4, 4, 4, M, 8, 8, 8, M, 8, 8, 8, 4, M, 4, M, 4, 4, M, 8, 8};
+    const binv_arg args[] = {
+        BINV_ARG(m),      BINV_ARG(n),        BINV_ARG(k),       BINV_ARG(kc),
+        BINV_ARG(nchunks), BINV_ARG(x->a),    BINV_ARG(x->a_off), BINV_ARG(x->sai),
+        BINV_ARG(x->sap), BINV_ARG(x->b),     BINV_ARG(x->b_off), BINV_ARG(x->sbp),
+        BINV_ARG(x->sbj), BINV_ARG(bvec),     BINV_ARG(ws),      BINV_ARG(fuse),
+        BINV_ARG(cn),     BINV_ARG(x->alpha), BINV_ARG(x->beta), BINV_ARG(x->c),
+        BINV_ARG(x->c_off), BINV_ARG(x->ldc)};
     size_t lws[3] = {wg, 1, 1};
     size_t gws[3] = {binv_ceil_div(x->m, rows) * wg, binv_ceil_div(x->n, cols), nchunks};
-    return binv_kernel_launch(ctx, q, prog, kernel, 22, sizes, vals, 3, gws, lws, nwait, wait, ev);
+    return binv_kernel_launch(ctx, q, prog, kernel, args, BINV_NARGS(args), 3, gws, lws, nwait,
+                              wait, ev);
 }
 
 static binv_status launch_reduce(binv_context *ctx, cl_command_queue q, cl_program prog,
                                  const gemm_args *x, cl_uint nchunks, cl_mem ws, cl_uint nwait,
                                  const cl_event *wait, cl_event *ev) {
     cl_uint m = (cl_uint)x->m, n = (cl_uint)x->n;
-    const void *vals[] = {&m, &n, &nchunks, &x->alpha, &x->beta, &ws, &x->c, &x->c_off, &x->ldc};
-    const size_t sizes[] = {4, 4, 4, 4, 4, sizeof(cl_mem), sizeof(cl_mem), 8, 8};
+    const binv_arg args[] = {BINV_ARG(m),      BINV_ARG(n),    BINV_ARG(nchunks),
+                             BINV_ARG(x->alpha), BINV_ARG(x->beta), BINV_ARG(ws),
+                             BINV_ARG(x->c),   BINV_ARG(x->c_off), BINV_ARG(x->ldc)};
     size_t lws[2] = {64, 1};
     size_t gws[2] = {binv_ceil_div(x->n, 64) * 64, x->m};
-    return binv_kernel_launch(ctx, q, prog, "gemm_reduce", 9, sizes, vals, 2, gws, lws, nwait, wait, ev);
+    return binv_kernel_launch(ctx, q, prog, "gemm_reduce", args, BINV_NARGS(args), 2, gws, lws,
+                              nwait, wait, ev);
 }
 
 /* Chunk length for this call.  Invariant: binv_gemm_chunk_size (k, dtype).
@@ -306,12 +315,13 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
         return binv_gemm_native(ctx, queue, dtype, m, n, k, alpha, a, a_offset, lda, b, b_offset,
                                 ldb, beta, c, c_offset, ldc, num_events, wait_list, event);
 
-    gemm_args x = {dtype, m, n, k, alpha, beta, a, b, c, a_offset, 0, 0, b_offset, 0, 0,
-                   c_offset, ldc};
-    x.sai = trans_a == BINV_NO_TRANS ? lda : 1;
-    x.sap = trans_a == BINV_NO_TRANS ? 1 : lda;
-    x.sbp = trans_b == BINV_NO_TRANS ? ldb : 1;
-    x.sbj = trans_b == BINV_NO_TRANS ? 1 : ldb;
+    const gemm_args x = {.dtype = dtype, .m = m, .n = n, .k = k, .alpha = alpha, .beta = beta,
+                         .a = a, .b = b, .c = c, .a_off = a_offset, .b_off = b_offset,
+                         .c_off = c_offset, .ldc = ldc,
+                         .sai = trans_a == BINV_NO_TRANS ? lda : 1,
+                         .sap = trans_a == BINV_NO_TRANS ? 1 : lda,
+                         .sbp = trans_b == BINV_NO_TRANS ? ldb : 1,
+                         .sbj = trans_b == BINV_NO_TRANS ? 1 : ldb};
 
     gemm_config g = pick_config(ctx, dtype, m, n);
     char defines[256];

@@ -212,11 +212,12 @@ binv_status binv_gemm_native(binv_context *ctx, cl_command_queue queue, binv_dty
     }
     cl_uint um = (cl_uint)m, un = (cl_uint)n, uk = (cl_uint)k;
     cl_ulong ao = a_offset, la = lda, bo = b_offset, lb = ldb, co = c_offset, lc = ldc;
-    const void *vals[] = {&um, &un, &uk, &alpha, &beta, &a, &ao, &la, &b, &bo, &lb, &c, &co, &lc};
-    const size_t M = sizeof(cl_mem);
-    const size_t sizes[] = {4, 4, 4, 4, 4, M, 8, 8, M, 8, 8, M, 8, 8};
-    st = binv_kernel_launch(ctx, queue, prog, kname, 14, sizes, vals, 2, gws, lws, num_events,
-                            wait_list, event);
+    const binv_arg args[] = {BINV_ARG(um), BINV_ARG(un),    BINV_ARG(uk), BINV_ARG(alpha),
+                             BINV_ARG(beta), BINV_ARG(a),   BINV_ARG(ao), BINV_ARG(la),
+                             BINV_ARG(b),  BINV_ARG(bo),    BINV_ARG(lb), BINV_ARG(c),
+                             BINV_ARG(co), BINV_ARG(lc)};
+    st = binv_kernel_launch(ctx, queue, prog, kname, args, BINV_NARGS(args), 2, gws, lws,
+                            num_events, wait_list, event);
     if (st != BINV_SUCCESS) return st;
     binv_debug(ctx, "%s %s m=%zu n=%zu k=%zu (%s)", kname, binv_dtype_name(dtype), m, n, k,
                defines);

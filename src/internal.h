@@ -240,23 +240,38 @@ int binv_ptx_sm90a(const char *ptx, size_t size, char *out, size_t *out_size);
 /* binv_program_get with the storage dtype as the only define. */
 binv_status binv_program_get_dtype(binv_context *ctx, const char *family, const char *source,
                                    binv_dtype dtype, cl_program *out);
+/* A kernel argument: its size and where its value is.  Written as an array
+ * of BINV_ARG(variable) in the kernel's order, so that every size is the
+ * variable's own (a cl_uint is 4 bytes, a cl_ulong 8, a cl_mem a handle) and
+ * the count is the array's (BINV_NARGS); binv_kernel_acquire checks that
+ * count against the kernel's CL_KERNEL_NUM_ARGS. */
+typedef struct binv_arg {
+    size_t size;
+    const void *ptr;
+} binv_arg;
+#define BINV_ARG(x) {sizeof(x), &(x)}
+#define BINV_NARGS(array) ((cl_uint)(sizeof(array) / sizeof *(array)))
+/* A kernel of `program` from the pool, or a new one whose CL_KERNEL_NUM_ARGS
+ * must be nargs (a mismatch is a library bug: BINV_ERROR_INVALID_ARGUMENT,
+ * "internal: ..."). */
 binv_status binv_kernel_acquire(binv_context *ctx, cl_program program, const char *name,
-                                cl_kernel *out);
+                                cl_uint nargs, cl_kernel *out);
 void binv_kernel_release(binv_context *ctx, cl_program program, const char *name,
                          cl_kernel kernel);
-/* Takes a kernel of `prog` from the pool, sets its nargs arguments
- * (sizes[i], vals[i]), enqueues it over dims dimensions and gives it back. */
+/* Sets the nargs arguments of kernel `name` in order. */
+binv_status binv_kernel_set_args(binv_context *ctx, cl_kernel kernel, const char *name,
+                                 const binv_arg *args, cl_uint nargs);
+/* Takes a kernel of `prog` from the pool, sets its arguments, enqueues it
+ * over dims dimensions and gives it back. */
 binv_status binv_kernel_launch(binv_context *ctx, cl_command_queue q, cl_program prog,
-                               const char *name, int nargs, const size_t *sizes,
-                               const void *const *vals, cl_uint dims, const size_t *gws,
-                               const size_t *lws, cl_uint nwait, const cl_event *wait,
-                               cl_event *ev);
+                               const char *name, const binv_arg *args, cl_uint nargs,
+                               cl_uint dims, const size_t *gws, const size_t *lws, cl_uint nwait,
+                               const cl_event *wait, cl_event *ev);
 /* One kernel of a multi-kernel sequence (binv_kernel_launch_seq). */
 typedef struct binv_launch {
     const char *name;
-    int nargs;
-    const size_t *sizes;
-    const void *const *vals;
+    const binv_arg *args;
+    cl_uint nargs;
     cl_uint dims;
     const size_t *gws, *lws;
 } binv_launch;

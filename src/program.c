@@ -261,7 +261,7 @@ binv_status binv_program_get_desc(binv_context *ctx, const binv_program_desc *d,
 }
 
 binv_status binv_kernel_acquire(binv_context *ctx, cl_program program, const char *name,
-                                cl_kernel *out) {
+                                cl_uint nargs, cl_kernel *out) {
     pthread_mutex_lock(&ctx->lock);
     for (binv_kernel_entry **pe = &ctx->free_kernels; *pe; pe = &(*pe)->next) {
         binv_kernel_entry *e = *pe;
@@ -278,7 +278,31 @@ binv_status binv_kernel_acquire(binv_context *ctx, cl_program program, const cha
     cl_kernel k = clCreateKernel(program, name, &err);
     BINV_RETURN_ERROR_ON(err != CL_SUCCESS, ctx, err, "clCreateKernel(%s) failed: %d", name,
                          (int)err);
+    /* Once per kernel object (pooled kernels were checked when created): the
+     * caller's argument count is the kernel's. */
+    cl_uint have = 0;
+    err = clGetKernelInfo(k, CL_KERNEL_NUM_ARGS, sizeof have, &have, NULL);
+    if (err != CL_SUCCESS || have != nargs) {
+        clReleaseKernel(k);
+        if (err != CL_SUCCESS)
+            return binv_set_error(ctx, err, "clGetKernelInfo(%s, CL_KERNEL_NUM_ARGS) failed: %d",
+                                  name, (int)err);
+        return binv_set_error(ctx, BINV_ERROR_INVALID_ARGUMENT,
+                              "internal: kernel %s takes %u arguments; %u given", name,
+                              (unsigned)have, (unsigned)nargs);
+    }
     *out = k;
+    return BINV_SUCCESS;
+}
+
+binv_status binv_kernel_set_args(binv_context *ctx, cl_kernel kernel, const char *name,
+                                 const binv_arg *args, cl_uint nargs) {
+    for (cl_uint i = 0; i < nargs; i++) {
+        const cl_int err = clSetKernelArg(kernel, i, args[i].size, args[i].ptr);
+        if (err != CL_SUCCESS)
+            return binv_set_error(ctx, err, "clSetKernelArg(%s, %u) failed: %d", name,
+                                  (unsigned)i, (int)err);
+    }
     return BINV_SUCCESS;
 }
 
@@ -456,18 +480,13 @@ void binv_program_destroy_all(binv_context *ctx) {
 }
 
 binv_status binv_kernel_launch(binv_context *ctx, cl_command_queue q, cl_program prog,
-                               const char *name, int nargs, const size_t *sizes,
-                               const void *const *vals, cl_uint dims, const size_t *gws,
-                               const size_t *lws, cl_uint nwait, const cl_event *wait,
-                               cl_event *ev) {
+                               const char *name, const binv_arg *args, cl_uint nargs,
+                               cl_uint dims, const size_t *gws, const size_t *lws, cl_uint nwait,
+                               const cl_event *wait, cl_event *ev) {
     cl_kernel kern;
-    binv_status st = binv_kernel_acquire(ctx, prog, name, &kern);
+    binv_status st = binv_kernel_acquire(ctx, prog, name, nargs, &kern);
     if (st != BINV_SUCCESS) return st;
-    for (int i = 0; i < nargs && st == BINV_SUCCESS; i++) {
-        cl_int err = clSetKernelArg(kern, (cl_uint)i, sizes[i], vals[i]);
-        if (err != CL_SUCCESS)
-            st = binv_set_error(ctx, err, "clSetKernelArg(%s, %d) failed: %d", name, i, (int)err);
-    }
+    st = binv_kernel_set_args(ctx, kern, name, args, nargs);
     if (st == BINV_SUCCESS) {
         cl_int err = clEnqueueNDRangeKernel(q, kern, dims, NULL, gws, lws, nwait, wait, ev);
         if (err != CL_SUCCESS)
