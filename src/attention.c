@@ -174,9 +174,9 @@ static attn_shape pick_shape(const binv_context *ctx, size_t group, size_t d, cl
     for (int g = 1; g <= rmax && (size_t)g <= group; g++)
         if (group % (size_t)g == 0) s.gb = g;
     /* Tokens per group: 1 for decode steps, else enough to make rmax rows.
-     * Decode on a GPU: 16-key tiles (less local memory, more groups per
-     * compute unit: 64 x 4096 bf16 on the H100 went from 30% to 49% of the
-     * copy bandwidth against 64-key tiles; prefill prefers 32). */
+     * Decode on a GPU: 16-key tiles (less local memory, so more groups per
+     * compute unit; prefill prefers larger tiles).  docs/tuning.md has the
+     * measurements. */
     s.tb = max_q > 1 ? rmax / s.gb : 1;
     if (gpu && max_q == 1) s.j = 16;
     if (s.tb < 1) s.tb = 1;
@@ -270,26 +270,23 @@ static binv_status get_config(binv_context *ctx, binv_kv_batch *b, cl_uint tb,
     return BINV_SUCCESS;
 }
 
-binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv_kv_cache *cache,
-                           const binv_kv_batch *batch_c, size_t heads, float scale, cl_mem q,
-                           size_t q_offset, size_t ldq, cl_mem o, size_t o_offset, size_t ldo,
-                           cl_uint num_events, const cl_event *wait_list, cl_event *event) {
-    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
+/* binv_attention's arguments past the queue and wait list (binv_kv_entry). */
+static binv_status check_call(binv_context *ctx, const binv_kv_cache *cache,
+                              const binv_kv_batch *batch_c, size_t heads, float scale, cl_mem q,
+                              size_t q_offset, size_t ldq, cl_mem o, size_t o_offset, size_t ldo) {
     const char *fn = "binv_attention";
-    binv_status st = binv_kv_entry(ctx, queue, num_events, wait_list, event);
-    if (st != BINV_SUCCESS) return st;
+    binv_status st;
     binv_view vk, vv, vmeta, vq, vo;
     if ((st = binv_kv_check_cache(ctx, fn, cache, batch_c, BINV_ACCESS_READ, &vk, &vv,
                                   &vmeta)) != BINV_SUCCESS)
         return st;
-    binv_kv_batch *batch = (binv_kv_batch *)batch_c; /* only its config cache changes */
     BINV_RETURN_ERROR_ON(heads == 0 || heads % cache->kv_heads || heads > 0xffff, ctx,
                          BINV_ERROR_INVALID_DIMENSION,
                          "%s: heads=%zu must be a positive multiple of kv_heads=%zu", fn, heads,
                          cache->kv_heads);
     BINV_RETURN_ERROR_ON(!isfinite(scale), ctx, BINV_ERROR_INVALID_VALUE,
                          "%s: scale must be finite (got %g)", fn, (double)scale);
-    const size_t es = binv_dtype_size(cache->dtype), D = cache->head_dim, T = batch->num_tokens;
+    const size_t es = binv_dtype_size(cache->dtype), D = cache->head_dim, T = batch_c->num_tokens;
     size_t eq, eo;
     if ((st = binv_kv_check_rows(ctx, fn, "q", q, q_offset, ldq, T, heads * D, es, &eq)) !=
             BINV_SUCCESS ||
@@ -310,22 +307,19 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
                          BINV_ERROR_ALIASING, "%s: o overlaps a cache pool", fn);
     BINV_RETURN_ERROR_ON(binv_view_overlap(&vo, &vmeta), ctx, BINV_ERROR_ALIASING,
                          "%s: o overlaps the batch's metadata", fn);
-    if (T == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
+    return BINV_SUCCESS;
+}
 
-    cl_uint max_q = 0;
-    for (size_t s = 0; s < batch->num_seqs; s++)
-        if (batch->q_lens[s] > max_q) max_q = batch->q_lens[s];
-    const size_t group = heads / cache->kv_heads;
-    attn_shape sh = pick_shape(ctx, group, D, max_q);
-    BINV_RETURN_ERROR_ON(local_bytes(&sh, D) > ctx->info.local_mem_size, ctx,
-                         BINV_ERROR_UNSUPPORTED_DEVICE,
-                         "%s: head_dim %zu needs %zu bytes of local memory; the device has %lu",
-                         fn, D, local_bytes(&sh, D), (unsigned long)ctx->info.local_mem_size);
+/* Chunks per split of this call: every chunk in one split (ATTN_FUSED_SPLIT)
+ * or split states merged by attn_merge.  In the invariant schedule both give
+ * the same bits (BINV_ATTN_PATH forces either; the tests compare them). */
+static cl_uint split_for(const binv_context *ctx, const binv_kv_batch *batch, size_t heads,
+                         const attn_shape *sh) {
     /* Work-groups without splitting, and the chunks of the longest context. */
     size_t blocks = 0;
     for (size_t s = 0; s < batch->num_seqs; s++)
-        blocks += (batch->q_lens[s] + (size_t)sh.tb - 1) / (size_t)sh.tb;
-    const size_t groups = blocks * (heads / (size_t)sh.gb);
+        blocks += (batch->q_lens[s] + (size_t)sh->tb - 1) / (size_t)sh->tb;
+    const size_t groups = blocks * (heads / (size_t)sh->gb);
     const size_t max_chunks = batch->max_pos / ATTN_CH + 1;
     const size_t want = 4 * (size_t)ctx->info.compute_units;
     cl_uint split_chunks;
@@ -341,6 +335,36 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
         if (ctx->tuning.attn_path == 2) split = 1;
         split_chunks = split ? 1 : ATTN_FUSED_SPLIT;
     }
+    return split_chunks;
+}
+
+/* About 100 lines on purpose: the call's steps in order (checks, shape, split,
+ * program, work list, workspace, the two launches), each a few lines; cut
+ * further, the pieces would pass a dozen locals between them. */
+binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv_kv_cache *cache,
+                           const binv_kv_batch *batch_c, size_t heads, float scale, cl_mem q,
+                           size_t q_offset, size_t ldq, cl_mem o, size_t o_offset, size_t ldo,
+                           cl_uint num_events, const cl_event *wait_list, cl_event *event) {
+    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
+    const char *fn = "binv_attention";
+    binv_status st = binv_kv_entry(ctx, queue, num_events, wait_list, event);
+    if (st != BINV_SUCCESS) return st;
+    st = check_call(ctx, cache, batch_c, heads, scale, q, q_offset, ldq, o, o_offset, ldo);
+    if (st != BINV_SUCCESS) return st;
+    binv_kv_batch *batch = (binv_kv_batch *)batch_c; /* only its config cache changes */
+    const size_t es = binv_dtype_size(cache->dtype), D = cache->head_dim, T = batch->num_tokens;
+    if (T == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
+
+    cl_uint max_q = 0;
+    for (size_t s = 0; s < batch->num_seqs; s++)
+        if (batch->q_lens[s] > max_q) max_q = batch->q_lens[s];
+    const size_t group = heads / cache->kv_heads;
+    attn_shape sh = pick_shape(ctx, group, D, max_q);
+    BINV_RETURN_ERROR_ON(local_bytes(&sh, D) > ctx->info.local_mem_size, ctx,
+                         BINV_ERROR_UNSUPPORTED_DEVICE,
+                         "%s: head_dim %zu needs %zu bytes of local memory; the device has %lu",
+                         fn, D, local_bytes(&sh, D), (unsigned long)ctx->info.local_mem_size);
+    cl_uint split_chunks = split_for(ctx, batch, heads, &sh);
     char defines[128];
     /* 16-byte loads need head_dim a multiple of 16 bytes of elements. */
     const int vec = D % (es == 4 ? 4 : 8) == 0;

@@ -48,26 +48,24 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
     const size_t vw = dtype == BINV_DTYPE_F32 ? 4 : 8;
     gemm_config g;
     if (ctx->info.type & CL_DEVICE_TYPE_GPU) {
-        /* H100 sweep (docs/performance.md): 4 rows per skinny group for
-         * m <= 4 (fewer idle accumulators), 8 above; 32-value steps. */
-        /* stream (H100 probes, docs/performance.md): rows per group rounded
-         * up to a power of two (idle accumulators cost issue slots), capped
-         * at 4 (16-bit weights up to m = 16, f32 up to m = 8), else 8 for
-         * 16-bit and 16 for f32 weights: row blocks run side by side and
-         * share the weight stream through L2.  One column per work-item. */
+        /* skinny: 4 rows per group for m <= 4 (fewer idle accumulators), 8
+         * above; 32-value steps. */
+        /* stream: rows per group rounded up to a power of two (idle
+         * accumulators cost issue slots), capped at 4 (16-bit weights up to
+         * m = 16, f32 up to m = 8), else 8 for 16-bit and 16 for f32 weights:
+         * row blocks run side by side and share the weight stream through
+         * L2.  One column per work-item.  (Measurements: docs/tuning.md.) */
         const unsigned cap = dtype == BINV_DTYPE_F32 ? (m <= 8 ? 4 : 16) : (m <= 16 ? 4 : 8);
         unsigned tr = 1;
         while (tr < m && tr < cap) tr *= 2;
         /* f32 at m = 1: 256-byte steps (more bytes in flight per row; 64
          * columns per group, so that the double-buffered tile fits 48 KB). */
         /* gemm_tiled keeps its running totals in an m x n f32 workspace
-         * (TGLOB) up to 256 MB: 161 instead of 255 registers with spills on
-         * the H100, +6% (f32) and +12% (bf16) at m = 4096. */
+         * (TGLOB) up to 256 MB: in registers they push the kernel into
+         * spills. */
         /* gemm_tiled: 64 x 128 tiles above m = 512 (128 work-items, so two
-         * groups fit an SM at ~185 registers; with gemm_tiled_nt at m = 4096, 4096^2 on the
-         * H100: f32 31.1 against 29.6 TFLOP/s for 128 x 128, bf16 28.4 against
-         * 24.1; docs/results/h100/session5/probe-nt*.txt), 128 x 128 below,
-         * where split-K runs (m = 512: 26.9 against 24.8). */
+         * groups fit an SM), 128 x 128 at and below, where split-K runs.
+         * docs/tuning.md has the measurements behind these defaults. */
         g = (gemm_config){.bm = m > 512 ? 64 : 128, .bn = 128, .bk = 16, .rm = 8, .rn = 8,
                           .tglob = (double)m * (double)n * 4.0 <= 256.0 * 1048576.0,
                           .sn = 128, .smr = m <= 4 ? 4 : 8, .sk = 32,
@@ -126,9 +124,9 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
 
 
 /* Largest m for the small-m kernels (gemm_stream, gemm_skinny): above it
- * split-K runs on gemm_tiled.  64: on the H100 gemm_stream beat split-K
- * gemm_tiled by 1.5-1.8x at m = 48 and 64, and tied at 128.
- * BINV_GEMM_SMALL_M overrides (tuning). */
+ * split-K runs on gemm_tiled.  64 by default: up to there gemm_stream is the
+ * faster of the two on GPUs (docs/tuning.md).  BINV_GEMM_SMALL_M overrides
+ * (tuning). */
 static size_t small_m_limit(const binv_context *ctx) { return ctx->tuning.gemm_small_m; }
 
 typedef struct gemm_args {
@@ -293,6 +291,101 @@ static size_t chunk_for_call(const binv_context *ctx, const gemm_config *g, cons
     return binv_ceil_div(k, splits);
 }
 
+/* The path of a call (binv_gemm_path; forced by BINV_GEMM_PATH). */
+static binv_gemm_path choose_path(const binv_context *ctx, const gemm_config *g,
+                                  const gemm_args *x, size_t kc, size_t nchunks) {
+    /* Which kernels run: a choice of speed only, every path computes the
+     * same schedule.  Split along the chunk boundaries when the C tiles alone
+     * cannot fill the device. */
+    binv_gemm_path path = ctx->tuning.gemm_path;
+    const size_t m = x->m, n = x->n, k = x->k;
+    /* gemm_stream reads the weights as 16-byte vectors: B K-contiguous, its
+     * offset, row stride, k and the chunk length multiples of the vector
+     * width (so every vector is whole, inside one chunk and 16-byte aligned:
+     * buffer bases are at least 128-bit aligned on conforming devices).  It
+     * is the GPU choice for small m (docs/tuning.md); on CPUs gemm_skinny
+     * stays the automatic choice. */
+    const size_t vw = x->dtype == BINV_DTYPE_F32 ? 4 : 8;
+    const int stream_ok = x->sbp == 1 && x->b_off % vw == 0 && x->sbj % vw == 0 &&
+                          kc % vw == 0 && k % vw == 0;
+    if (path == BINV_GEMM_PATH_AUTO) {
+        size_t tiles = binv_ceil_div(m, g->bm) * binv_ceil_div(n, g->bn);
+        if (nchunks > 1 && tiles < 2 * (size_t)ctx->info.compute_units)
+            path = m > small_m_limit(ctx) ? BINV_GEMM_PATH_SPLITK
+                   : stream_ok && (ctx->info.type & CL_DEVICE_TYPE_GPU) ? BINV_GEMM_PATH_STREAM
+                                                                        : BINV_GEMM_PATH_SKINNY;
+        else
+            path = BINV_GEMM_PATH_TILED;
+    }
+    if (path == BINV_GEMM_PATH_STREAM && !stream_ok) path = BINV_GEMM_PATH_SKINNY;
+    if (k == 0) path = BINV_GEMM_PATH_SPLITK; /* reduce kernel alone: C = beta*C + alpha*0 */
+    return path;
+}
+
+/* The split-K paths (skinny, stream, splitk; path != TILED): partials of
+ * every chunk in a workspace, combined in chunk order by the tile's last
+ * work-group (one launch) or by gemm_reduce (two). */
+static binv_status run_split(binv_context *ctx, cl_command_queue queue, cl_program prog,
+                             const gemm_config *g, const gemm_args *x, binv_gemm_path path,
+                             size_t kc, size_t nchunks, cl_uint num_events,
+                             const cl_event *wait_list, cl_event *event) {
+    const size_t m = x->m, n = x->n, k = x->k, vw = x->dtype == BINV_DTYPE_F32 ? 4 : 8;
+    binv_workspace *wsh;
+    cl_mem ws;
+    binv_status st = BINV_SUCCESS;
+    size_t ws_bytes, mn4;
+    BINV_RETURN_ERROR_ON(!binv_mul3_size(m, n, sizeof(float), &mn4) ||
+                             !binv_mul_add_size(nchunks, mn4, 0, &ws_bytes),
+                         ctx, BINV_ERROR_INVALID_DIMENSION, "binv_gemm: split-K workspace overflows");
+    if ((st = binv_workspace_acquire(ctx, queue, ws_bytes, &wsh, &ws)) != BINV_SUCCESS) return st;
+    /* Small m: one launch where the queue is in order (the workspace and its
+     * counters are then this queue's): the tile's last group combines the
+     * partials.  Otherwise (split-K gemm_tiled, or BINV_GEMM_FUSE=0)
+     * gemm_reduce does, in a second launch; the sums are the same. */
+    cl_mem cnt = NULL;
+    if (ctx->gemm_fuse && wsh && k > 0 && path != BINV_GEMM_PATH_SPLITK) {
+        const size_t tiles = path == BINV_GEMM_PATH_SKINNY
+                                 ? binv_ceil_div(m, g->smr) * binv_ceil_div(n, g->sn)
+                                 : binv_ceil_div(m, g->tr) * binv_ceil_div(n, g->tn);
+        st = binv_workspace_counters(ctx, wsh, tiles, &cnt);
+    }
+    /* All or nothing for C: in two launches the first writes only the
+     * workspace (partials) and gemm_reduce alone writes C, so an error at
+     * any step leaves C untouched; one-launch paths write C in one command. */
+    cl_event mid = NULL;
+    if (k > 0 && st == BINV_SUCCESS) {
+        cl_event *ev = cnt ? event : &mid; /* the fused kernel is the call's last command */
+        if (path == BINV_GEMM_PATH_SKINNY) {
+            /* Vector loads of B need K-contiguous rows starting 16-byte
+             * aligned: the buffer base is aligned (CL_DEVICE_MEM_BASE_ADDR_ALIGN
+             * >= 128 bits on every conforming device), so the offset, the row
+             * stride and the chunk and step starts must be multiples of the
+             * vector width. */
+            const cl_uint bvec = x->sbp == 1 && x->b_off % vw == 0 && x->sbj % vw == 0 &&
+                                 kc % vw == 0 && g->sk % vw == 0;
+            st = launch_small(ctx, queue, prog, "gemm_skinny", g->sn, g->smr, g->sn, bvec, x,
+                              (cl_uint)kc, (cl_uint)nchunks, ws, cnt, num_events, wait_list, ev);
+        } else if (path == BINV_GEMM_PATH_STREAM) {
+            st = launch_small(ctx, queue, prog, "gemm_stream", g->tn / g->nc, g->tr, g->tn, 1, x,
+                              (cl_uint)kc, (cl_uint)nchunks, ws, cnt, num_events, wait_list, ev);
+        }
+        else
+            st = launch_tiled(ctx, queue, prog, g, x, 1, (cl_uint)kc, (cl_uint)nchunks, ws,
+                              num_events, wait_list, ev);
+    }
+    if (st == BINV_SUCCESS && !cnt) {
+        /* Chain through the event so that out-of-order queues keep the order. */
+        if (mid)
+            st = launch_reduce(ctx, queue, prog, x, (cl_uint)nchunks, ws, 1, &mid, event);
+        else
+            st = launch_reduce(ctx, queue, prog, x, (cl_uint)nchunks, ws, num_events, wait_list,
+                               event);
+    }
+    if (mid) clReleaseEvent(mid);
+    binv_workspace_release(ctx, wsh, ws);
+    return st;
+}
+
 binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
                       binv_transpose trans_a, binv_transpose trans_b, size_t m, size_t n,
                       size_t k, float alpha, cl_mem a, size_t a_offset, size_t lda, cl_mem b,
@@ -336,31 +429,7 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     size_t kc = chunk_for_call(ctx, &g, &x);
     size_t nchunks = k ? binv_ceil_div(k, kc) : 0;
 
-    /* Which kernels run: a choice of speed only, every path computes the
-     * same schedule.  Split along the chunk boundaries when the C tiles alone
-     * cannot fill the device. */
-    binv_gemm_path path = ctx->tuning.gemm_path;
-    /* gemm_stream reads the weights as 16-byte vectors: B K-contiguous, its
-     * offset, row stride, k and the chunk length multiples of the vector
-     * width (so every vector is whole, inside one chunk and 16-byte aligned:
-     * buffer bases are at least 128-bit aligned on conforming devices).  On
-     * the H100 it beat gemm_skinny for every dtype at m <= 32 and split-K
-     * gemm_tiled at m = 48, 64 (docs/performance.md); on CPUs gemm_skinny
-     * stays the automatic choice. */
-    const size_t vw = dtype == BINV_DTYPE_F32 ? 4 : 8;
-    const int stream_ok = x.sbp == 1 && x.b_off % vw == 0 && x.sbj % vw == 0 && kc % vw == 0 &&
-                          k % vw == 0;
-    if (path == BINV_GEMM_PATH_AUTO) {
-        size_t tiles = binv_ceil_div(m, g.bm) * binv_ceil_div(n, g.bn);
-        if (nchunks > 1 && tiles < 2 * (size_t)ctx->info.compute_units)
-            path = m > small_m_limit(ctx) ? BINV_GEMM_PATH_SPLITK
-                   : stream_ok && (ctx->info.type & CL_DEVICE_TYPE_GPU) ? BINV_GEMM_PATH_STREAM
-                                                                        : BINV_GEMM_PATH_SKINNY;
-        else
-            path = BINV_GEMM_PATH_TILED;
-    }
-    if (path == BINV_GEMM_PATH_STREAM && !stream_ok) path = BINV_GEMM_PATH_SKINNY;
-    if (k == 0) path = BINV_GEMM_PATH_SPLITK; /* reduce kernel alone: C = beta*C + alpha*0 */
+    const binv_gemm_path path = choose_path(ctx, &g, &x, kc, nchunks);
     binv_debug(ctx, "gemm %s m=%zu n=%zu k=%zu kc=%zu chunks=%zu path=%d", binv_dtype_name(dtype),
                m, n, k, kc, nchunks, (int)path);
 
@@ -382,54 +451,5 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
         return st;
     }
 
-    size_t ws_bytes, mn4;
-    BINV_RETURN_ERROR_ON(!binv_mul3_size(m, n, sizeof(float), &mn4) ||
-                             !binv_mul_add_size(nchunks, mn4, 0, &ws_bytes),
-                         ctx, BINV_ERROR_INVALID_DIMENSION, "binv_gemm: split-K workspace overflows");
-    if ((st = binv_workspace_acquire(ctx, queue, ws_bytes, &wsh, &ws)) != BINV_SUCCESS) return st;
-    /* Small m: one launch where the queue is in order (the workspace and its
-     * counters are then this queue's): the tile's last group combines the
-     * partials.  Otherwise (split-K gemm_tiled, or BINV_GEMM_FUSE=0)
-     * gemm_reduce does, in a second launch; the sums are the same. */
-    cl_mem cnt = NULL;
-    if (ctx->gemm_fuse && wsh && k > 0 && path != BINV_GEMM_PATH_SPLITK) {
-        size_t tiles = path == BINV_GEMM_PATH_SKINNY ? binv_ceil_div(m, g.smr) * binv_ceil_div(n, g.sn)
-                                                     : binv_ceil_div(m, g.tr) * binv_ceil_div(n, g.tn);
-        st = binv_workspace_counters(ctx, wsh, tiles, &cnt);
-    }
-    /* All or nothing for C: in two launches the first writes only the
-     * workspace (partials) and gemm_reduce alone writes C, so an error at
-     * any step leaves C untouched; one-launch paths write C in one command. */
-    cl_event mid = NULL;
-    if (k > 0 && st == BINV_SUCCESS) {
-        cl_event *ev = cnt ? event : &mid; /* the fused kernel is the call's last command */
-        if (path == BINV_GEMM_PATH_SKINNY) {
-            /* Vector loads of B need K-contiguous rows starting 16-byte
-             * aligned: the buffer base is aligned (CL_DEVICE_MEM_BASE_ADDR_ALIGN
-             * >= 128 bits on every conforming device), so the offset, the row
-             * stride and the chunk and step starts must be multiples of the
-             * vector width. */
-            const cl_uint bvec = x.sbp == 1 && x.b_off % vw == 0 && x.sbj % vw == 0 &&
-                                 kc % vw == 0 && g.sk % vw == 0;
-            st = launch_small(ctx, queue, prog, "gemm_skinny", g.sn, g.smr, g.sn, bvec, &x,
-                              (cl_uint)kc, (cl_uint)nchunks, ws, cnt, num_events, wait_list, ev);
-        } else if (path == BINV_GEMM_PATH_STREAM) {
-            st = launch_small(ctx, queue, prog, "gemm_stream", g.tn / g.nc, g.tr, g.tn, 1, &x,
-                              (cl_uint)kc, (cl_uint)nchunks, ws, cnt, num_events, wait_list, ev);
-        }
-        else
-            st = launch_tiled(ctx, queue, prog, &g, &x, 1, (cl_uint)kc, (cl_uint)nchunks, ws,
-                              num_events, wait_list, ev);
-    }
-    if (st == BINV_SUCCESS && !cnt) {
-        /* Chain through the event so that out-of-order queues keep the order. */
-        if (mid)
-            st = launch_reduce(ctx, queue, prog, &x, (cl_uint)nchunks, ws, 1, &mid, event);
-        else
-            st = launch_reduce(ctx, queue, prog, &x, (cl_uint)nchunks, ws, num_events, wait_list,
-                               event);
-    }
-    if (mid) clReleaseEvent(mid);
-    binv_workspace_release(ctx, wsh, ws);
-    return st;
+    return run_split(ctx, queue, prog, &g, &x, path, kc, nchunks, num_events, wait_list, event);
 }

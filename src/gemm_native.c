@@ -29,14 +29,11 @@ static size_t native_small_m(const binv_context *ctx) { return ctx->tuning.nativ
  * work-group (8 SWP rows of W each), SST pipeline stages of SKS k-columns
  * (64..512: its local rows need at least 8 chunks for their swizzle), with
  * arows rows of A in local memory (8 for m <= 8, else 16 per m16 tile).  None
- * of it changes the mma sequence.  Measured on the H100 (docs/results/h100/
- * session5/probe-*, bench-gemm-bf16.txt): for m <= 8 where four-warp groups
- * would not give every compute unit two (n = 4096), two warps and four
- * stages of 256 (twice the weight bytes in flight: m = 1, k = 14336 2.18
- * TB/s against 1.86); otherwise four warps and four stages of 128, which beat
- * one and two warps at every m measured (session4/probe-1-native-stream.txt)
- * and two warps at n = 14336 (m = 8: 0.055 against 0.064 ms).  Stages and stage length
- * shrink until the tiles fit local memory; 0 if they cannot (then
+ * of it changes the mma sequence.  Defaults: for m <= 8 where four-warp
+ * groups would not give every compute unit two, two warps and four stages
+ * of 256 (twice the weight bytes in flight); otherwise four warps and four
+ * stages of 128 (docs/tuning.md has the measurements).  Stages and stage
+ * length shrink until the tiles fit local memory; 0 if they cannot (then
  * gemm_native runs, with the same bits).  BINV_NATIVE_STREAM="SWP,SST,SKS"
  * overrides (tuning). */
 static int native_stream_shape(const binv_context *ctx, size_t n, unsigned arows,
@@ -66,12 +63,11 @@ static int native_stream_shape(const binv_context *ctx, size_t n, unsigned arows
  * wgmma groups in flight across stages (0, 1), work-groups launched per
  * compute unit (the kernel is persistent: they walk the tiles) and an
  * optional cap on the work-groups in all (tests: several tiles per
- * work-group on small problems).  None of it changes the bits.  Defaults,
- * measured on the H100 (docs/results/h100/session4/probe-*): 128 x 128
- * tiles (4096^2 bf16: 469 TFLOP/s; 64 x 128: 286), unless that leaves
- * compute units without a tile; then 64 x 128 (m = 512: 292 against 283),
- * then 64 x 64 with six stages (m = 128: 137 against 71).  BINV_NATIVE_WG
- * overrides.  *use = 1 with the program, its defines, lws[0] = work-items,
+ * work-group on small problems).  None of it changes the bits.  Defaults:
+ * 128 x 128 tiles, unless that leaves compute units without a tile; then
+ * 64 x 128, then 64 x 64 with six stages (the first that gives every
+ * compute unit a tile, else the last; docs/tuning.md has the measurements).
+ * BINV_NATIVE_WG overrides.  *use = 1 with the program, its defines, lws[0] = work-items,
  * tile[] = the work-group's rows and columns and *groups = work-groups to
  * launch; *use = 0 to run gemm_native instead.  A status other than
  * BINV_SUCCESS is an error to return. */
@@ -183,9 +179,8 @@ binv_status binv_gemm_native(binv_context *ctx, cl_command_queue queue, binv_dty
         /* Warp layout and local layout (BINV_NATIVE_SHAPE="NJ,WGM,WGN,SWZ"
          * for tuning; the mma sequence per output, so the bits, is the same
          * for every shape).  Default: 2 x 2 warps of 64 x 64 (128 x 128
-         * tiles), swizzled local tiles: 254 TFLOP/s at 4096^3 on the H100,
-         * against 229 for 2 x 4 warps of 64 x 32 with padded rows and 243 for
-         * 128 x 256 tiles (docs/performance.md, probe-10). */
+         * tiles), swizzled local tiles, the fastest layout measured
+         * (docs/tuning.md). */
         unsigned nj = 8, wgm = 2, wgn = 2, swz = 1;
         const unsigned a1 = ctx->tuning.native_shape.nj, a2 = ctx->tuning.native_shape.wgm,
                        a3 = ctx->tuning.native_shape.wgn, a4 = ctx->tuning.native_shape.swz;

@@ -50,6 +50,41 @@ static binv_status check_slots(binv_context *ctx, size_t num_pages, size_t num_s
     return BINV_SUCCESS;
 }
 
+/* Every sequence's lengths and page-table entries, then distinct slots;
+ * the new tokens in all and the largest position of a new token. */
+static binv_status check_seqs(binv_context *ctx, size_t num_pages, size_t num_seqs,
+                              const cl_uint *q_lens, const cl_uint *ctx_lens,
+                              const cl_uint *page_table, size_t max_pages, size_t *tokens_out,
+                              cl_uint *max_pos_out) {
+    const char *fn = "binv_kv_batch_create";
+    size_t tokens = 0;
+    cl_uint max_pos = 0;
+    for (size_t s = 0; s < num_seqs; s++) {
+        BINV_RETURN_ERROR_ON(q_lens[s] == 0, ctx, BINV_ERROR_INVALID_VALUE,
+                             "%s: sequence %zu has q_len 0 (each needs >= 1 new token)", fn, s);
+        BINV_RETURN_ERROR_ON(ctx_lens[s] < q_lens[s], ctx, BINV_ERROR_INVALID_VALUE,
+                             "%s: sequence %zu: ctx_len %u < q_len %u", fn, s, ctx_lens[s],
+                             q_lens[s]);
+        BINV_RETURN_ERROR_ON((size_t)ctx_lens[s] > max_pages * BINV_KV_PAGE_SIZE, ctx,
+                             BINV_ERROR_INVALID_VALUE,
+                             "%s: sequence %zu: ctx_len %u is past its page table (%zu pages of "
+                             "%d tokens)", fn, s, ctx_lens[s], max_pages, BINV_KV_PAGE_SIZE);
+        const size_t used = (ctx_lens[s] + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE;
+        for (size_t i = 0; i < used; i++)
+            BINV_RETURN_ERROR_ON(page_table[s * max_pages + i] >= num_pages, ctx,
+                                 BINV_ERROR_INVALID_VALUE,
+                                 "%s: sequence %zu: page_table[%zu] = %u is past the pool of %zu "
+                                 "pages", fn, s, i, page_table[s * max_pages + i], num_pages);
+        tokens += q_lens[s];
+        BINV_RETURN_ERROR_ON(tokens > 0x0fffffff, ctx, BINV_ERROR_INVALID_DIMENSION,
+                             "%s: more than 2^28 new tokens", fn);
+        if (ctx_lens[s] - 1 > max_pos) max_pos = ctx_lens[s] - 1;
+    }
+    *tokens_out = tokens;
+    *max_pos_out = max_pos;
+    return check_slots(ctx, num_pages, num_seqs, q_lens, ctx_lens, page_table, max_pages);
+}
+
 binv_status binv_kv_batch_create(binv_context *ctx, cl_command_queue queue, size_t num_pages,
                                  size_t num_seqs, const cl_uint *q_lens, const cl_uint *ctx_lens,
                                  const cl_uint *page_table, size_t max_pages,
@@ -75,29 +110,8 @@ binv_status binv_kv_batch_create(binv_context *ctx, cl_command_queue queue, size
                          "of the kernels", fn, num_pages, num_seqs, max_pages);
     size_t tokens = 0;
     cl_uint max_pos = 0;
-    for (size_t s = 0; s < num_seqs; s++) {
-        BINV_RETURN_ERROR_ON(q_lens[s] == 0, ctx, BINV_ERROR_INVALID_VALUE,
-                             "%s: sequence %zu has q_len 0 (each needs >= 1 new token)", fn, s);
-        BINV_RETURN_ERROR_ON(ctx_lens[s] < q_lens[s], ctx, BINV_ERROR_INVALID_VALUE,
-                             "%s: sequence %zu: ctx_len %u < q_len %u", fn, s, ctx_lens[s],
-                             q_lens[s]);
-        BINV_RETURN_ERROR_ON((size_t)ctx_lens[s] > max_pages * BINV_KV_PAGE_SIZE, ctx,
-                             BINV_ERROR_INVALID_VALUE,
-                             "%s: sequence %zu: ctx_len %u is past its page table (%zu pages of "
-                             "%d tokens)", fn, s, ctx_lens[s], max_pages, BINV_KV_PAGE_SIZE);
-        const size_t used = (ctx_lens[s] + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE;
-        for (size_t i = 0; i < used; i++)
-            BINV_RETURN_ERROR_ON(page_table[s * max_pages + i] >= num_pages, ctx,
-                                 BINV_ERROR_INVALID_VALUE,
-                                 "%s: sequence %zu: page_table[%zu] = %u is past the pool of %zu "
-                                 "pages", fn, s, i, page_table[s * max_pages + i], num_pages);
-        tokens += q_lens[s];
-        BINV_RETURN_ERROR_ON(tokens > 0x0fffffff, ctx, BINV_ERROR_INVALID_DIMENSION,
-                             "%s: more than 2^28 new tokens", fn);
-        if (ctx_lens[s] - 1 > max_pos) max_pos = ctx_lens[s] - 1;
-    }
-    if ((st = check_slots(ctx, num_pages, num_seqs, q_lens, ctx_lens, page_table, max_pages)) !=
-        BINV_SUCCESS)
+    if ((st = check_seqs(ctx, num_pages, num_seqs, q_lens, ctx_lens, page_table, max_pages,
+                         &tokens, &max_pos)) != BINV_SUCCESS)
         return st;
 
     /* tokens, num_seqs and max_pages are bounded above (2^28, 2^28, 2^31 /

@@ -37,6 +37,8 @@ typedef struct rows_call {
 static int has_y(int op) { return op != OP_SUM && op != OP_MEAN; }
 
 
+/* Over 100 lines on purpose: the checks of every argument in order, each
+ * with its own status and message, read top to bottom as one list. */
 static binv_status validate(binv_context *ctx, cl_command_queue queue, const rows_call *c,
                             cl_uint num_events, const cl_event *wait_list) {
     const char *fn = OP_NAME[c->op];
