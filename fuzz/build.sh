@@ -47,7 +47,7 @@ echo "fuzz/build.sh: built $out/fuzz_api"
 # fuzz_checkpoint: the llama2.c checkpoint loader and the CPU reference pass
 # over what it loads (fuzz/fuzz_checkpoint.c); plain C, no OpenCL calls.
 # shellcheck disable=SC2086
-"$CC" $CFLAGS -I"$root/tools" -I"$root/tools/llm" -fsanitize=fuzzer -o "$out/fuzz_checkpoint" \
+"$CC" $CFLAGS -I"$root/harness" -I"$root/tools/llm" -fsanitize=fuzzer -o "$out/fuzz_checkpoint" \
   "$root/fuzz/fuzz_checkpoint.c" "$root/tools/llm/checkpoint.c" "$root/tools/llm/reference.c" \
-  "$root/tools/study.c" -lm
+  "$root/harness/host.c" -lm
 echo "fuzz/build.sh: built $out/fuzz_checkpoint"

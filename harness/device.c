@@ -85,7 +85,8 @@ int hx_device_open(const char *spec, hx_device *out) {
                 find("cpu", &out->platform, &out->device) == 0;
     }
     if (!found) {
-        fprintf(stderr, "error: no OpenCL device matches '%s'. Devices:\n", spec ? spec : "default");
+        fprintf(stderr, "error: no OpenCL device matches '%s'. Devices:\n",
+                spec ? spec : "default");
         hx_device_list(stderr);
         return -1;
     }

@@ -55,6 +55,12 @@ int hx_gemm_clblast(cl_command_queue *queue, const hx_gemm *g, cl_mem a, size_t 
     return -1;
 }
 
+void hx_clblast_clear_cache(void) {
+#ifdef BINV_HAVE_CLBLAST
+    CLBlastClearCache();
+#endif
+}
+
 void hx_gemm_ref_row(const hx_gemm *g, const void *a, const void *b, const void *c, size_t i,
                      double *ref, double *mag) {
     for (size_t j = 0; j < g->n; j++) {

@@ -35,6 +35,9 @@ int hx_have_clblast(void);
  * CLBlast. */
 int hx_gemm_clblast(cl_command_queue *queue, const hx_gemm *g, cl_mem a, size_t a_off, cl_mem b,
                     size_t b_off, cl_mem c, size_t c_off);
+/* Drops the programs CLBlast cached (before its OpenCL context goes); a
+ * no-op without CLBlast. */
+void hx_clblast_clear_cache(void);
 /* Row i of the exact result in double over the stored values of a and b
  * (storage of g->dt): ref[j] = alpha * sum_q a(i,q) b(q,j) (+ beta c(i,j)
  * when beta != 0; c may be NULL when beta == 0) and, if mag is not NULL,

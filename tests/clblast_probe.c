@@ -17,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <clblast_c.h>
-
 #include "harness.h"
 #include "clblast_probe.h"
 
@@ -63,13 +61,14 @@ int main(int argc, char **argv) {
                                h.c_elems * sizeof *c, c, &err);
     rc = 4;
     if (da && db && dc) {
+        /* The harness's gemm description makes the CLBlast call. */
+        const hx_gemm g = {BINV_DTYPE_F32, h.ta ? BINV_TRANS : BINV_NO_TRANS,
+                           h.tb ? BINV_TRANS : BINV_NO_TRANS, h.m, h.n, h.k, h.lda, h.ldb, h.ldc,
+                           h.alpha, h.beta};
         cl_command_queue q = dev.queue;
-        CLBlastStatusCode s = CLBlastSgemm(
-            CLBlastLayoutRowMajor, h.ta ? CLBlastTransposeYes : CLBlastTransposeNo,
-            h.tb ? CLBlastTransposeYes : CLBlastTransposeNo, h.m, h.n, h.k, h.alpha, da, 0, h.lda,
-            db, 0, h.ldb, h.beta, dc, 0, h.ldc, &q, NULL);
-        if (s != CLBlastSuccess) {
-            fprintf(stderr, "clblast_probe: CLBlastSgemm returned %d\n", (int)s);
+        const int s = hx_gemm_clblast(&q, &g, da, 0, db, 0, dc, 0);
+        if (s != 0) {
+            fprintf(stderr, "clblast_probe: CLBlastSgemm returned %d\n", s);
         } else if (clEnqueueReadBuffer(q, dc, CL_TRUE, 0, h.c_elems * sizeof *c, c, 0, NULL,
                                        NULL) == CL_SUCCESS) {
             FILE *o = fopen(argv[2], "wb");

@@ -1,6 +1,7 @@
 /* GEMM problems on the host for the binv_gemm suites (test_gemm,
  * test_gemm_native): operands with padded strides, a run of some rows on
- * the device, bitwise row comparison and the forward error bound. */
+ * the device, bitwise row comparison and the forward error bound, on the
+ * harness's GEMM description (harness/op_gemm.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,19 +14,25 @@
 
 #include "gemm_problem.h"
 
+hx_gemm problem_desc(const problem *p, size_t m, float alpha, float beta) {
+    const hx_gemm g = {p->dtype, p->ta, p->tb, m, p->n, p->k, p->lda, p->ldb, p->ldc, alpha, beta};
+    return g;
+}
+
 /* ldb_pad: elements of padding per row of B (1 makes rows misaligned, and A's
  * 3; 0 or a multiple of 8 with k a multiple of 4 pads A and B alike so that
  * the vector-load paths run). */
-void problem_init_pad(problem *p, binv_dtype dt, binv_transpose ta, binv_transpose tb,
-                      size_t m, size_t n, size_t k, uint64_t seed, size_t ldb_pad) {
+void problem_init_pad(problem *p, binv_dtype dt, binv_transpose ta, binv_transpose tb, size_t m,
+                      size_t n, size_t k, uint64_t seed, size_t ldb_pad) {
     memset(p, 0, sizeof *p);
     p->dtype = dt; p->ta = ta; p->tb = tb; p->m = m; p->n = n; p->k = k;
     p->lda = (ta == BINV_NO_TRANS ? k : m) + (ldb_pad == 1 ? 3 : ldb_pad);
     p->ldb = (tb == BINV_NO_TRANS ? n : k) + ldb_pad;
     p->ldc = n + 2;
-    p->a_elems = (ta == BINV_NO_TRANS ? m : k) * p->lda;
-    p->b_elems = (tb == BINV_NO_TRANS ? k : n) * p->ldb;
-    p->c_elems = m * p->ldc;
+    const hx_gemm g = problem_desc(p, m, 1.0f, 0.0f);
+    p->a_elems = hx_gemm_a_elems(&g);
+    p->b_elems = hx_gemm_b_elems(&g);
+    p->c_elems = hx_gemm_c_elems(&g);
     size_t es = hx_dtype_size(dt);
     p->a = malloc(p->a_elems * es);
     p->b = malloc(p->b_elems * es);
@@ -42,13 +49,6 @@ void problem_init(problem *p, binv_dtype dt, binv_transpose ta, binv_transpose t
 }
 
 void problem_free(problem *p) { free(p->a); free(p->b); free(p->c); }
-
-size_t a_index(const problem *p, size_t i, size_t q) {
-    return p->ta == BINV_NO_TRANS ? i * p->lda + q : q * p->lda + i;
-}
-size_t b_index(const problem *p, size_t q, size_t j) {
-    return p->tb == BINV_NO_TRANS ? q * p->ldb + j : j * p->ldb + q;
-}
 
 /* Runs rows [row0, row0+m) of the problem on the device through `ctx`,
  * placing C at element offset c_off; returns the m x ldc output (storage). */
@@ -68,9 +68,8 @@ unsigned char *run_rows(const test_env *env, binv_context *ctx, const problem *p
         test_write(env, c, (p->m - row0) * p->ldc * es, p->c + row0 * p->ldc * es);
     }
     size_t a_off = p->ta == BINV_NO_TRANS ? row0 * p->lda : row0;
-    binv_status st = binv_gemm(ctx, env->queue, p->dtype, p->ta, p->tb, m, p->n, p->k, alpha,
-                               a, a_off, p->lda, b, 0, p->ldb, beta, c, c_off, p->ldc, 0, NULL,
-                               NULL);
+    const hx_gemm g = problem_desc(p, m, alpha, beta);
+    binv_status st = hx_gemm_binv(ctx, env->queue, &g, a, a_off, b, 0, c, c_off, NULL);
     if (st != BINV_SUCCESS) fprintf(stderr, "binv_gemm: %s\n", binv_context_last_error(ctx));
     assert_int_equal(st, BINV_SUCCESS);
     unsigned char *out = malloc((c_off + m * p->ldc) * es);
@@ -97,28 +96,27 @@ int within_bound(const problem *p, const unsigned char *out, float alpha, float 
                  const char *who, char *msg, size_t msg_size) {
     const double u = ldexp(1.0, -24);
     const double uo = p->dtype == BINV_DTYPE_F32 ? u : ldexp(1.0, p->dtype == BINV_DTYPE_F16 ? -11 : -8);
-    for (size_t i = 0; i < p->m; i++)
-        for (size_t j = 0; j < p->n; j++) {
-            double s = 0, sa = 0;
-            for (size_t q = 0; q < p->k; q++) {
-                double t = (double)hx_load(p->dtype, p->a, a_index(p, i, q)) *
-                           (double)hx_load(p->dtype, p->b, b_index(p, q, j));
-                s += t;
-                sa += fabs(t);
-            }
+    const hx_gemm g = problem_desc(p, p->m, alpha, beta);
+    double *exact = malloc(2 * p->n * sizeof *exact), *sa = exact + p->n;
+    assert_non_null(exact);
+    int ok = 1;
+    for (size_t i = 0; i < p->m && ok; i++) {
+        hx_gemm_ref_row(&g, p->a, p->b, p->c, i, exact, sa);
+        for (size_t j = 0; j < p->n && ok; j++) {
             double c0 = beta != 0 ? hx_load(p->dtype, p->c, i * p->ldc + j) : 0.0;
-            double exact = alpha * s + beta * c0;
-            double tol = (p->k + 4) * u * (fabs(alpha) * sa + fabs(beta * c0)) + uo * fabs(exact) +
-                         1e-30;
+            double tol = (p->k + 4) * u * (fabs(alpha) * sa[j] + fabs(beta * c0)) +
+                         uo * fabs(exact[j]) + 1e-30;
             double got = hx_load(p->dtype, out, i * p->ldc + j);
-            if (!(fabs(got - exact) <= tol)) {
+            if (!(fabs(got - exact[j]) <= tol)) {
                 snprintf(msg, msg_size,
                          "%s: C[%zu][%zu] = %.9g, exact %.9g, error %.3g > bound %.3g (k=%zu)", who,
-                         i, j, got, exact, fabs(got - exact), tol, p->k);
-                return 0;
+                         i, j, got, exact[j], fabs(got - exact[j]), tol, p->k);
+                ok = 0;
             }
         }
-    return 1;
+    }
+    free(exact);
+    return ok;
 }
 
 void check_accuracy(const problem *p, const unsigned char *out, float alpha, float beta,

@@ -25,9 +25,8 @@ void problem_init_pad(problem *p, binv_dtype dt, binv_transpose ta, binv_transpo
 void problem_init(problem *p, binv_dtype dt, binv_transpose ta, binv_transpose tb, size_t m,
                   size_t n, size_t k, uint64_t seed);
 void problem_free(problem *p);
-/* Storage index of op(A)[i][q] and op(B)[q][j]. */
-size_t a_index(const problem *p, size_t i, size_t q);
-size_t b_index(const problem *p, size_t q, size_t j);
+/* The harness's description of p's GEMM on m rows (harness/op_gemm.c). */
+hx_gemm problem_desc(const problem *p, size_t m, float alpha, float beta);
 /* Runs rows [row0, row0+m) of the problem on the device through `ctx`,
  * placing C at element offset c_off; returns the m x ldc output (storage). */
 unsigned char *run_rows(const test_env *env, binv_context *ctx, const problem *p, size_t row0,

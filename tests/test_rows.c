@@ -17,6 +17,9 @@
 typedef enum { R_RMS, R_ADDRMS, R_LN, R_SOFTMAX, R_LOGSOFTMAX, R_SUM, R_MEAN, R_NOPS } rop;
 static const char *RNAME[] = {"rmsnorm", "add_rmsnorm", "layernorm", "softmax", "log_softmax",
                               "row_sum", "row_mean"};
+/* The harness's description of each (harness/op_rows.c). */
+static const hx_rows_op HXOP[R_NOPS] = {HX_RMSNORM, HX_ADD_RMSNORM, HX_LAYERNORM, HX_SOFTMAX,
+                                        HX_LOG_SOFTMAX, HX_ROW_SUM, HX_ROW_MEAN};
 static const binv_dtype DTYPES[] = {BINV_DTYPE_F32, BINV_DTYPE_F16, BINV_DTYPE_BF16};
 
 /* A row-reduction problem on the host. */
@@ -59,18 +62,9 @@ static void *run(const test_env *env, binv_context *ctx, const rprob *p, size_t 
     unsigned char *zeros = calloc(ybytes, 1); /* padding of y is hashed: define it */
     cl_mem y = test_buffer(env, ybytes, zeros);
     free(zeros);
-    binv_status st = BINV_SUCCESS;
-    cl_command_queue q = env->queue;
-    switch (p->op) {
-    case R_RMS: st = binv_rmsnorm(ctx, q, p->dt, rows, p->cols, x, xoff, p->ld, w, 0, 1e-5f, y, yoff, p->ld, 0, NULL, NULL); break;
-    case R_ADDRMS: st = binv_add_rmsnorm(ctx, q, p->dt, rows, p->cols, x, xoff, p->ld, r, 0, p->ld, w, 0, 1e-5f, y, yoff, p->ld, 0, NULL, NULL); break;
-    case R_LN: st = binv_layernorm(ctx, q, p->dt, rows, p->cols, x, xoff, p->ld, w, 0, b, 0, 1e-5f, y, yoff, p->ld, 0, NULL, NULL); break;
-    case R_SOFTMAX: st = binv_softmax(ctx, q, p->dt, rows, p->cols, x, xoff, p->ld, y, yoff, p->ld, 0, NULL, NULL); break;
-    case R_LOGSOFTMAX: st = binv_log_softmax(ctx, q, p->dt, rows, p->cols, x, xoff, p->ld, y, yoff, p->ld, 0, NULL, NULL); break;
-    case R_SUM: st = binv_row_sum(ctx, q, p->dt, rows, p->cols, x, xoff, p->ld, y, yoff, 0, NULL, NULL); break;
-    case R_MEAN: st = binv_row_mean(ctx, q, p->dt, rows, p->cols, x, xoff, p->ld, y, yoff, 0, NULL, NULL); break;
-    default: break;
-    }
+    const hx_rows call = {HXOP[p->op], p->dt, rows, p->cols, 1e-5f, x, xoff, p->ld, r, 0, p->ld,
+                          w, 0, b, 0, y, yoff, p->ld};
+    binv_status st = hx_rows_binv(ctx, env->queue, &call, NULL);
     if (st != BINV_SUCCESS) fprintf(stderr, "%s: %s\n", RNAME[p->op], binv_context_last_error(ctx));
     assert_int_equal(st, BINV_SUCCESS);
     unsigned char *out = malloc(ybytes);
@@ -184,36 +178,11 @@ static void test_rows_determinism(void **state) {
 /* Double-precision reference of row i; returns the values in ref[cols] (or
  * ref[0] for sum/mean), using the storage-rounded x + r for add_rmsnorm. */
 static void reference(const rprob *p, size_t i, double *ref) {
-    size_t n = p->cols;
-    double *v = malloc(n * sizeof *v);
-    for (size_t j = 0; j < n; j++) {
-        v[j] = hx_load(p->dt, p->x, i * p->ld + j);
-        if (p->op == R_ADDRMS) {
-            unsigned char tmp[4];
-            hx_store(p->dt, tmp, 0, (float)v[j] + hx_load(p->dt, p->r, i * p->ld + j));
-            v[j] = hx_load(p->dt, tmp, 0);
-        }
-    }
-    double s = 0, s2 = 0, mx = -INFINITY;
-    for (size_t j = 0; j < n; j++) { s += v[j]; s2 += v[j] * v[j]; if (v[j] > mx) mx = v[j]; }
-    if (p->op == R_SUM) ref[0] = s;
-    else if (p->op == R_MEAN) ref[0] = s / n;
-    else if (p->op == R_RMS || p->op == R_ADDRMS) {
-        double inv = 1.0 / sqrt(s2 / n + 1e-5);
-        for (size_t j = 0; j < n; j++) ref[j] = v[j] * inv * hx_load(p->dt, p->w, j);
-    } else if (p->op == R_LN) {
-        double mu = s / n, var = 0;
-        for (size_t j = 0; j < n; j++) var += (v[j] - mu) * (v[j] - mu);
-        double inv = 1.0 / sqrt(var / n + 1e-5);
-        for (size_t j = 0; j < n; j++)
-            ref[j] = (v[j] - mu) * inv * hx_load(p->dt, p->w, j) + hx_load(p->dt, p->b, j);
-    } else {
-        double se = 0;
-        for (size_t j = 0; j < n; j++) se += exp(v[j] - mx);
-        for (size_t j = 0; j < n; j++)
-            ref[j] = p->op == R_SOFTMAX ? exp(v[j] - mx) / se : (v[j] - mx) - log(se);
-    }
-    free(v);
+    const size_t at = i * p->ld * hx_dtype_size(p->dt);
+    double *work = malloc(p->cols * sizeof *work);
+    assert_non_null(work);
+    hx_rows_ref(HXOP[p->op], p->dt, p->cols, 1e-5, p->x + at, p->r + at, p->w, p->b, ref, work);
+    free(work);
 }
 
 /* Bounds (enforced):  |y - ref| <= 16 ulp_f32(|ref|) + u_out |ref| + floor,

@@ -1,4 +1,4 @@
-/* The study's measurements (tools/study.c): conversions, ulp distance,
+/* The study's measurements (harness/host.c, harness/op_rows.c): conversions, ulp distance,
  * diff and distinct-output counting; and a smoke run of the binv-study CLI. */
 #include <setjmp.h>
 #include <stdarg.h>
