@@ -185,7 +185,8 @@ static attn_shape pick_shape(const binv_context *ctx, size_t group, size_t d, cl
     attn_shape e = {ctx->tuning.attn_shape.gb, ctx->tuning.attn_shape.tb,
                     ctx->tuning.attn_shape.j, ctx->tuning.attn_shape.wg};
     if (ctx->tuning.attn_shape.set && group % (size_t)e.gb == 0 &&
-        (size_t)e.wg <= ctx->info.max_work_group_size && local_bytes(&e, d) <= ctx->info.local_mem_size) {
+        (size_t)e.wg <= ctx->info.max_work_group_size &&
+        local_bytes(&e, d) <= ctx->info.local_mem_size) {
         if (max_q == 1) e.tb = 1;
         return e;
     }

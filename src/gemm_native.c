@@ -128,11 +128,11 @@ static binv_status native_wg_program(binv_context *ctx, binv_dtype dtype, int ro
  * m16n8k16 gave the same bits in every test (test_gemm_native mixes
  * the kernels across m and checks the mma.sync-era golden hashes), so a
  * row's bits do not depend on which one ran. */
-binv_status binv_gemm_native(binv_context *ctx, cl_command_queue queue, binv_dtype dtype, size_t m,
-                             size_t n, size_t k, float alpha, cl_mem a, size_t a_offset,
-                             size_t lda, cl_mem b, size_t b_offset, size_t ldb, float beta,
-                             cl_mem c, size_t c_offset, size_t ldc, cl_uint num_events,
-                             const cl_event *wait_list, cl_event *event) {
+binv_status binv_gemm_native(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                             size_t m, size_t n, size_t k, float alpha, cl_mem a,
+                             size_t a_offset, size_t lda, cl_mem b, size_t b_offset, size_t ldb,
+                             float beta, cl_mem c, size_t c_offset, size_t ldc,
+                             cl_uint num_events, const cl_event *wait_list, cl_event *event) {
     BINV_RETURN_ERROR_ON(m > 0xffffffffu || n > 0xffffffffu || k > 0xffffffffu, ctx,
                          BINV_ERROR_INVALID_DIMENSION, "binv_gemm (native): m, n, k must be < 2^32");
     const int rows16 = lda % 8 == 0 && ldb % 8 == 0 && a_offset % 8 == 0 && b_offset % 8 == 0;

@@ -305,11 +305,11 @@ void binv_program_destroy_all(binv_context *ctx);
 /* binv_gemm on the native path (ctx->path == BINV_PATH_NATIVE) for 16-bit
  * dtypes in the LLM layout (A NO_TRANS, B TRANS), after binv_gemm's
  * validation and its quick return for m or n == 0. */
-binv_status binv_gemm_native(binv_context *ctx, cl_command_queue queue, binv_dtype dtype, size_t m,
-                             size_t n, size_t k, float alpha, cl_mem a, size_t a_offset,
-                             size_t lda, cl_mem b, size_t b_offset, size_t ldb, float beta,
-                             cl_mem c, size_t c_offset, size_t ldc, cl_uint num_events,
-                             const cl_event *wait_list, cl_event *event);
+binv_status binv_gemm_native(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                             size_t m, size_t n, size_t k, float alpha, cl_mem a,
+                             size_t a_offset, size_t lda, cl_mem b, size_t b_offset, size_t ldb,
+                             float beta, cl_mem c, size_t c_offset, size_t ldc,
+                             cl_uint num_events, const cl_event *wait_list, cl_event *event);
 
 /* attention.c ---------------------------------------------------------- */
 void binv_attention_destroy_all(binv_context *ctx);
