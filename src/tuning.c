@@ -55,6 +55,7 @@ static void parse_native_small_m(binv_tuning *t, const char *v) {
 /* "BM,BN,BK,RM,RN": whole register blocks of 4 x 4 that divide the tile. */
 static void parse_gemm_tile(binv_tuning *t, const char *v) {
     unsigned bm, bn, bk, rm, rn;
+    memset(&t->gemm_tile, 0, sizeof t->gemm_tile); /* invalid: as if unset */
     t->gemm_tile.set = sscanf(v, "%u,%u,%u,%u,%u", &bm, &bn, &bk, &rm, &rn) == 5 && rm && rn &&
                        bk && rm % 4 == 0 && rn % 4 == 0 && bm % rm == 0 && bn % rn == 0;
     if (t->gemm_tile.set) {
@@ -66,6 +67,7 @@ static void parse_gemm_tile(binv_tuning *t, const char *v) {
 /* "SN,SMR,SK": 32..1024 columns, 1..32 rows, steps of a multiple of 8. */
 static void parse_gemm_skinny(binv_tuning *t, const char *v) {
     unsigned sn, smr, sk;
+    memset(&t->gemm_skinny, 0, sizeof t->gemm_skinny); /* invalid: as if unset */
     t->gemm_skinny.set = sscanf(v, "%u,%u,%u", &sn, &smr, &sk) == 3 && sn >= 32 && sn <= 1024 &&
                          smr >= 1 && smr <= 32 && sk >= 8 && sk % 8 == 0;
     if (t->gemm_skinny.set) {
@@ -78,18 +80,20 @@ static void parse_gemm_skinny(binv_tuning *t, const char *v) {
 static void parse_gemm_stream(binv_tuning *t, const char *v) {
     unsigned tn, tr, nc, tv = 1;
     const int got = sscanf(v, "%u,%u,%u,%u", &tn, &tr, &nc, &tv);
+    memset(&t->gemm_stream, 0, sizeof t->gemm_stream); /* invalid: as if unset */
     t->gemm_stream.set = got >= 3 && nc >= 1 && nc <= 16 && tn <= 1024 && tn >= 8 * nc &&
                          tn % (8 * nc) == 0 && tr >= 1 && tr <= 32 && tv >= 1 && tv <= 32;
     if (t->gemm_stream.set) {
         t->gemm_stream.tn = tn; t->gemm_stream.tr = tr; t->gemm_stream.nc = nc;
         t->gemm_stream.has_tv = got == 4;
-        t->gemm_stream.tv = got == 4 ? tv : 0;
+        if (got == 4) t->gemm_stream.tv = tv;
     }
 }
 
 /* "SWP,SST,SKS": 1, 2 or 4 warps, 2..16 stages of 64..512 k (multiple of 32). */
 static void parse_native_stream(binv_tuning *t, const char *v) {
     unsigned a1, a2, a3;
+    memset(&t->native_stream, 0, sizeof t->native_stream); /* invalid: as if unset */
     t->native_stream.set = sscanf(v, "%u,%u,%u", &a1, &a2, &a3) == 3 &&
                            (a1 == 1 || a1 == 2 || a1 == 4) && a2 >= 2 && a2 <= 16 && a3 >= 64 &&
                            a3 <= 512 && a3 % 32 == 0;
@@ -104,6 +108,7 @@ static void parse_native_stream(binv_tuning *t, const char *v) {
 static void parse_native_wg(binv_tuning *t, const char *v) {
     unsigned u[8] = {0};
     t->native_wg_given = 1;
+    memset(&t->native_wg, 0, sizeof t->native_wg); /* invalid: as if unset */
     t->native_wg.set =
         sscanf(v, "%u,%u,%u,%u,%u,%u,%u,%u", &u[0], &u[1], &u[2], &u[3], &u[4], &u[5], &u[6],
                &u[7]) >= 7 &&
@@ -119,6 +124,7 @@ static void parse_native_wg(binv_tuning *t, const char *v) {
  * SWZ 0 or 1 (default 0). */
 static void parse_native_shape(binv_tuning *t, const char *v) {
     unsigned a1, a2, a3, a4 = 0;
+    memset(&t->native_shape, 0, sizeof t->native_shape); /* invalid: as if unset */
     t->native_shape.set = sscanf(v, "%u,%u,%u,%u", &a1, &a2, &a3, &a4) >= 3 && a1 >= 2 &&
                           a1 <= 8 && a1 % 2 == 0 && a2 >= 1 && a2 <= 4 && a1 % a2 == 0 &&
                           a3 >= 1 && 8 % a3 == 0 && a4 <= 1;
@@ -131,6 +137,7 @@ static void parse_native_shape(binv_tuning *t, const char *v) {
 /* "gb,tb,j,wg": each >= 1 (the group size must also divide the call's). */
 static void parse_attn_shape(binv_tuning *t, const char *v) {
     int gb, tb, j, wg;
+    memset(&t->attn_shape, 0, sizeof t->attn_shape); /* invalid: as if unset */
     t->attn_shape.set = sscanf(v, "%d,%d,%d,%d", &gb, &tb, &j, &wg) == 4 && gb >= 1 && tb >= 1 &&
                         j >= 1 && wg >= 1;
     if (t->attn_shape.set) {
