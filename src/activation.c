@@ -57,9 +57,10 @@ binv_status binv_swiglu(binv_context *ctx, cl_command_queue queue, binv_dtype dt
         return st;
     cl_uint r = (cl_uint)rows, c = (cl_uint)cols;
     cl_ulong go = gate_offset, lg = ldg, uo = up_offset, lu = ldu, yo = y_offset, ly = ldy;
-    const void *vals[] = {&r, &c, &gate, &go, &lg, &up, &uo, &lu, &y, &yo, &ly};
-    const size_t sizes[] = {4, 4, sizeof(cl_mem), 8, 8, sizeof(cl_mem), 8, 8, sizeof(cl_mem), 8, 8};
+    const binv_arg args[] = {BINV_ARG(r),  BINV_ARG(c),  BINV_ARG(gate), BINV_ARG(go),
+                             BINV_ARG(lg), BINV_ARG(up), BINV_ARG(uo),   BINV_ARG(lu),
+                             BINV_ARG(y),  BINV_ARG(yo), BINV_ARG(ly)};
     const size_t lws[2] = {64, 1}, gws[2] = {(cols + 63) / 64 * 64, rows};
-    return binv_kernel_launch(ctx, queue, prog, "act_swiglu", 11, sizes, vals, 2, gws, lws,
+    return binv_kernel_launch(ctx, queue, prog, "act_swiglu", args, BINV_NARGS(args), 2, gws, lws,
                               num_events, wait_list, event);
 }

@@ -1,320 +1,24 @@
-/* Attention over a paged KV cache: binv_kv_batch_*, binv_kv_append,
- * binv_rope, binv_attention.  Kernels and their reduction order:
- * cl/attention.cl; schedule: docs/schedules.md. */
+/* Attention over a paged KV cache (binv_attention) and RoPE (binv_rope); the
+ * cache's batches and binv_kv_append: src/kv.c.  Kernels and their reduction
+ * order: cl/attention.cl; schedule: docs/schedules.md. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "kv.h"
 
 /* The invariant key-chunk length: a library constant (the same for every
  * head_dim and dtype), part of the bits' contract. */
 #define ATTN_CH 256
 #define ATTN_FUSED_SPLIT 0xffffffffu /* split_chunks of "one split holds every chunk" */
-#define ATTN_MAX_HEAD_DIM 256
-#define ATTN_CONFIGS 4
 /* RoPE frequency tables a context keeps (a model uses one or two thetas). */
 #define BINV_ROPE_TABLES 8
-
-/* A work list for one (tokens per group, split length) pair, built lazily. */
-typedef struct attn_config {
-    cl_uint tb, split_chunks;
-    cl_mem work, part_base;
-    size_t nwork, records; /* work items; split states (per head) */
-} attn_config;
-
-struct binv_kv_batch {
-    binv_context *ctx;
-    size_t num_pages, num_seqs, num_tokens, max_pages;
-    cl_uint *q_lens, *ctx_lens; /* host copies */
-    cl_uint max_pos;           /* largest position of a new token */
-    /* device: positions[T] | token_seq[T] | ctx_lens[S] | page_table[S*max_pages] */
-    cl_mem meta;
-    size_t meta_words;
-    cl_uint ctx_off, pt_off;
-    pthread_mutex_t lock; /* guards configs */
-    attn_config configs[ATTN_CONFIGS];
-    int nconfigs;
-};
 
 size_t binv_attention_split_size(binv_dtype dtype, size_t head_dim) {
     (void)head_dim;
     return binv_dtype_size(dtype) ? ATTN_CH : 0;
-}
-
-size_t binv_kv_batch_tokens(const binv_kv_batch *b) { return b ? b->num_tokens : 0; }
-cl_mem binv_kv_batch_positions(const binv_kv_batch *b) { return b ? b->meta : NULL; }
-
-void binv_kv_batch_destroy(binv_kv_batch *b) {
-    if (!b) return;
-    for (int i = 0; i < b->nconfigs; i++) {
-        clReleaseMemObject(b->configs[i].work);
-        clReleaseMemObject(b->configs[i].part_base);
-    }
-    if (b->meta) clReleaseMemObject(b->meta);
-    pthread_mutex_destroy(&b->lock);
-    free(b->q_lens);
-    free(b->ctx_lens);
-    free(b);
-}
-
-/* Slots (page * PAGE + slot) written by the step must be distinct: two
- * sequences appending to one slot would race. */
-static binv_status check_slots(binv_context *ctx, size_t num_pages, size_t num_seqs,
-                               const cl_uint *q_lens, const cl_uint *ctx_lens,
-                               const cl_uint *pt, size_t max_pages) {
-    const size_t nslots = num_pages * BINV_KV_PAGE_SIZE;
-    unsigned char *seen = calloc((nslots + 7) / 8, 1);
-    BINV_RETURN_ERROR_ON(!seen, ctx, BINV_ERROR_OUT_OF_HOST_MEMORY,
-                         "binv_kv_batch_create: out of host memory");
-    for (size_t s = 0; s < num_seqs; s++)
-        for (cl_uint p = ctx_lens[s] - q_lens[s]; p < ctx_lens[s]; p++) {
-            const size_t slot = (size_t)pt[s * max_pages + p / BINV_KV_PAGE_SIZE] *
-                                    BINV_KV_PAGE_SIZE + p % BINV_KV_PAGE_SIZE;
-            if (seen[slot / 8] & (1u << (slot % 8))) {
-                free(seen);
-                return binv_set_error(ctx, BINV_ERROR_INVALID_VALUE,
-                                      "binv_kv_batch_create: sequence %zu position %u writes a "
-                                      "cache slot another new token of the step also writes",
-                                      s, p);
-            }
-            seen[slot / 8] |= (unsigned char)(1u << (slot % 8));
-        }
-    free(seen);
-    return BINV_SUCCESS;
-}
-
-binv_status binv_kv_batch_create(binv_context *ctx, cl_command_queue queue, size_t num_pages,
-                                 size_t num_seqs, const cl_uint *q_lens, const cl_uint *ctx_lens,
-                                 const cl_uint *page_table, size_t max_pages,
-                                 binv_kv_batch **out) {
-    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
-    binv_clear_error(ctx);
-    const char *fn = "binv_kv_batch_create";
-    BINV_RETURN_ERROR_ON(!out, ctx, BINV_ERROR_INVALID_ARGUMENT, "%s: out is NULL", fn);
-    *out = NULL;
-    binv_status st = binv_check_queue(ctx, queue);
-    if (st != BINV_SUCCESS) return st;
-    BINV_RETURN_ERROR_ON(num_seqs && (!q_lens || !ctx_lens || !page_table), ctx,
-                         BINV_ERROR_INVALID_ARGUMENT, "%s: q_lens, ctx_lens or page_table is NULL",
-                         fn);
-    BINV_RETURN_ERROR_ON(num_pages == 0 || max_pages == 0, ctx, BINV_ERROR_INVALID_DIMENSION,
-                         "%s: num_pages (%zu) and max_pages (%zu) must be >= 1", fn, num_pages,
-                         max_pages);
-    BINV_RETURN_ERROR_ON(num_pages > 0x0fffffff || max_pages > 0x0fffffff ||
-                             num_seqs > 0x0fffffff ||
-                             (num_seqs && max_pages > 0x7fffffff / num_seqs),
-                         ctx, BINV_ERROR_INVALID_DIMENSION,
-                         "%s: num_pages=%zu num_seqs=%zu max_pages=%zu exceed the 32-bit indices "
-                         "of the kernels", fn, num_pages, num_seqs, max_pages);
-    size_t tokens = 0;
-    cl_uint max_pos = 0;
-    for (size_t s = 0; s < num_seqs; s++) {
-        BINV_RETURN_ERROR_ON(q_lens[s] == 0, ctx, BINV_ERROR_INVALID_VALUE,
-                             "%s: sequence %zu has q_len 0 (each needs >= 1 new token)", fn, s);
-        BINV_RETURN_ERROR_ON(ctx_lens[s] < q_lens[s], ctx, BINV_ERROR_INVALID_VALUE,
-                             "%s: sequence %zu: ctx_len %u < q_len %u", fn, s, ctx_lens[s],
-                             q_lens[s]);
-        BINV_RETURN_ERROR_ON((size_t)ctx_lens[s] > max_pages * BINV_KV_PAGE_SIZE, ctx,
-                             BINV_ERROR_INVALID_VALUE,
-                             "%s: sequence %zu: ctx_len %u is past its page table (%zu pages of "
-                             "%d tokens)", fn, s, ctx_lens[s], max_pages, BINV_KV_PAGE_SIZE);
-        const size_t used = (ctx_lens[s] + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE;
-        for (size_t i = 0; i < used; i++)
-            BINV_RETURN_ERROR_ON(page_table[s * max_pages + i] >= num_pages, ctx,
-                                 BINV_ERROR_INVALID_VALUE,
-                                 "%s: sequence %zu: page_table[%zu] = %u is past the pool of %zu "
-                                 "pages", fn, s, i, page_table[s * max_pages + i], num_pages);
-        tokens += q_lens[s];
-        BINV_RETURN_ERROR_ON(tokens > 0x0fffffff, ctx, BINV_ERROR_INVALID_DIMENSION,
-                             "%s: more than 2^28 new tokens", fn);
-        if (ctx_lens[s] - 1 > max_pos) max_pos = ctx_lens[s] - 1;
-    }
-    if ((st = check_slots(ctx, num_pages, num_seqs, q_lens, ctx_lens, page_table, max_pages)) !=
-        BINV_SUCCESS)
-        return st;
-
-    /* tokens, num_seqs and max_pages are bounded above (2^28, 2^28, 2^31 /
-     * num_seqs), so this fits a 64-bit size_t; checked for every size_t. */
-    size_t words = 0, pt_words = 0, meta_bytes = 0;
-    BINV_RETURN_ERROR_ON(!binv_mul_add_size(num_seqs, max_pages, 0, &pt_words) ||
-                             !binv_mul_add_size(2, tokens, num_seqs, &words) ||
-                             !binv_mul_add_size(1, words, pt_words, &words) ||
-                             !binv_mul_add_size(1, words, 1, &words) ||
-                             !binv_mul_add_size(words, sizeof(cl_uint), 0, &meta_bytes),
-                         ctx, BINV_ERROR_INVALID_DIMENSION, "%s: the metadata size overflows", fn);
-    binv_kv_batch *b = calloc(1, sizeof *b);
-    cl_uint *meta = malloc(meta_bytes);
-    if (b) {
-        b->q_lens = malloc((num_seqs + 1) * sizeof(cl_uint));
-        b->ctx_lens = malloc((num_seqs + 1) * sizeof(cl_uint));
-    }
-    if (!b || !meta || !b->q_lens || !b->ctx_lens) {
-        free(meta);
-        if (b) {
-            free(b->q_lens);
-            free(b->ctx_lens);
-        }
-        free(b);
-        return binv_set_error(ctx, BINV_ERROR_OUT_OF_HOST_MEMORY, "%s: out of host memory", fn);
-    }
-    b->ctx = ctx;
-    b->num_pages = num_pages;
-    b->num_seqs = num_seqs;
-    b->num_tokens = tokens;
-    b->max_pages = max_pages;
-    b->max_pos = max_pos;
-    b->meta_words = words;
-    b->ctx_off = (cl_uint)(2 * tokens);
-    b->pt_off = (cl_uint)(2 * tokens + num_seqs);
-    if (num_seqs) {
-        memcpy(b->q_lens, q_lens, num_seqs * sizeof(cl_uint));
-        memcpy(b->ctx_lens, ctx_lens, num_seqs * sizeof(cl_uint));
-    }
-    size_t t = 0;
-    for (size_t s = 0; s < num_seqs; s++)
-        for (cl_uint i = 0; i < q_lens[s]; i++, t++) {
-            meta[t] = ctx_lens[s] - q_lens[s] + i;
-            meta[tokens + t] = (cl_uint)s;
-        }
-    for (size_t s = 0; s < num_seqs; s++) meta[b->ctx_off + s] = ctx_lens[s];
-    if (num_seqs)
-        memcpy(meta + b->pt_off, page_table, num_seqs * max_pages * sizeof(cl_uint));
-    meta[words - 1] = 0;
-    pthread_mutex_init(&b->lock, NULL);
-    cl_int err;
-    /* COPY_HOST_PTR: copied before clCreateBuffer returns, no queue work. */
-    b->meta = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                             words * sizeof(cl_uint), meta, &err);
-    free(meta);
-    if (err != CL_SUCCESS) {
-        b->meta = NULL;
-        binv_kv_batch_destroy(b);
-        return binv_set_error(ctx, err, "%s: clCreateBuffer failed: %d", fn, (int)err);
-    }
-    *out = b;
-    return BINV_SUCCESS;
-}
-
-/* Checks shared by binv_kv_append and binv_attention.  `pools` is how the
- * call uses the K and V pools (written by binv_kv_append, read by
- * binv_attention); vk, vv and vmeta receive the views of the pools and of the
- * batch's metadata (read by both), for the callers' overlap checks. */
-static binv_status check_cache(binv_context *ctx, const char *fn, const binv_kv_cache *c,
-                               const binv_kv_batch *b, int pools, binv_view *vk, binv_view *vv,
-                               binv_view *vmeta) {
-    BINV_RETURN_ERROR_ON(!c || !b, ctx, BINV_ERROR_INVALID_ARGUMENT, "%s: cache or batch is NULL",
-                         fn);
-    BINV_RETURN_ERROR_ON(b->ctx != ctx, ctx, BINV_ERROR_CONTEXT_MISMATCH,
-                         "%s: the batch was created on another binv_context", fn);
-    BINV_RETURN_ERROR_ON(binv_dtype_size(c->dtype) == 0, ctx, BINV_ERROR_UNSUPPORTED_DTYPE,
-                         "%s: cache dtype %d is not a binv_dtype", fn, (int)c->dtype);
-    BINV_RETURN_ERROR_ON(c->head_dim == 0 || c->head_dim > ATTN_MAX_HEAD_DIM || c->kv_heads == 0 ||
-                             c->kv_heads > 4096,
-                         ctx, BINV_ERROR_INVALID_DIMENSION,
-                         "%s: head_dim=%zu (1..%d) kv_heads=%zu (1..4096)", fn, c->head_dim,
-                         ATTN_MAX_HEAD_DIM, c->kv_heads);
-    BINV_RETURN_ERROR_ON(c->num_pages < b->num_pages, ctx, BINV_ERROR_INVALID_VALUE,
-                         "%s: the batch was validated for %zu pages but the cache has %zu", fn,
-                         b->num_pages, c->num_pages);
-    /* Every factor checked: num_pages * BINV_KV_PAGE_SIZE unchecked let a
-     * huge num_pages wrap to a small extent that passed CL_MEM_SIZE. */
-    size_t ext;
-    BINV_RETURN_ERROR_ON(!binv_mul3_size(c->num_pages, BINV_KV_PAGE_SIZE, c->kv_heads, &ext) ||
-                             !binv_mul_add_size(ext, c->head_dim, 0, &ext),
-                         ctx, BINV_ERROR_INVALID_DIMENSION,
-                         "%s: cache extent overflows (num_pages=%zu kv_heads=%zu head_dim=%zu)", fn,
-                         c->num_pages, c->kv_heads, c->head_dim);
-    const size_t es = binv_dtype_size(c->dtype);
-    binv_status st;
-    if ((st = binv_check_buffer(ctx, c->k, 0, ext, es, "cache->k")) != BINV_SUCCESS) return st;
-    if ((st = binv_check_buffer(ctx, c->v, 0, ext, es, "cache->v")) != BINV_SUCCESS) return st;
-    /* A step without new tokens touches nothing (empty views). */
-    const size_t used = b->num_tokens ? 1 : 0;
-    if ((st = binv_view_of(ctx, c->k, 0, used, ext, ext, es, pools, "cache->k", vk)) !=
-            BINV_SUCCESS ||
-        (st = binv_view_of(ctx, c->v, 0, used, ext, ext, es, pools, "cache->v", vv)) !=
-            BINV_SUCCESS ||
-        (st = binv_view_of(ctx, b->meta, 0, used, b->meta_words, b->meta_words, sizeof(cl_uint),
-                           BINV_ACCESS_READ, "the batch's metadata", vmeta)) != BINV_SUCCESS)
-        return st;
-    /* binv_kv_append writes both pools: storage they share would be written
-     * twice; binv_attention expects K and V to be different data. */
-    BINV_RETURN_ERROR_ON(binv_view_overlap(vk, vv), ctx, BINV_ERROR_ALIASING,
-                         "%s: cache->k and cache->v overlap", fn);
-    BINV_RETURN_ERROR_ON(binv_view_overlap(vk, vmeta) || binv_view_overlap(vv, vmeta), ctx,
-                         BINV_ERROR_ALIASING, "%s: a cache pool overlaps the batch's metadata", fn);
-    return BINV_SUCCESS;
-}
-
-/* A token-row matrix argument: tokens x width elements, stride ld. */
-static binv_status check_rows(binv_context *ctx, const char *fn, const char *what, cl_mem m,
-                              size_t off, size_t ld, size_t tokens, size_t width, size_t es,
-                              size_t *ext) {
-    BINV_RETURN_ERROR_ON(ld < width, ctx, BINV_ERROR_INVALID_LEADING_DIMENSION,
-                         "%s: the row stride of %s (%zu) is smaller than its width %zu", fn, what,
-                         ld, width);
-    *ext = 0;
-    BINV_RETURN_ERROR_ON(tokens && !binv_mul_add_size(tokens - 1, ld, width, ext), ctx,
-                         BINV_ERROR_INVALID_DIMENSION, "%s: %s extent overflows", fn, what);
-    return binv_check_buffer(ctx, m, off, *ext, es, what);
-}
-
-
-static binv_status common_entry(binv_context *ctx, cl_command_queue queue, cl_uint n,
-                                const cl_event *w, cl_event *ev) {
-    binv_clear_error(ctx);
-    if (ev) *ev = NULL;
-    binv_status st = binv_check_queue(ctx, queue);
-    if (st != BINV_SUCCESS) return st;
-    return binv_check_wait_list(ctx, n, w);
-}
-
-binv_status binv_kv_append(binv_context *ctx, cl_command_queue queue, const binv_kv_cache *cache,
-                           const binv_kv_batch *batch, cl_mem k_new, size_t k_offset, size_t ldk,
-                           cl_mem v_new, size_t v_offset, size_t ldv, cl_uint num_events,
-                           const cl_event *wait_list, cl_event *event) {
-    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
-    const char *fn = "binv_kv_append";
-    binv_status st = common_entry(ctx, queue, num_events, wait_list, event);
-    if (st != BINV_SUCCESS) return st;
-    binv_view vk, vv, vmeta, vkn, vvn;
-    if ((st = check_cache(ctx, fn, cache, batch, BINV_ACCESS_WRITE, &vk, &vv, &vmeta)) !=
-        BINV_SUCCESS)
-        return st;
-    const size_t es = binv_dtype_size(cache->dtype), kvd = cache->kv_heads * cache->head_dim;
-    const size_t T = batch->num_tokens;
-    size_t ek, ev;
-    if ((st = check_rows(ctx, fn, "k_new", k_new, k_offset, ldk, T, kvd, es, &ek)) != BINV_SUCCESS)
-        return st;
-    if ((st = check_rows(ctx, fn, "v_new", v_new, v_offset, ldv, T, kvd, es, &ev)) != BINV_SUCCESS)
-        return st;
-    if ((st = binv_view_of(ctx, k_new, k_offset, T, kvd, ldk, es, BINV_ACCESS_READ, "k_new",
-                           &vkn)) != BINV_SUCCESS ||
-        (st = binv_view_of(ctx, v_new, v_offset, T, kvd, ldv, es, BINV_ACCESS_READ, "v_new",
-                           &vvn)) != BINV_SUCCESS)
-        return st;
-    /* The new rows are read while the pools are written (any slot, as far as
-     * the host knows without reading the page table): no shared byte. */
-    BINV_RETURN_ERROR_ON(binv_view_overlap(&vkn, &vk) || binv_view_overlap(&vkn, &vv) ||
-                             binv_view_overlap(&vvn, &vk) || binv_view_overlap(&vvn, &vv),
-                         ctx, BINV_ERROR_ALIASING, "%s: k_new or v_new overlaps a cache pool", fn);
-    if (T == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
-    cl_program prog;
-    if ((st = binv_program_get_dtype(ctx, "attention", binv_cl_attention, cache->dtype, &prog)) !=
-        BINV_SUCCESS)
-        return st;
-    cl_uint ntok = (cl_uint)T, pt_off = batch->pt_off, mp = (cl_uint)batch->max_pages,
-            ukvd = (cl_uint)kvd;
-    cl_ulong ko = k_offset, lk = ldk, vo = v_offset, lv = ldv;
-    const void *vals[] = {&batch->meta, &ntok, &pt_off, &mp, &ukvd, &k_new, &ko, &lk,
-                          &v_new, &vo, &lv, &cache->k, &cache->v};
-    const size_t sizes[] = {sizeof(cl_mem), 4, 4, 4, 4, sizeof(cl_mem), 8, 8,
-                            sizeof(cl_mem), 8, 8, sizeof(cl_mem), sizeof(cl_mem)};
-    const size_t lws[2] = {64, 1}, gws[2] = {(kvd + 63) / 64 * 64, T};
-    return binv_kernel_launch(ctx, queue, prog, "attn_append", 13, sizes, vals, 2, gws, lws,
-                              num_events, wait_list, event);
 }
 
 /* theta^(-2i/head_dim) for i < head_dim/2: computed in double and rounded
@@ -406,7 +110,7 @@ binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
                       cl_uint num_events, const cl_event *wait_list, cl_event *event) {
     if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
     const char *fn = "binv_rope";
-    binv_status st = common_entry(ctx, queue, num_events, wait_list, event);
+    binv_status st = binv_kv_entry(ctx, queue, num_events, wait_list, event);
     if (st != BINV_SUCCESS) return st;
     BINV_RETURN_ERROR_ON(binv_dtype_size(dtype) == 0, ctx, BINV_ERROR_UNSUPPORTED_DTYPE,
                          "%s: dtype %d is not a binv_dtype", fn, (int)dtype);
@@ -418,8 +122,8 @@ binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     BINV_RETURN_ERROR_ON(!(theta > 1.0f) || isinf(theta), ctx, BINV_ERROR_INVALID_VALUE,
                          "%s: theta must be finite and > 1 (got %g)", fn, (double)theta);
     size_t ext;
-    if ((st = check_rows(ctx, fn, "x", x, x_offset, ldx, tokens, heads * head_dim,
-                         binv_dtype_size(dtype), &ext)) != BINV_SUCCESS)
+    if ((st = binv_kv_check_rows(ctx, fn, "x", x, x_offset, ldx, tokens, heads * head_dim,
+                                 binv_dtype_size(dtype), &ext)) != BINV_SUCCESS)
         return st;
     if ((st = binv_check_buffer(ctx, positions, positions_offset, tokens, sizeof(cl_uint),
                                 "positions")) != BINV_SUCCESS)
@@ -443,11 +147,11 @@ binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     if ((st = rope_table(ctx, theta, head_dim, &freq)) != BINV_SUCCESS) return st;
     cl_ulong xo = x_offset, lx = ldx, po = positions_offset;
     cl_uint h = (cl_uint)heads, hd = (cl_uint)head_dim;
-    const void *vals[] = {&x, &xo, &lx, &positions, &po, &h, &hd, &freq};
-    const size_t sizes[] = {sizeof(cl_mem), 8, 8, sizeof(cl_mem), 8, 4, 4, sizeof(cl_mem)};
+    const binv_arg args[] = {BINV_ARG(x),  BINV_ARG(xo), BINV_ARG(lx), BINV_ARG(positions),
+                             BINV_ARG(po), BINV_ARG(h),  BINV_ARG(hd), BINV_ARG(freq)};
     const size_t pairs = heads * head_dim / 2;
     const size_t lws[2] = {64, 1}, gws[2] = {(pairs + 63) / 64 * 64, tokens};
-    st = binv_kernel_launch(ctx, queue, prog, "attn_rope", 8, sizes, vals, 2, gws, lws,
+    st = binv_kernel_launch(ctx, queue, prog, "attn_rope", args, BINV_NARGS(args), 2, gws, lws,
                             num_events, wait_list, event);
     clReleaseMemObject(freq); /* rope_table's reference (see there) */
     return st;
@@ -470,19 +174,19 @@ static attn_shape pick_shape(const binv_context *ctx, size_t group, size_t d, cl
     for (int g = 1; g <= rmax && (size_t)g <= group; g++)
         if (group % (size_t)g == 0) s.gb = g;
     /* Tokens per group: 1 for decode steps, else enough to make rmax rows.
-     * Decode on a GPU: 16-key tiles (less local memory, more groups per
-     * compute unit: 64 x 4096 bf16 on the H100 went from 30% to 49% of the
-     * copy bandwidth against 64-key tiles; prefill prefers 32). */
+     * Decode on a GPU: 16-key tiles (less local memory, so more groups per
+     * compute unit; prefill prefers larger tiles).  docs/tuning.md has the
+     * measurements. */
     s.tb = max_q > 1 ? rmax / s.gb : 1;
     if (gpu && max_q == 1) s.j = 16;
     if (s.tb < 1) s.tb = 1;
     if ((size_t)s.wg > ctx->info.max_work_group_size) s.wg = (int)ctx->info.max_work_group_size;
     /* Tuning override (bits never depend on it): BINV_ATTN_SHAPE=gb,tb,j,wg. */
-    const char *env = getenv("BINV_ATTN_SHAPE");
-    attn_shape e;
-    if (env && sscanf(env, "%d,%d,%d,%d", &e.gb, &e.tb, &e.j, &e.wg) == 4 && e.gb >= 1 &&
-        group % (size_t)e.gb == 0 && e.tb >= 1 && e.j >= 1 && e.wg >= 1 &&
-        (size_t)e.wg <= ctx->info.max_work_group_size && local_bytes(&e, d) <= ctx->info.local_mem_size) {
+    attn_shape e = {ctx->tuning.attn_shape.gb, ctx->tuning.attn_shape.tb,
+                    ctx->tuning.attn_shape.j, ctx->tuning.attn_shape.wg};
+    if (ctx->tuning.attn_shape.set && group % (size_t)e.gb == 0 &&
+        (size_t)e.wg <= ctx->info.max_work_group_size &&
+        local_bytes(&e, d) <= ctx->info.local_mem_size) {
         if (max_q == 1) e.tb = 1;
         return e;
     }
@@ -543,7 +247,7 @@ static binv_status get_config(binv_context *ctx, binv_kv_batch *b, cl_uint tb,
         tok += b->q_lens[s];
     }
     cl_int e1 = CL_SUCCESS, e2 = CL_SUCCESS;
-    attn_config c = {tb, split_chunks, NULL, NULL, nwork, records};
+    attn_config c = {.tb = tb, .split_chunks = split_chunks, .nwork = nwork, .records = records};
     c.work = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
                             (nwork ? nwork : 1) * 4 * sizeof(cl_uint), work, &e1);
     c.part_base = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
@@ -567,30 +271,28 @@ static binv_status get_config(binv_context *ctx, binv_kv_batch *b, cl_uint tb,
     return BINV_SUCCESS;
 }
 
-binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv_kv_cache *cache,
-                           const binv_kv_batch *batch_c, size_t heads, float scale, cl_mem q,
-                           size_t q_offset, size_t ldq, cl_mem o, size_t o_offset, size_t ldo,
-                           cl_uint num_events, const cl_event *wait_list, cl_event *event) {
-    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
+/* binv_attention's arguments past the queue and wait list (binv_kv_entry). */
+static binv_status check_call(binv_context *ctx, const binv_kv_cache *cache,
+                              const binv_kv_batch *batch_c, size_t heads, float scale, cl_mem q,
+                              size_t q_offset, size_t ldq, cl_mem o, size_t o_offset, size_t ldo) {
     const char *fn = "binv_attention";
-    binv_status st = common_entry(ctx, queue, num_events, wait_list, event);
-    if (st != BINV_SUCCESS) return st;
+    binv_status st;
     binv_view vk, vv, vmeta, vq, vo;
-    if ((st = check_cache(ctx, fn, cache, batch_c, BINV_ACCESS_READ, &vk, &vv, &vmeta)) !=
-        BINV_SUCCESS)
+    if ((st = binv_kv_check_cache(ctx, fn, cache, batch_c, BINV_ACCESS_READ, &vk, &vv,
+                                  &vmeta)) != BINV_SUCCESS)
         return st;
-    binv_kv_batch *batch = (binv_kv_batch *)batch_c; /* only its config cache changes */
     BINV_RETURN_ERROR_ON(heads == 0 || heads % cache->kv_heads || heads > 0xffff, ctx,
                          BINV_ERROR_INVALID_DIMENSION,
                          "%s: heads=%zu must be a positive multiple of kv_heads=%zu", fn, heads,
                          cache->kv_heads);
     BINV_RETURN_ERROR_ON(!isfinite(scale), ctx, BINV_ERROR_INVALID_VALUE,
                          "%s: scale must be finite (got %g)", fn, (double)scale);
-    const size_t es = binv_dtype_size(cache->dtype), D = cache->head_dim, T = batch->num_tokens;
+    const size_t es = binv_dtype_size(cache->dtype), D = cache->head_dim, T = batch_c->num_tokens;
     size_t eq, eo;
-    if ((st = check_rows(ctx, fn, "q", q, q_offset, ldq, T, heads * D, es, &eq)) != BINV_SUCCESS)
-        return st;
-    if ((st = check_rows(ctx, fn, "o", o, o_offset, ldo, T, heads * D, es, &eo)) != BINV_SUCCESS)
+    if ((st = binv_kv_check_rows(ctx, fn, "q", q, q_offset, ldq, T, heads * D, es, &eq)) !=
+            BINV_SUCCESS ||
+        (st = binv_kv_check_rows(ctx, fn, "o", o, o_offset, ldo, T, heads * D, es, &eo)) !=
+            BINV_SUCCESS)
         return st;
     /* o is written while q, the pools and the batch's metadata (page
      * table, positions) are read: no shared byte, through sub-buffers too.
@@ -606,22 +308,19 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
                          BINV_ERROR_ALIASING, "%s: o overlaps a cache pool", fn);
     BINV_RETURN_ERROR_ON(binv_view_overlap(&vo, &vmeta), ctx, BINV_ERROR_ALIASING,
                          "%s: o overlaps the batch's metadata", fn);
-    if (T == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
+    return BINV_SUCCESS;
+}
 
-    cl_uint max_q = 0;
-    for (size_t s = 0; s < batch->num_seqs; s++)
-        if (batch->q_lens[s] > max_q) max_q = batch->q_lens[s];
-    const size_t group = heads / cache->kv_heads;
-    attn_shape sh = pick_shape(ctx, group, D, max_q);
-    BINV_RETURN_ERROR_ON(local_bytes(&sh, D) > ctx->info.local_mem_size, ctx,
-                         BINV_ERROR_UNSUPPORTED_DEVICE,
-                         "%s: head_dim %zu needs %zu bytes of local memory; the device has %lu",
-                         fn, D, local_bytes(&sh, D), (unsigned long)ctx->info.local_mem_size);
+/* Chunks per split of this call: every chunk in one split (ATTN_FUSED_SPLIT)
+ * or split states merged by attn_merge.  In the invariant schedule both give
+ * the same bits (BINV_ATTN_PATH forces either; the tests compare them). */
+static cl_uint split_for(const binv_context *ctx, const binv_kv_batch *batch, size_t heads,
+                         const attn_shape *sh) {
     /* Work-groups without splitting, and the chunks of the longest context. */
     size_t blocks = 0;
     for (size_t s = 0; s < batch->num_seqs; s++)
-        blocks += (batch->q_lens[s] + (size_t)sh.tb - 1) / (size_t)sh.tb;
-    const size_t groups = blocks * (heads / (size_t)sh.gb);
+        blocks += (batch->q_lens[s] + (size_t)sh->tb - 1) / (size_t)sh->tb;
+    const size_t groups = blocks * (heads / (size_t)sh->gb);
     const size_t max_chunks = batch->max_pos / ATTN_CH + 1;
     const size_t want = 4 * (size_t)ctx->info.compute_units;
     cl_uint split_chunks;
@@ -633,10 +332,40 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
         split_chunks = nsplit == 1 || per >= max_chunks ? ATTN_FUSED_SPLIT : (cl_uint)per;
     } else {
         int split = groups < want && max_chunks > 1;
-        if (ctx->attn_path == 1) split = 0;
-        if (ctx->attn_path == 2) split = 1;
+        if (ctx->tuning.attn_path == 1) split = 0;
+        if (ctx->tuning.attn_path == 2) split = 1;
         split_chunks = split ? 1 : ATTN_FUSED_SPLIT;
     }
+    return split_chunks;
+}
+
+/* About 100 lines on purpose: the call's steps in order (checks, shape, split,
+ * program, work list, workspace, the two launches), each a few lines; cut
+ * further, the pieces would pass a dozen locals between them. */
+binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv_kv_cache *cache,
+                           const binv_kv_batch *batch_c, size_t heads, float scale, cl_mem q,
+                           size_t q_offset, size_t ldq, cl_mem o, size_t o_offset, size_t ldo,
+                           cl_uint num_events, const cl_event *wait_list, cl_event *event) {
+    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
+    const char *fn = "binv_attention";
+    binv_status st = binv_kv_entry(ctx, queue, num_events, wait_list, event);
+    if (st != BINV_SUCCESS) return st;
+    st = check_call(ctx, cache, batch_c, heads, scale, q, q_offset, ldq, o, o_offset, ldo);
+    if (st != BINV_SUCCESS) return st;
+    binv_kv_batch *batch = (binv_kv_batch *)batch_c; /* only its config cache changes */
+    const size_t es = binv_dtype_size(cache->dtype), D = cache->head_dim, T = batch->num_tokens;
+    if (T == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
+
+    cl_uint max_q = 0;
+    for (size_t s = 0; s < batch->num_seqs; s++)
+        if (batch->q_lens[s] > max_q) max_q = batch->q_lens[s];
+    const size_t group = heads / cache->kv_heads;
+    attn_shape sh = pick_shape(ctx, group, D, max_q);
+    BINV_RETURN_ERROR_ON(local_bytes(&sh, D) > ctx->info.local_mem_size, ctx,
+                         BINV_ERROR_UNSUPPORTED_DEVICE,
+                         "%s: head_dim %zu needs %zu bytes of local memory; the device has %lu",
+                         fn, D, local_bytes(&sh, D), (unsigned long)ctx->info.local_mem_size);
+    cl_uint split_chunks = split_for(ctx, batch, heads, &sh);
     char defines[128];
     /* 16-byte loads need head_dim a multiple of 16 bytes of elements. */
     const int vec = D % (es == 4 ? 4 : 8) == 0;
@@ -680,11 +409,13 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
     cl_uint ntok = (cl_uint)T, pt_off = batch->pt_off, mp = (cl_uint)batch->max_pages,
             uh = (cl_uint)heads, ukv = (cl_uint)cache->kv_heads;
     cl_ulong qo = q_offset, lq = ldq, oo = o_offset, lo = ldo;
-    const void *vals[] = {&batch->meta, &ntok, &pt_off, &mp, &cfg->work, &cfg->part_base,
-                          &q, &qo, &lq, &o, &oo, &lo, &cache->k, &cache->v,
-                          &uh, &ukv, &scale, &split_chunks, &ws};
-    const size_t M = sizeof(cl_mem);
-    const size_t sizes[] = {M, 4, 4, 4, M, M, M, 8, 8, M, 8, 8, M, M, 4, 4, 4, 4, M};
+    const binv_arg args[] = {
+        BINV_ARG(batch->meta), BINV_ARG(ntok),   BINV_ARG(pt_off),   BINV_ARG(mp),
+        BINV_ARG(cfg->work),   BINV_ARG(cfg->part_base),             BINV_ARG(q),
+        BINV_ARG(qo),          BINV_ARG(lq),     BINV_ARG(o),        BINV_ARG(oo),
+        BINV_ARG(lo),          BINV_ARG(cache->k),                   BINV_ARG(cache->v),
+        BINV_ARG(uh),          BINV_ARG(ukv),    BINV_ARG(scale),    BINV_ARG(split_chunks),
+        BINV_ARG(ws)};
     const size_t lws[2] = {(size_t)sh.wg, 1};
     const size_t gws[2] = {grid, heads / (size_t)sh.gb};
     const int merge = cfg->records > 0;
@@ -697,16 +428,20 @@ binv_status binv_attention(binv_context *ctx, cl_command_queue queue, const binv
      * returns that status with the rows of tokens whose keys fit one split
      * (invariant schedule: positions below binv_attention_split_size())
      * holding their final values and every other row of o untouched. */
-    const void *mv[] = {&batch->meta, &cfg->part_base, &ws, &o, &oo, &lo, &uh, &split_chunks};
-    const size_t ms[] = {M, M, M, M, 8, 8, 4, 4};
+    const binv_arg margs[] = {BINV_ARG(batch->meta), BINV_ARG(cfg->part_base), BINV_ARG(ws),
+                              BINV_ARG(o),           BINV_ARG(oo),             BINV_ARG(lo),
+                              BINV_ARG(uh),          BINV_ARG(split_chunks)};
     /* 32..128 items, each a few of the D + 1 columns (attn_merge sizes
      * its register array for >= 32 items). */
     size_t mw = (D + 1 + 31) / 32 * 32;
     if (mw > 128) mw = 128;
     if (mw > ctx->info.max_work_group_size) mw = ctx->info.max_work_group_size;
     const size_t mlws[2] = {mw, 1}, mgws[2] = {T * mw, heads};
-    const binv_launch seq[2] = {{"attn_chunks", 19, sizes, vals, 2, gws, lws},
-                                {"attn_merge", 8, ms, mv, 2, mgws, mlws}};
+    const binv_launch seq[2] = {
+        {.name = "attn_chunks", .args = args, .nargs = BINV_NARGS(args), .dims = 2, .gws = gws,
+         .lws = lws},
+        {.name = "attn_merge", .args = margs, .nargs = BINV_NARGS(margs), .dims = 2, .gws = mgws,
+         .lws = mlws}};
     st = binv_kernel_launch_seq(ctx, queue, prog, merge ? 2 : 1, seq, num_events, wait_list,
                                 event);
     binv_workspace_release(ctx, wsh, ws);

@@ -95,16 +95,6 @@ static binv_status context_has_device(binv_context *ctx) {
     return BINV_SUCCESS;
 }
 
-static binv_gemm_path gemm_path_from_env(void) {
-    const char *p = getenv("BINV_GEMM_PATH");
-    if (!p) return BINV_GEMM_PATH_AUTO;
-    if (!strcmp(p, "skinny")) return BINV_GEMM_PATH_SKINNY;
-    if (!strcmp(p, "splitk")) return BINV_GEMM_PATH_SPLITK;
-    if (!strcmp(p, "tiled")) return BINV_GEMM_PATH_TILED;
-    if (!strcmp(p, "stream")) return BINV_GEMM_PATH_STREAM;
-    return BINV_GEMM_PATH_AUTO;
-}
-
 /* cl_nv_device_attribute_query */
 #define BINV_CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV 0x4000
 
@@ -161,7 +151,18 @@ binv_path binv_context_path(const binv_context *ctx) {
 
 binv_status binv_context_create(cl_context context, cl_device_id device,
                                 const binv_options *options, binv_context **out) {
+    return binv_context_create_tuned(context, device, options, NULL, out);
+}
+
+binv_status binv_context_create_tuned(cl_context context, cl_device_id device,
+                                      const binv_options *options, const binv_tuning *tuning,
+                                      binv_context **out) {
     if (!out) return BINV_ERROR_INVALID_ARGUMENT;
+    binv_tuning env;
+    if (!tuning) {
+        binv_tuning_from_env(&env);
+        tuning = &env;
+    }
     *out = NULL;
     if (!context || !device) return BINV_ERROR_INVALID_ARGUMENT;
     binv_options opt = {sizeof(binv_options), BINV_SCHEDULE_INVARIANT, NULL, BINV_PATH_PORTABLE};
@@ -202,17 +203,10 @@ binv_status binv_context_create(cl_context context, cl_device_id device,
     ctx->cl_ctx = context;
     ctx->device = device;
     ctx->schedule = opt.schedule;
-    const char *dbg = getenv("BINV_DEBUG");
-    ctx->debug = dbg && *dbg && strcmp(dbg, "0") != 0;
-    ctx->gemm_path = gemm_path_from_env();
-    const char *rp = getenv("BINV_ROWS_PATH");
-    ctx->rows_path = rp && !strcmp(rp, "fused") ? 1 : rp && !strcmp(rp, "split") ? 2 : 0;
-    const char *ap = getenv("BINV_ATTN_PATH");
-    ctx->attn_path = ap && !strcmp(ap, "fused") ? 1 : ap && !strcmp(ap, "split") ? 2 : 0;
+    ctx->tuning = *tuning;
     /* BINV_SOFT_DIVSQRT=1: software division and square root even where the
      * device has correctly rounded ones (tests: the same bits either way). */
-    const char *sd = getenv("BINV_SOFT_DIVSQRT");
-    ctx->soft_divsqrt = sd && *sd && strcmp(sd, "0") != 0;
+    ctx->soft_divsqrt = tuning->soft_divsqrt;
     binv_status st = BINV_SUCCESS;
     if (opt.cache_dir && *opt.cache_dir) {
         ctx->cache_dir = strdup(opt.cache_dir);
@@ -222,9 +216,8 @@ binv_status binv_context_create(cl_context context, cl_device_id device,
     if (st == BINV_SUCCESS) st = query_device(ctx);
     if (st == BINV_SUCCESS && opt.path == BINV_PATH_NATIVE) grant_native(ctx);
     if (st == BINV_SUCCESS) {
-        const char *fz = getenv("BINV_GEMM_FUSE");
         ctx->fence = fence_kind(ctx);
-        ctx->gemm_fuse = ctx->fence > 0 && !(fz && !strcmp(fz, "0"));
+        ctx->gemm_fuse = ctx->fence > 0 && !tuning->gemm_unfused;
     }
     /* The context holds a reference to the caller's cl_context and device
      * from here on; destroy releases exactly the references taken. */

@@ -48,62 +48,59 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
     const size_t vw = dtype == BINV_DTYPE_F32 ? 4 : 8;
     gemm_config g;
     if (ctx->info.type & CL_DEVICE_TYPE_GPU) {
-        /* H100 sweep (docs/performance.md): 4 rows per skinny group for
-         * m <= 4 (fewer idle accumulators), 8 above; 32-value steps. */
-        /* stream (H100 probes, docs/performance.md): rows per group rounded
-         * up to a power of two (idle accumulators cost issue slots), capped
-         * at 4 (16-bit weights up to m = 16, f32 up to m = 8), else 8 for
-         * 16-bit and 16 for f32 weights: row blocks run side by side and
-         * share the weight stream through L2.  One column per work-item. */
+        /* skinny: 4 rows per group for m <= 4 (fewer idle accumulators), 8
+         * above; 32-value steps. */
+        /* stream: rows per group rounded up to a power of two (idle
+         * accumulators cost issue slots), capped at 4 (16-bit weights up to
+         * m = 16, f32 up to m = 8), else 8 for 16-bit and 16 for f32 weights:
+         * row blocks run side by side and share the weight stream through
+         * L2.  One column per work-item.  (Measurements: docs/tuning.md.) */
         const unsigned cap = dtype == BINV_DTYPE_F32 ? (m <= 8 ? 4 : 16) : (m <= 16 ? 4 : 8);
         unsigned tr = 1;
         while (tr < m && tr < cap) tr *= 2;
         /* f32 at m = 1: 256-byte steps (more bytes in flight per row; 64
          * columns per group, so that the double-buffered tile fits 48 KB). */
         /* gemm_tiled keeps its running totals in an m x n f32 workspace
-         * (TGLOB) up to 256 MB: 161 instead of 255 registers with spills on
-         * the H100, +6% (f32) and +12% (bf16) at m = 4096. */
+         * (TGLOB) up to 256 MB: in registers they push the kernel into
+         * spills. */
         /* gemm_tiled: 64 x 128 tiles above m = 512 (128 work-items, so two
-         * groups fit an SM at ~185 registers; with gemm_tiled_nt at m = 4096, 4096^2 on the
-         * H100: f32 31.1 against 29.6 TFLOP/s for 128 x 128, bf16 28.4 against
-         * 24.1; docs/results/h100/session5/probe-nt*.txt), 128 x 128 below,
-         * where split-K runs (m = 512: 26.9 against 24.8). */
-        g = (gemm_config){m > 512 ? 64 : 128, 128, 16, 8, 8,
-                          (double)m * (double)n * 4.0 <= 256.0 * 1048576.0,
-                          128, m <= 4 ? 4 : 8, 32, 128, tr, 1,
-                          dtype == BINV_DTYPE_F32 && m == 1 ? 16 : 8};
+         * groups fit an SM), 128 x 128 at and below, where split-K runs.
+         * docs/tuning.md has the measurements behind these defaults. */
+        g = (gemm_config){.bm = m > 512 ? 64 : 128, .bn = 128, .bk = 16, .rm = 8, .rn = 8,
+                          .tglob = (double)m * (double)n * 4.0 <= 256.0 * 1048576.0,
+                          .sn = 128, .smr = m <= 4 ? 4 : 8, .sk = 32,
+                          .tn = 128, .tr = tr, .nc = 1,
+                          .tv = dtype == BINV_DTYPE_F32 && m == 1 ? 16 : 8};
     } else {
-        g = (gemm_config){32, 32, 16, 4, 4, 0, 64, 8, 32, 64, 8, 2, 8};
+        g = (gemm_config){.bm = 32, .bn = 32, .bk = 16, .rm = 4, .rn = 4, .tglob = 0,
+                          .sn = 64, .smr = 8, .sk = 32, .tn = 64, .tr = 8, .nc = 2, .tv = 8};
         if (dtype != BINV_DTYPE_F32) g.sk = 64; /* same bytes per staged row */
     }
-    /* BINV_GEMM_SKINNY="SN,SMR,SK" overrides the skinny shape (tuning). */
-    const char *sk = getenv("BINV_GEMM_SKINNY");
-    unsigned sn, smr, skk;
-    if (sk && sscanf(sk, "%u,%u,%u", &sn, &smr, &skk) == 3 && sn >= 32 && sn <= 1024 &&
-        smr >= 1 && smr <= 32 && skk >= 8 && skk % 8 == 0 && BINV_GEMM_KC_MIN % skk == 0 &&
-        sn <= ctx->info.max_work_group_size &&
-        skinny_local(sn, smr, skk) <= ctx->info.local_mem_size) {
-        g.sn = sn; g.smr = smr; g.sk = skk;
+    /* Overrides (tuning; src/tuning.c checked their syntax and ranges), where
+     * they fit the device. */
+    const binv_tuning *tu = &ctx->tuning;
+    if (tu->gemm_skinny.set && BINV_GEMM_KC_MIN % tu->gemm_skinny.sk == 0 &&
+        tu->gemm_skinny.sn <= ctx->info.max_work_group_size &&
+        skinny_local(tu->gemm_skinny.sn, tu->gemm_skinny.smr, tu->gemm_skinny.sk) <=
+            ctx->info.local_mem_size) {
+        g.sn = tu->gemm_skinny.sn; g.smr = tu->gemm_skinny.smr; g.sk = tu->gemm_skinny.sk;
     }
-    const char *t = getenv("BINV_GEMM_TILE");
-    unsigned bm, bn, bk, rm, rn;
-    if (t && sscanf(t, "%u,%u,%u,%u,%u", &bm, &bn, &bk, &rm, &rn) == 5 && rm && rn && bk &&
-        rm % 4 == 0 && rn % 4 == 0 && bm % rm == 0 && bn % rn == 0 &&
-        (size_t)(bm / rm) * (bn / rn) <= ctx->info.max_work_group_size &&
-        (size_t)2 * bk * (bm + bn + 8) * 4 <= ctx->info.local_mem_size) {
-        g.bm = bm; g.bn = bn; g.bk = bk; g.rm = rm; g.rn = rn;
+    if (tu->gemm_tile.set) {
+        const unsigned bm = tu->gemm_tile.bm, bn = tu->gemm_tile.bn, bk = tu->gemm_tile.bk,
+                       rm = tu->gemm_tile.rm, rn = tu->gemm_tile.rn;
+        if ((size_t)(bm / rm) * (bn / rn) <= ctx->info.max_work_group_size &&
+            (size_t)2 * bk * (bm + bn + 8) * 4 <= ctx->info.local_mem_size) {
+            g.bm = bm; g.bn = bn; g.bk = bk; g.rm = rm; g.rn = rn;
+        }
     }
-    /* BINV_GEMM_TGLOB=0|1 overrides where gemm_tiled keeps its running total. */
-    const char *tg = getenv("BINV_GEMM_TGLOB");
-    if (tg && (!strcmp(tg, "0") || !strcmp(tg, "1"))) g.tglob = tg[0] == '1';
-    /* BINV_GEMM_STREAM="TN,TR,NC[,TV]" overrides the stream shape (tuning). */
-    const char *sv = getenv("BINV_GEMM_STREAM");
-    unsigned tn, tr, nc, tv = g.tv;
-    if (sv && sscanf(sv, "%u,%u,%u,%u", &tn, &tr, &nc, &tv) >= 3 && nc >= 1 && nc <= 16 &&
-        tn <= 1024 && tn >= 8 * nc && tn % (8 * nc) == 0 && tr >= 1 && tr <= 32 && tv >= 1 &&
-        tv <= 32 && tn / nc <= ctx->info.max_work_group_size &&
-        stream_local(tn, tr, tv, vw) <= ctx->info.local_mem_size) {
-        g.tn = tn; g.tr = tr; g.nc = nc; g.tv = tv;
+    if (tu->gemm_tglob >= 0) g.tglob = (unsigned)tu->gemm_tglob;
+    if (tu->gemm_stream.set) {
+        const unsigned tn = tu->gemm_stream.tn, tr = tu->gemm_stream.tr, nc = tu->gemm_stream.nc,
+                       tv = tu->gemm_stream.has_tv ? tu->gemm_stream.tv : g.tv;
+        if (tn / nc <= ctx->info.max_work_group_size &&
+            stream_local(tn, tr, tv, vw) <= ctx->info.local_mem_size) {
+            g.tn = tn; g.tr = tr; g.nc = nc; g.tv = tv;
+        }
     }
     /* Fall back to smaller tiles on devices with small work-groups. */
     while ((size_t)(g.bm / g.rm) * (g.bn / g.rn) > ctx->info.max_work_group_size && g.bm > 32) {
@@ -125,17 +122,12 @@ static gemm_config pick_config(const binv_context *ctx, binv_dtype dtype, size_t
     return g;
 }
 
-static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 
 /* Largest m for the small-m kernels (gemm_stream, gemm_skinny): above it
- * split-K runs on gemm_tiled.  64: on the H100 gemm_stream beat split-K
- * gemm_tiled by 1.5-1.8x at m = 48 and 64, and tied at 128.
- * BINV_GEMM_SMALL_M overrides (tuning). */
-static size_t small_m_limit(void) {
-    const char *e = getenv("BINV_GEMM_SMALL_M");
-    long v = e ? strtol(e, NULL, 10) : 0;
-    return v > 0 && v <= 1024 ? (size_t)v : 64;
-}
+ * split-K runs on gemm_tiled.  64 by default: up to there gemm_stream is the
+ * faster of the two on GPUs (docs/tuning.md).  BINV_GEMM_SMALL_M overrides
+ * (tuning). */
+static size_t small_m_limit(const binv_context *ctx) { return ctx->tuning.gemm_small_m; }
 
 typedef struct gemm_args {
     binv_dtype dtype;
@@ -223,25 +215,26 @@ static binv_status launch_tiled(binv_context *ctx, cl_command_queue q, cl_progra
     int steps_aligned = kc % vw == 0 && g->bk % vw == 0;
     cl_uint vec = (steps_aligned && x->sap == 1 && x->a_off % vw == 0 && x->sai % vw == 0 ? 1u : 0u) |
                   (steps_aligned && x->sbp == 1 && x->b_off % vw == 0 && x->sbj % vw == 0 ? 2u : 0u);
-    const void *vals[] = {&mode, &m, &n, &k, &kc, &nchunks, &x->alpha, &x->beta,
-                          &x->a, &x->a_off, &x->sai, &x->sap, &x->b, &x->b_off, &x->sbp,
-                          &x->sbj, &vec, &x->c, &x->c_off, &x->ldc, &p};
-    const size_t sizes[] = {4, 4, 4, 4, 4, 4, 4, 4, sizeof(cl_mem), 8, 8, 8, sizeof(cl_mem), 8,
-                            8, 8, 4, sizeof(cl_mem), 8, 8, sizeof(cl_mem)};
+    const binv_arg args[] = {
+        BINV_ARG(mode),   BINV_ARG(m),       BINV_ARG(n),      BINV_ARG(k),
+        BINV_ARG(kc),     BINV_ARG(nchunks), BINV_ARG(x->alpha), BINV_ARG(x->beta),
+        BINV_ARG(x->a),   BINV_ARG(x->a_off), BINV_ARG(x->sai), BINV_ARG(x->sap),
+        BINV_ARG(x->b),   BINV_ARG(x->b_off), BINV_ARG(x->sbp), BINV_ARG(x->sbj),
+        BINV_ARG(vec),    BINV_ARG(x->c),    BINV_ARG(x->c_off), BINV_ARG(x->ldc),
+        BINV_ARG(p)};
     size_t lws[3] = {g->bn / g->rn, g->bm / g->rm, 1};
-    size_t gws[3] = {ceil_div(x->n, g->bn) * lws[0], ceil_div(x->m, g->bm) * lws[1],
+    size_t gws[3] = {binv_ceil_div(x->n, g->bn) * lws[0], binv_ceil_div(x->m, g->bm) * lws[1],
                      mode ? nchunks : 1};
     /* gemm_tiled_nt (the same tiles and sums, leaner copies) where both
      * operands are K-contiguous with whole aligned vectors, steps never
      * cross a chunk end and its copy plan divides the tiles.
      * BINV_GEMM_NT=0 keeps gemm_tiled (tuning, tests). */
     const size_t nt = lws[0] * lws[1], tnv = g->bk / vw;
-    const char *e = getenv("BINV_GEMM_NT");
     const int lean = mode == 0 && vec == 3u && k % vw == 0 && kc % g->bk == 0 && tnv &&
                      nt % tnv == 0 && g->bm % (nt / tnv) == 0 && g->bn % (nt / tnv) == 0 &&
-                     !(e && !strcmp(e, "0"));
-    return binv_kernel_launch(ctx, q, prog, lean ? "gemm_tiled_nt" : "gemm_tiled", 21, sizes,
-                              vals, 3, gws, lws, nwait, wait, ev);
+                     !ctx->tuning.gemm_no_nt;
+    return binv_kernel_launch(ctx, q, prog, lean ? "gemm_tiled_nt" : "gemm_tiled", args,
+                              BINV_NARGS(args), 3, gws, lws, nwait, wait, ev);
 }
 
 /* gemm_skinny and gemm_stream: the same arguments; group grid (row block,
@@ -255,25 +248,30 @@ static binv_status launch_small(binv_context *ctx, cl_command_queue q, cl_progra
     cl_uint m = (cl_uint)x->m, n = (cl_uint)x->n, k = (cl_uint)x->k;
     cl_uint fuse = cnt != NULL;
     cl_mem cn = cnt ? cnt : ws;
-    const void *vals[] = {&m, &n, &k, &kc, &nchunks, &x->a, &x->a_off, &x->sai, &x->sap,
-                          &x->b, &x->b_off, &x->sbp, &x->sbj, &bvec, &ws, &fuse, &cn,
-                          &x->alpha, &x->beta, &x->c, &x->c_off, &x->ldc};
-    const size_t M = sizeof(cl_mem);
-    const size_t sizes[] = {4, 4, 4, 4, 4, M, 8, 8, 8, M, 8, 8, 8, 4, M, 4, M, 4, 4, M, 8, 8};
+    const binv_arg args[] = {
+        BINV_ARG(m),      BINV_ARG(n),        BINV_ARG(k),       BINV_ARG(kc),
+        BINV_ARG(nchunks), BINV_ARG(x->a),    BINV_ARG(x->a_off), BINV_ARG(x->sai),
+        BINV_ARG(x->sap), BINV_ARG(x->b),     BINV_ARG(x->b_off), BINV_ARG(x->sbp),
+        BINV_ARG(x->sbj), BINV_ARG(bvec),     BINV_ARG(ws),      BINV_ARG(fuse),
+        BINV_ARG(cn),     BINV_ARG(x->alpha), BINV_ARG(x->beta), BINV_ARG(x->c),
+        BINV_ARG(x->c_off), BINV_ARG(x->ldc)};
     size_t lws[3] = {wg, 1, 1};
-    size_t gws[3] = {ceil_div(x->m, rows) * wg, ceil_div(x->n, cols), nchunks};
-    return binv_kernel_launch(ctx, q, prog, kernel, 22, sizes, vals, 3, gws, lws, nwait, wait, ev);
+    size_t gws[3] = {binv_ceil_div(x->m, rows) * wg, binv_ceil_div(x->n, cols), nchunks};
+    return binv_kernel_launch(ctx, q, prog, kernel, args, BINV_NARGS(args), 3, gws, lws, nwait,
+                              wait, ev);
 }
 
 static binv_status launch_reduce(binv_context *ctx, cl_command_queue q, cl_program prog,
                                  const gemm_args *x, cl_uint nchunks, cl_mem ws, cl_uint nwait,
                                  const cl_event *wait, cl_event *ev) {
     cl_uint m = (cl_uint)x->m, n = (cl_uint)x->n;
-    const void *vals[] = {&m, &n, &nchunks, &x->alpha, &x->beta, &ws, &x->c, &x->c_off, &x->ldc};
-    const size_t sizes[] = {4, 4, 4, 4, 4, sizeof(cl_mem), sizeof(cl_mem), 8, 8};
+    const binv_arg args[] = {BINV_ARG(m),      BINV_ARG(n),    BINV_ARG(nchunks),
+                             BINV_ARG(x->alpha), BINV_ARG(x->beta), BINV_ARG(ws),
+                             BINV_ARG(x->c),   BINV_ARG(x->c_off), BINV_ARG(x->ldc)};
     size_t lws[2] = {64, 1};
-    size_t gws[2] = {ceil_div(x->n, 64) * 64, x->m};
-    return binv_kernel_launch(ctx, q, prog, "gemm_reduce", 9, sizes, vals, 2, gws, lws, nwait, wait, ev);
+    size_t gws[2] = {binv_ceil_div(x->n, 64) * 64, x->m};
+    return binv_kernel_launch(ctx, q, prog, "gemm_reduce", args, BINV_NARGS(args), 2, gws, lws,
+                              nwait, wait, ev);
 }
 
 /* Chunk length for this call.  Invariant: binv_gemm_chunk_size (k, dtype).
@@ -283,234 +281,109 @@ static binv_status launch_reduce(binv_context *ctx, cl_command_queue q, cl_progr
 static size_t chunk_for_call(const binv_context *ctx, const gemm_config *g, const gemm_args *x) {
     if (ctx->schedule == BINV_SCHEDULE_INVARIANT) return binv_gemm_chunk_size(x->dtype, x->k);
     size_t k = x->k ? x->k : 1;
-    size_t tiles = ceil_div(x->m, g->bm) * ceil_div(x->n, g->bn);
+    size_t tiles = binv_ceil_div(x->m, g->bm) * binv_ceil_div(x->n, g->bn);
     size_t want = 2 * (size_t)ctx->info.compute_units;
     if (tiles >= want) return k;
-    size_t splits = ceil_div(want, tiles);
-    size_t max_splits = ceil_div(k, 128); /* pieces of at least ~128 */
+    size_t splits = binv_ceil_div(want, tiles);
+    size_t max_splits = binv_ceil_div(k, 128); /* pieces of at least ~128 */
     if (splits > max_splits) splits = max_splits;
     if (splits < 1) splits = 1;
-    return ceil_div(k, splits);
+    return binv_ceil_div(k, splits);
 }
 
-/* Largest m for gemm_native_stream (BINV_NATIVE_SMALL_M overrides, 0 = never;
- * above 64 the kernel would need more than 4 m16 tiles). */
-static size_t native_small_m(void) {
-    const char *e = getenv("BINV_NATIVE_SMALL_M");
-    char *end = NULL;
-    long v = e ? strtol(e, &end, 10) : -1;
-    return e && end != e && *end == '\0' && v >= 0 && v <= 64 ? (size_t)v : 64;
+/* The path of a call (binv_gemm_path; forced by BINV_GEMM_PATH). */
+static binv_gemm_path choose_path(const binv_context *ctx, const gemm_config *g,
+                                  const gemm_args *x, size_t kc, size_t nchunks) {
+    /* Which kernels run: a choice of speed only, every path computes the
+     * same schedule.  Split along the chunk boundaries when the C tiles alone
+     * cannot fill the device. */
+    binv_gemm_path path = ctx->tuning.gemm_path;
+    const size_t m = x->m, n = x->n, k = x->k;
+    /* gemm_stream reads the weights as 16-byte vectors: B K-contiguous, its
+     * offset, row stride, k and the chunk length multiples of the vector
+     * width (so every vector is whole, inside one chunk and 16-byte aligned:
+     * buffer bases are at least 128-bit aligned on conforming devices).  It
+     * is the GPU choice for small m (docs/tuning.md); on CPUs gemm_skinny
+     * stays the automatic choice. */
+    const size_t vw = x->dtype == BINV_DTYPE_F32 ? 4 : 8;
+    const int stream_ok = x->sbp == 1 && x->b_off % vw == 0 && x->sbj % vw == 0 &&
+                          kc % vw == 0 && k % vw == 0;
+    if (path == BINV_GEMM_PATH_AUTO) {
+        size_t tiles = binv_ceil_div(m, g->bm) * binv_ceil_div(n, g->bn);
+        if (nchunks > 1 && tiles < 2 * (size_t)ctx->info.compute_units)
+            path = m > small_m_limit(ctx) ? BINV_GEMM_PATH_SPLITK
+                   : stream_ok && (ctx->info.type & CL_DEVICE_TYPE_GPU) ? BINV_GEMM_PATH_STREAM
+                                                                        : BINV_GEMM_PATH_SKINNY;
+        else
+            path = BINV_GEMM_PATH_TILED;
+    }
+    if (path == BINV_GEMM_PATH_STREAM && !stream_ok) path = BINV_GEMM_PATH_SKINNY;
+    if (k == 0) path = BINV_GEMM_PATH_SPLITK; /* reduce kernel alone: C = beta*C + alpha*0 */
+    return path;
 }
 
-/* gemm_native_stream's shape for m <= 64 (cl/gemm_native.cl): SWP warps per
- * work-group (8 SWP rows of W each), SST pipeline stages of SKS k-columns
- * (64..512: its local rows need at least 8 chunks for their swizzle), with
- * arows rows of A in local memory (8 for m <= 8, else 16 per m16 tile).  None
- * of it changes the mma sequence.  Measured on the H100 (docs/results/h100/
- * session5/probe-*, bench-gemm-bf16.txt): for m <= 8 where four-warp groups
- * would not give every compute unit two (n = 4096), two warps and four
- * stages of 256 (twice the weight bytes in flight: m = 1, k = 14336 2.18
- * TB/s against 1.86); otherwise four warps and four stages of 128, which beat
- * one and two warps at every m measured (session4/probe-1-native-stream.txt)
- * and two warps at n = 14336 (m = 8: 0.055 against 0.064 ms).  Stages and stage length
- * shrink until the tiles fit local memory; 0 if they cannot (then
- * gemm_native runs, with the same bits).  BINV_NATIVE_STREAM="SWP,SST,SKS"
- * overrides (tuning). */
-static int native_stream_shape(const binv_context *ctx, size_t n, unsigned arows,
-                               unsigned *swp, unsigned *sst, unsigned *sks) {
-    const int pairs = arows == 8 && ceil_div(n, 32) < 2 * (size_t)ctx->info.compute_units;
-    *swp = pairs ? 2 : 4;
-    *sst = 4;
-    *sks = pairs ? 256 : 128;
-    const char *e = getenv("BINV_NATIVE_STREAM");
-    unsigned a1, a2, a3;
-    if (e && sscanf(e, "%u,%u,%u", &a1, &a2, &a3) == 3 && (a1 == 1 || a1 == 2 || a1 == 4) &&
-        a2 >= 2 && a2 <= 16 && a3 >= 64 && a3 <= 512 && a3 % 32 == 0) {
-        *swp = a1; *sst = a2; *sks = a3;
+/* The split-K paths (skinny, stream, splitk; path != TILED): partials of
+ * every chunk in a workspace, combined in chunk order by the tile's last
+ * work-group (one launch) or by gemm_reduce (two). */
+static binv_status run_split(binv_context *ctx, cl_command_queue queue, cl_program prog,
+                             const gemm_config *g, const gemm_args *x, binv_gemm_path path,
+                             size_t kc, size_t nchunks, cl_uint num_events,
+                             const cl_event *wait_list, cl_event *event) {
+    const size_t m = x->m, n = x->n, k = x->k, vw = x->dtype == BINV_DTYPE_F32 ? 4 : 8;
+    binv_workspace *wsh;
+    cl_mem ws;
+    binv_status st = BINV_SUCCESS;
+    size_t ws_bytes, mn4;
+    BINV_RETURN_ERROR_ON(!binv_mul3_size(m, n, sizeof(float), &mn4) ||
+                             !binv_mul_add_size(nchunks, mn4, 0, &ws_bytes),
+                         ctx, BINV_ERROR_INVALID_DIMENSION, "binv_gemm: split-K workspace overflows");
+    if ((st = binv_workspace_acquire(ctx, queue, ws_bytes, &wsh, &ws)) != BINV_SUCCESS) return st;
+    /* Small m: one launch where the queue is in order (the workspace and its
+     * counters are then this queue's): the tile's last group combines the
+     * partials.  Otherwise (split-K gemm_tiled, or BINV_GEMM_FUSE=0)
+     * gemm_reduce does, in a second launch; the sums are the same. */
+    cl_mem cnt = NULL;
+    if (ctx->gemm_fuse && wsh && k > 0 && path != BINV_GEMM_PATH_SPLITK) {
+        const size_t tiles = path == BINV_GEMM_PATH_SKINNY
+                                 ? binv_ceil_div(m, g->smr) * binv_ceil_div(n, g->sn)
+                                 : binv_ceil_div(m, g->tr) * binv_ceil_div(n, g->tn);
+        st = binv_workspace_counters(ctx, wsh, tiles, &cnt);
     }
-    while ((size_t)*sst * (arows + 8 * *swp) * *sks * 2 > ctx->info.local_mem_size) {
-        if (*sst > 3) (*sst)--;
-        else if (*sks > 64) *sks /= 2;
-        else if (*sst > 2) (*sst)--;
-        else return 0;
-    }
-    return 1;
-}
-
-/* gemm_native_wg (wgmma, sm_90a) on devices of compute capability 9.0 unless
- * BINV_NATIVE_WGMMA=0 or the driver refused the sm_90a program once.  Shape
- * "WKS,WNW,WWM,WST,WN,WGW,R[,G]": k per stage (16, 32 or 64), warpgroups
- * per work-group, m64 tiles per warpgroup, stages, wgmma n (64, 128 or 256),
- * wgmma groups in flight across stages (0, 1), work-groups launched per
- * compute unit (the kernel is persistent: they walk the tiles) and an
- * optional cap on the work-groups in all (tests: several tiles per
- * work-group on small problems).  None of it changes the bits.  Defaults,
- * measured on the H100 (docs/results/h100/session4/probe-*): 128 x 128
- * tiles (4096^2 bf16: 469 TFLOP/s; 64 x 128: 286), unless that leaves
- * compute units without a tile; then 64 x 128 (m = 512: 292 against 283),
- * then 64 x 64 with six stages (m = 128: 137 against 71).  BINV_NATIVE_WG
- * overrides.  *use = 1 with the program, its defines, lws[0] = work-items,
- * tile[] = the work-group's rows and columns and *groups = work-groups to
- * launch; *use = 0 to run gemm_native instead.  A status other than
- * BINV_SUCCESS is an error to return. */
-static binv_status native_wg_program(binv_context *ctx, binv_dtype dtype, int rows16, size_t m,
-                                     size_t n, char *defines, size_t dsize, size_t lws[2],
-                                     size_t tile[2], size_t *groups, cl_program *prog,
-                                     int *use) {
-    *use = 0;
-    const char *e = getenv("BINV_NATIVE_WGMMA");
-    if (ctx->nv_cc != 90 || (e && !strcmp(e, "0"))) return BINV_SUCCESS;
-    pthread_mutex_lock(&ctx->lock);
-    const int refused = ctx->no_wgmma;
-    pthread_mutex_unlock(&ctx->lock);
-    if (refused) return BINV_SUCCESS;
-    static const unsigned shapes[3][8] = {
-        {32, 1, 2, 3, 128, 0, 2, 0}, {32, 1, 1, 3, 128, 0, 4, 0}, {32, 1, 1, 6, 64, 0, 4, 0}};
-    const size_t cus = ctx->info.compute_units ? ctx->info.compute_units : 1;
-    unsigned v[8], u[8] = {0};
-    for (int i = 0; i < 3; i++) {
-        memcpy(v, shapes[i], sizeof v);
-        if (ceil_div(m, 64 * v[1] * v[2]) * ceil_div(n, v[4]) >= cus) break;
-    }
-    const char *sh = getenv("BINV_NATIVE_WG");
-    /* The copy plan (cl/gemm_native.cl, wg_copy) needs its row stride,
-     * 128 WNW / (WKS / 8), to divide both tiles' rows; WWM x WN <= 256
-     * accumulators per work-item. */
-    if (sh && sscanf(sh, "%u,%u,%u,%u,%u,%u,%u,%u", &u[0], &u[1], &u[2], &u[3], &u[4], &u[5],
-                     &u[6], &u[7]) >= 7 &&
-        (u[0] == 16 || u[0] == 32 || u[0] == 64) && (u[1] == 1 || u[1] == 2) &&
-        (u[2] == 1 || u[2] == 2) && u[3] >= 2 + u[5] && u[3] <= 8 &&
-        (u[4] == 64 || u[4] == 128 || u[4] == 256) && u[2] * u[4] <= 256 && u[5] <= 1 &&
-        u[6] >= 1 && u[6] <= 32 && (64 * u[1] * u[2]) % (128 * u[1] / (u[0] / 8)) == 0 &&
-        u[4] % (128 * u[1] / (u[0] / 8)) == 0 &&
-        (size_t)128 * u[1] <= ctx->info.max_work_group_size &&
-        (size_t)u[3] * (64 * u[1] * u[2] + u[4]) * u[0] * 2 <= ctx->info.local_mem_size)
-        memcpy(v, u, sizeof v);
-    snprintf(defines, dsize, "-DBINV_DTYPE=%d -DNVEC=%d -DWKS=%u -DWNW=%u "
-             "-DWWM=%u -DWST=%u -DWN=%u -DWGW=%u", (int)dtype, rows16, v[0], v[1], v[2], v[3],
-             v[4], v[5]);
-    binv_status st = binv_program_get(ctx, "gemm_native_wg", binv_cl_gemm_native, defines, prog);
-    if (st == BINV_ERROR_BUILD_FAILED && !sh) {
-        /* the driver refused the sm_90a program: mma.sync from now on */
-        binv_debug(ctx, "gemm native: no sm_90a program (%s); mma.sync from now on",
-                   binv_context_last_error(ctx));
-        binv_clear_error(ctx);
-        pthread_mutex_lock(&ctx->lock);
-        ctx->no_wgmma = 1;
-        pthread_mutex_unlock(&ctx->lock);
-        return BINV_SUCCESS;
-    }
-    if (st != BINV_SUCCESS) return st;
-    lws[0] = 128 * v[1];
-    tile[0] = 64 * v[1] * v[2];
-    tile[1] = v[4];
-    const size_t tiles = ceil_div(m, tile[0]) * ceil_div(n, tile[1]);
-    *groups = tiles < v[6] * cus ? tiles : v[6] * cus;
-    if (v[7] && *groups > v[7]) *groups = v[7];
-    *use = 1;
-    return BINV_SUCCESS;
-}
-
-/* The native tensor-core path (cl/gemm_native.cl).  m <= 64 with 16-byte
- * aligned rows: gemm_native_stream (mma.sync); otherwise gemm_native_wg
- * (wgmma) on compute capability 9.0, else gemm_native (mma.sync, 128 x 128
- * tiles).  All three issue the same k16 tensor-core steps per output in the
- * same order (K never split); on the H100 a wgmma k16 step and an mma.sync
- * m16n8k16 gave the same bits in every test (test_gemm's native test mixes
- * the kernels across m and checks the mma.sync-era golden hashes), so a
- * row's bits do not depend on which one ran. */
-static binv_status launch_native(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
-                                 size_t m, size_t n, size_t k, float alpha, cl_mem a,
-                                 size_t a_offset, size_t lda, cl_mem b, size_t b_offset,
-                                 size_t ldb, float beta, cl_mem c, size_t c_offset, size_t ldc,
-                                 cl_uint num_events, const cl_event *wait_list, cl_event *event) {
-    BINV_RETURN_ERROR_ON(m > 0xffffffffu || n > 0xffffffffu || k > 0xffffffffu, ctx,
-                         BINV_ERROR_INVALID_DIMENSION, "binv_gemm (native): m, n, k must be < 2^32");
-    const int rows16 = lda % 8 == 0 && ldb % 8 == 0 && a_offset % 8 == 0 && b_offset % 8 == 0;
-    const int vec = k % 8 == 0 && rows16;
-    const char *kname;
-    char defines[128];
-    cl_program prog;
-    binv_status st;
-    size_t lws[2] = {1, 1}, gws[2] = {1, 1}, tile[2], groups;
-    const unsigned smt = (unsigned)ceil_div(m, 16);
-    unsigned swp, sst, sks;
-    int stream = 0, use_wg = 0;
-    const int sa8 = m <= 8; /* gemm_native_stream keeps 8 rows of A, not 16 */
-    if (m <= native_small_m() && rows16 &&
-        native_stream_shape(ctx, n, sa8 ? 8 : 16 * smt, &swp, &sst, &sks)) {
-        snprintf(defines, sizeof defines,
-                 "-DBINV_DTYPE=%d -DSMT=%u -DSA8=%d -DSWP=%u -DSST=%u -DSKS=%u", (int)dtype, smt,
-                 sa8, swp, sst, sks);
-        st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
-        if (st != BINV_SUCCESS && st != BINV_ERROR_BUILD_FAILED) return st;
-        stream = st == BINV_SUCCESS;
-        if (!stream) {
-            binv_debug(ctx, "gemm native: stream kernel build failed (%s); gemm_native",
-                       binv_context_last_error(ctx));
-            binv_clear_error(ctx);
+    /* All or nothing for C: in two launches the first writes only the
+     * workspace (partials) and gemm_reduce alone writes C, so an error at
+     * any step leaves C untouched; one-launch paths write C in one command. */
+    cl_event mid = NULL;
+    if (k > 0 && st == BINV_SUCCESS) {
+        cl_event *ev = cnt ? event : &mid; /* the fused kernel is the call's last command */
+        if (path == BINV_GEMM_PATH_SKINNY) {
+            /* Vector loads of B need K-contiguous rows starting 16-byte
+             * aligned: the buffer base is aligned (CL_DEVICE_MEM_BASE_ADDR_ALIGN
+             * >= 128 bits on every conforming device), so the offset, the row
+             * stride and the chunk and step starts must be multiples of the
+             * vector width. */
+            const cl_uint bvec = x->sbp == 1 && x->b_off % vw == 0 && x->sbj % vw == 0 &&
+                                 kc % vw == 0 && g->sk % vw == 0;
+            st = launch_small(ctx, queue, prog, "gemm_skinny", g->sn, g->smr, g->sn, bvec, x,
+                              (cl_uint)kc, (cl_uint)nchunks, ws, cnt, num_events, wait_list, ev);
+        } else if (path == BINV_GEMM_PATH_STREAM) {
+            st = launch_small(ctx, queue, prog, "gemm_stream", g->tn / g->nc, g->tr, g->tn, 1, x,
+                              (cl_uint)kc, (cl_uint)nchunks, ws, cnt, num_events, wait_list, ev);
         }
+        else
+            st = launch_tiled(ctx, queue, prog, g, x, 1, (cl_uint)kc, (cl_uint)nchunks, ws,
+                              num_events, wait_list, ev);
     }
-    if (stream) {
-        kname = "gemm_native_stream";
-        lws[0] = 32 * swp;
-        gws[0] = ceil_div(n, 8 * swp) * lws[0];
-    } else if ((st = native_wg_program(ctx, dtype, rows16, m, n, defines, sizeof defines, lws,
-                                       tile, &groups, &prog, &use_wg)) != BINV_SUCCESS) {
-        return st;
-    } else if (use_wg) {
-        kname = "gemm_native_wg";
-        gws[0] = groups * lws[0];
-    } else {
-        /* Fragments through ldmatrix where the compiler takes it (the
-         * shared address of a __local pointer); else 32-bit local loads.
-         * Either way the same mma sequence, so the same bits.
-         * BINV_NATIVE_LDM=0 forces the plain loads (tests compare the two). */
-        const char *env = getenv("BINV_NATIVE_LDM");
-        int ldm = !(env && !strcmp(env, "0"));
-        /* Warp layout and local layout (BINV_NATIVE_SHAPE="NJ,WGM,WGN,SWZ"
-         * for tuning; the mma sequence per output, so the bits, is the same
-         * for every shape).  Default: 2 x 2 warps of 64 x 64 (128 x 128
-         * tiles), swizzled local tiles: 254 TFLOP/s at 4096^3 on the H100,
-         * against 229 for 2 x 4 warps of 64 x 32 with padded rows and 243 for
-         * 128 x 256 tiles (docs/performance.md, probe-10). */
-        unsigned nj = 8, wgm = 2, wgn = 2, swz = 1;
-        const char *sh = getenv("BINV_NATIVE_SHAPE");
-        unsigned a1, a2, a3, a4 = 0;
-        if (sh && sscanf(sh, "%u,%u,%u,%u", &a1, &a2, &a3, &a4) >= 3 && a1 >= 2 && a1 <= 8 &&
-            a1 % 2 == 0 && a2 >= 1 && a2 <= 4 && a1 % a2 == 0 && a3 >= 1 && 8 % a3 == 0 &&
-            a4 <= 1 && (size_t)32 * a2 * a3 <= ctx->info.max_work_group_size &&
-            (size_t)2 * (64 * a2 + 8 * a1 * a3) * (a4 ? 64 : 80) <= ctx->info.local_mem_size) {
-            nj = a1; wgm = a2; wgn = a3; swz = a4;
-        }
-        for (;;) {
-            snprintf(defines, sizeof defines, "-DBINV_DTYPE=%d -DNVEC=%d -DNLDM=%d -DNJ=%u "
-                     "-DWGM=%u -DWGN=%u -DNSWZ=%u", (int)dtype, vec, ldm, nj, wgm, wgn, swz);
-            st = binv_program_get(ctx, "gemm_native", binv_cl_gemm_native, defines, &prog);
-            if (st == BINV_ERROR_BUILD_FAILED && ldm) {
-                binv_debug(ctx, "gemm native: ldmatrix build failed; plain local loads");
-                ldm = 0;
-                continue;
-            }
-            break;
-        }
-        if (st != BINV_SUCCESS) return st;
-        kname = "gemm_native";
-        lws[0] = 32 * wgm * wgn;
-        gws[0] = ceil_div(n, 8 * nj * wgn) * lws[0];
-        gws[1] = ceil_div(m, 64 * wgm);
+    if (st == BINV_SUCCESS && !cnt) {
+        /* Chain through the event so that out-of-order queues keep the order. */
+        if (mid)
+            st = launch_reduce(ctx, queue, prog, x, (cl_uint)nchunks, ws, 1, &mid, event);
+        else
+            st = launch_reduce(ctx, queue, prog, x, (cl_uint)nchunks, ws, num_events, wait_list,
+                               event);
     }
-    cl_uint um = (cl_uint)m, un = (cl_uint)n, uk = (cl_uint)k;
-    cl_ulong ao = a_offset, la = lda, bo = b_offset, lb = ldb, co = c_offset, lc = ldc;
-    const void *vals[] = {&um, &un, &uk, &alpha, &beta, &a, &ao, &la, &b, &bo, &lb, &c, &co, &lc};
-    const size_t M = sizeof(cl_mem);
-    const size_t sizes[] = {4, 4, 4, 4, 4, M, 8, 8, M, 8, 8, M, 8, 8};
-    st = binv_kernel_launch(ctx, queue, prog, kname, 14, sizes, vals, 2, gws, lws, num_events,
-                            wait_list, event);
-    if (st != BINV_SUCCESS) return st;
-    binv_debug(ctx, "%s %s m=%zu n=%zu k=%zu (%s)", kname, binv_dtype_name(dtype), m, n, k,
-               defines);
-    return BINV_SUCCESS;
+    if (mid) clReleaseEvent(mid);
+    binv_workspace_release(ctx, wsh, ws);
+    return st;
 }
 
 binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
@@ -532,15 +405,16 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
 
     if (ctx->path == BINV_PATH_NATIVE && dtype != BINV_DTYPE_F32 && trans_a == BINV_NO_TRANS &&
         trans_b == BINV_TRANS)
-        return launch_native(ctx, queue, dtype, m, n, k, alpha, a, a_offset, lda, b, b_offset, ldb,
-                             beta, c, c_offset, ldc, num_events, wait_list, event);
+        return binv_gemm_native(ctx, queue, dtype, m, n, k, alpha, a, a_offset, lda, b, b_offset,
+                                ldb, beta, c, c_offset, ldc, num_events, wait_list, event);
 
-    gemm_args x = {dtype, m, n, k, alpha, beta, a, b, c, a_offset, 0, 0, b_offset, 0, 0,
-                   c_offset, ldc};
-    x.sai = trans_a == BINV_NO_TRANS ? lda : 1;
-    x.sap = trans_a == BINV_NO_TRANS ? 1 : lda;
-    x.sbp = trans_b == BINV_NO_TRANS ? ldb : 1;
-    x.sbj = trans_b == BINV_NO_TRANS ? 1 : ldb;
+    const gemm_args x = {.dtype = dtype, .m = m, .n = n, .k = k, .alpha = alpha, .beta = beta,
+                         .a = a, .b = b, .c = c, .a_off = a_offset, .b_off = b_offset,
+                         .c_off = c_offset, .ldc = ldc,
+                         .sai = trans_a == BINV_NO_TRANS ? lda : 1,
+                         .sap = trans_a == BINV_NO_TRANS ? 1 : lda,
+                         .sbp = trans_b == BINV_NO_TRANS ? ldb : 1,
+                         .sbj = trans_b == BINV_NO_TRANS ? 1 : ldb};
 
     gemm_config g = pick_config(ctx, dtype, m, n);
     char defines[256];
@@ -553,33 +427,9 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
         return st;
 
     size_t kc = chunk_for_call(ctx, &g, &x);
-    size_t nchunks = k ? ceil_div(k, kc) : 0;
+    size_t nchunks = k ? binv_ceil_div(k, kc) : 0;
 
-    /* Which kernels run: a choice of speed only, every path computes the
-     * same schedule.  Split along the chunk boundaries when the C tiles alone
-     * cannot fill the device. */
-    binv_gemm_path path = ctx->gemm_path;
-    /* gemm_stream reads the weights as 16-byte vectors: B K-contiguous, its
-     * offset, row stride, k and the chunk length multiples of the vector
-     * width (so every vector is whole, inside one chunk and 16-byte aligned:
-     * buffer bases are at least 128-bit aligned on conforming devices).  On
-     * the H100 it beat gemm_skinny for every dtype at m <= 32 and split-K
-     * gemm_tiled at m = 48, 64 (docs/performance.md); on CPUs gemm_skinny
-     * stays the automatic choice. */
-    const size_t vw = dtype == BINV_DTYPE_F32 ? 4 : 8;
-    const int stream_ok = x.sbp == 1 && x.b_off % vw == 0 && x.sbj % vw == 0 && kc % vw == 0 &&
-                          k % vw == 0;
-    if (path == BINV_GEMM_PATH_AUTO) {
-        size_t tiles = ceil_div(m, g.bm) * ceil_div(n, g.bn);
-        if (nchunks > 1 && tiles < 2 * (size_t)ctx->info.compute_units)
-            path = m > small_m_limit() ? BINV_GEMM_PATH_SPLITK
-                   : stream_ok && (ctx->info.type & CL_DEVICE_TYPE_GPU) ? BINV_GEMM_PATH_STREAM
-                                                                        : BINV_GEMM_PATH_SKINNY;
-        else
-            path = BINV_GEMM_PATH_TILED;
-    }
-    if (path == BINV_GEMM_PATH_STREAM && !stream_ok) path = BINV_GEMM_PATH_SKINNY;
-    if (k == 0) path = BINV_GEMM_PATH_SPLITK; /* reduce kernel alone: C = beta*C + alpha*0 */
+    const binv_gemm_path path = choose_path(ctx, &g, &x, kc, nchunks);
     binv_debug(ctx, "gemm %s m=%zu n=%zu k=%zu kc=%zu chunks=%zu path=%d", binv_dtype_name(dtype),
                m, n, k, kc, nchunks, (int)path);
 
@@ -601,54 +451,5 @@ binv_status binv_gemm(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
         return st;
     }
 
-    size_t ws_bytes, mn4;
-    BINV_RETURN_ERROR_ON(!binv_mul3_size(m, n, sizeof(float), &mn4) ||
-                             !binv_mul_add_size(nchunks, mn4, 0, &ws_bytes),
-                         ctx, BINV_ERROR_INVALID_DIMENSION, "binv_gemm: split-K workspace overflows");
-    if ((st = binv_workspace_acquire(ctx, queue, ws_bytes, &wsh, &ws)) != BINV_SUCCESS) return st;
-    /* Small m: one launch where the queue is in order (the workspace and its
-     * counters are then this queue's): the tile's last group combines the
-     * partials.  Otherwise (split-K gemm_tiled, or BINV_GEMM_FUSE=0)
-     * gemm_reduce does, in a second launch; the sums are the same. */
-    cl_mem cnt = NULL;
-    if (ctx->gemm_fuse && wsh && k > 0 && path != BINV_GEMM_PATH_SPLITK) {
-        size_t tiles = path == BINV_GEMM_PATH_SKINNY ? ceil_div(m, g.smr) * ceil_div(n, g.sn)
-                                                     : ceil_div(m, g.tr) * ceil_div(n, g.tn);
-        st = binv_workspace_counters(ctx, wsh, tiles, &cnt);
-    }
-    /* All or nothing for C: in two launches the first writes only the
-     * workspace (partials) and gemm_reduce alone writes C, so an error at
-     * any step leaves C untouched; one-launch paths write C in one command. */
-    cl_event mid = NULL;
-    if (k > 0 && st == BINV_SUCCESS) {
-        cl_event *ev = cnt ? event : &mid; /* the fused kernel is the call's last command */
-        if (path == BINV_GEMM_PATH_SKINNY) {
-            /* Vector loads of B need K-contiguous rows starting 16-byte
-             * aligned: the buffer base is aligned (CL_DEVICE_MEM_BASE_ADDR_ALIGN
-             * >= 128 bits on every conforming device), so the offset, the row
-             * stride and the chunk and step starts must be multiples of the
-             * vector width. */
-            const cl_uint bvec = x.sbp == 1 && x.b_off % vw == 0 && x.sbj % vw == 0 &&
-                                 kc % vw == 0 && g.sk % vw == 0;
-            st = launch_small(ctx, queue, prog, "gemm_skinny", g.sn, g.smr, g.sn, bvec, &x,
-                              (cl_uint)kc, (cl_uint)nchunks, ws, cnt, num_events, wait_list, ev);
-        } else if (path == BINV_GEMM_PATH_STREAM) {
-            st = launch_small(ctx, queue, prog, "gemm_stream", g.tn / g.nc, g.tr, g.tn, 1, &x,
-                              (cl_uint)kc, (cl_uint)nchunks, ws, cnt, num_events, wait_list, ev);
-        }
-        else
-            st = launch_tiled(ctx, queue, prog, &g, &x, 1, (cl_uint)kc, (cl_uint)nchunks, ws,
-                              num_events, wait_list, ev);
-    }
-    if (st == BINV_SUCCESS && !cnt) {
-        /* Chain through the event so that out-of-order queues keep the order. */
-        if (mid)
-            st = launch_reduce(ctx, queue, prog, &x, (cl_uint)nchunks, ws, 1, &mid, event);
-        else
-            st = launch_reduce(ctx, queue, prog, &x, (cl_uint)nchunks, ws, num_events, wait_list,
-                               event);
-    }
-    if (mid) clReleaseEvent(mid);
-    binv_workspace_release(ctx, wsh, ws);
-    return st;
+    return run_split(ctx, queue, prog, &g, &x, path, kc, nchunks, num_events, wait_list, event);
 }

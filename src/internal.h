@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "binv/binv.h"
+#include "tuning.h"
 
 #define BINV_MSG_MAX 4096
 
@@ -74,10 +75,6 @@ typedef struct binv_device_info {
     cl_device_type type;
 } binv_device_info;
 
-/* Forced GEMM path for tests (BINV_GEMM_PATH=skinny|splitk|tiled|stream). */
-typedef enum { BINV_GEMM_PATH_AUTO = 0, BINV_GEMM_PATH_SKINNY, BINV_GEMM_PATH_SPLITK,
-               BINV_GEMM_PATH_TILED, BINV_GEMM_PATH_STREAM } binv_gemm_path;
-
 /* RoPE frequency tables, one per (theta, head_dim), built on first use. */
 typedef struct binv_rope_table {
     float theta;
@@ -93,12 +90,9 @@ struct binv_context {
     binv_schedule schedule;
     char *cache_dir;
     binv_device_info info;
-    int debug;
-    binv_gemm_path gemm_path;
+    binv_tuning tuning; /* the BINV_* knobs, parsed once at creation (src/tuning.c) */
     int gemm_fuse; /* split-K combined in the same launch (tests: BINV_GEMM_FUSE=0 -> 2 launches) */
     int fence;     /* device-wide fence for that combine: 0 none, 1 mem_fence (CPU), 2 PTX membar.gl */
-    int rows_path; /* tests: BINV_ROWS_PATH = fused (1) | split (2); 0 automatic */
-    int attn_path; /* tests: BINV_ATTN_PATH = fused (1) | split (2); 0 automatic */
     int hw_divsqrt;   /* CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT: -cl-fp32-correctly-rounded-divide-sqrt */
     int soft_divsqrt; /* kernels use cl/common.cl's binv_div/binv_sqrt (-DBINV_SOFT_DIVSQRT=1):
                          devices without hw_divsqrt, or BINV_SOFT_DIVSQRT=1 (tests) */
@@ -115,6 +109,14 @@ struct binv_context {
     binv_workspace *workspaces;
     binv_rope_table *rope_tables;
 };
+
+/* context.c ------------------------------------------------------------ */
+/* binv_context_create with the knobs given instead of read from the
+ * environment (NULL: read it).  Tests force paths with it:
+ * binv_tuning_from_env, then binv_tuning_set. */
+binv_status binv_context_create_tuned(cl_context context, cl_device_id device,
+                                      const binv_options *options, const binv_tuning *tuning,
+                                      binv_context **out);
 
 /* util.c --------------------------------------------------------------- */
 binv_status binv_set_error(binv_context *ctx, binv_status status, const char *fmt, ...)
@@ -143,6 +145,8 @@ void binv_debug(const binv_context *ctx, const char *fmt, ...)
                                   (int)binv_e_);                                          \
     } while (0)
 
+/* ceil(a / b) for b > 0. */
+static inline size_t binv_ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 /* a*b + c into *out without overflow; 0 on overflow. */
 int binv_mul_add_size(size_t a, size_t b, size_t c, size_t *out);
 size_t binv_dtype_size(binv_dtype dtype); /* 0 for an unknown dtype */
@@ -208,9 +212,24 @@ binv_status binv_check_wait_list(binv_context *ctx, cl_uint num_events, const cl
 size_t binv_context_retained_objects(binv_context *ctx);
 
 /* program.c ------------------------------------------------------------ */
-/* Returns the program for `family` built with `defines` (extra -D options that
+/* What a program is built from: cl/common.cl, then the (up to
+ * BINV_PROGRAM_SOURCES, NULL after the last) embedded sources in order. */
+#define BINV_PROGRAM_SOURCES 3
+/* flags: after the source build, retarget the program's PTX to sm_90a and
+ * build that (binv_ptx_sm90a; the program writes its sm_90a instructions
+ * after "// BINV_SM90A " markers).  The build fails where that is refused. */
+enum { BINV_PROGRAM_SM90A = 1 };
+typedef struct binv_program_desc {
+    const char *family; /* a name for messages and the program cache's key */
+    const char *sources[BINV_PROGRAM_SOURCES];
+    unsigned flags;
+} binv_program_desc;
+/* Returns the program of `d` built with `defines` (extra -D options that
  * select dtype and tile shapes; never floating-point behaviour).  Built once
- * per context and key; later calls return the cached program. */
+ * per context and (family, options); later calls return the cached program. */
+binv_status binv_program_get_desc(binv_context *ctx, const binv_program_desc *d,
+                                  const char *defines, cl_program *out);
+/* binv_program_get_desc of one source without flags. */
 binv_status binv_program_get(binv_context *ctx, const char *family, const char *source,
                              const char *defines, cl_program *out);
 /* PTX text of size bytes for sm_90 -> the same for sm_90a with the
@@ -221,23 +240,38 @@ int binv_ptx_sm90a(const char *ptx, size_t size, char *out, size_t *out_size);
 /* binv_program_get with the storage dtype as the only define. */
 binv_status binv_program_get_dtype(binv_context *ctx, const char *family, const char *source,
                                    binv_dtype dtype, cl_program *out);
+/* A kernel argument: its size and where its value is.  Written as an array
+ * of BINV_ARG(variable) in the kernel's order, so that every size is the
+ * variable's own (a cl_uint is 4 bytes, a cl_ulong 8, a cl_mem a handle) and
+ * the count is the array's (BINV_NARGS); binv_kernel_acquire checks that
+ * count against the kernel's CL_KERNEL_NUM_ARGS. */
+typedef struct binv_arg {
+    size_t size;
+    const void *ptr;
+} binv_arg;
+#define BINV_ARG(x) {sizeof(x), &(x)}
+#define BINV_NARGS(array) ((cl_uint)(sizeof(array) / sizeof *(array)))
+/* A kernel of `program` from the pool, or a new one whose CL_KERNEL_NUM_ARGS
+ * must be nargs (a mismatch is a library bug: BINV_ERROR_INVALID_ARGUMENT,
+ * "internal: ..."). */
 binv_status binv_kernel_acquire(binv_context *ctx, cl_program program, const char *name,
-                                cl_kernel *out);
+                                cl_uint nargs, cl_kernel *out);
 void binv_kernel_release(binv_context *ctx, cl_program program, const char *name,
                          cl_kernel kernel);
-/* Takes a kernel of `prog` from the pool, sets its nargs arguments
- * (sizes[i], vals[i]), enqueues it over dims dimensions and gives it back. */
+/* Sets the nargs arguments of kernel `name` in order. */
+binv_status binv_kernel_set_args(binv_context *ctx, cl_kernel kernel, const char *name,
+                                 const binv_arg *args, cl_uint nargs);
+/* Takes a kernel of `prog` from the pool, sets its arguments, enqueues it
+ * over dims dimensions and gives it back. */
 binv_status binv_kernel_launch(binv_context *ctx, cl_command_queue q, cl_program prog,
-                               const char *name, int nargs, const size_t *sizes,
-                               const void *const *vals, cl_uint dims, const size_t *gws,
-                               const size_t *lws, cl_uint nwait, const cl_event *wait,
-                               cl_event *ev);
+                               const char *name, const binv_arg *args, cl_uint nargs,
+                               cl_uint dims, const size_t *gws, const size_t *lws, cl_uint nwait,
+                               const cl_event *wait, cl_event *ev);
 /* One kernel of a multi-kernel sequence (binv_kernel_launch_seq). */
 typedef struct binv_launch {
     const char *name;
-    int nargs;
-    const size_t *sizes;
-    const void *const *vals;
+    const binv_arg *args;
+    cl_uint nargs;
     cl_uint dims;
     const size_t *gws, *lws;
 } binv_launch;
@@ -266,6 +300,16 @@ void binv_workspace_release(binv_context *ctx, binv_workspace *ws, cl_mem buffer
 binv_status binv_workspace_counters(binv_context *ctx, binv_workspace *ws, size_t count,
                                     cl_mem *counters);
 void binv_program_destroy_all(binv_context *ctx);
+
+/* gemm_native.c -------------------------------------------------------- */
+/* binv_gemm on the native path (ctx->path == BINV_PATH_NATIVE) for 16-bit
+ * dtypes in the LLM layout (A NO_TRANS, B TRANS), after binv_gemm's
+ * validation and its quick return for m or n == 0. */
+binv_status binv_gemm_native(binv_context *ctx, cl_command_queue queue, binv_dtype dtype,
+                             size_t m, size_t n, size_t k, float alpha, cl_mem a,
+                             size_t a_offset, size_t lda, cl_mem b, size_t b_offset, size_t ldb,
+                             float beta, cl_mem c, size_t c_offset, size_t ldc,
+                             cl_uint num_events, const cl_event *wait_list, cl_event *event);
 
 /* attention.c ---------------------------------------------------------- */
 void binv_attention_destroy_all(binv_context *ctx);
@@ -301,5 +345,8 @@ extern const char binv_cl_rows[];
 extern const char binv_cl_attention[];
 extern const char binv_cl_activation[];
 extern const char binv_cl_gemm_native[];
+extern const char binv_cl_gemm_native_mma[];
+extern const char binv_cl_gemm_native_stream[];
+extern const char binv_cl_gemm_native_wg[];
 
 #endif

@@ -6,21 +6,26 @@
 
 #include "internal.h"
 
-/* SHA-256 over everything that decides the binary: library version, source,
- * build options, device, driver and platform.  Fields are NUL-separated so
- * that no two different tuples hash the same stream. */
-static void cache_key(const binv_context *ctx, const char *source, const char *options,
+/* SHA-256 over everything that decides the binary: library version, source
+ * (the program's parts, concatenated), build options, device, driver and
+ * platform, and the retarget to sm_90a where the program has it.  Fields are
+ * NUL-separated so that no two different tuples hash the same stream. */
+static void cache_key(const binv_context *ctx, const binv_program_desc *d, const char *options,
                       char hex[65]) {
-    const char *parts[] = {BINV_VERSION_STRING, source, options, ctx->info.name,
-                           ctx->info.vendor, ctx->info.driver_version, ctx->info.device_version,
-                           ctx->info.platform_version};
+    const char *parts[] = {options, ctx->info.name, ctx->info.vendor, ctx->info.driver_version,
+                           ctx->info.device_version, ctx->info.platform_version};
     binv_sha256 s;
-    unsigned char d[32];
+    unsigned char dg[32];
     binv_sha256_init(&s);
+    binv_sha256_update(&s, BINV_VERSION_STRING, strlen(BINV_VERSION_STRING) + 1);
+    for (int i = 0; i < BINV_PROGRAM_SOURCES && d->sources[i]; i++)
+        binv_sha256_update(&s, d->sources[i], strlen(d->sources[i]));
+    binv_sha256_update(&s, "", 1);
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
         binv_sha256_update(&s, parts[i], strlen(parts[i]) + 1);
-    binv_sha256_final(&s, d);
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    if (d->flags & BINV_PROGRAM_SM90A) binv_sha256_update(&s, "sm_90a", 7);
+    binv_sha256_final(&s, dg);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", dg[i]);
 }
 
 static cl_program try_binary(binv_context *ctx, const char *key, const char *options) {
@@ -57,7 +62,7 @@ static void store_binary(binv_context *ctx, cl_program p, const char *key) {
     free(bin);
 }
 
-/* Programs with sm_90a instructions (cl/gemm_native.cl, gemm_native_wg).
+/* Programs with sm_90a instructions (BINV_PROGRAM_SM90A; cl/gemm_native_wg.cl).
  * NVIDIA's OpenCL C compiler targets sm_90 and refuses them, so the source
  * writes each one after a "// BINV_SM90A " marker: the source build (PTX text
  * is NVIDIA's program binary) carries them as comments with their operands
@@ -137,18 +142,21 @@ static binv_status retarget_sm90a(binv_context *ctx, const char *family, const c
     return BINV_SUCCESS;
 }
 
-static binv_status build(binv_context *ctx, const char *family, const char *source,
-                         const char *options, cl_program *out) {
+static binv_status build(binv_context *ctx, const binv_program_desc *d, const char *options,
+                         cl_program *out) {
+    const char *family = d->family;
     char key[65];
-    cache_key(ctx, source, options, key);
+    cache_key(ctx, d, options, key);
     cl_program p = ctx->cache_dir ? try_binary(ctx, key, options) : NULL;
     if (p) {
         *out = p;
         return BINV_SUCCESS;
     }
     cl_int err;
-    const char *srcs[2] = {binv_cl_common, source};
-    p = clCreateProgramWithSource(ctx->cl_ctx, 2, srcs, NULL, &err);
+    const char *srcs[1 + BINV_PROGRAM_SOURCES] = {binv_cl_common};
+    cl_uint nsrc = 1;
+    for (int i = 0; i < BINV_PROGRAM_SOURCES && d->sources[i]; i++) srcs[nsrc++] = d->sources[i];
+    p = clCreateProgramWithSource(ctx->cl_ctx, nsrc, srcs, NULL, &err);
     BINV_CHECK_CL(ctx, err, "clCreateProgramWithSource");
     err = clBuildProgram(p, 1, &ctx->device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
@@ -169,7 +177,7 @@ static binv_status build(binv_context *ctx, const char *family, const char *sour
         return st;
     }
     binv_debug(ctx, "built '%s' with '%s'", family, options);
-    if (!strcmp(family, "gemm_native_wg")) { /* the only family with sm_90a code */
+    if (d->flags & BINV_PROGRAM_SM90A) {
         binv_status st = retarget_sm90a(ctx, family, options, &p);
         if (st != BINV_SUCCESS) {
             clReleaseProgram(p);
@@ -183,18 +191,25 @@ static binv_status build(binv_context *ctx, const char *family, const char *sour
 
 binv_status binv_program_get(binv_context *ctx, const char *family, const char *source,
                              const char *defines, cl_program *out) {
+    const binv_program_desc d = {.family = family, .sources = {source}};
+    return binv_program_get_desc(ctx, &d, defines, out);
+}
+
+binv_status binv_program_get_desc(binv_context *ctx, const binv_program_desc *d,
+                                  const char *defines, cl_program *out) {
+    const char *family = d->family;
     char options[1024];
     /* BINV_EXTRA_DEFINES: extra -D options for tuning experiments (e.g.
      * -DBINV_NO_UNROLL); they only change code generation, never the
      * arithmetic, and are part of the cache key like every option. */
-    const char *extra = getenv("BINV_EXTRA_DEFINES");
+    const char *extra = ctx->tuning.extra_defines;
     /* Correctly rounded / and sqrt: the driver's where the device has them,
      * else (or with BINV_SOFT_DIVSQRT=1) cl/common.cl's binv_div/binv_sqrt
      * through BINV_DIV/BINV_SQRT.  The options are part of both cache keys. */
     int n = snprintf(options, sizeof options, "%s%s%s %s %s", BINV_BUILD_OPTIONS_BASE,
                      ctx->hw_divsqrt ? BINV_BUILD_OPTIONS_CR : "",
                      ctx->soft_divsqrt ? BINV_BUILD_OPTIONS_SOFT : "", defines ? defines : "",
-                     extra ? extra : "");
+                     extra);
     BINV_RETURN_ERROR_ON(n < 0 || (size_t)n >= sizeof options, ctx, BINV_ERROR_INVALID_ARGUMENT,
                          "internal: build options too long");
     char key[1200];
@@ -222,7 +237,7 @@ binv_status binv_program_get(binv_context *ctx, const char *family, const char *
         }
     pthread_mutex_unlock(&ctx->lock);
     cl_program p = NULL;
-    binv_status st = build(ctx, family, source, options, &p);
+    binv_status st = build(ctx, d, options, &p);
     if (st == BINV_SUCCESS) {
         binv_program_entry *e = calloc(1, sizeof *e);
         char *k = strdup(key);
@@ -246,7 +261,7 @@ binv_status binv_program_get(binv_context *ctx, const char *family, const char *
 }
 
 binv_status binv_kernel_acquire(binv_context *ctx, cl_program program, const char *name,
-                                cl_kernel *out) {
+                                cl_uint nargs, cl_kernel *out) {
     pthread_mutex_lock(&ctx->lock);
     for (binv_kernel_entry **pe = &ctx->free_kernels; *pe; pe = &(*pe)->next) {
         binv_kernel_entry *e = *pe;
@@ -263,7 +278,31 @@ binv_status binv_kernel_acquire(binv_context *ctx, cl_program program, const cha
     cl_kernel k = clCreateKernel(program, name, &err);
     BINV_RETURN_ERROR_ON(err != CL_SUCCESS, ctx, err, "clCreateKernel(%s) failed: %d", name,
                          (int)err);
+    /* Once per kernel object (pooled kernels were checked when created): the
+     * caller's argument count is the kernel's. */
+    cl_uint have = 0;
+    err = clGetKernelInfo(k, CL_KERNEL_NUM_ARGS, sizeof have, &have, NULL);
+    if (err != CL_SUCCESS || have != nargs) {
+        clReleaseKernel(k);
+        if (err != CL_SUCCESS)
+            return binv_set_error(ctx, err, "clGetKernelInfo(%s, CL_KERNEL_NUM_ARGS) failed: %d",
+                                  name, (int)err);
+        return binv_set_error(ctx, BINV_ERROR_INVALID_ARGUMENT,
+                              "internal: kernel %s takes %u arguments; %u given", name,
+                              (unsigned)have, (unsigned)nargs);
+    }
     *out = k;
+    return BINV_SUCCESS;
+}
+
+binv_status binv_kernel_set_args(binv_context *ctx, cl_kernel kernel, const char *name,
+                                 const binv_arg *args, cl_uint nargs) {
+    for (cl_uint i = 0; i < nargs; i++) {
+        const cl_int err = clSetKernelArg(kernel, i, args[i].size, args[i].ptr);
+        if (err != CL_SUCCESS)
+            return binv_set_error(ctx, err, "clSetKernelArg(%s, %u) failed: %d", name,
+                                  (unsigned)i, (int)err);
+    }
     return BINV_SUCCESS;
 }
 
@@ -441,18 +480,13 @@ void binv_program_destroy_all(binv_context *ctx) {
 }
 
 binv_status binv_kernel_launch(binv_context *ctx, cl_command_queue q, cl_program prog,
-                               const char *name, int nargs, const size_t *sizes,
-                               const void *const *vals, cl_uint dims, const size_t *gws,
-                               const size_t *lws, cl_uint nwait, const cl_event *wait,
-                               cl_event *ev) {
+                               const char *name, const binv_arg *args, cl_uint nargs,
+                               cl_uint dims, const size_t *gws, const size_t *lws, cl_uint nwait,
+                               const cl_event *wait, cl_event *ev) {
     cl_kernel kern;
-    binv_status st = binv_kernel_acquire(ctx, prog, name, &kern);
+    binv_status st = binv_kernel_acquire(ctx, prog, name, nargs, &kern);
     if (st != BINV_SUCCESS) return st;
-    for (int i = 0; i < nargs && st == BINV_SUCCESS; i++) {
-        cl_int err = clSetKernelArg(kern, (cl_uint)i, sizes[i], vals[i]);
-        if (err != CL_SUCCESS)
-            st = binv_set_error(ctx, err, "clSetKernelArg(%s, %d) failed: %d", name, i, (int)err);
-    }
+    st = binv_kernel_set_args(ctx, kern, name, args, nargs);
     if (st == BINV_SUCCESS) {
         cl_int err = clEnqueueNDRangeKernel(q, kern, dims, NULL, gws, lws, nwait, wait, ev);
         if (err != CL_SUCCESS)

@@ -37,6 +37,8 @@ typedef struct rows_call {
 static int has_y(int op) { return op != OP_SUM && op != OP_MEAN; }
 
 
+/* Over 100 lines on purpose: the checks of every argument in order, each
+ * with its own status and message, read top to bottom as one list. */
 static binv_status validate(binv_context *ctx, cl_command_queue queue, const rows_call *c,
                             cl_uint num_events, const cl_event *wait_list) {
     const char *fn = OP_NAME[c->op];
@@ -169,14 +171,15 @@ static binv_status enqueue(binv_context *ctx, cl_command_queue q, cl_program pro
     cl_mem r = c->r ? c->r : c->x, w = c->w ? c->w : c->x, b = c->b ? c->b : c->x;
     cl_mem y = c->y ? c->y : c->x, out = c->out ? c->out : P;
     cl_uint ustage = (cl_uint)stage;
-    const void *vals[] = {&ustage, &op, &rows, &cols, &cw, &nchunks, &c->x, &xo, &ldx, &r, &ro,
-                          &ldr, &w, &wo, &b, &bo, &c->eps, &y, &yo, &ldy, &out, &oo, &P};
-    const size_t sizes[] = {4, 4, 4, 4, 4, 4, sizeof(cl_mem), 8, 8, sizeof(cl_mem), 8, 8,
-                            sizeof(cl_mem), 8, sizeof(cl_mem), 8, 4, sizeof(cl_mem), 8, 8,
-                            sizeof(cl_mem), 8, sizeof(cl_mem)};
-    const int first = stage < 0 ? 1 : 0; /* rows_fused and rows_apply take no stage */
+    const binv_arg args[] = {
+        BINV_ARG(ustage), BINV_ARG(op), BINV_ARG(rows), BINV_ARG(cols), BINV_ARG(cw),
+        BINV_ARG(nchunks), BINV_ARG(c->x), BINV_ARG(xo), BINV_ARG(ldx), BINV_ARG(r),
+        BINV_ARG(ro),     BINV_ARG(ldr), BINV_ARG(w),    BINV_ARG(wo),  BINV_ARG(b),
+        BINV_ARG(bo),     BINV_ARG(c->eps), BINV_ARG(y), BINV_ARG(yo),  BINV_ARG(ldy),
+        BINV_ARG(out),    BINV_ARG(oo), BINV_ARG(P)};
+    const cl_uint first = stage < 0 ? 1 : 0; /* rows_fused and rows_apply take no stage */
     const size_t lws[2] = {32 * (size_t)g, 1}, gws[2] = {groups_x * lws[0], c->rows};
-    return binv_kernel_launch(ctx, q, prog, name, 23 - first, sizes + first, vals + first, 2, gws,
+    return binv_kernel_launch(ctx, q, prog, name, args + first, BINV_NARGS(args) - first, 2, gws,
                               lws, nwait, wait, ev);
 }
 
@@ -200,8 +203,8 @@ static binv_status rows_run(binv_context *ctx, cl_command_queue queue, rows_call
     /* Split a row across work-groups when the rows alone cannot fill the
      * device (who computes what only: the chunk values are the same). */
     int split = nchunks > ROWS_G && c->rows < 2 * (size_t)ctx->info.compute_units;
-    if (ctx->rows_path == 1) split = 0;
-    if (ctx->rows_path == 2) split = 1;
+    if (ctx->tuning.rows_path == 1) split = 0;
+    if (ctx->tuning.rows_path == 2) split = 1;
     /* Rows of at most 32 chunks of <= 1024 values: the fused kernel keeps the
      * row in registers, one chunk per 32-item group (G = chunks rounded up to
      * a power of two, within the device's work-group limit). */
@@ -254,8 +257,9 @@ binv_status binv_rmsnorm(binv_context *ctx, cl_command_queue queue, binv_dtype d
                          size_t cols, cl_mem x, size_t x_offset, size_t ldx, cl_mem weight,
                          size_t weight_offset, float eps, cl_mem y, size_t y_offset, size_t ldy,
                          cl_uint num_events, const cl_event *wait_list, cl_event *event) {
-    rows_call c = {OP_RMSNORM, dtype, rows, cols, x, NULL, weight, NULL, y, NULL,
-                   x_offset, ldx, 0, 0, weight_offset, 0, y_offset, ldy, 0, eps};
+    rows_call c = {.op = OP_RMSNORM, .dtype = dtype, .rows = rows, .cols = cols, .x = x,
+                   .w = weight, .y = y, .x_off = x_offset, .ldx = ldx, .w_off = weight_offset,
+                   .y_off = y_offset, .ldy = ldy, .eps = eps};
     return rows_run(ctx, queue, &c, num_events, wait_list, event);
 }
 
@@ -265,8 +269,10 @@ binv_status binv_add_rmsnorm(binv_context *ctx, cl_command_queue queue, binv_dty
                              size_t weight_offset, float eps, cl_mem y, size_t y_offset,
                              size_t ldy, cl_uint num_events, const cl_event *wait_list,
                              cl_event *event) {
-    rows_call c = {OP_ADD_RMSNORM, dtype, rows, cols, x, residual, weight, NULL, y, NULL,
-                   x_offset, ldx, residual_offset, ldr, weight_offset, 0, y_offset, ldy, 0, eps};
+    rows_call c = {.op = OP_ADD_RMSNORM, .dtype = dtype, .rows = rows, .cols = cols, .x = x,
+                   .r = residual, .w = weight, .y = y, .x_off = x_offset, .ldx = ldx,
+                   .r_off = residual_offset, .ldr = ldr, .w_off = weight_offset, .y_off = y_offset,
+                   .ldy = ldy, .eps = eps};
     return rows_run(ctx, queue, &c, num_events, wait_list, event);
 }
 
@@ -275,8 +281,10 @@ binv_status binv_layernorm(binv_context *ctx, cl_command_queue queue, binv_dtype
                            cl_mem gamma, size_t gamma_offset, cl_mem beta, size_t beta_offset,
                            float eps, cl_mem y, size_t y_offset, size_t ldy, cl_uint num_events,
                            const cl_event *wait_list, cl_event *event) {
-    rows_call c = {OP_LAYERNORM, dtype, rows, cols, x, NULL, gamma, beta, y, NULL,
-                   x_offset, ldx, 0, 0, gamma_offset, beta_offset, y_offset, ldy, 0, eps};
+    rows_call c = {.op = OP_LAYERNORM, .dtype = dtype, .rows = rows, .cols = cols, .x = x,
+                   .w = gamma, .b = beta, .y = y, .x_off = x_offset, .ldx = ldx,
+                   .w_off = gamma_offset, .b_off = beta_offset, .y_off = y_offset, .ldy = ldy,
+                   .eps = eps};
     return rows_run(ctx, queue, &c, num_events, wait_list, event);
 }
 
@@ -284,8 +292,8 @@ binv_status binv_softmax(binv_context *ctx, cl_command_queue queue, binv_dtype d
                          size_t cols, cl_mem x, size_t x_offset, size_t ldx, cl_mem y,
                          size_t y_offset, size_t ldy, cl_uint num_events,
                          const cl_event *wait_list, cl_event *event) {
-    rows_call c = {OP_SOFTMAX, dtype, rows, cols, x, NULL, NULL, NULL, y, NULL,
-                   x_offset, ldx, 0, 0, 0, 0, y_offset, ldy, 0, 0.0f};
+    rows_call c = {.op = OP_SOFTMAX, .dtype = dtype, .rows = rows, .cols = cols, .x = x, .y = y,
+                   .x_off = x_offset, .ldx = ldx, .y_off = y_offset, .ldy = ldy};
     return rows_run(ctx, queue, &c, num_events, wait_list, event);
 }
 
@@ -293,8 +301,8 @@ binv_status binv_log_softmax(binv_context *ctx, cl_command_queue queue, binv_dty
                              size_t rows, size_t cols, cl_mem x, size_t x_offset, size_t ldx,
                              cl_mem y, size_t y_offset, size_t ldy, cl_uint num_events,
                              const cl_event *wait_list, cl_event *event) {
-    rows_call c = {OP_LOG_SOFTMAX, dtype, rows, cols, x, NULL, NULL, NULL, y, NULL,
-                   x_offset, ldx, 0, 0, 0, 0, y_offset, ldy, 0, 0.0f};
+    rows_call c = {.op = OP_LOG_SOFTMAX, .dtype = dtype, .rows = rows, .cols = cols, .x = x, .y = y,
+                   .x_off = x_offset, .ldx = ldx, .y_off = y_offset, .ldy = ldy};
     return rows_run(ctx, queue, &c, num_events, wait_list, event);
 }
 
@@ -302,8 +310,8 @@ binv_status binv_row_sum(binv_context *ctx, cl_command_queue queue, binv_dtype d
                          size_t cols, cl_mem x, size_t x_offset, size_t ldx, cl_mem out,
                          size_t out_offset, cl_uint num_events, const cl_event *wait_list,
                          cl_event *event) {
-    rows_call c = {OP_SUM, dtype, rows, cols, x, NULL, NULL, NULL, NULL, out,
-                   x_offset, ldx, 0, 0, 0, 0, 0, 0, out_offset, 0.0f};
+    rows_call c = {.op = OP_SUM, .dtype = dtype, .rows = rows, .cols = cols, .x = x, .out = out,
+                   .x_off = x_offset, .ldx = ldx, .out_off = out_offset};
     return rows_run(ctx, queue, &c, num_events, wait_list, event);
 }
 
@@ -311,7 +319,7 @@ binv_status binv_row_mean(binv_context *ctx, cl_command_queue queue, binv_dtype 
                           size_t rows, size_t cols, cl_mem x, size_t x_offset, size_t ldx,
                           cl_mem out, size_t out_offset, cl_uint num_events,
                           const cl_event *wait_list, cl_event *event) {
-    rows_call c = {OP_MEAN, dtype, rows, cols, x, NULL, NULL, NULL, NULL, out,
-                   x_offset, ldx, 0, 0, 0, 0, 0, 0, out_offset, 0.0f};
+    rows_call c = {.op = OP_MEAN, .dtype = dtype, .rows = rows, .cols = cols, .x = x, .out = out,
+                   .x_off = x_offset, .ldx = ldx, .out_off = out_offset};
     return rows_run(ctx, queue, &c, num_events, wait_list, event);
 }

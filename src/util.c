@@ -29,7 +29,7 @@ binv_status binv_set_error(binv_context *ctx, binv_status status, const char *fm
         va_start(ap, fmt);
         vsnprintf(s->msg, sizeof s->msg, fmt, ap);
         va_end(ap);
-        if (ctx->debug) fprintf(stderr, "binv: error %d (%s): %s\n", status,
+        if (ctx->tuning.debug) fprintf(stderr, "binv: error %d (%s): %s\n", status,
                                 binv_status_string(status), s->msg);
     }
     pthread_mutex_unlock(&ctx->lock);
@@ -44,7 +44,7 @@ void binv_clear_error(binv_context *ctx) {
 }
 
 void binv_debug(const binv_context *ctx, const char *fmt, ...) {
-    if (!ctx || !ctx->debug) return;
+    if (!ctx || !ctx->tuning.debug) return;
     va_list ap;
     va_start(ap, fmt);
     fputs("binv: ", stderr);
@@ -320,13 +320,10 @@ binv_status binv_kernel_launch_seq(binv_context *ctx, cl_command_queue q, cl_pro
     binv_status st = BINV_SUCCESS;
     int got = 0;
     for (; got < n && st == BINV_SUCCESS; got++) {
-        if ((st = binv_kernel_acquire(ctx, prog, l[got].name, &kern[got])) != BINV_SUCCESS) break;
-        for (int i = 0; i < l[got].nargs && st == BINV_SUCCESS; i++) {
-            cl_int err = clSetKernelArg(kern[got], (cl_uint)i, l[got].sizes[i], l[got].vals[i]);
-            if (err != CL_SUCCESS)
-                st = binv_set_error(ctx, err, "clSetKernelArg(%s, %d) failed: %d", l[got].name, i,
-                                    (int)err);
-        }
+        if ((st = binv_kernel_acquire(ctx, prog, l[got].name, l[got].nargs, &kern[got])) !=
+            BINV_SUCCESS)
+            break;
+        st = binv_kernel_set_args(ctx, kern[got], l[got].name, l[got].args, l[got].nargs);
         size_t wg = 0, items = 1;
         cl_int err = CL_SUCCESS;
         if (st == BINV_SUCCESS)

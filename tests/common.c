@@ -9,26 +9,36 @@
 #include <cmocka.h>
 
 #include "common.h"
-#include "internal.h" /* binv_sha256_hex: one SHA-256 in the project */
+#include "internal.h" /* binv_sha256_hex; binv_context_create_tuned (forced paths) */
 
 #ifndef BINV_GOLDEN_DIR
 #error "BINV_GOLDEN_DIR must name tests/golden"
 #endif
 
-/* A context; `var`=`path` is set while it is created (the testing knobs that
- * force one kernel path are read at creation). */
-static binv_context *make_ctx(test_env *env, binv_schedule sched, const char *var,
-                              const char *path) {
-    binv_options opt = {sizeof(binv_options), sched, NULL, BINV_PATH_PORTABLE};
+binv_context *test_ctx_tuned(const test_env *env, binv_schedule sched, binv_path path, size_t n,
+                             const char *const knobs[][2]) {
+    binv_options opt = {sizeof(binv_options), sched, NULL, path};
     binv_context *c = NULL;
-    if (path) setenv(var, path, 1);
-    binv_status st = binv_context_create(env->context, env->device, &opt, &c);
-    if (path) unsetenv(var);
+    binv_tuning t;
+    binv_tuning_from_env(&t);
+    for (size_t i = 0; i < n; i++)
+        if (binv_tuning_set(&t, knobs[i][0], knobs[i][1]) != 0) {
+            fprintf(stderr, "FATAL: %s is not a knob\n", knobs[i][0]);
+            return NULL;
+        }
+    binv_status st = binv_context_create_tuned(env->context, env->device, &opt, &t, &c);
     if (st != BINV_SUCCESS) {
         fprintf(stderr, "FATAL: binv_context_create: %d (%s)\n", st, binv_status_string(st));
         return NULL;
     }
     return c;
+}
+
+/* A portable context with the knob `var` = `path` (none for NULL). */
+static binv_context *make_ctx(test_env *env, binv_schedule sched, const char *var,
+                              const char *path) {
+    const char *const knob[1][2] = {{var, path}};
+    return test_ctx_tuned(env, sched, BINV_PATH_PORTABLE, var ? 1 : 0, knob);
 }
 
 int test_env_setup(void **state) {

@@ -32,6 +32,12 @@ typedef struct test_env {
  * device at all fails the group setup loudly: it is never a silent pass. */
 int test_env_setup(void **state);
 int test_env_teardown(void **state);
+/* A context whose knobs (BINV_* names, src/tuning.h) are the environment's
+ * with the n (name, value) pairs of `knobs` applied, through the library's
+ * testing hook binv_context_create_tuned: tests never set the process
+ * environment.  NULL (and a message) on failure. */
+binv_context *test_ctx_tuned(const test_env *env, binv_schedule sched, binv_path path, size_t n,
+                             const char *const knobs[][2]);
 
 /* Buffers (asserting on failure).  init may be NULL. */
 cl_mem test_buffer(const test_env *env, size_t bytes, const void *init);

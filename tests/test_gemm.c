@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "common.h"
+#include "gemm_problem.h"
 #ifdef BINV_HAVE_CLBLAST
 #include <unistd.h>
 
@@ -21,90 +22,6 @@
 
 static const binv_dtype DTYPES[] = {BINV_DTYPE_F32, BINV_DTYPE_F16, BINV_DTYPE_BF16};
 static const char *TNAME[] = {"N", "T"};
-
-/* A GEMM problem held on the host: op(A) is m x k, op(B) k x n, both stored
- * with padding in their leading dimensions so that strides are not trivial. */
-typedef struct problem {
-    binv_dtype dtype;
-    binv_transpose ta, tb;
-    size_t m, n, k, lda, ldb, ldc;
-    size_t a_elems, b_elems, c_elems;
-    unsigned char *a, *b, *c; /* storage words */
-} problem;
-
-/* The harness's description of p's GEMM on m rows (harness/op_gemm.c). */
-static hx_gemm desc(const problem *p, size_t m, float alpha, float beta) {
-    const hx_gemm g = {p->dtype, p->ta, p->tb, m, p->n, p->k, p->lda, p->ldb, p->ldc, alpha, beta};
-    return g;
-}
-
-/* ldb_pad: elements of padding per row of B (1 makes rows misaligned, and A's
- * 3; 0 or a multiple of 8 with k a multiple of 4 pads A and B alike so that
- * the vector-load paths run). */
-static void problem_init_pad(problem *p, binv_dtype dt, binv_transpose ta, binv_transpose tb,
-                             size_t m, size_t n, size_t k, uint64_t seed, size_t ldb_pad) {
-    memset(p, 0, sizeof *p);
-    p->dtype = dt; p->ta = ta; p->tb = tb; p->m = m; p->n = n; p->k = k;
-    p->lda = (ta == BINV_NO_TRANS ? k : m) + (ldb_pad == 1 ? 3 : ldb_pad);
-    p->ldb = (tb == BINV_NO_TRANS ? n : k) + ldb_pad;
-    p->ldc = n + 2;
-    const hx_gemm g = desc(p, m, 1.0f, 0.0f);
-    p->a_elems = hx_gemm_a_elems(&g);
-    p->b_elems = hx_gemm_b_elems(&g);
-    p->c_elems = hx_gemm_c_elems(&g);
-    size_t es = hx_dtype_size(dt);
-    p->a = malloc(p->a_elems * es);
-    p->b = malloc(p->b_elems * es);
-    p->c = malloc(p->c_elems * es);
-    assert_non_null(p->a); assert_non_null(p->b); assert_non_null(p->c);
-    hx_fill_wide(dt, p->a, p->a_elems, seed);
-    hx_fill_wide(dt, p->b, p->b_elems, seed + 1);
-    hx_fill_wide(dt, p->c, p->c_elems, seed + 2);
-}
-
-static void problem_init(problem *p, binv_dtype dt, binv_transpose ta, binv_transpose tb,
-                         size_t m, size_t n, size_t k, uint64_t seed) {
-    problem_init_pad(p, dt, ta, tb, m, n, k, seed, 1);
-}
-
-static void problem_free(problem *p) { free(p->a); free(p->b); free(p->c); }
-
-
-/* Runs rows [row0, row0+m) of the problem on the device through `ctx`,
- * placing C at element offset c_off; returns the m x ldc output (storage). */
-static unsigned char *run_rows(const test_env *env, binv_context *ctx, const problem *p,
-                               size_t row0, size_t m, size_t c_off, float alpha, float beta) {
-    size_t es = hx_dtype_size(p->dtype);
-    cl_mem a = test_buffer(env, p->a_elems * es, p->a);
-    cl_mem b = test_buffer(env, p->b_elems * es, p->b);
-    cl_mem c = test_buffer(env, (c_off + p->c_elems) * es, NULL);
-    test_write(env, c, p->c_elems * es, p->c); /* C starts as the problem's C, shifted */
-    if (c_off) {
-        unsigned char *tmp = calloc(c_off + p->c_elems, es);
-        memcpy(tmp + c_off * es, p->c + row0 * p->ldc * es, (p->m - row0) * p->ldc * es);
-        test_write(env, c, (c_off + p->c_elems) * es, tmp);
-        free(tmp);
-    } else {
-        test_write(env, c, (p->m - row0) * p->ldc * es, p->c + row0 * p->ldc * es);
-    }
-    size_t a_off = p->ta == BINV_NO_TRANS ? row0 * p->lda : row0;
-    const hx_gemm g = desc(p, m, alpha, beta);
-    binv_status st = hx_gemm_binv(ctx, env->queue, &g, a, a_off, b, 0, c, c_off, NULL);
-    if (st != BINV_SUCCESS) fprintf(stderr, "binv_gemm: %s\n", binv_context_last_error(ctx));
-    assert_int_equal(st, BINV_SUCCESS);
-    unsigned char *out = malloc((c_off + m * p->ldc) * es);
-    test_read(env, c, (c_off + m * p->ldc) * es, out);
-    memmove(out, out + c_off * es, m * p->ldc * es);
-    clReleaseMemObject(a); clReleaseMemObject(b); clReleaseMemObject(c);
-    return out;
-}
-
-/* Row i of x (ld elements per row) equals row j of y, bit for bit, over n. */
-static int rows_equal(const problem *p, const unsigned char *x, size_t i, const unsigned char *y,
-                      size_t j) {
-    size_t es = hx_dtype_size(p->dtype);
-    return memcmp(x + i * p->ldc * es, y + j * p->ldc * es, p->n * es) == 0;
-}
 
 /* ---- invariance ----------------------------------------------------------- */
 
@@ -230,45 +147,6 @@ static void test_determinism(void **state) {
 
 /* ---- accuracy --------------------------------------------------------------- */
 
-/* |computed - exact| <= (k+4) u (|alpha| sum|a b| + |beta c|) + u_out |exact|
- * with u = 2^-24 (f32 accumulation: each of at most k+2 roundings of the
- * chunked sum, the alpha product and the beta fma) and u_out the storage
- * dtype's unit roundoff (2^-24, 2^-11, 2^-8). */
-/* Whether every element of out is within the forward error bound of the
- * exact result; the first violation is described in msg. */
-static int within_bound(const problem *p, const unsigned char *out, float alpha, float beta,
-                        const char *who, char *msg, size_t msg_size) {
-    const double u = ldexp(1.0, -24);
-    const double uo = p->dtype == BINV_DTYPE_F32 ? u : ldexp(1.0, p->dtype == BINV_DTYPE_F16 ? -11 : -8);
-    const hx_gemm g = desc(p, p->m, alpha, beta);
-    double *exact = malloc(2 * p->n * sizeof *exact), *sa = exact + p->n;
-    assert_non_null(exact);
-    int ok = 1;
-    for (size_t i = 0; i < p->m && ok; i++) {
-        hx_gemm_ref_row(&g, p->a, p->b, p->c, i, exact, sa);
-        for (size_t j = 0; j < p->n && ok; j++) {
-            double c0 = beta != 0 ? hx_load(p->dtype, p->c, i * p->ldc + j) : 0.0;
-            double tol = (p->k + 4) * u * (fabs(alpha) * sa[j] + fabs(beta * c0)) +
-                         uo * fabs(exact[j]) + 1e-30;
-            double got = hx_load(p->dtype, out, i * p->ldc + j);
-            if (!(fabs(got - exact[j]) <= tol)) {
-                snprintf(msg, msg_size,
-                         "%s: C[%zu][%zu] = %.9g, exact %.9g, error %.3g > bound %.3g (k=%zu)", who,
-                         i, j, got, exact[j], fabs(got - exact[j]), tol, p->k);
-                ok = 0;
-            }
-        }
-    }
-    free(exact);
-    return ok;
-}
-
-static void check_accuracy(const problem *p, const unsigned char *out, float alpha, float beta,
-                           const char *who) {
-    char msg[256];
-    if (!within_bound(p, out, alpha, beta, who, msg, sizeof msg)) fail_msg("%s", msg);
-}
-
 static void test_accuracy(void **state) {
     test_env *env = *state;
     /* The last two shapes pad rows to 16 bytes: the vector-load paths. */
@@ -304,7 +182,7 @@ static void test_exact_pow2(void **state) {
         for (int ci = 0; ci < 5; ci++) {
             binv_context *c = ci < 3 ? env->forced[ci] : ci == 3 ? env->ctx : env->adaptive;
             unsigned char *out = run_rows(env, c, &p, 0, p.m, 0, 1.0f, 0.0f);
-            const hx_gemm g = desc(&p, p.m, 1.0f, 0.0f);
+            const hx_gemm g = problem_desc(&p, p.m, 1.0f, 0.0f);
             double *exact = malloc(p.n * sizeof *exact);
             assert_non_null(exact);
             for (size_t i = 0; i < p.m; i++) {
@@ -608,12 +486,6 @@ static void test_threads(void **state) {
     problem_free(&p);
 }
 
-/* ---- the native (tensor-core) path ------------------------------------------
- * On a device without it, a native request falls back to the portable path
- * (bits equal to the default context's, and binv_context_path says why).  On
- * an NVIDIA GPU of compute capability >= 8: bf16/f16 in the LLM layout are
- * batch-invariant (every m, row position, offset, aligned and unaligned
- * loads), deterministic, accurate, with golden hashes per architecture. */
 /* gemm_tiled's variants give its bits: the lean kernel for K-contiguous
  * operands (gemm_tiled_nt) against gemm_tiled (BINV_GEMM_NT=0), the GPU's
  * 64 x 128 tiles, and the running totals in the workspace (BINV_GEMM_TGLOB=1,
@@ -625,17 +497,22 @@ static void test_tiled_variants(void **state) {
     static const char *const vars[][2] = {{"BINV_GEMM_NT", "0"},
                                           {"BINV_GEMM_TILE", "64,128,16,8,8"},
                                           {"BINV_GEMM_TGLOB", "1"}};
+    enum { NV = sizeof vars / sizeof *vars };
     static const binv_dtype dts[] = {BINV_DTYPE_F32, BINV_DTYPE_BF16};
+    binv_context *tuned[NV];
+    for (size_t v = 0; v < NV; v++) {
+        const char *const knobs[2][2] = {{"BINV_GEMM_PATH", "tiled"}, {vars[v][0], vars[v][1]}};
+        tuned[v] = test_ctx_tuned(env, BINV_SCHEDULE_INVARIANT, BINV_PATH_PORTABLE, 2, knobs);
+        assert_non_null(tuned[v]);
+    }
     for (size_t d = 0; d < sizeof dts / sizeof *dts; d++) {
         problem p;
         problem_init_pad(&p, dts[d], BINV_NO_TRANS, BINV_TRANS, 150, 200, 1000, 4242 + d, 0);
         const size_t bytes = p.m * p.ldc * hx_dtype_size(p.dtype);
         unsigned char *ref = run_rows(env, env->forced[2], &p, 0, p.m, 0, 1.0f, 0.0f);
         check_accuracy(&p, ref, 1.0f, 0.0f, "tiled");
-        for (size_t v = 0; v < sizeof vars / sizeof *vars; v++) {
-            setenv(vars[v][0], vars[v][1], 1);
-            unsigned char *out = run_rows(env, env->forced[2], &p, 0, p.m, 0, 1.0f, 0.0f);
-            unsetenv(vars[v][0]);
+        for (size_t v = 0; v < NV; v++) {
+            unsigned char *out = run_rows(env, tuned[v], &p, 0, p.m, 0, 1.0f, 0.0f);
             if (memcmp(out, ref, bytes))
                 fail_msg("%s tiled: %s=%s changed the bits", hx_dtype_name(p.dtype), vars[v][0],
                          vars[v][1]);
@@ -644,103 +521,7 @@ static void test_tiled_variants(void **state) {
         free(ref);
         problem_free(&p);
     }
-}
-
-static void test_gemm_native(void **state) {
-    test_env *env = *state;
-    binv_options o = {sizeof o, BINV_SCHEDULE_INVARIANT, NULL, BINV_PATH_NATIVE};
-    binv_context *nat = NULL;
-    assert_int_equal(binv_context_create(env->context, env->device, &o, &nat), BINV_SUCCESS);
-    static const size_t ms[] = {1, 2, 3, 17, 64, 129, 257};
-    const size_t mmax = 300;
-    if (binv_context_path(nat) == BINV_PATH_PORTABLE) {
-        const char *why = binv_context_last_error(nat);
-        printf("# native path not available here: %s\n", why);
-        assert_non_null(strstr(why, "portable"));
-        problem p;
-        problem_init(&p, BINV_DTYPE_BF16, BINV_NO_TRANS, BINV_TRANS, 40, 70, 300, 5);
-        unsigned char *x = run_rows(env, nat, &p, 0, 40, 0, 1.0f, 0.0f);
-        unsigned char *y = run_rows(env, env->ctx, &p, 0, 40, 0, 1.0f, 0.0f);
-        assert_memory_equal(x, y, 40 * p.ldc * 2);
-        free(x); free(y);
-        problem_free(&p);
-        binv_context_destroy(nat);
-        return;
-    }
-    cl_uint cc[2] = {0, 0};
-    clGetDeviceInfo(env->device, 0x4000, sizeof cc[0], &cc[0], NULL);
-    clGetDeviceInfo(env->device, 0x4001, sizeof cc[1], &cc[1], NULL);
-    int bad = 0;
-    for (int d = 1; d < 3; d++)
-        for (int kk = 0; kk < 3; kk++) {
-            const size_t k = kk ? 1003 : 1024, n = 200;
-            problem p;
-            /* kk = 0: rows of A and W 16-byte aligned (k = 1024, no pad);
-             * kk = 1: k = 1003, unaligned rows; kk = 2: k = 1003 in rows of
-             * 1008 (aligned, a partial last chunk) and ldc = 208 (the native
-             * kernels' 16-byte stores of C). */
-            problem_init_pad(&p, DTYPES[d], BINV_NO_TRANS, BINV_TRANS, mmax, n, k,
-                             77 + k + (kk == 2 ? 2 : 0), kk == 2 ? 5 : 0);
-            if (kk == 2) {
-                p.ldc = 208;
-                p.c_elems = mmax * p.ldc;
-                free(p.c);
-                p.c = malloc(p.c_elems * hx_dtype_size(p.dtype));
-                assert_non_null(p.c);
-                hx_fill_wide(p.dtype, p.c, p.c_elems, 99);
-            }
-            unsigned char *full = run_rows(env, nat, &p, 0, mmax, 0, 1.0f, 0.0f);
-            for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++) {
-                const size_t m = ms[mi], starts[2] = {0, mmax - m};
-                for (int si = 0; si < 2; si++) {
-                    unsigned char *out = run_rows(env, nat, &p, starts[si], m, (size_t)(3 * si + 1),
-                                                  1.0f, 0.0f);
-                    for (size_t i = 0; i < m; i++)
-                        if (!rows_equal(&p, out, i, full, starts[si] + i))
-                            fail_msg("native %s k=%zu: row %zu in a batch of %zu differs",
-                                     hx_dtype_name(DTYPES[d]), k, starts[si] + i, m);
-                    free(out);
-                }
-            }
-            for (int rep = 0; rep < 3; rep++) {
-                unsigned char *again = run_rows(env, nat, &p, 0, mmax, 0, 1.0f, 0.0f);
-                assert_memory_equal(again, full, mmax * p.ldc * hx_dtype_size(p.dtype));
-                free(again);
-            }
-            /* Other shapes of the large-m kernel (on compute capability 9.0 the
-             * wgmma kernel; elsewhere the variable is ignored): 128 x 128 and
-             * 64 x 128 tiles, and 256-wide tiles, with so few persistent
-             * work-groups that each walks several tiles.  Same bits. */
-            static const char *const shapes[][2] = {
-                {"BINV_NATIVE_WG", "32,1,2,3,128,0,2,2"}, {"BINV_NATIVE_WG", "32,1,1,3,128,0,4,3"},
-                {"BINV_NATIVE_WG", "32,2,1,2,256,0,1,1"}, {"BINV_NATIVE_WG", "64,1,1,2,128,0,2,3"},
-                {"BINV_NATIVE_WG", "16,1,2,4,128,1,2,2"},
-                /* the mma.sync kernel for large m, also on 9.0 */
-                {"BINV_NATIVE_WGMMA", "0"}};
-            for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
-                setenv(shapes[si][0], shapes[si][1], 1);
-                unsigned char *other = run_rows(env, nat, &p, 0, mmax, 0, 1.0f, 0.0f);
-                unsetenv(shapes[si][0]);
-                if (memcmp(other, full, mmax * p.ldc * hx_dtype_size(p.dtype)))
-                    fail_msg("native %s k=%zu: %s=%s changed the bits",
-                             hx_dtype_name(DTYPES[d]), k, shapes[si][0], shapes[si][1]);
-                free(other);
-            }
-            /* accuracy: the portable bound (products exact, f32 sums) */
-            check_accuracy(&p, full, 1.0f, 0.0f, "native");
-            unsigned char *ab = run_rows(env, nat, &p, 0, mmax, 0, 0.5f, -1.25f);
-            check_accuracy(&p, ab, 0.5f, -1.25f, "native alpha/beta");
-            free(ab);
-            char hex[65], name[96];
-            test_sha256_hex(full, mmax * p.ldc * hx_dtype_size(p.dtype), hex);
-            snprintf(name, sizeof name, "native_cc%u%u_%s_%zux%zux%zu%s", cc[0], cc[1],
-                     hx_dtype_name(DTYPES[d]), mmax, n, k, kk == 2 ? "_ld1008_ldc208" : "");
-            if (!test_golden_check("gemm_native.txt", name, hex)) bad++;
-            free(full);
-            problem_free(&p);
-        }
-    binv_context_destroy(nat);
-    if (bad) fail_msg("%d native golden hashes differ", bad);
+    for (size_t v = 0; v < NV; v++) binv_context_destroy(tuned[v]);
 }
 
 int main(void) {
@@ -757,7 +538,6 @@ int main(void) {
         cmocka_unit_test(test_golden),
         cmocka_unit_test(test_tiled_variants),
         cmocka_unit_test(test_threads),
-        cmocka_unit_test(test_gemm_native),
     };
     return cmocka_run_group_tests_name("gemm", tests, test_env_setup, test_env_teardown);
 }

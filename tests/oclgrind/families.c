@@ -19,6 +19,7 @@
 
 #include "binv/binv.h"
 #include "harness.h"
+#include "internal.h" /* binv_context_create_tuned, binv_tuning_set */
 
 static int failures;
 
@@ -152,8 +153,8 @@ int main(int argc, char **argv) {
     hx_device d;
     if (!list && hx_device_open(want && *want ? want : "0:0", &d) != 0) return 1;
     if (!list) printf("device: %s / %s\n", d.platform_name, d.name);
-    /* Each forced path in a context of its own (the knobs are read at
-     * context creation). */
+    /* Each forced path in a context of its own, through the library's
+     * testing hook (binv_context_create_tuned). */
     static const char *const knobs[][2] = {
         {NULL, NULL},
         {"BINV_GEMM_PATH", "skinny"}, {"BINV_GEMM_PATH", "splitk"},
@@ -175,12 +176,13 @@ int main(int argc, char **argv) {
         /* BINV_FAMILIES_PATH=VAR=VALUE[,...] runs those contexts only. */
         const char *only_path = getenv("BINV_FAMILIES_PATH");
         if (only_path && !strstr(only_path, path)) continue;
-        if (var) setenv(var, val, 1);
         const binv_options opt = {sizeof(binv_options), BINV_SCHEDULE_INVARIANT, NULL,
                                   BINV_PATH_PORTABLE};
+        binv_tuning tuning; /* the environment's knobs, the forced one on top */
+        binv_tuning_from_env(&tuning);
+        if (var) binv_tuning_set(&tuning, var, val);
         binv_context *bc = NULL;
-        binv_status st = binv_context_create(d.context, d.device, &opt, &bc);
-        if (var) unsetenv(var);
+        binv_status st = binv_context_create_tuned(d.context, d.device, &opt, &tuning, &bc);
         if (st != BINV_SUCCESS) {
             fprintf(stderr, "FAIL binv_context_create (%s): %s\n", path, binv_status_string(st));
             failures++;
