@@ -200,6 +200,9 @@ static uint32_t with_exp(uint64_t *s, int e) {
     return (uint32_t)(r & 0x807fffffu) | ((uint32_t)e << 23);
 }
 
+/* Over 100 lines on purpose: one walk through the input classes, each a few
+ * lines that generate pairs followed by the same check_div; the running count
+ * and mismatch total are the test's result. */
 static void test_div(void **state) {
     test_env *env = *state;
     cl_program prog = program(env->ctx);

@@ -306,7 +306,19 @@ static void test_subbuffer_aliasing(void **state) {
                      BINV_ERROR_ALIASING);
     clFinish(env->queue);
 
-    /* KV: pools overlapping, k_new over a pool, o over a pool. */
+    clReleaseMemObject(A);
+    clReleaseMemObject(A2);
+    clReleaseMemObject(B);
+    clReleaseMemObject(C);
+    clReleaseMemObject(whole);
+}
+
+/* KV pools overlapping, k_new over a pool, o over a pool (sub-buffers and the
+ * root buffer). */
+static void test_subbuffer_aliasing_kv(void **state) {
+    test_env *env = *state;
+    binv_context *c = env->ctx;
+    const size_t al = align_bytes(env);
     const size_t D = 4, pages = 2, pool = pages * BINV_KV_PAGE_SIZE * D * 4; /* 512 bytes */
     const size_t kvb = 8 * al + 4 * pool;
     cl_mem kv = test_buffer(env, kvb, NULL);
@@ -351,7 +363,16 @@ static void test_subbuffer_aliasing(void **state) {
     clFinish(env->queue);
     binv_kv_batch_destroy(b);
 
-    /* Two CL_MEM_USE_HOST_PTR buffers over one host array share storage. */
+    cl_mem all[] = {K, Vbad, V, kv, kn, vn, q, o};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) clReleaseMemObject(all[i]);
+}
+
+/* Two CL_MEM_USE_HOST_PTR buffers over one host array share storage. */
+static void test_host_ptr_aliasing(void **state) {
+    test_env *env = *state;
+    binv_context *c = env->ctx;
+    cl_mem B = test_buffer(env, 8 * 8 * 4, NULL);
+    fill_bytes(env, B, 8 * 8 * 4, 0x3c);
     float *host = aligned_alloc(4096, 4096);
     memset(host, 0, 4096);
     cl_int err;
@@ -371,8 +392,7 @@ static void test_subbuffer_aliasing(void **state) {
     clReleaseMemObject(h1);
     clReleaseMemObject(h2);
     free(host);
-    cl_mem all[] = {A, A2, B, C, whole, K, Vbad, V, kv, kn, vn, q, o};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) clReleaseMemObject(all[i]);
+    clReleaseMemObject(B);
 }
 
 /* Interleaved views of one stride share no element: still accepted. */
@@ -504,6 +524,8 @@ int main(void) {
         cmocka_unit_test(test_output_batch_metadata),
         cmocka_unit_test(test_read_only_outputs),
         cmocka_unit_test(test_subbuffer_aliasing),
+        cmocka_unit_test(test_subbuffer_aliasing_kv),
+        cmocka_unit_test(test_host_ptr_aliasing),
         cmocka_unit_test(test_interleaved_views),
         cmocka_unit_test(test_empty_views),
         cmocka_unit_test(test_foreign_objects),

@@ -324,13 +324,16 @@ static tally *tally_for(const char *name) {
     return &tallies[ntallies++];
 }
 
-int main(int argc, char **argv) {
-    unsigned long stride = 1, first = 1, last = 0;
-    int strict_status = 0;
+/* Options and totals of a run. */
+static unsigned long opt_stride = 1, opt_first = 1, opt_last = 0;
+static int strict_status;
+static unsigned long tried, failures, surfaced, recovered, passthrough;
+
+static int parse_args(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--stride") && i + 1 < argc) stride = strtoul(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--first") && i + 1 < argc) first = strtoul(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--last") && i + 1 < argc) last = strtoul(argv[++i], NULL, 10);
+        if (!strcmp(argv[i], "--stride") && i + 1 < argc) opt_stride = strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--first") && i + 1 < argc) opt_first = strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--last") && i + 1 < argc) opt_last = strtoul(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--dtypes") && i + 1 < argc) ndtypes = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--strict-status")) strict_status = 1;
         else if (!strcmp(argv[i], "-v")) verbose = 1;
@@ -340,11 +343,14 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (stride < 1) stride = 1;
-    /* Line-buffered: the totals must survive a crash in a later cleanup. */
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (opt_stride < 1) opt_stride = 1;
     if (ndtypes < 1 || ndtypes > 3) ndtypes = 3;
+    return 0;
+}
 
+/* The device (BINV_TEST_DEVICE=gpu, else a CPU, else any), its context and
+ * queue.  0, 77 (no device: skipped) or 1. */
+static int open_device(void) {
     cl_platform_id plats[8];
     cl_uint np = 0;
     if (clGetPlatformIDs(8, plats, &np) != CL_SUCCESS || np == 0) {
@@ -369,13 +375,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "fault_run: OpenCL setup failed: %d\n", err);
         return 1;
     }
-    make_buffers();
-    nops = ndtypes * NORDER;
-    ref_state = malloc((size_t)(nops + 1) * total_bytes);
-    cur = malloc(total_bytes);
-    const int heap = clshim_heap_tracking();
+    return 0;
+}
 
-    /* Clean reference run (counted). */
+/* Two clean runs: the first records the buffer states between calls and must
+ * leak nothing, the second must make the same fallible calls with the same
+ * bits.  Returns the number of fallible calls F, 0 on failure. */
+static unsigned long clean_runs(void) {
+    const int heap = clshim_heap_tracking();
     clshim_reset();
     run_state rs = {0};
     clshim_arm(1);
@@ -386,7 +393,7 @@ int main(int argc, char **argv) {
     if (st != BINV_SUCCESS || full_run(&rs, 1, &fst, &mm) >= 0) {
         fprintf(stderr, "fault_run: the clean run failed (%d %d): %s\n", st, fst,
                 binv_context_last_error(rs.ctx));
-        return 1;
+        return 0;
     }
     teardown(&rs);
     const unsigned long F = clshim_calls();
@@ -396,7 +403,7 @@ int main(int argc, char **argv) {
            F, nops + 1, total_bytes, heap ? "on" : "off", objs, blocks);
     if (objs || blocks) {
         printf("FAIL: the clean run leaks\n");
-        return 1;
+        return 0;
     }
     /* A second clean run must count the same calls (else N is meaningless). */
     clshim_reset();
@@ -405,157 +412,186 @@ int main(int argc, char **argv) {
     clshim_arm(0);
     if (st != BINV_SUCCESS || full_run(&rs, 0, &fst, &mm) >= 0 || mm >= 0) {
         printf("FAIL: a second clean run differs (status %d, mismatch at %d)\n", st, mm);
-        return 1;
+        return 0;
     }
     teardown(&rs);
     if (clshim_calls() != F) {
         printf("FAIL: the second clean run made %lu fallible calls, the first %lu\n",
                clshim_calls(), F);
+        return 0;
+    }
+    return F;
+}
+
+/* After call `at` (-1: context creation) returned fst for a fault ferr
+ * injected into fname: outputs untouched, a message stored, and (strict) the
+ * injected code passed through.  0, or 1 with why. */
+static int check_failed_call(const run_state *rs, int at, binv_status fst, const char *fname,
+                             int ferr, char *why, size_t why_size) {
+    /* Outputs untouched: the state before the call. */
+    snapshot(cur);
+    const unsigned char *pre = ref_state + (size_t)(at < 0 ? 0 : at) * total_bytes;
+    /* binv.h's one exception to all-or-nothing: binv_attention whose second
+     * (merge) clEnqueueNDRangeKernel fails after the first ran may leave o's
+     * rows of single-split tokens at their final values.  Those bytes may
+     * hold the clean run's result instead. */
+    if (at >= 0 && ORDER[at % NORDER] == T_ATTN && !strcmp(fname, "clEnqueueNDRangeKernel")) {
+        const unsigned char *post = pre + total_bytes;
+        size_t off = 0;
+        for (int b = 0; b < ds[at / NORDER].o; b++) off += bufs[b].size;
+        for (size_t k = off; k < off + bufs[ds[at / NORDER].o].size; k++)
+            if (cur[k] == post[k]) cur[k] = pre[k];
+    }
+    if (memcmp(cur, pre, total_bytes)) {
+        size_t k = 0;
+        while (cur[k] == pre[k]) k++;
+        snprintf(why, why_size, "%s failed (%d) but changed buffer bytes (first at %zu)",
+                 op_name(at), fst, k);
         return 1;
     }
-
-    if (last == 0 || last > F) last = F;
-    unsigned long tried = 0, failures = 0, surfaced = 0, recovered = 0, passthrough = 0;
-    for (unsigned long n = first; n <= last; n += stride) {
-        tried++;
-        int fail = 0;
-        char why[512] = "";
-        clshim_reset();
-        clshim_fail_at(n);
-        rs = (run_state){0};
-        upload_all();
-        binv_context *made = (binv_context *)(uintptr_t)1;
-        clshim_arm(1);
-        st = create_ctx(&made);
-        clshim_arm(0);
-        int at = -2; /* index of the call that failed: -1 = context creation */
-        binv_status fst2 = BINV_SUCCESS;
-        const char *fname = NULL;
-        int ferr = 0;
-        if (st != BINV_SUCCESS) {
-            at = -1;
-            fst2 = st;
-            if (made != NULL) {
-                fail = 1;
-                snprintf(why, sizeof why, "binv_context_create failed but *out is not NULL");
-            }
-        } else {
-            rs.ctx = made;
-            int mism = -1;
-            int i = full_run(&rs, 0, &fst2, &mism);
-            if (i >= 0) at = i;
-            if (mism >= 0 && !fail) {
-                fail = 1;
-                snprintf(why, sizeof why, "after %s (which succeeded) the bits differ from the clean run",
-                         op_name(mism));
-            }
-        }
-        int fired = clshim_fired(&fname, &ferr);
-        if (!fired) {
-            printf("FAIL N=%lu: the fault never fired (the run made fewer calls)\n", n);
-            failures++;
-            teardown(&rs);
-            continue;
-        }
-        tally *tl = tally_for(fname);
-        tl->n++;
-        if (at >= -1) {
-            surfaced++;
-            if (fst2 == ferr) passthrough++, tl->passthrough++;
-            else tl->mapped++;
-            /* Outputs untouched: the state before the call. */
-            snapshot(cur);
-            const unsigned char *pre = ref_state + (size_t)(at < 0 ? 0 : at) * total_bytes;
-            /* binv.h's one exception to all-or-nothing: binv_attention whose
-             * second (merge) clEnqueueNDRangeKernel fails after the first ran
-             * may leave o's rows of single-split tokens at their final values.
-             * Those bytes may hold the clean run's result instead. */
-            if (at >= 0 && ORDER[at % NORDER] == T_ATTN && !strcmp(fname, "clEnqueueNDRangeKernel")) {
-                const unsigned char *post = pre + total_bytes;
-                size_t off = 0;
-                for (int b = 0; b < ds[at / NORDER].o; b++) off += bufs[b].size;
-                for (size_t k = off; k < off + bufs[ds[at / NORDER].o].size; k++)
-                    if (cur[k] == post[k]) cur[k] = pre[k];
-            }
-            if (!fail && memcmp(cur, pre, total_bytes)) {
-                size_t k = 0;
-                while (cur[k] == pre[k]) k++;
-                fail = 1;
-                snprintf(why, sizeof why, "%s failed (%d) but changed buffer bytes (first at %zu)",
-                         op_name(at), fst2, k);
-            }
-            if (!fail && rs.ctx && !binv_context_last_error(rs.ctx)[0]) {
-                fail = 1;
-                snprintf(why, sizeof why, "%s failed (%d) without a message", op_name(at), fst2);
-            }
-            if (!fail && strict_status && fst2 != ferr &&
-                !(ferr == CL_OUT_OF_HOST_MEMORY && fst2 == BINV_ERROR_OUT_OF_HOST_MEMORY) &&
-                fst2 != BINV_ERROR_BUILD_FAILED) {
-                fail = 1;
-                snprintf(why, sizeof why, "%s returned %d (%s) for an injected %d in %s",
-                         op_name(at), fst2, binv_status_string(fst2), ferr, fname);
-            }
-        } else {
-            recovered++;
-            tl->recovered++;
-        }
-        if (verbose)
-            printf("N=%lu: %s -> %s: %s %d\n", n, fname, op_name(at < -1 ? nops : at),
-                   at >= -1 ? "status" : "recovered", fst2);
-        /* Recovery: a full clean run on the same context gives the clean bits. */
-        if (!fail) {
-            clshim_fail_at(0);
-            if (rs.batch) {
-                clshim_arm(1);
-                binv_kv_batch_destroy(rs.batch);
-                clshim_arm(0);
-                rs.batch = NULL;
-            }
-            if (!rs.ctx) {
-                clshim_arm(1);
-                st = create_ctx(&rs.ctx);
-                clshim_arm(0);
-                if (st != BINV_SUCCESS) {
-                    fail = 1;
-                    snprintf(why, sizeof why, "binv_context_create after the fault: %d", st);
-                }
-            }
-            if (!fail) {
-                int mism = -1;
-                binv_status rst = 0;
-                int i = full_run(&rs, 0, &rst, &mism);
-                if (i >= 0) {
-                    fail = 1;
-                    snprintf(why, sizeof why, "the run after the fault failed at %s: %d (%s)",
-                             op_name(i), rst, binv_context_last_error(rs.ctx));
-                } else if (mism >= 0) {
-                    fail = 1;
-                    snprintf(why, sizeof why, "the run after the fault differs from the clean "
-                             "run after %s", op_name(mism));
-                }
-            }
-        }
-        teardown(&rs);
-        long lo = clshim_objects_outstanding(0), lb = clshim_heap_outstanding();
-        if (lo) clshim_objects_outstanding(1); /* name them */
-        if (!fail && (lo || lb)) {
-            fail = 1;
-            snprintf(why, sizeof why, "after destroy: %ld OpenCL objects with a non-zero reference "
-                     "balance (leaked or released once too often), %ld host blocks", lo, lb);
-        }
-        if (fail) {
-            failures++;
-            printf("FAIL N=%lu (fault in %s -> %s, error %d, status %d): %s\n", n, fname,
-                   op_name(at < -1 ? nops : at), ferr, fst2, why);
-            /* Later N would report the same leak again: start them clean. */
-            clshim_ledger_clear();
-        }
-        fflush(stdout);
+    if (rs->ctx && !binv_context_last_error(rs->ctx)[0]) {
+        snprintf(why, why_size, "%s failed (%d) without a message", op_name(at), fst);
+        return 1;
     }
+    if (strict_status && fst != ferr &&
+        !(ferr == CL_OUT_OF_HOST_MEMORY && fst == BINV_ERROR_OUT_OF_HOST_MEMORY) &&
+        fst != BINV_ERROR_BUILD_FAILED) {
+        snprintf(why, why_size, "%s returned %d (%s) for an injected %d in %s", op_name(at), fst,
+                 binv_status_string(fst), ferr, fname);
+        return 1;
+    }
+    return 0;
+}
+
+/* Recovery: a full clean run on the same context (a new one if creation
+ * failed) gives the clean bits.  0, or 1 with why. */
+static int check_recovery(run_state *rs, char *why, size_t why_size) {
+    clshim_fail_at(0);
+    if (rs->batch) {
+        clshim_arm(1);
+        binv_kv_batch_destroy(rs->batch);
+        clshim_arm(0);
+        rs->batch = NULL;
+    }
+    if (!rs->ctx) {
+        clshim_arm(1);
+        binv_status st = create_ctx(&rs->ctx);
+        clshim_arm(0);
+        if (st != BINV_SUCCESS) {
+            snprintf(why, why_size, "binv_context_create after the fault: %d", st);
+            return 1;
+        }
+    }
+    int mism = -1;
+    binv_status rst = 0;
+    int i = full_run(rs, 0, &rst, &mism);
+    if (i >= 0) {
+        snprintf(why, why_size, "the run after the fault failed at %s: %d (%s)", op_name(i), rst,
+                 binv_context_last_error(rs->ctx));
+        return 1;
+    }
+    if (mism >= 0) {
+        snprintf(why, why_size, "the run after the fault differs from the clean run after %s",
+                 op_name(mism));
+        return 1;
+    }
+    return 0;
+}
+
+/* One run with the n-th fallible call failed: the fault surfaces as a status
+ * with outputs untouched or the library recovers, then a clean run gives the
+ * clean bits and nothing leaks. */
+static void inject(unsigned long n) {
+    tried++;
+    int fail = 0;
+    char why[512] = "";
+    clshim_reset();
+    clshim_fail_at(n);
+    run_state rs = {0};
+    upload_all();
+    binv_context *made = (binv_context *)(uintptr_t)1;
+    clshim_arm(1);
+    binv_status st = create_ctx(&made);
+    clshim_arm(0);
+    int at = -2; /* index of the call that failed: -1 = context creation */
+    binv_status fst = BINV_SUCCESS;
+    const char *fname = NULL;
+    int ferr = 0;
+    if (st != BINV_SUCCESS) {
+        at = -1;
+        fst = st;
+        if (made != NULL) {
+            fail = 1;
+            snprintf(why, sizeof why, "binv_context_create failed but *out is not NULL");
+        }
+    } else {
+        rs.ctx = made;
+        int mism = -1;
+        int i = full_run(&rs, 0, &fst, &mism);
+        if (i >= 0) at = i;
+        if (mism >= 0 && !fail) {
+            fail = 1;
+            snprintf(why, sizeof why, "after %s (which succeeded) the bits differ from the clean run",
+                     op_name(mism));
+        }
+    }
+    if (!clshim_fired(&fname, &ferr)) {
+        printf("FAIL N=%lu: the fault never fired (the run made fewer calls)\n", n);
+        failures++;
+        teardown(&rs);
+        return;
+    }
+    tally *tl = tally_for(fname);
+    tl->n++;
+    if (at >= -1) {
+        surfaced++;
+        if (fst == ferr) passthrough++, tl->passthrough++;
+        else tl->mapped++;
+        if (!fail) fail = check_failed_call(&rs, at, fst, fname, ferr, why, sizeof why);
+    } else {
+        recovered++;
+        tl->recovered++;
+    }
+    if (verbose)
+        printf("N=%lu: %s -> %s: %s %d\n", n, fname, op_name(at < -1 ? nops : at),
+               at >= -1 ? "status" : "recovered", fst);
+    if (!fail) fail = check_recovery(&rs, why, sizeof why);
+    teardown(&rs);
+    long lo = clshim_objects_outstanding(0), lb = clshim_heap_outstanding();
+    if (lo) clshim_objects_outstanding(1); /* name them */
+    if (!fail && (lo || lb)) {
+        fail = 1;
+        snprintf(why, sizeof why, "after destroy: %ld OpenCL objects with a non-zero reference "
+                 "balance (leaked or released once too often), %ld host blocks", lo, lb);
+    }
+    if (fail) {
+        failures++;
+        printf("FAIL N=%lu (fault in %s -> %s, error %d, status %d): %s\n", n, fname,
+               op_name(at < -1 ? nops : at), ferr, fst, why);
+        /* Later N would report the same leak again: start them clean. */
+        clshim_ledger_clear();
+    }
+    fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+    if (parse_args(argc, argv)) return 2;
+    /* Line-buffered: the totals must survive a crash in a later cleanup. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    int rc = open_device();
+    if (rc) return rc;
+    make_buffers();
+    nops = ndtypes * NORDER;
+    ref_state = malloc((size_t)(nops + 1) * total_bytes);
+    cur = malloc(total_bytes);
+    const unsigned long F = clean_runs();
+    if (!F) return 1;
+    unsigned long last = opt_last == 0 || opt_last > F ? F : opt_last;
+    for (unsigned long n = opt_first; n <= last; n += opt_stride) inject(n);
     printf("fault_run: injected %lu faults (N = %lu..%lu step %lu of %lu fallible calls): "
            "%lu surfaced as a status (%lu the injected OpenCL code), %lu recovered with the "
            "clean bits, %lu failures\n",
-           tried, first, last, stride, F, surfaced, passthrough, recovered, failures);
+           tried, opt_first, last, opt_stride, F, surfaced, passthrough, recovered, failures);
     printf("%-32s %6s %12s %8s %10s\n", "faulted call", "faults", "passthrough", "mapped",
            "recovered");
     for (int i = 0; i < ntallies; i++)
