@@ -328,7 +328,8 @@ BINV_API binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_d
  * rope(K_new) (positions of the batch, theta as binv_rope) and V_new into
  * their pages, the same bits as the two calls.  k_new is only read (left
  * unrotated, unlike binv_rope's in-place result).  Arguments and errors as
- * binv_kv_append's, and binv_rope's for head_dim (even) and theta. */
+ * binv_kv_append's, and binv_rope's for head_dim (even) and theta.
+ * (Appended in 0.2, with binv_kv_append_rope_q.) */
 BINV_API binv_status binv_kv_append_rope(binv_context *ctx, cl_command_queue queue,
                                          const binv_kv_cache *cache, const binv_kv_batch *batch,
                                          cl_mem k_new, size_t k_offset, size_t ldk, cl_mem v_new,
