@@ -150,22 +150,60 @@ inline void binv_sincos(float a, float *s, float *c) {
     *c = cv;
 }
 
-/* In-place rotary embedding, interleaved pairs.  global (heads*D/2, tokens).
- * freq[i] = theta^(-2i/D) rounded to float (a table the host computes once
- * per (theta, D), see src/attention.c); angle = (float)pos * freq[i]. */
+/* The rotation of one interleaved pair: pair e of a row of heads*hd
+ * elements (head e / (hd/2), i = e % (hd/2)), angle = (float)pos * freq[i],
+ * read from src[sb + ...] and stored (rounded to the dtype) at dst[db + ...];
+ * src and dst may be the same.  freq[i] = theta^(-2i/D) rounded to float (a
+ * table the host computes once per (theta, D), see src/attention.c).  The one
+ * place of RoPE's arithmetic: attn_rope and attn_append_rope both call it, so
+ * the fused append writes the bits of attn_rope followed by attn_append. */
+inline void attn_rope_pair(__global const binv_t *src, ulong sb, __global binv_t *dst, ulong db,
+                           uint e, uint hd, uint pos, __global const float *freq) {
+    const uint half_d = hd / 2;
+    const uint h = e / half_d, i = e % half_d;
+    const float ang = (float)pos * freq[i];
+    float s, c;
+    binv_sincos(ang, &s, &c);
+    const ulong off = (ulong)h * hd + 2 * i;
+    const float x0 = BINV_LOAD(src, sb + off), x1 = BINV_LOAD(src, sb + off + 1);
+    BINV_STORE(dst, db + off, x0 * c - x1 * s);
+    BINV_STORE(dst, db + off + 1, x0 * s + x1 * c);
+}
+
+/* In-place rotary embedding, interleaved pairs.  global (heads*D/2, tokens). */
 __kernel void attn_rope(__global binv_t *x, ulong x_off, ulong ldx, __global const uint *pos,
                         ulong pos_off, uint heads, uint hd, __global const float *freq) {
     const uint e = get_global_id(0), t = get_global_id(1);
-    const uint half_d = hd / 2;
-    if (e >= heads * half_d) return;
-    const uint h = e / half_d, i = e % half_d;
-    const float ang = (float)pos[pos_off + t] * freq[i];
-    float s, c;
-    binv_sincos(ang, &s, &c);
-    const ulong base = x_off + t * ldx + (ulong)h * hd + 2 * i;
-    const float x0 = BINV_LOAD(x, base), x1 = BINV_LOAD(x, base + 1);
-    BINV_STORE(x, base, x0 * c - x1 * s);
-    BINV_STORE(x, base + 1, x0 * s + x1 * c);
+    if (e >= heads * (hd / 2)) return;
+    const ulong base = x_off + t * ldx;
+    attn_rope_pair(x, base, x, base, e, hd, pos[pos_off + t], freq);
+}
+
+/* attn_append with RoPE on the way (binv_kv_append_rope): pair e < kvd/2 of
+ * token t writes rope(K_new) and V_new's two elements into the token's slot;
+ * k_new is only read.  With nq > 0 (binv_kv_append_rope_q) items
+ * kvd/2 <= e < kvd/2 + nq also rotate pair e - kvd/2 of Q's row in place, as
+ * attn_rope does.  The position is the batch's (meta[t]), the same value
+ * binv_rope reads from binv_kv_batch_positions.  global (kvd/2 + nq, tokens). */
+__kernel void attn_append_rope(__global const uint *meta, uint ntok, uint pt_off, uint max_pages,
+                               uint kvd, uint hd, __global const binv_t *kn, ulong k_off,
+                               ulong ldk, __global const binv_raw_t *vn, ulong v_off, ulong ldv,
+                               __global binv_t *kpool, __global binv_raw_t *vpool,
+                               __global const float *freq, uint nq, __global binv_t *q,
+                               ulong q_off, ulong ldq) {
+    const uint e = get_global_id(0), t = get_global_id(1);
+    const uint kp = kvd / 2, pos = meta[t];
+    if (e >= kp) {
+        if (e - kp >= nq) return;
+        const ulong qb = q_off + t * ldq;
+        attn_rope_pair(q, qb, q, qb, e - kp, hd, pos, freq);
+        return;
+    }
+    const uint seq = meta[ntok + t];
+    const ulong row = attn_slot(meta, pt_off, max_pages, seq, pos) * kvd;
+    attn_rope_pair(kn, k_off + t * ldk, kpool, row, e, hd, pos, freq);
+    vpool[row + 2 * e] = vn[v_off + t * ldv + 2 * e];
+    vpool[row + 2 * e + 1] = vn[v_off + t * ldv + 2 * e + 1];
 }
 
 /* The merge step of the schedule, for one output column (A or L). */

@@ -35,7 +35,7 @@ size_t binv_attention_split_size(binv_dtype dtype, size_t head_dim) {
  * the cache's reference meanwhile, and an enqueued kernel keeps using the
  * buffer after every handle is released (clReleaseMemObject: the object is
  * deleted once its count is zero AND the commands using it have finished). */
-static binv_status rope_table(binv_context *ctx, float theta, size_t head_dim, cl_mem *out) {
+binv_status binv_rope_freq(binv_context *ctx, float theta, size_t head_dim, cl_mem *out) {
     pthread_mutex_lock(&ctx->lock);
     for (binv_rope_table **pt = &ctx->rope_tables; *pt; pt = &(*pt)->next) {
         binv_rope_table *t = *pt;
@@ -104,6 +104,19 @@ void binv_attention_destroy_all(binv_context *ctx) {
     }
 }
 
+/* src/kv.h says what it checks. */
+binv_status binv_rope_check(binv_context *ctx, const char *fn, size_t tokens, size_t heads,
+                            size_t head_dim, float theta) {
+    BINV_RETURN_ERROR_ON(head_dim < 2 || head_dim % 2 || heads == 0 || heads > 0xffff ||
+                             head_dim > 0xffff || tokens > 0x7fffffff,
+                         ctx, BINV_ERROR_INVALID_DIMENSION,
+                         "%s: head_dim=%zu must be even and >= 2, heads=%zu >= 1, tokens=%zu < 2^31",
+                         fn, head_dim, heads, tokens);
+    BINV_RETURN_ERROR_ON(!(theta > 1.0f) || isinf(theta), ctx, BINV_ERROR_INVALID_VALUE,
+                         "%s: theta must be finite and > 1 (got %g)", fn, (double)theta);
+    return BINV_SUCCESS;
+}
+
 binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtype, size_t tokens,
                       size_t heads, size_t head_dim, cl_mem x, size_t x_offset, size_t ldx,
                       cl_mem positions, size_t positions_offset, float theta,
@@ -114,13 +127,7 @@ binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     if (st != BINV_SUCCESS) return st;
     BINV_RETURN_ERROR_ON(binv_dtype_size(dtype) == 0, ctx, BINV_ERROR_UNSUPPORTED_DTYPE,
                          "%s: dtype %d is not a binv_dtype", fn, (int)dtype);
-    BINV_RETURN_ERROR_ON(head_dim < 2 || head_dim % 2 || heads == 0 || heads > 0xffff ||
-                             head_dim > 0xffff || tokens > 0x7fffffff,
-                         ctx, BINV_ERROR_INVALID_DIMENSION,
-                         "%s: head_dim=%zu must be even and >= 2, heads=%zu >= 1, tokens=%zu < 2^31",
-                         fn, head_dim, heads, tokens);
-    BINV_RETURN_ERROR_ON(!(theta > 1.0f) || isinf(theta), ctx, BINV_ERROR_INVALID_VALUE,
-                         "%s: theta must be finite and > 1 (got %g)", fn, (double)theta);
+    if ((st = binv_rope_check(ctx, fn, tokens, heads, head_dim, theta)) != BINV_SUCCESS) return st;
     size_t ext;
     if ((st = binv_kv_check_rows(ctx, fn, "x", x, x_offset, ldx, tokens, heads * head_dim,
                                  binv_dtype_size(dtype), &ext)) != BINV_SUCCESS)
@@ -144,7 +151,7 @@ binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
         BINV_SUCCESS)
         return st;
     cl_mem freq;
-    if ((st = rope_table(ctx, theta, head_dim, &freq)) != BINV_SUCCESS) return st;
+    if ((st = binv_rope_freq(ctx, theta, head_dim, &freq)) != BINV_SUCCESS) return st;
     cl_ulong xo = x_offset, lx = ldx, po = positions_offset;
     cl_uint h = (cl_uint)heads, hd = (cl_uint)head_dim;
     const binv_arg args[] = {BINV_ARG(x),  BINV_ARG(xo), BINV_ARG(lx), BINV_ARG(positions),
@@ -153,7 +160,7 @@ binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
     const size_t lws[2] = {64, 1}, gws[2] = {(pairs + 63) / 64 * 64, tokens};
     st = binv_kernel_launch(ctx, queue, prog, "attn_rope", args, BINV_NARGS(args), 2, gws, lws,
                             num_events, wait_list, event);
-    clReleaseMemObject(freq); /* rope_table's reference (see there) */
+    clReleaseMemObject(freq); /* binv_rope_freq's reference (see there) */
     return st;
 }
 

@@ -1,6 +1,7 @@
-/* The paged KV cache's batches (binv_kv_batch_*) and binv_kv_append, with
+/* The paged KV cache's batches (binv_kv_batch_*), binv_kv_append and its
+ * RoPE fusions (binv_kv_append_rope, binv_kv_append_rope_q), with
  * the argument checks binv_attention shares.  Kernel: cl/attention.cl
- * (attn_append); the cache layout: include/binv/binv.h. */
+ * (attn_append, attn_append_rope); the cache layout: include/binv/binv.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,17 +248,17 @@ binv_status binv_kv_entry(binv_context *ctx, cl_command_queue queue, cl_uint n, 
     return binv_check_wait_list(ctx, n, w);
 }
 
-binv_status binv_kv_append(binv_context *ctx, cl_command_queue queue, const binv_kv_cache *cache,
-                           const binv_kv_batch *batch, cl_mem k_new, size_t k_offset, size_t ldk,
-                           cl_mem v_new, size_t v_offset, size_t ldv, cl_uint num_events,
-                           const cl_event *wait_list, cl_event *event) {
-    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
-    const char *fn = "binv_kv_append";
-    binv_status st = binv_kv_entry(ctx, queue, num_events, wait_list, event);
-    if (st != BINV_SUCCESS) return st;
-    binv_view vk, vv, vmeta, vkn, vvn;
-    if ((st = binv_kv_check_cache(ctx, fn, cache, batch, BINV_ACCESS_WRITE, &vk, &vv, &vmeta)) !=
-        BINV_SUCCESS)
+/* The new rows' views and checks, shared by binv_kv_append and
+ * binv_kv_append_rope(_q): the cache and batch, k_new and v_new against
+ * their buffers, and no byte shared with a pool.  v[0..4] receive the views
+ * of cache->k, cache->v, the batch's metadata, k_new, v_new. */
+static binv_status check_append(binv_context *ctx, const char *fn, const binv_kv_cache *cache,
+                                const binv_kv_batch *batch, cl_mem k_new, size_t k_offset,
+                                size_t ldk, cl_mem v_new, size_t v_offset, size_t ldv,
+                                binv_view v[5]) {
+    binv_status st;
+    if ((st = binv_kv_check_cache(ctx, fn, cache, batch, BINV_ACCESS_WRITE, &v[0], &v[1],
+                                  &v[2])) != BINV_SUCCESS)
         return st;
     const size_t es = binv_dtype_size(cache->dtype), kvd = cache->kv_heads * cache->head_dim;
     const size_t T = batch->num_tokens;
@@ -268,15 +269,31 @@ binv_status binv_kv_append(binv_context *ctx, cl_command_queue queue, const binv
             BINV_SUCCESS)
         return st;
     if ((st = binv_view_of(ctx, k_new, k_offset, T, kvd, ldk, es, BINV_ACCESS_READ, "k_new",
-                           &vkn)) != BINV_SUCCESS ||
+                           &v[3])) != BINV_SUCCESS ||
         (st = binv_view_of(ctx, v_new, v_offset, T, kvd, ldv, es, BINV_ACCESS_READ, "v_new",
-                           &vvn)) != BINV_SUCCESS)
+                           &v[4])) != BINV_SUCCESS)
         return st;
     /* The new rows are read while the pools are written (any slot, as far as
      * the host knows without reading the page table): no shared byte. */
-    BINV_RETURN_ERROR_ON(binv_view_overlap(&vkn, &vk) || binv_view_overlap(&vkn, &vv) ||
-                             binv_view_overlap(&vvn, &vk) || binv_view_overlap(&vvn, &vv),
+    BINV_RETURN_ERROR_ON(binv_view_overlap(&v[3], &v[0]) || binv_view_overlap(&v[3], &v[1]) ||
+                             binv_view_overlap(&v[4], &v[0]) || binv_view_overlap(&v[4], &v[1]),
                          ctx, BINV_ERROR_ALIASING, "%s: k_new or v_new overlaps a cache pool", fn);
+    return BINV_SUCCESS;
+}
+
+binv_status binv_kv_append(binv_context *ctx, cl_command_queue queue, const binv_kv_cache *cache,
+                           const binv_kv_batch *batch, cl_mem k_new, size_t k_offset, size_t ldk,
+                           cl_mem v_new, size_t v_offset, size_t ldv, cl_uint num_events,
+                           const cl_event *wait_list, cl_event *event) {
+    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
+    const char *fn = "binv_kv_append";
+    binv_status st = binv_kv_entry(ctx, queue, num_events, wait_list, event);
+    if (st != BINV_SUCCESS) return st;
+    binv_view views[5];
+    if ((st = check_append(ctx, fn, cache, batch, k_new, k_offset, ldk, v_new, v_offset, ldv,
+                           views)) != BINV_SUCCESS)
+        return st;
+    const size_t kvd = cache->kv_heads * cache->head_dim, T = batch->num_tokens;
     if (T == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
     cl_program prog;
     if ((st = binv_program_get_dtype(ctx, "attention", binv_cl_attention, cache->dtype, &prog)) !=
@@ -295,3 +312,92 @@ binv_status binv_kv_append(binv_context *ctx, cl_command_queue queue, const binv
                               lws, num_events, wait_list, event);
 }
 
+/* The Q rows of binv_kv_append_rope_q (q NULL for binv_kv_append_rope). */
+typedef struct rope_q {
+    size_t heads;
+    cl_mem q;
+    size_t offset, ld;
+} rope_q;
+
+/* binv_kv_append's checks, then binv_rope's (on K with the cache's kv_heads
+ * and head_dim, and on Q), then Q's row view: read and written in place, so
+ * no byte shared with k_new, v_new, the pools or the batch's metadata (the
+ * positions binv_rope would read).  One launch of attn_append_rope. */
+static binv_status append_rope(binv_context *ctx, const char *fn, cl_command_queue queue,
+                               const binv_kv_cache *cache, const binv_kv_batch *batch,
+                               const rope_q *rq, cl_mem k_new, size_t k_offset, size_t ldk,
+                               cl_mem v_new, size_t v_offset, size_t ldv, float theta,
+                               cl_uint num_events, const cl_event *wait_list, cl_event *event) {
+    binv_status st = binv_kv_entry(ctx, queue, num_events, wait_list, event);
+    if (st != BINV_SUCCESS) return st;
+    binv_view v[5], vq;
+    if ((st = check_append(ctx, fn, cache, batch, k_new, k_offset, ldk, v_new, v_offset, ldv,
+                           v)) != BINV_SUCCESS)
+        return st;
+    const size_t T = batch->num_tokens, hd = cache->head_dim, kvd = cache->kv_heads * hd;
+    const size_t es = binv_dtype_size(cache->dtype);
+    if ((st = binv_rope_check(ctx, fn, T, cache->kv_heads, hd, theta)) != BINV_SUCCESS) return st;
+    size_t nq = 0;
+    if (rq) {
+        size_t ext;
+        if ((st = binv_rope_check(ctx, fn, T, rq->heads, hd, theta)) != BINV_SUCCESS ||
+            (st = binv_kv_check_rows(ctx, fn, "q", rq->q, rq->offset, rq->ld, T, rq->heads * hd,
+                                     es, &ext)) != BINV_SUCCESS ||
+            (st = binv_view_of(ctx, rq->q, rq->offset, T, rq->heads * hd, rq->ld, es,
+                               BINV_ACCESS_READ | BINV_ACCESS_WRITE, "q", &vq)) != BINV_SUCCESS)
+            return st;
+        for (int i = 0; i < 5; i++)
+            BINV_RETURN_ERROR_ON(binv_view_overlap(&vq, &v[i]), ctx, BINV_ERROR_ALIASING,
+                                 "%s: q overlaps k_new, v_new, a cache pool or the batch's "
+                                 "metadata", fn);
+        nq = rq->heads * hd / 2;
+    }
+    if (T == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
+    cl_program prog;
+    if ((st = binv_program_get_dtype(ctx, "attention", binv_cl_attention, cache->dtype, &prog)) !=
+        BINV_SUCCESS)
+        return st;
+    cl_mem freq;
+    if ((st = binv_rope_freq(ctx, theta, hd, &freq)) != BINV_SUCCESS) return st;
+    cl_uint ntok = (cl_uint)T, pt_off = batch->pt_off, mp = (cl_uint)batch->max_pages,
+            ukvd = (cl_uint)kvd, uhd = (cl_uint)hd, unq = (cl_uint)nq;
+    cl_ulong ko = k_offset, lk = ldk, vo = v_offset, lv = ldv;
+    cl_ulong qo = rq ? rq->offset : 0, lq = rq ? rq->ld : 0;
+    /* Without Q the kernel's q argument is never read: k_new stands in. */
+    cl_mem q = rq ? rq->q : k_new;
+    const binv_arg args[] = {BINV_ARG(batch->meta), BINV_ARG(ntok), BINV_ARG(pt_off),
+                             BINV_ARG(mp),          BINV_ARG(ukvd), BINV_ARG(uhd),
+                             BINV_ARG(k_new),       BINV_ARG(ko),   BINV_ARG(lk),
+                             BINV_ARG(v_new),       BINV_ARG(vo),   BINV_ARG(lv),
+                             BINV_ARG(cache->k),    BINV_ARG(cache->v), BINV_ARG(freq),
+                             BINV_ARG(unq),         BINV_ARG(q),    BINV_ARG(qo),
+                             BINV_ARG(lq)};
+    const size_t items = kvd / 2 + nq;
+    const size_t lws[2] = {64, 1}, gws[2] = {(items + 63) / 64 * 64, T};
+    st = binv_kernel_launch(ctx, queue, prog, "attn_append_rope", args, BINV_NARGS(args), 2, gws,
+                            lws, num_events, wait_list, event);
+    clReleaseMemObject(freq); /* binv_rope_freq's reference (see there) */
+    return st;
+}
+
+binv_status binv_kv_append_rope(binv_context *ctx, cl_command_queue queue,
+                                const binv_kv_cache *cache, const binv_kv_batch *batch,
+                                cl_mem k_new, size_t k_offset, size_t ldk, cl_mem v_new,
+                                size_t v_offset, size_t ldv, float theta, cl_uint num_events,
+                                const cl_event *wait_list, cl_event *event) {
+    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
+    return append_rope(ctx, "binv_kv_append_rope", queue, cache, batch, NULL, k_new, k_offset,
+                       ldk, v_new, v_offset, ldv, theta, num_events, wait_list, event);
+}
+
+binv_status binv_kv_append_rope_q(binv_context *ctx, cl_command_queue queue,
+                                  const binv_kv_cache *cache, const binv_kv_batch *batch,
+                                  size_t heads, cl_mem q, size_t q_offset, size_t ldq,
+                                  cl_mem k_new, size_t k_offset, size_t ldk, cl_mem v_new,
+                                  size_t v_offset, size_t ldv, float theta, cl_uint num_events,
+                                  const cl_event *wait_list, cl_event *event) {
+    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
+    const rope_q rq = {heads, q, q_offset, ldq};
+    return append_rope(ctx, "binv_kv_append_rope_q", queue, cache, batch, &rq, k_new, k_offset,
+                       ldk, v_new, v_offset, ldv, theta, num_events, wait_list, event);
+}

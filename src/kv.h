@@ -1,5 +1,5 @@
 /* The KV batch as src/kv.c and src/attention.c share it, and the argument
- * checks of binv_kv_append and binv_attention.  Not installed. */
+ * checks of binv_kv_append, binv_rope and binv_attention.  Not installed. */
 #ifndef BINV_KV_H
 #define BINV_KV_H
 
@@ -41,6 +41,15 @@ binv_status binv_kv_check_cache(binv_context *ctx, const char *fn, const binv_kv
 binv_status binv_kv_check_rows(binv_context *ctx, const char *fn, const char *what, cl_mem m,
                                size_t off, size_t ld, size_t tokens, size_t width, size_t es,
                                size_t *ext);
+/* binv_rope's dimension and theta checks (binv_rope, binv_kv_append_rope):
+ * head_dim even, 2 .. 0xffff; heads 1 .. 0xffff; tokens < 2^31; theta > 1
+ * finite. */
+binv_status binv_rope_check(binv_context *ctx, const char *fn, size_t tokens, size_t heads,
+                            size_t head_dim, float theta);
+/* The frequency table theta^(-2i/head_dim), i < head_dim/2, of the context
+ * (src/attention.c), retained for the caller: release it after the last
+ * enqueue that uses it. */
+binv_status binv_rope_freq(binv_context *ctx, float theta, size_t head_dim, cl_mem *out);
 /* The start of every call here: clears the message and *ev, checks the queue
  * and the wait list. */
 binv_status binv_kv_entry(binv_context *ctx, cl_command_queue queue, cl_uint n, const cl_event *w,

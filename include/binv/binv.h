@@ -324,6 +324,34 @@ BINV_API binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_d
                                size_t positions_offset, float theta, cl_uint num_events,
                                const cl_event *wait_list, cl_event *event);
 
+/* binv_rope on K_new followed by binv_kv_append, in one launch: writes
+ * rope(K_new) (positions of the batch, theta as binv_rope) and V_new into
+ * their pages, the same bits as the two calls.  k_new is only read (left
+ * unrotated, unlike binv_rope's in-place result).  Arguments and errors as
+ * binv_kv_append's, and binv_rope's for head_dim (even) and theta.
+ * (Appended in 0.2, with binv_kv_append_rope_q.) */
+BINV_API binv_status binv_kv_append_rope(binv_context *ctx, cl_command_queue queue,
+                                         const binv_kv_cache *cache, const binv_kv_batch *batch,
+                                         cl_mem k_new, size_t k_offset, size_t ldk, cl_mem v_new,
+                                         size_t v_offset, size_t ldv, float theta,
+                                         cl_uint num_events, const cl_event *wait_list,
+                                         cl_event *event);
+
+/* binv_kv_append_rope, and in the same launch binv_rope of q in place:
+ * q is num_tokens x (heads*head_dim), row stride ldq, the cache's dtype,
+ * heads 1 .. 0xffff; its bits are binv_rope's with the batch's positions.
+ * q may share no byte with k_new, v_new or the pools (BINV_ERROR_ALIASING);
+ * interleaved row views of one buffer (q | k | v columns of a qkv row) are
+ * fine. */
+BINV_API binv_status binv_kv_append_rope_q(binv_context *ctx, cl_command_queue queue,
+                                           const binv_kv_cache *cache,
+                                           const binv_kv_batch *batch, size_t heads, cl_mem q,
+                                           size_t q_offset, size_t ldq, cl_mem k_new,
+                                           size_t k_offset, size_t ldk, cl_mem v_new,
+                                           size_t v_offset, size_t ldv, float theta,
+                                           cl_uint num_events, const cl_event *wait_list,
+                                           cl_event *event);
+
 /* The key-chunk (split) length of the invariant attention schedule. */
 BINV_API size_t binv_attention_split_size(binv_dtype dtype, size_t head_dim);
 

@@ -3,7 +3,8 @@
  * The run: binv_context_create, then for each dtype (f32, f16, bf16)
  * binv_gemm (split-K sized), the seven row reductions, binv_swiglu,
  * binv_kv_batch_create, binv_kv_append, binv_rope (positions of the batch),
- * binv_attention (a 300-token context: more than one key chunk), a GEMM that
+ * binv_attention (a 300-token context: more than one key chunk),
+ * binv_kv_append_rope_q (RoPE of q and K_new, the append, one launch), a GEMM that
  * returns an event, binv_kv_batch_destroy; then binv_context_destroy.
  *
  * A clean armed run counts its F fallible OpenCL calls and records the bytes
@@ -114,12 +115,13 @@ static void snapshot(unsigned char *dst) {
 
 /* ---- the op-family run ------------------------------------------------------- */
 enum { T_GEMM, T_RMS, T_ADDRMS, T_LN, T_SM, T_LSM, T_RSUM, T_RMEAN, T_SWIGLU, T_BATCH, T_APPEND,
-       T_ROPE, T_ATTN, T_GEMM_EV, T_BATCH_DESTROY };
+       T_ROPE, T_ATTN, T_APPEND_ROPE, T_GEMM_EV, T_BATCH_DESTROY };
 static const char *const TNAME[] = {"binv_gemm", "binv_rmsnorm", "binv_add_rmsnorm",
                                     "binv_layernorm", "binv_softmax", "binv_log_softmax",
                                     "binv_row_sum", "binv_row_mean", "binv_swiglu",
                                     "binv_kv_batch_create", "binv_kv_append", "binv_rope",
-                                    "binv_attention", "binv_gemm(event)", "binv_kv_batch_destroy"};
+                                    "binv_attention", "binv_kv_append_rope_q", "binv_gemm(event)",
+                                    "binv_kv_batch_destroy"};
 
 typedef struct dset {
     binv_dtype dt;
@@ -231,6 +233,10 @@ static binv_status do_op(run_state *rs, int d, int t, cl_event *ev_out, int *bat
     case T_ATTN:
         return binv_attention(ctx, queue, &cache, rs->batch, HEADS, 0.25f, M(q), 0, HEADS * HD,
                               M(o), 0, HEADS * HD, 0, NULL, NULL);
+    case T_APPEND_ROPE:
+        return binv_kv_append_rope_q(ctx, queue, &cache, rs->batch, HEADS, M(q), 0, HEADS * HD,
+                                     M(kn), 0, KVH * HD, M(vn), 0, KVH * HD, 10000.0f, 0, NULL,
+                                     NULL);
     case T_BATCH_DESTROY:
         binv_kv_batch_destroy(rs->batch);
         rs->batch = NULL;
@@ -239,8 +245,8 @@ static binv_status do_op(run_state *rs, int d, int t, cl_event *ev_out, int *bat
     return BINV_ERROR_INVALID_ARGUMENT;
 }
 static const int ORDER[] = {T_GEMM, T_RMS, T_ADDRMS, T_LN, T_SM, T_LSM, T_RSUM, T_RMEAN,
-                            T_SWIGLU, T_BATCH, T_APPEND, T_ROPE, T_ATTN, T_GEMM_EV,
-                            T_BATCH_DESTROY};
+                            T_SWIGLU, T_BATCH, T_APPEND, T_ROPE, T_ATTN, T_APPEND_ROPE,
+                            T_GEMM_EV, T_BATCH_DESTROY};
 #define NORDER ((int)(sizeof ORDER / sizeof ORDER[0]))
 
 /* ---- reference and faulted runs ---------------------------------------------- */

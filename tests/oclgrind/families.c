@@ -135,6 +135,9 @@ static void attention_cases(binv_context *bc, hx_device *d, binv_dtype dt, const
                                       KV_HEADS * HD, 0, NULL, NULL), "binv_kv_append", dn, path);
             expect(bc, binv_attention(bc, d->queue, &cache, batch, HEADS, 0.25f, q, 0, HEADS * HD,
                                       o, 0, HEADS * HD, 0, NULL, NULL), "binv_attention", dn, path);
+            expect(bc, binv_kv_append_rope_q(bc, d->queue, &cache, batch, HEADS, q, 0, HEADS * HD,
+                                             kn, 0, KV_HEADS * HD, vn, 0, KV_HEADS * HD, 10000.0f,
+                                             0, NULL, NULL), "binv_kv_append_rope_q", dn, path);
         }
     } else {
         failures++;

@@ -356,7 +356,6 @@ static int step_layers(llm_engine *e, binv_kv_batch *batch, size_t T) {
                  hs = (size_t)llm_head_size(c);
     const size_t qkvw = d + 2 * kv;
     const binv_dtype dt = e->dt;
-    const cl_mem pos = binv_kv_batch_positions(batch);
     const float eps = 1e-5f, scale = (float)(1.0 / sqrt((double)hs)), theta = 10000.0f;
     for (int layer = 0; layer < c->n_layers; layer++) {
         const size_t l = (size_t)layer;
@@ -372,12 +371,12 @@ static int step_layers(llm_engine *e, binv_kv_batch *batch, size_t T) {
         CALL("binv_gemm(qkv)", binv_gemm(e->ctx, e->q, dt, BINV_NO_TRANS, BINV_TRANS, T, qkvw, d,
                                          1.0f, e->xb, 0, d, e->wqkv[l], 0, d, 0.0f, e->qkv, 0,
                                          qkvw, 0, NULL, NULL));
-        CALL("binv_rope(q)", binv_rope(e->ctx, e->q, dt, T, (size_t)c->n_heads, hs, e->qkv, 0,
-                                       qkvw, pos, 0, theta, 0, NULL, NULL));
-        CALL("binv_rope(k)", binv_rope(e->ctx, e->q, dt, T, (size_t)c->n_kv_heads, hs, e->qkv, d,
-                                       qkvw, pos, 0, theta, 0, NULL, NULL));
-        CALL("binv_kv_append", binv_kv_append(e->ctx, e->q, &cache, batch, e->qkv, d, qkvw,
-                                              e->qkv, d + kv, qkvw, 0, NULL, NULL));
+        /* rope(q), rope(k) and the append in one launch (same bits); the K
+         * columns of qkv stay unrotated, only the cache's copy is read. */
+        CALL("binv_kv_append_rope_q",
+             binv_kv_append_rope_q(e->ctx, e->q, &cache, batch, (size_t)c->n_heads, e->qkv, 0,
+                                   qkvw, e->qkv, d, qkvw, e->qkv, d + kv, qkvw, theta, 0, NULL,
+                                   NULL));
         CALL("binv_attention", binv_attention(e->ctx, e->q, &cache, batch, (size_t)c->n_heads,
                                               scale, e->qkv, 0, qkvw, e->att, 0, d, 0, NULL,
                                               NULL));
