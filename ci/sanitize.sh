@@ -41,7 +41,7 @@ else
   # Every op family, validation, the cache, the probes (one PoCL work-group
   # method each: the kernels run in PoCL, which is not instrumented anyway).
   ctest --test-dir build-asan --output-on-failure \
-    -R '^(test_(runtime|tuning|rows|attention|activation|reliability_args|reliability_faults|cache|threads)\.loopvec|probes\.fault)$'
+    -R '^(test_(runtime|tuning|rows|attention|activation|fused|reliability_args|reliability_faults|cache|threads)\.loopvec|probes\.fault)$'
 fi
 t2=$(date +%s)
 
