@@ -27,6 +27,34 @@ fi
 
 for arg in "$@"; do
   case "$arg" in
+  pocl)
+    # The same suite on the machine's CPU platform (PoCL 5.0, Ubuntu 24.04's
+    # build: what GitHub Actions' ubuntu-latest installs).
+    BINV_TEST_DEVICE=cpu ctest --test-dir build-gpu -j8 --output-on-failure \
+      > "$out/ctest-pocl5.log" 2>&1
+    echo "ctest on PoCL 5.0: rc=$?"; grep -E "tests passed|Failed|\*\*\*" "$out/ctest-pocl5.log" | head -30
+    ;;
+  decode)
+    # The decode-step figures of docs/performance.md: attention, rows, mid-batch GEMM, cuBLAS.
+    d=$out/decode; mkdir -p $d
+    for dt in bf16 f32; do
+      timeout 150 $bench --device gpu --op attention --dtype $dt --attn-batch 1,8,64 \
+        --attn-ctx 4096,32768 --attn-prefill 0 --attn-csv $d/attention-$dt.csv \
+        > $d/attention-$dt.txt 2>&1
+      echo "attention $dt rc=$?"
+    done
+    timeout 150 $bench --device gpu --op rows --dtype f32 --rows-ops rmsnorm,softmax \
+      --rows 1,64,4096 --cols 4096,152064 --rows-csv $d/rows-f32.csv > $d/rows-f32.txt 2>&1
+    echo "rows rc=$?"
+    for dt in bf16 f16; do
+      timeout 120 $bench --device gpu --dtype $dt --m 1,16,32,64,128,256 \
+        --nk 4096x4096,4096x14336 --schedule invariant --csv $d/gemm-$dt.csv > $d/gemm-$dt.txt 2>&1
+      echo "gemm $dt rc=$?"
+    done
+    timeout 150 python3 experiments/cublas_reference.py --dtype bf16,f16 --m 1,16,32,64,128,256 \
+      --nk 4096x4096,4096x14336 --csv $d/cublas.csv > $d/cublas.txt 2>&1
+    echo "cublas rc=$?"
+    ;;
   tune)
     # Tile shapes for large m and skinny shapes for small m (bits never change).
     for t in 128,128,16,8,8 128,64,16,8,4 64,128,16,4,8 128,128,8,8,8 64,64,16,4,4 64,64,32,4,4; do
