@@ -279,6 +279,17 @@ static void test_engine_pages(void **state) {
     /* a good step still works after the refusals */
     llm_work ok = {0, 48, 1, toks, 1};
     if (llm_engine_step(e, &ok, 1, lg)) fail_msg("%s", llm_engine_error(e));
+    /* Advancing without computing: up to the reservation, not past it. */
+    assert_int_equal(llm_engine_seq_advance(e, 1, 1), -1); /* ended */
+    assert_int_equal(llm_engine_seq_advance(e, 0, 16), -1); /* 49 + 16 > 64 */
+    assert_int_equal(llm_engine_seq_advance(e, 0, -1), -1);
+    assert_int_equal(llm_engine_seq_advance(e, 0, 14), 0);
+    assert_int_equal(llm_engine_free_pages(e), 4); /* slot 0: 4 pages, slot 2: 2 */
+    /* logits left on the device: the step only waits */
+    ok = (llm_work){0, 63, 1, toks, 1};
+    if (llm_engine_step(e, &ok, 1, NULL)) fail_msg("%s", llm_engine_error(e));
+    assert_non_null(llm_engine_logits(e));
+    assert_int_equal(llm_engine_seq_advance(e, 0, 1), -1); /* full */
     llm_engine_seq_end(e, 0);
     llm_engine_seq_end(e, 2);
     assert_int_equal(llm_engine_free_pages(e), 10);

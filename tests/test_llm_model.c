@@ -106,6 +106,13 @@ static void test_checkpoint_roundtrip(void **state) {
         /* norm weights near 1, matrices zero-mean */
         assert_true(fabs(m.rms_final[0] - 1.0) < 0.5);
         assert_true(m.wq[0] != 0 && fabs(m.wq[0]) < 2);
+        /* The in-memory synthetic model holds the file's floats. */
+        llm_model mm;
+        assert_int_equal(llm_model_synthetic(&c, 3, &mm, err, sizeof err), 0);
+        assert_memory_equal(&mm.cfg, &c, sizeof c);
+        assert_memory_equal(mm.data, m.data, (size_t)(llm_checkpoint_bytes(&c) - LLM_HEADER_BYTES));
+        assert_true(mm.wcls[(size_t)c.vocab_size * c.dim - 1] == m.wcls[(size_t)c.vocab_size * c.dim - 1]);
+        llm_model_free(&mm);
         llm_model_free(&m);
         remove("llm_rt.bin");
     }

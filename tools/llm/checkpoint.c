@@ -271,14 +271,20 @@ static double normal(uint64_t *s) {
     return (sum - 4 * 32767.5) / sqrt(4 * (65536.0 * 65536.0 - 1) / 12);
 }
 
+/* Where the generated floats go: a file (through buf) or memory (mem). */
 typedef struct writer {
     FILE *f;
+    float *mem;
     float buf[4096];
     size_t n;
     int bad;
 } writer;
 
 static void put(writer *w, float v) {
+    if (w->mem) {
+        *w->mem++ = v;
+        return;
+    }
     w->buf[w->n++] = v;
     if (w->n == sizeof w->buf / sizeof w->buf[0]) {
         if (fwrite(w->buf, 4, w->n, w->f) != w->n) w->bad = 1;
@@ -292,23 +298,11 @@ static void tensor(writer *w, uint64_t seed, int id, uint64_t count, double mean
     for (uint64_t i = 0; i < count; i++) put(w, (float)(mean + std * normal(&s)));
 }
 
-int llm_synthetic_write(const char *path, const llm_config *cfg, uint64_t seed, char *err,
-                        size_t errlen) {
-    if (!little_endian()) return fail(err, errlen, "big-endian hosts are not supported");
-    if (llm_config_check(cfg, err, errlen)) return -1;
+/* Every float after the header, in file order. */
+static void synthetic_floats(writer *w, const llm_config *cfg, uint64_t seed) {
     const uint64_t d = (uint64_t)cfg->dim, h = (uint64_t)cfg->hidden_dim,
                    L = (uint64_t)cfg->n_layers, v = (uint64_t)cfg->vocab_size,
                    kv = (uint64_t)llm_kv_dim(cfg), hs = (uint64_t)llm_head_size(cfg);
-    writer *w = calloc(1, sizeof *w);
-    if (!w) return fail(err, errlen, "out of host memory");
-    w->f = fopen(path, "wb");
-    if (!w->f) {
-        free(w);
-        return fail(err, errlen, "%s: %s", path, strerror(errno));
-    }
-    int32_t hdr[7] = {cfg->dim, cfg->hidden_dim, cfg->n_layers, cfg->n_heads, cfg->n_kv_heads,
-                      cfg->shared_classifier ? cfg->vocab_size : -cfg->vocab_size, cfg->seq_len};
-    if (fwrite(hdr, 4, 7, w->f) != 7) w->bad = 1;
     const double sd = 1.0 / sqrt((double)d), sh = 1.0 / sqrt((double)h);
     tensor(w, seed, 0, v * d, 0, 1.0);       /* token embedding */
     tensor(w, seed, 1, L * d, 1.0, 0.1);     /* rms_att */
@@ -329,6 +323,23 @@ int llm_synthetic_write(const char *path, const llm_config *cfg, uint64_t seed, 
                 put(w, (float)(t == 0 ? cos(a) : sin(a)));
             }
     if (!cfg->shared_classifier) tensor(w, seed, 11, v * d, 0, 2.0 * sd); /* wcls */
+}
+
+int llm_synthetic_write(const char *path, const llm_config *cfg, uint64_t seed, char *err,
+                        size_t errlen) {
+    if (!little_endian()) return fail(err, errlen, "big-endian hosts are not supported");
+    if (llm_config_check(cfg, err, errlen)) return -1;
+    writer *w = calloc(1, sizeof *w);
+    if (!w) return fail(err, errlen, "out of host memory");
+    w->f = fopen(path, "wb");
+    if (!w->f) {
+        free(w);
+        return fail(err, errlen, "%s: %s", path, strerror(errno));
+    }
+    int32_t hdr[7] = {cfg->dim, cfg->hidden_dim, cfg->n_layers, cfg->n_heads, cfg->n_kv_heads,
+                      cfg->shared_classifier ? cfg->vocab_size : -cfg->vocab_size, cfg->seq_len};
+    if (fwrite(hdr, 4, 7, w->f) != 7) w->bad = 1;
+    synthetic_floats(w, cfg, seed);
     if (w->n && fwrite(w->buf, 4, w->n, w->f) != w->n) w->bad = 1;
     if (fclose(w->f) != 0) w->bad = 1;
     const int bad = w->bad;
@@ -337,6 +348,25 @@ int llm_synthetic_write(const char *path, const llm_config *cfg, uint64_t seed, 
         remove(path);
         return fail(err, errlen, "%s: write failed (disk full?)", path);
     }
+    return 0;
+}
+
+int llm_model_synthetic(const llm_config *cfg, uint64_t seed, llm_model *m, char *err,
+                        size_t errlen) {
+    memset(m, 0, sizeof *m);
+    if (llm_config_check(cfg, err, errlen)) return -1;
+    int ovf = 0;
+    const uint64_t nf = checked_floats(cfg, &ovf);
+    if (ovf || nf > SIZE_MAX / 4) return fail(err, errlen, "model too large for this host");
+    float *data = malloc((size_t)nf * 4);
+    if (!data)
+        return fail(err, errlen, "out of host memory for %llu bytes of weights",
+                    (unsigned long long)nf * 4);
+    writer w = {.mem = data};
+    synthetic_floats(&w, cfg, seed);
+    m->cfg = *cfg;
+    m->data = data;
+    layout(m);
     return 0;
 }
 

@@ -55,6 +55,21 @@ static void seterr(llm_engine *e, const char *fmt, ...) {
 
 const char *llm_engine_error(const llm_engine *e) { return e->err; }
 
+cl_mem llm_engine_logits(const llm_engine *e) { return e->logits; }
+
+uint64_t llm_engine_weight_bytes(const llm_engine *e) {
+    const llm_config *c = &e->cfg;
+    const uint64_t L = (uint64_t)c->n_layers, d = (uint64_t)c->dim, h = (uint64_t)c->hidden_dim,
+                   kv = (uint64_t)llm_kv_dim(c), V = (uint64_t)c->vocab_size;
+    /* wqkv, wo, w1|w3, w2 and the two norm vectors per layer; rms_final; wcls. */
+    const uint64_t per_layer = (d + 2 * kv) * d + d * d + 2 * h * d + d * h + 2 * d;
+    return (L * per_layer + d + V * d) * (uint64_t)e->es;
+}
+
+uint64_t llm_engine_kv_bytes_per_position(const llm_engine *e) {
+    return 2 * (uint64_t)e->cfg.n_layers * (uint64_t)llm_kv_dim(&e->cfg) * (uint64_t)e->es;
+}
+
 /* Converts n floats to the dtype into dst. */
 static void convert(binv_dtype dt, void *dst, const float *src, size_t n) {
     if (dt == BINV_DTYPE_F32) memcpy(dst, src, n * 4);
@@ -176,6 +191,23 @@ llm_engine *llm_engine_create(binv_context *ctx, cl_context clctx, cl_command_qu
         !(e->act = scratch(e, T * h)) ||
         !(e->xf = scratch(e, S * d)) || !(e->logits = scratch(e, S * V)))
         goto fail;
+    /* Pages hold zeros until written: a page handed to a sequence by
+     * llm_engine_seq_advance is never read uninitialised. */
+    for (size_t l = 0; l < L; l++) {
+        const cl_uchar zero = 0;
+        const size_t pool = e->num_pages * BINV_KV_PAGE_SIZE * kv * e->es;
+        cl_int ce = clEnqueueFillBuffer(e->q, e->kpool[l], &zero, 1, 0, pool, 0, NULL, NULL);
+        if (ce == CL_SUCCESS)
+            ce = clEnqueueFillBuffer(e->q, e->vpool[l], &zero, 1, 0, pool, 0, NULL, NULL);
+        if (ce != CL_SUCCESS) {
+            seterr(e, "clEnqueueFillBuffer(KV pool): OpenCL error %d", ce);
+            goto fail;
+        }
+    }
+    if (clFinish(e->q) != CL_SUCCESS) {
+        seterr(e, "clFinish after the KV pool fill failed");
+        goto fail;
+    }
     for (size_t i = 0; i < e->num_pages; i++) e->free_list[i] = (cl_uint)i;
     shuffle(e->free_list, e->num_pages, &e->rng);
     e->nfree = e->num_pages;
@@ -211,6 +243,19 @@ void llm_engine_destroy(llm_engine *e) {
 }
 
 /* ---- pages ----------------------------------------------------------------- */
+
+/* Takes pages from the free list until slot s has room for `len` positions. */
+static int take_pages(llm_engine *e, int s, size_t len) {
+    const size_t need = (len + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE;
+    while ((size_t)e->npages[s] < need) {
+        if (!e->nfree) { /* cannot happen: reservations cover every page */
+            seterr(e, "out of KV pages");
+            return -1;
+        }
+        e->pages[(size_t)s * e->max_pages + e->npages[s]++] = e->free_list[--e->nfree];
+    }
+    return 0;
+}
 
 int llm_engine_seq_begin(llm_engine *e, int slot, int max_len) {
     if (slot < 0 || slot >= e->max_slots || e->active[slot]) {
@@ -249,6 +294,22 @@ void llm_engine_seq_end(llm_engine *e, int slot) {
     e->reserved[slot] = e->npages[slot] = e->len[slot] = e->active[slot] = 0;
 }
 
+int llm_engine_seq_advance(llm_engine *e, int slot, int n) {
+    if (slot < 0 || slot >= e->max_slots || !e->active[slot]) {
+        seterr(e, "seq_advance: slot %d out of range or not begun", slot);
+        return -1;
+    }
+    if (n < 0 || n > e->reserved[slot] * BINV_KV_PAGE_SIZE - e->len[slot] ||
+        n > e->max_len - e->len[slot]) {
+        seterr(e, "seq_advance: %d positions after %d (%d reserved, at most %d)", n, e->len[slot],
+               e->reserved[slot] * BINV_KV_PAGE_SIZE, e->max_len);
+        return -1;
+    }
+    if (take_pages(e, slot, (size_t)e->len[slot] + (size_t)n)) return -1;
+    e->len[slot] += n;
+    return 0;
+}
+
 int llm_engine_seq_pages(const llm_engine *e, int slot, const cl_uint **pages) {
     if (slot < 0 || slot >= e->max_slots) return 0;
     *pages = e->pages + (size_t)slot * e->max_pages;
@@ -280,7 +341,7 @@ size_t llm_engine_free_pages(const llm_engine *e) { return e->nfree; }
 
 /* Checks a step's work against the slots, their reservations and the
  * vocabulary.  Returns the step's token count, or 0 with a message. */
-static size_t step_check(llm_engine *e, const llm_work *w, int nwork, const float *logits) {
+static size_t step_check(llm_engine *e, const llm_work *w, int nwork) {
     const size_t V = (size_t)e->cfg.vocab_size;
     if (nwork < 1 || nwork > e->max_slots) {
         seterr(e, "step: %d sequences (1..%d)", nwork, e->max_slots);
@@ -312,12 +373,6 @@ static size_t step_check(llm_engine *e, const llm_work *w, int nwork, const floa
             }
         T += (size_t)x->n;
     }
-    int nwant = 0;
-    for (int i = 0; i < nwork; i++) nwant += w[i].want_logits != 0;
-    if (nwant && !logits) {
-        seterr(e, "step: %d rows of logits wanted but no output array", nwant);
-        return 0;
-    }
     if (T > (size_t)e->max_tokens) {
         seterr(e, "step: %zu tokens, more than max_tokens = %d", T, e->max_tokens);
         return 0;
@@ -328,17 +383,8 @@ static size_t step_check(llm_engine *e, const llm_work *w, int nwork, const floa
 /* Pages for the new positions, from the shuffled free list, and the step's
  * metadata (query and context lengths, page tables) in work order. */
 static int step_pages(llm_engine *e, const llm_work *w, int nwork) {
-    for (int i = 0; i < nwork; i++) {
-        const int s = w[i].slot;
-        const size_t need = ((size_t)(w[i].pos0 + w[i].n) + BINV_KV_PAGE_SIZE - 1) / BINV_KV_PAGE_SIZE;
-        while ((size_t)e->npages[s] < need) {
-            if (!e->nfree) { /* cannot happen: reservations cover every page */
-                seterr(e, "step: out of KV pages");
-                return -1;
-            }
-            e->pages[(size_t)s * e->max_pages + e->npages[s]++] = e->free_list[--e->nfree];
-        }
-    }
+    for (int i = 0; i < nwork; i++)
+        if (take_pages(e, w[i].slot, (size_t)(w[i].pos0 + w[i].n))) return -1;
     for (int i = 0; i < nwork; i++) {
         e->q_lens[i] = (cl_uint)w[i].n;
         e->ctx_lens[i] = (cl_uint)(w[i].pos0 + w[i].n);
@@ -435,10 +481,14 @@ static int step_logits(llm_engine *e, const llm_work *w, int nwork, float *logit
         CALL("binv_gemm(classifier)", binv_gemm(e->ctx, e->q, dt, BINV_NO_TRANS, BINV_TRANS, S, V,
                                                 d, 1.0f, e->xf, 0, d, e->wcls, 0, d, 0.0f,
                                                 e->logits, 0, V, 0, NULL, NULL));
-        CLCALL("clEnqueueReadBuffer(logits)",
-               clEnqueueReadBuffer(e->q, e->logits, CL_TRUE, 0, S * V * e->es, e->lbuf, 0, NULL,
-                                   NULL));
-        for (size_t i = 0; i < S * V; i++) logits[i] = hx_load(dt, e->lbuf, i);
+        if (logits) {
+            CLCALL("clEnqueueReadBuffer(logits)",
+                   clEnqueueReadBuffer(e->q, e->logits, CL_TRUE, 0, S * V * e->es, e->lbuf, 0,
+                                       NULL, NULL));
+            for (size_t i = 0; i < S * V; i++) logits[i] = hx_load(dt, e->lbuf, i);
+        } else {
+            CLCALL("clFinish", clFinish(e->q));
+        }
     } else {
         CLCALL("clFinish", clFinish(e->q));
     }
@@ -451,7 +501,7 @@ int llm_engine_step(llm_engine *e, const llm_work *w, int nwork, float *logits) 
     const size_t d = (size_t)e->cfg.dim;
     binv_kv_batch *batch = NULL;
     const int layer = -1; /* for CALL's message */
-    const size_t T = step_check(e, w, nwork, logits);
+    const size_t T = step_check(e, w, nwork);
     if (!T || step_pages(e, w, nwork)) return -1;
     CALL("binv_kv_batch_create",
          binv_kv_batch_create(e->ctx, e->q, e->num_pages, (size_t)nwork, e->q_lens, e->ctx_lens,

@@ -53,6 +53,11 @@ void llm_model_free(llm_model *m);
  * to the file (constant memory).  Returns 0 or -1 with a message. */
 int llm_synthetic_write(const char *path, const llm_config *cfg, uint64_t seed, char *err,
                         size_t errlen);
+/* The same synthetic model (the same floats) in memory, without a file: what
+ * llm_model_load would return for the checkpoint llm_synthetic_write writes.
+ * Returns 0 or -1 with a message (free with llm_model_free). */
+int llm_model_synthetic(const llm_config *cfg, uint64_t seed, llm_model *m, char *err,
+                        size_t errlen);
 
 /* ---- CPU reference forward pass (double activations and accumulation) ----- */
 typedef struct llm_ref llm_ref;
@@ -98,11 +103,25 @@ void llm_engine_destroy(llm_engine *e);
  * as positions grow, and returned (at random places of the list) by end. */
 int llm_engine_seq_begin(llm_engine *e, int slot, int max_len);
 void llm_engine_seq_end(llm_engine *e, int slot);
+/* Moves a begun sequence n positions on without computing them: their K/V
+ * pages are taken as a step would take them and keep what the pool holds
+ * (zeros from creation, or an earlier sequence's values).  For benchmarks: a
+ * decode step's cost depends on the context length, not on the values.
+ * Returns 0, or -1 with a message (n past the reservation). */
+int llm_engine_seq_advance(llm_engine *e, int slot, int n);
 /* One forward step over the work list.  logits: rows of vocab floats, one
- * per entry with want_logits, in order.  Returns 0, or -1 with a message
+ * per entry with want_logits, in order; NULL leaves them on the device
+ * (llm_engine_logits) and only waits for the step to finish.  Returns 0, or -1 with a message
  * (binv_context_last_error included) in llm_engine_error(). */
 int llm_engine_step(llm_engine *e, const llm_work *w, int nwork, float *logits);
 const char *llm_engine_error(const llm_engine *e);
+/* The device buffer of the last step's logits: rows of vocab values in the
+ * engine's dtype, one per entry with want_logits. */
+cl_mem llm_engine_logits(const llm_engine *e);
+/* Bytes a step reads from weights (every layer, final norm, classifier) and,
+ * per cached position, from the K/V cache of all layers. */
+uint64_t llm_engine_weight_bytes(const llm_engine *e);
+uint64_t llm_engine_kv_bytes_per_position(const llm_engine *e);
 /* Pages of a slot (for tests: allocation is deliberately non-contiguous). */
 int llm_engine_seq_pages(const llm_engine *e, int slot, const cl_uint **pages);
 size_t llm_engine_free_pages(const llm_engine *e);
