@@ -17,7 +17,7 @@ extern const char *const impl_names[IMPL_COUNT];
 enum { SCHED_INVARIANT = 0, SCHED_ADAPTIVE = 1, SCHED_NATIVE = 2 /* invariant, native path */ };
 extern const char *const sched_names[2];
 
-enum { RUN_GEMM = 1, RUN_ROWS = 2, RUN_ATTN = 4 };
+enum { RUN_GEMM = 1, RUN_ROWS = 2, RUN_ATTN = 4, RUN_DECODE = 8 };
 
 #define ROWS_EPS 1e-5f
 
@@ -46,6 +46,9 @@ typedef struct options {
     const char *attn_csv;
     size_list attn_batch, attn_ctx;
     size_t attn_prefill;
+    const char *decode_csv, *decode_model;
+    size_list decode_batch, decode_ctx;
+    int decode_steps;
 } options;
 
 typedef struct result {
@@ -177,5 +180,6 @@ void free_shape(bench *b);
 int run_rows(bench *b);
 void free_rows_shape(bench *b);
 int run_attention(bench *b);
+int run_decode(bench *b);
 
 #endif

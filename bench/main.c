@@ -82,8 +82,9 @@ static int setup_device(bench *b) {
                         sched_names[s], b->dev.name, binv_status_string(st), st);
     }
 
-    /* The native tensor-core path, where the device has it (GEMM only). */
-    if (b->opt.run_invariant && (b->opt.run & RUN_GEMM)) {
+    /* The native tensor-core path, where the device has it (its GEMM; the
+     * decode steps use it through the engine). */
+    if (b->opt.run_invariant && (b->opt.run & (RUN_GEMM | RUN_DECODE))) {
         binv_options o;
         memset(&o, 0, sizeof o);
         o.struct_size = sizeof o;
@@ -153,6 +154,7 @@ int main(int argc, char **argv) {
     if (!rc && (b.opt.run & RUN_GEMM)) rc = run_gemm(&b);
     if (!rc && (b.opt.run & RUN_ROWS)) rc = run_rows(&b);
     if (!rc && (b.opt.run & RUN_ATTN)) rc = run_attention(&b);
+    if (!rc && (b.opt.run & RUN_DECODE)) rc = run_decode(&b);
     if (!rc && b.any_bad)
         rc = fail("some results are wrong (check = BAD above: error relative to the term "
                   "magnitudes beyond the tolerance)");

@@ -12,7 +12,8 @@ static void usage(FILE *f) {
         "                         device D as numbered by --list (default: $BINV_DEVICE, else\n"
         "                         the first GPU, else the first device)\n"
         "  --list                 list platforms and devices, then exit\n"
-        "  --op gemm|rows|attention|all   what to measure (default gemm)\n"
+        "  --op gemm|rows|attention|decode|all   what to measure (default gemm; all = gemm,\n"
+        "                         rows and attention)\n"
         "  --quick                small CPU smoke run: gemm m in {1,4,64}, (n,k) in {512x512,\n"
         "                         72x1000}; rows in {1,64}, cols in {4096,14336}\n"
         "  --dtype f32|f16|bf16|all   storage dtype(s) (default f32)\n"
@@ -45,6 +46,15 @@ static void usage(FILE *f) {
         "  --attn-ctx LIST        decode context lengths (default 512,4096,32768;\n"
         "                         --quick 300,1000); shapes over the memory limit are skipped\n"
         "  --attn-prefill N       prefill length (default 4096; --quick 256; 0: none)\n"
+        " decode (binv-llm's engine on a synthetic model; bench/torch_reference.py is the\n"
+        " PyTorch counterpart):\n"
+        "  --decode-csv FILE      CSV output (default binv-bench-decode.csv)\n"
+        "  --decode-model SHAPE   1b (Llama-3.2-1B shape, the default), tiny (--quick), or\n"
+        "                         dim,hidden,layers,heads,kv_heads,vocab\n"
+        "  --decode-batch LIST    sequences per step (default 1,8,64; --quick 1,4)\n"
+        "  --decode-ctx LIST      context lengths (default 1024,4096; --quick 100,300)\n"
+        "  --decode-steps N       timed steps per configuration, median reported\n"
+        "                         (default 20; --quick 3)\n"
         "  --help                 this text\n");
 }
 
@@ -132,7 +142,7 @@ static int size_list_option(const char *name, const char *val, size_list *l, int
 
 /* The list options as given (NULL: not given). */
 typedef struct lists {
-    const char *m, *nk, *rows, *cols, *ab, *ac, *prefill;
+    const char *m, *nk, *rows, *cols, *ab, *ac, *prefill, *db, *dc, *dsteps;
 } lists;
 
 static void set_defaults(options *o) {
@@ -140,6 +150,7 @@ static void set_defaults(options *o) {
     o->csv = "binv-bench-gemm.csv";
     o->rows_csv = "binv-bench-rows.csv";
     o->attn_csv = "binv-bench-attention.csv";
+    o->decode_csv = "binv-bench-decode.csv";
     o->run = RUN_GEMM;
     o->dtypes[0] = BINV_DTYPE_F32;
     o->ndtypes = 1;
@@ -172,7 +183,9 @@ static int next_option(int argc, char **argv, int *i, char name[32], const char 
                                         "--dtype", "--reps", "--weight-copies", "--m",
                                         "--nk", "--schedule", "--plot", "--op", "--rows-csv",
                                         "--rows-ops", "--rows", "--cols", "--attn-csv",
-                                        "--attn-batch", "--attn-ctx", "--attn-prefill"};
+                                        "--attn-batch", "--attn-ctx", "--attn-prefill",
+                                        "--decode-csv", "--decode-model", "--decode-batch",
+                                        "--decode-ctx", "--decode-steps"};
     int is_known = 0;
     for (size_t q = 0; q < sizeof known / sizeof *known; q++)
         is_known |= !strcmp(name, known[q]);
@@ -205,9 +218,10 @@ static int apply_choice(options *o, const char *name, const char *val) {
         if (!strcmp(val, "gemm")) o->run = RUN_GEMM;
         else if (!strcmp(val, "rows")) o->run = RUN_ROWS;
         else if (!strcmp(val, "attention")) o->run = RUN_ATTN;
+        else if (!strcmp(val, "decode")) o->run = RUN_DECODE;
         else if (!strcmp(val, "all")) o->run = RUN_GEMM | RUN_ROWS | RUN_ATTN;
         else {
-            fprintf(stderr, "binv-bench: --op must be gemm, rows, attention or all, not "
+            fprintf(stderr, "binv-bench: --op must be gemm, rows, attention, decode or all, not "
                             "'%s'\n", val);
             return 1;
         }
@@ -261,11 +275,15 @@ static int apply_option(options *o, lists *l, const char *name, const char *val)
     } else if (!strcmp(name, "--device")) {
         o->device = val;
     } else if (!strcmp(name, "--csv") || !strcmp(name, "--rows-csv") ||
-               !strcmp(name, "--attn-csv")) {
+               !strcmp(name, "--attn-csv") || !strcmp(name, "--decode-csv")) {
         if (!*val) { fprintf(stderr, "binv-bench: %s needs a file name\n", name); return 1; }
         if (!strcmp(name, "--csv")) o->csv = val;
         else if (!strcmp(name, "--rows-csv")) o->rows_csv = val;
+        else if (!strcmp(name, "--decode-csv")) o->decode_csv = val;
         else o->attn_csv = val;
+    } else if (!strcmp(name, "--decode-model")) {
+        if (!*val) { fprintf(stderr, "binv-bench: --decode-model needs a shape\n"); return 1; }
+        o->decode_model = val;
     } else if (!strcmp(name, "--reps")) {
         size_t v;
         if (parse_size(val, &v) != (int)strlen(val) || v > 100000) {
@@ -296,6 +314,9 @@ static int apply_option(options *o, lists *l, const char *name, const char *val)
                             : !strcmp(name, "--attn-batch") ? &l->ab
                             : !strcmp(name, "--attn-ctx")   ? &l->ac
                             : !strcmp(name, "--attn-prefill") ? &l->prefill
+                            : !strcmp(name, "--decode-batch") ? &l->db
+                            : !strcmp(name, "--decode-ctx") ? &l->dc
+                            : !strcmp(name, "--decode-steps") ? &l->dsteps
                                                               : NULL;
         if (!slot) {
             fprintf(stderr, "binv-bench: unknown option '%s' (see --help)\n", name);
@@ -319,13 +340,26 @@ static int finish_lists(options *o, const lists *l) {
     static const size_t def_cols[] = {4096, 14336, 152064}, quick_cols[] = {4096, 14336};
     static const size_t def_ab[] = {1, 8, 64}, quick_ab[] = {1, 4};
     static const size_t def_ac[] = {512, 4096, 32768}, quick_ac[] = {300, 1000};
+    static const size_t def_dc[] = {1024, 4096}, quick_dc[] = {100, 300};
     if (size_list_option("--m", l->m, &o->ms, o->quick, quick_m, 3, def_m, 11) ||
         size_list_option("--rows", l->rows, &o->rows, o->quick, quick_rows, 2, def_rows, 6) ||
         size_list_option("--cols", l->cols, &o->cols, o->quick, quick_cols, 2, def_cols, 3) ||
         size_list_option("--attn-batch", l->ab, &o->attn_batch, o->quick, quick_ab, 2, def_ab,
                          3) ||
-        size_list_option("--attn-ctx", l->ac, &o->attn_ctx, o->quick, quick_ac, 2, def_ac, 3))
+        size_list_option("--attn-ctx", l->ac, &o->attn_ctx, o->quick, quick_ac, 2, def_ac, 3) ||
+        size_list_option("--decode-batch", l->db, &o->decode_batch, o->quick, quick_ab, 2,
+                         def_ab, 3) ||
+        size_list_option("--decode-ctx", l->dc, &o->decode_ctx, o->quick, quick_dc, 2, def_dc,
+                         2))
         return 1;
+    if (!o->decode_model) o->decode_model = o->quick ? "tiny" : "1b";
+    size_t steps = o->quick ? 3 : 20;
+    if (l->dsteps && (parse_size(l->dsteps, &steps) != (int)strlen(l->dsteps) || !steps ||
+                      steps > 10000)) {
+        fprintf(stderr, "binv-bench: --decode-steps needs an integer in 1..10000\n");
+        return 1;
+    }
+    o->decode_steps = (int)steps;
     o->attn_prefill = o->quick ? 256 : 4096;
     const char *prefill = l->prefill;
     if (prefill && !strcmp(prefill, "0")) o->attn_prefill = 0;
@@ -349,7 +383,8 @@ static int finish_lists(options *o, const lists *l) {
 }
 
 int parse_args(int argc, char **argv, options *o) {
-    lists l = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    lists l;
+    memset(&l, 0, sizeof l);
     set_defaults(o);
     for (int i = 1; i < argc; i++) {
         char name[32];
