@@ -55,6 +55,15 @@ for arg in "$@"; do
       --nk 4096x4096,4096x14336 --csv $d/cublas.csv > $d/cublas.txt 2>&1
     echo "cublas rc=$?"
     ;;
+  e2e)
+    # Decode steps end to end on the Llama-3.2-1B shape, and PyTorch on the same GPU.
+    d=$out/decode; mkdir -p $d
+    timeout 400 $bench --device gpu --op decode --dtype bf16 --decode-csv $d/decode-binv.csv \
+      > $d/decode-binv.txt 2>&1
+    echo "decode binv rc=$?"; grep -E "^binv|skipped" $d/decode-binv.txt
+    timeout 200 python3 bench/torch_reference.py --csv $d/decode-torch.csv > $d/decode-torch.txt 2>&1
+    echo "decode torch rc=$?"; cat $d/decode-torch.txt | tail -16
+    ;;
   tune)
     # Tile shapes for large m and skinny shapes for small m (bits never change).
     for t in 128,128,16,8,8 128,64,16,8,4 64,128,16,4,8 128,128,8,8,8 64,64,16,4,4 64,64,32,4,4; do
