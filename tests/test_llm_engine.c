@@ -368,6 +368,65 @@ static void test_serve_synthetic(void **state) {
     remove(TINY_PATH);
 }
 
+/* Trainer/sampler parity: the log-probs recorded while serving (continuous
+ * batching, chunked prefill, sampling) equal, bit for bit, a trainer's
+ * recompute over whole sequences packed 3 to a forward pass. */
+typedef struct lp_rec {
+    double *lp;
+    int tokens, vocab;
+} lp_rec;
+
+static void record_logprob(void *user, int req, int idx, const float *l, int tok) {
+    lp_rec *r = user;
+    r->lp[(size_t)req * r->tokens + idx] = llm_logprob(l, r->vocab, tok);
+}
+
+static void parity_check(const test_env *env, const llm_model *m, const int *prompt, int plen,
+                         int gen, int n) {
+    const int V = m->cfg.vocab_size, len = plen + gen - 1;
+    lp_rec rec = {calloc((size_t)n * gen, sizeof(double)), gen, V};
+    assert_non_null(rec.lp);
+    llm_engine *e = engine(env, env->ctx, m, BINV_DTYPE_F32, 5, 8);
+    llm_backend b = llm_engine_backend(e);
+    const llm_serve_opts o = {n, prompt, plen, gen, 5, 3, 2, 8, 0.6, 11, {1.0f, 0, 1}, 5, 1, V,
+                              record_logprob, &rec};
+    llm_serve_result r;
+    char err[1024];
+    if (llm_serve(&b, &o, &r, err, sizeof err)) fail_msg("%s", err);
+    llm_engine_destroy(e);
+    e = engine(env, env->ctx, m, BINV_DTYPE_F32, 3, 3 * len);
+    llm_parity_result p;
+    if (llm_parity(e, &o, &r, rec.lp, 3, &p, err, sizeof err)) fail_msg("%s", err);
+    printf("# parity: %ld of %ld log-probs differ (max %.3g), %d per step, %ld steps\n",
+           p.differing, p.tokens, p.max_abs_diff, p.pack, p.steps);
+    assert_int_equal(p.tokens, (long)n * gen);
+    assert_int_equal(p.pack, 3);
+    assert_int_equal(p.differing, 0);
+    assert_true(p.max_abs_diff == 0);
+    /* The check sees a change in the last bit of one recorded value. */
+    rec.lp[(size_t)(n / 2) * gen + gen - 1] = nextafter(rec.lp[(size_t)(n / 2) * gen + gen - 1], 0);
+    if (llm_parity(e, &o, &r, rec.lp, 3, &p, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(p.differing, 1);
+    /* An engine too small for one whole sequence is refused with a message. */
+    llm_engine *small = engine(env, env->ctx, m, BINV_DTYPE_F32, 3, len - 1);
+    assert_int_equal(llm_parity(small, &o, &r, rec.lp, 3, &p, err, sizeof err), -1);
+    printf("# refused: %s\n", err);
+    llm_engine_destroy(small);
+    llm_engine_destroy(e);
+    llm_serve_result_free(&r);
+    free(rec.lp);
+}
+
+static void test_parity_synthetic(void **state) {
+    test_env *env = *state;
+    llm_model m;
+    load_tiny(&m);
+    const int prompt[9] = {1, 4, 9, 16, 25, 36, 49, 3, 7};
+    parity_check(env, &m, prompt, 9, 10, 16);
+    llm_model_free(&m);
+    remove(TINY_PATH);
+}
+
 /* ---- stories260K (optional) --------------------------------------------------- */
 
 static void test_stories_reference(void **state) {
@@ -399,6 +458,7 @@ static void test_stories_sampling(void **state) {
     const llm_sampler s = {0.9f, 40, 0.95f};
     serve_check(env, &m, prompt, 4, 16, s, 0, 1); /* one seed: one completion */
     serve_check(env, &m, prompt, 4, 16, s, 1, 0); /* per-request seeds reproduce */
+    parity_check(env, &m, prompt, 4, 16, 40);
     llm_model_free(&m);
 }
 
@@ -408,6 +468,7 @@ int main(void) {
         cmocka_unit_test(test_engine_invariance_synthetic),
         cmocka_unit_test(test_engine_pages),
         cmocka_unit_test(test_serve_synthetic),
+        cmocka_unit_test(test_parity_synthetic),
         cmocka_unit_test(test_stories_reference),
         cmocka_unit_test(test_stories_invariance),
         cmocka_unit_test(test_stories_sampling),

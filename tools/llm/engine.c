@@ -56,6 +56,8 @@ static void seterr(llm_engine *e, const char *fmt, ...) {
 const char *llm_engine_error(const llm_engine *e) { return e->err; }
 
 cl_mem llm_engine_logits(const llm_engine *e) { return e->logits; }
+int llm_engine_max_slots(const llm_engine *e) { return e->max_slots; }
+int llm_engine_max_tokens(const llm_engine *e) { return e->max_tokens; }
 
 uint64_t llm_engine_weight_bytes(const llm_engine *e) {
     const llm_config *c = &e->cfg;
@@ -141,13 +143,16 @@ llm_engine *llm_engine_create(binv_context *ctx, cl_context clctx, cl_command_qu
                  kv = (size_t)llm_kv_dim(c), V = (size_t)c->vocab_size,
                  T = (size_t)e->max_tokens, S = (size_t)e->max_slots;
     const size_t qkvw = d + 2 * kv;
+    /* Rows of logits a step can return: one per sequence, or one per token
+     * (LLM_LOGITS_ALL). */
+    const size_t LR = S > T ? S : T;
 
     e->emb = malloc(V * d * e->es);
     e->wqkv = calloc(L, sizeof(cl_mem)), e->wo = calloc(L, sizeof(cl_mem));
     e->w13 = calloc(L, sizeof(cl_mem)), e->w2 = calloc(L, sizeof(cl_mem));
     e->kpool = calloc(L, sizeof(cl_mem)), e->vpool = calloc(L, sizeof(cl_mem));
     e->stage = malloc(T * d * e->es);
-    e->lbuf = malloc(S * V * e->es);
+    e->lbuf = malloc(LR * V * e->es);
     e->free_list = malloc(e->num_pages * sizeof(cl_uint));
     e->pages = calloc(S * e->max_pages, sizeof(cl_uint));
     e->npages = calloc(S, sizeof(int)), e->reserved = calloc(S, sizeof(int));
@@ -189,7 +194,7 @@ llm_engine *llm_engine_create(binv_context *ctx, cl_context clctx, cl_command_qu
         !(e->qkv = scratch(e, T * qkvw)) || !(e->att = scratch(e, T * d)) ||
         !(e->tmp = scratch(e, T * d)) || !(e->hb = scratch(e, T * 2 * h)) ||
         !(e->act = scratch(e, T * h)) ||
-        !(e->xf = scratch(e, S * d)) || !(e->logits = scratch(e, S * V)))
+        !(e->xf = scratch(e, LR * d)) || !(e->logits = scratch(e, LR * V)))
         goto fail;
     /* Pages hold zeros until written: a page handed to a sequence by
      * llm_engine_seq_advance is never read uninitialised. */
@@ -448,35 +453,40 @@ fail:
     return -1;
 }
 
+/* The final norm over one run of consecutive token rows [row, row + len)
+ * into rows [S - len, S) of xf. */
+static int final_norm(llm_engine *e, size_t row, size_t len, size_t S) {
+    const size_t d = (size_t)e->cfg.dim;
+    const int layer = -1; /* for CALL's message */
+    CALL("binv_add_rmsnorm(final)",
+         binv_add_rmsnorm(e->ctx, e->q, e->dt, len, d, e->x, row * d, d, e->tmp, row * d, d,
+                          e->rms_final, 0, 1e-5f, e->xf, (S - len) * d, d, 0, NULL, NULL));
+    return 0;
+fail:
+    return -1;
+}
+
 /* Final norm and classifier for the rows that need logits (runs of
  * consecutive such rows go through one call each), read back as f32. */
 static int step_logits(llm_engine *e, const llm_work *w, int nwork, float *logits) {
     const llm_config *c = &e->cfg;
     const size_t d = (size_t)c->dim, V = (size_t)c->vocab_size;
     const binv_dtype dt = e->dt;
-    const float eps = 1e-5f;
     const int layer = -1; /* for CALL's message */
-    size_t S = 0;
-    {
-        size_t r = 0, run_row = 0, run_len = 0;
-        for (int i = 0; i <= nwork; i++) {
-            const int want = i < nwork && w[i].want_logits;
-            const size_t row = i < nwork ? r + (size_t)w[i].n - 1 : 0;
-            if (run_len && (!want || row != run_row + run_len)) {
-                CALL("binv_add_rmsnorm(final)",
-                     binv_add_rmsnorm(e->ctx, e->q, dt, run_len, d, e->x, run_row * d, d, e->tmp,
-                                      run_row * d, d, e->rms_final, 0, eps, e->xf,
-                                      (S - run_len) * d, d, 0, NULL, NULL));
-                run_len = 0;
-            }
-            if (want) {
-                if (!run_len) run_row = row;
+    size_t S = 0, r = 0, run_row = 0, run_len = 0;
+    for (int i = 0; i < nwork; r += (size_t)w[i].n, i++) {
+        if (!w[i].want_logits) continue;
+        const size_t first = w[i].want_logits == LLM_LOGITS_ALL ? r : r + (size_t)w[i].n - 1;
+        for (size_t row = first; row < r + (size_t)w[i].n; row++, S++) {
+            if (run_len && row == run_row + run_len) {
                 run_len++;
-                S++;
+                continue;
             }
-            if (i < nwork) r += (size_t)w[i].n;
+            if (run_len && final_norm(e, run_row, run_len, S)) goto fail;
+            run_row = row, run_len = 1;
         }
     }
+    if (run_len && final_norm(e, run_row, run_len, S)) goto fail;
     if (S) {
         CALL("binv_gemm(classifier)", binv_gemm(e->ctx, e->q, dt, BINV_NO_TRANS, BINV_TRANS, S, V,
                                                 d, 1.0f, e->xf, 0, d, e->wcls, 0, d, 0.0f,

@@ -72,8 +72,10 @@ void llm_ref_forward(llm_ref *r, int seq, int token, int pos, float *logits);
 /* ---- Work of one step (shared by the engine, the reference backend and the
  * serving loop) -------------------------------------------------------------
  * One entry per sequence of the step: n new tokens at positions pos0 ..
- * pos0+n-1; want_logits: the logits of its last new token are returned (rows
- * in the order of the entries that want them). */
+ * pos0+n-1; want_logits: 1 returns the logits of its last new token,
+ * LLM_LOGITS_ALL those of every new token (the engine only; a trainer's
+ * pass), 0 none; rows in the order of the entries and tokens. */
+#define LLM_LOGITS_ALL 2
 typedef struct llm_work {
     int slot;
     int pos0, n;
@@ -115,6 +117,9 @@ int llm_engine_seq_advance(llm_engine *e, int slot, int n);
  * (binv_context_last_error included) in llm_engine_error(). */
 int llm_engine_step(llm_engine *e, const llm_work *w, int nwork, float *logits);
 const char *llm_engine_error(const llm_engine *e);
+/* The engine's limits: sequences (slots) and tokens per step. */
+int llm_engine_max_slots(const llm_engine *e);
+int llm_engine_max_tokens(const llm_engine *e);
 /* The device buffer of the last step's logits: rows of vocab values in the
  * engine's dtype, one per entry with want_logits. */
 cl_mem llm_engine_logits(const llm_engine *e);
@@ -201,6 +206,31 @@ typedef struct llm_divergence {
     double mean_divergence;  /* mean first-divergence index over differing requests */
 } llm_divergence;
 llm_divergence llm_compare(const llm_serve_result *r, const int *ref_tokens);
+
+/* ---- Trainer/sampler parity ------------------------------------------------ */
+/* log_softmax(logits)[token] in double, summed in index order: the log-prob
+ * both sides of the parity check compute from a row of logits. */
+double llm_logprob(const float *logits, int vocab, int token);
+
+typedef struct llm_parity_result {
+    long tokens;        /* sampled tokens recomputed */
+    long differing;     /* of them, log-probs not bitwise equal to the recorded ones */
+    double max_abs_diff;
+    int pack;           /* sequences per trainer step */
+    long steps;
+} llm_parity_result;
+
+/* Recomputes the log-prob of every token sampled in r the way a trainer
+ * does: each request's full sequence (prompt + completion but its last
+ * token) in one forward pass from an empty cache, `pack` sequences to a
+ * step, packed in reverse request order (not the serving order), every
+ * position's logits.  recorded: n_requests x gen_tokens log-probs taken at
+ * sampling time (llm_logprob of the row the token was sampled from).  The
+ * engine needs pack slots and pack x (prompt_len + gen_tokens - 1) tokens a
+ * step (pack is lowered to fit).  Returns 0, or -1 with a message. */
+int llm_parity(llm_engine *e, const llm_serve_opts *o, const llm_serve_result *r,
+               const double *recorded, int pack, llm_parity_result *out, char *err,
+               size_t errlen);
 
 /* Parses "1,403,22" into out (at most max); returns the count or -1. */
 int llm_parse_ids(const char *s, int *out, int max);

@@ -27,6 +27,7 @@ typedef struct options {
     llm_sampler sampler;
     size_t pages;
     int run_adaptive, run_invariant;
+    int parity; /* trainer/sampler parity check: sequences packed per trainer step; 0 off */
 } options;
 
 /* --help: the usage on stdout, exit status 0; a bad command line: on stderr, 2. */
@@ -56,7 +57,10 @@ static int usage_to(FILE *f, int status, const char *argv0) {
         "  --report FILE           write a markdown report section\n"
         "  --cache-dir DIR         libbinv program-binary cache\n"
         "  --native                binv_options.path = BINV_PATH_NATIVE (tensor-core bf16/f16\n"
-        "                          GEMM on NVIDIA GPUs; portable elsewhere)\n",
+        "                          GEMM on NVIDIA GPUs; portable elsewhere)\n"
+        "  --parity                after serving, recompute every sampled token's log-prob\n"
+        "                          as a trainer does (whole sequences, 3 packed per forward\n"
+        "                          pass, reverse order) and count those not bitwise equal\n",
         argv0);
     return status;
 }
@@ -81,6 +85,7 @@ static int parse(int argc, char **argv, options *o) {
         else if (!strcmp(a, "--per-request-seed")) o->per_request_seed = 1;
         else if (!strcmp(a, "--shared-classifier")) o->shape.shared_classifier = 1;
         else if (!strcmp(a, "--native")) o->native = 1;
+        else if (!strcmp(a, "--parity")) o->parity = 3;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return -1;
         else if (ARG("--device")) o->device = v;
         else if (ARG("--model")) o->model = v;
@@ -155,6 +160,9 @@ typedef struct sched_result {
     llm_divergence div;
     double max_dlogit; /* max |logit - logit alone| over rows whose prefix equals the alone run's */
     double min_margin; /* smallest top-1 minus top-2 logit of the alone run */
+    double *logprobs;  /* requests x tokens: each sampled token's log-prob at sampling time */
+    int parity_ran;
+    llm_parity_result parity;
 } sched_result;
 
 /* Logits of the request alone, and how far the served requests' logits move
@@ -171,6 +179,8 @@ typedef struct tracker {
     const int *solo_tokens;
     unsigned char *diverged;
     double max_diff;
+    double *logprobs; /* NULL, or requests x tokens */
+    int tokens;
 } tracker;
 
 static void on_sample(void *user, int req, int idx, const float *l, int tok) {
@@ -180,6 +190,7 @@ static void on_sample(void *user, int req, int idx, const float *l, int tok) {
         memcpy(ref, l, (size_t)t->V * sizeof(float));
         return;
     }
+    if (t->logprobs) t->logprobs[(size_t)req * t->tokens + idx] = llm_logprob(l, t->V, tok);
     if (t->diverged[req]) return;
     for (int j = 0; j < t->V; j++) {
         const double d = fabs((double)l[j] - ref[j]);
@@ -277,6 +288,25 @@ out:
     return rc;
 }
 
+/* The trainer's recompute of every sampled token's log-prob (llm_parity) on
+ * an engine of its own: o->parity whole sequences a step. */
+static int run_parity(binv_context *ctx, const hx_device *dev, const llm_model *m,
+                      const options *o, const llm_serve_opts *so, sched_result *out) {
+    const int len = o->prompt_len + o->tokens - 1;
+    const llm_engine_opts eo = {o->dtype, o->parity, o->parity * len, len, 0, o->seed ^ 0x7a11ull};
+    char err[2048];
+    llm_engine *e = llm_engine_create(ctx, dev->context, dev->queue, m, &eo, err, sizeof err);
+    if (!e || llm_parity(e, so, &out->res, out->logprobs, o->parity, &out->parity, err,
+                         sizeof err)) {
+        fprintf(stderr, "error: parity: %s\n", err);
+        llm_engine_destroy(e);
+        return -1;
+    }
+    llm_engine_destroy(e);
+    out->parity_ran = 1;
+    return 0;
+}
+
 static int run_schedule(const hx_device *dev, const llm_model *m, const options *o,
                         binv_schedule s, sched_result *out) {
     binv_context *ctx = make_ctx(dev, s, o->cache_dir, o->native);
@@ -317,6 +347,13 @@ static int run_schedule(const hx_device *dev, const llm_model *m, const options 
         if (a - b2 < out->min_margin) out->min_margin = a - b2;
     }
     tk.recording = 0, tk.solo_tokens = out->solo;
+    if (o->parity) {
+        if (!(out->logprobs = malloc((size_t)o->requests * o->tokens * sizeof(double)))) {
+            fprintf(stderr, "error: out of host memory\n");
+            goto out;
+        }
+        tk.logprobs = out->logprobs, tk.tokens = o->tokens;
+    }
     so = serve_opts(o, m, o->requests);
     so.on_sample = on_sample, so.user = &tk;
     if (llm_serve(&b, &so, &out->res, err, sizeof err)) {
@@ -328,7 +365,7 @@ static int run_schedule(const hx_device *dev, const llm_model *m, const options 
     printf("%s: %d requests served in %.1f s (%ld steps)\n", out->name, o->requests,
            out->res.seconds, out->res.steps);
     out->ran = 1;
-    rc = 0;
+    rc = o->parity ? run_parity(ctx, dev, m, o, &so, out) : 0;
 out:
     free(tk.solo), free(tk.diverged);
     llm_engine_destroy(e);
@@ -396,6 +433,13 @@ static void write_report(const options *o, const llm_model *m, const hx_device *
                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (int i = 0; i < nr; i++)
         if (r[i].ran) result_row(f, &r[i], 1);
+    for (int i = 0; i < nr; i++)
+        if (r[i].parity_ran)
+            fprintf(f, "\nTrainer/sampler parity, %s: **%ld of %ld** sampled tokens' log-probs "
+                       "differ bitwise from a trainer's recompute (whole sequences, %d per forward "
+                       "pass, reverse order); max |difference| %.3g.\n",
+                    r[i].name, r[i].parity.differing, r[i].parity.tokens, r[i].parity.pack,
+                    r[i].parity.max_abs_diff);
     fprintf(f, "\n\"Alone\": the same request served by itself with the same schedule. A logit "
                "stream is the bits of every logits row a request sampled from. Max |Δlogit|: "
                "largest difference from the alone run's logits while the tokens still agree; "
@@ -425,6 +469,12 @@ static void print_summary(const options *o, const sched_result *r, int nr) {
         const int same = !memcmp(r[0].solo, r[1].solo, (size_t)o->tokens * sizeof(int));
         printf("alone, adaptive %s invariant\n", same ? "==" : "!=");
     }
+    for (int i = 0; i < nr; i++)
+        if (r[i].parity_ran)
+            printf("parity, %s: %ld of %ld sampled tokens' log-probs differ from the trainer's "
+                   "recompute (max |diff| %.3g; %d sequences per trainer step, %ld steps)\n",
+                   r[i].name, r[i].parity.differing, r[i].parity.tokens,
+                   r[i].parity.max_abs_diff, r[i].parity.pack, r[i].parity.steps);
 }
 
 int main(int argc, char **argv) {
@@ -501,6 +551,7 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < 2; i++) {
         free(r[i].solo);
+        free(r[i].logprobs);
         llm_serve_result_free(&r[i].res);
     }
     hx_device_close(&dev);
