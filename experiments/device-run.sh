@@ -13,7 +13,10 @@ export BINV_SKIP_DEPS=1
   nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv 2>&1
   clinfo -l 2>&1
 } > "$out/device.txt"
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release > /tmp/build.log 2>&1 &&
+# The real model of test_llm_engine: BINV_TEST_MODEL (a path on this machine), else
+# CMake's own look-up beside the source tree.
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release \
+  ${BINV_TEST_MODEL:+-DBINV_TEST_MODEL=$BINV_TEST_MODEL} > /tmp/build.log 2>&1 &&
   cmake --build build-gpu -j16 >> /tmp/build.log 2>&1 || { tail -30 /tmp/build.log; exit 1; }
 bench=./build-gpu/bench/binv-bench
 
@@ -54,6 +57,16 @@ for arg in "$@"; do
     timeout 150 python3 experiments/cublas_reference.py --dtype bf16,f16 --m 1,16,32,64,128,256 \
       --nk 4096x4096,4096x14336 --csv $d/cublas.csv > $d/cublas.txt 2>&1
     echo "cublas rc=$?"
+    ;;
+  parity)
+    # Trainer/sampler parity of binv-llm on the real model (docs/llm.md), f32 and bf16.
+    d=$out/parity; mkdir -p $d
+    for dt in f32 bf16; do
+      timeout 200 ./build-gpu/tools/binv-llm --device gpu --model "${LLM_MODEL:=../shared/models/stories260K.bin}" \
+        --dtype $dt --requests 1000 --temperature 0.9 --top-k 40 --per-request-seed --parity \
+        --report $d/llm-parity-$dt.md > $d/llm-parity-$dt.txt 2>&1
+      echo "parity $dt rc=$?"; grep -E "^parity|error" $d/llm-parity-$dt.txt
+    done
     ;;
   e2e)
     # Decode steps end to end on the Llama-3.2-1B shape, and PyTorch on the same GPU.
