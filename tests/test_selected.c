@@ -67,7 +67,10 @@ static void prob_init(sel_prob *p, binv_dtype dt, size_t rows, size_t cols, uint
     if (rows > 1) p->ids[rows - 1] = (cl_uint)(cols - 1);
 }
 
-static void prob_free(sel_prob *p) { free(p->x); free(p->ids); }
+static void prob_free(sel_prob *p) {
+    free(p->x);
+    free(p->ids);
+}
 
 /* binv_selected_log_softmax of rows [row0, row0 + rows) of p through c, with
  * x, ids and out at element offsets off, off + 1 and off + 2 of their buffers
@@ -145,9 +148,9 @@ static void test_selected_equals_gather(void **state) {
                         const size_t at = i * p.ld + p.ids[i];
                         if (!matches(p.dt, out[i], y, at))
                             fail_msg("%s rows=%zu cols=%zu row %zu id %u (%s): selected %.9g, "
-                                     "log_softmax %.9g", hx_dtype_name(p.dt), p.rows, p.cols, i,
-                                     p.ids[i], s.name[ci], (double)out[i],
-                                     (double)hx_load(p.dt, y, at));
+                                     "log_softmax %.9g",
+                                     hx_dtype_name(p.dt), p.rows, p.cols, i, p.ids[i], s.name[ci],
+                                     (double)out[i], (double)hx_load(p.dt, y, at));
                         checked++;
                     }
                     free(y);
@@ -183,8 +186,9 @@ static void test_selected_invariance(void **state) {
                         for (size_t i = 0; i < m; i++)
                             if (memcmp(&out[i], &full[starts[si] + i], 4) != 0)
                                 fail_msg("%s cols=%zu: row %zu in a batch of %zu (%s) gives %.9g, "
-                                         "in the batch of %zu %.9g", hx_dtype_name(p.dt), p.cols,
-                                         starts[si] + i, m, s.name[ci], (double)out[i], (double)full[starts[si] + i], R);
+                                         "in the batch of %zu %.9g",
+                                         hx_dtype_name(p.dt), p.cols, starts[si] + i, m, s.name[ci],
+                                         (double)out[i], (double)full[starts[si] + i], R);
                         free(out);
                     }
                 }
@@ -212,7 +216,8 @@ static void test_selected_out_of_range(void **state) {
             q.ids = ids;
             float *out = run_selected(env, s.c[ci], &q, 0, 5, 1);
             for (size_t i = 0; i < 5; i++) {
-                if (i == 0 || i == 2) assert_memory_equal(&out[i], &ref[i], 4);
+                if (i == 0 || i == 2)
+                    assert_memory_equal(&out[i], &ref[i], 4);
                 else if (!isnan(out[i]))
                     fail_msg("cols=%zu id %u (%s): %.9g, want NaN", cols[k], ids[i], s.name[ci],
                              (double)out[i]);
@@ -255,7 +260,8 @@ static void test_selected_bad_input(void **state) {
     for (int i = 0; i < 32; i++) xs[i] = (float)i * 0.25f;
     cl_mem x = test_buffer(env, sizeof xs, xs), ids = test_buffer(env, sizeof is, is);
     cl_mem out = test_buffer(env, 4096, NULL), small = test_buffer(env, 8, NULL);
-    cl_mem ro = flags_buffer(env, CL_MEM_READ_ONLY, 64), wo = flags_buffer(env, CL_MEM_WRITE_ONLY, 64);
+    cl_mem ro = flags_buffer(env, CL_MEM_READ_ONLY, 64),
+           wo = flags_buffer(env, CL_MEM_WRITE_ONLY, 64);
     cl_context other = clCreateContext(NULL, 1, &env->device, NULL, NULL, &err);
     assert_int_equal(err, CL_SUCCESS);
     cl_mem foreign = clCreateBuffer(other, CL_MEM_READ_WRITE, 64, NULL, &err);
@@ -266,7 +272,8 @@ static void test_selected_bad_input(void **state) {
     test_write(env, shared, sizeof is, is);
     cl_uint align_bits = 0;
     assert_int_equal(clGetDeviceInfo(env->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits,
-                                     &align_bits, NULL), CL_SUCCESS);
+                                     &align_bits, NULL),
+                     CL_SUCCESS);
     const size_t al = align_bits / 8 ? align_bits / 8 : 1;
     cl_buffer_region reg = {0, al < 64 ? 64 : al};
     cl_mem shared_sub = clCreateSubBuffer(shared, 0, CL_BUFFER_CREATE_TYPE_REGION, &reg, &err);
@@ -276,61 +283,111 @@ static void test_selected_bad_input(void **state) {
     /* Each call fails with its status and a message naming the culprit (read
      * right after the call: the next one replaces it). */
 #define BAD(want, what, msg, ctx_, q_, dt_, rows_, cols_, x_, xo_, ldx_, ids_, io_, out_, oo_, n_, \
-            wl_)                                                                                    \
-    check_bad(c, binv_selected_log_softmax(ctx_, q_, dt_, rows_, cols_, x_, xo_, ldx_, ids_, io_,   \
-                                           out_, oo_, n_, wl_, NULL),                               \
+            wl_)                                                                                   \
+    check_bad(c,                                                                                   \
+              binv_selected_log_softmax(ctx_, q_, dt_, rows_, cols_, x_, xo_, ldx_, ids_, io_,     \
+                                        out_, oo_, n_, wl_, NULL),                                 \
               want, what, msg)
-    BAD(BINV_ERROR_INVALID_ARGUMENT, "NULL ctx", NULL, NULL, q, F, R, C, x, 0, C, ids, 0, out, 0, 0, NULL);
-    BAD(BINV_ERROR_INVALID_ARGUMENT, "NULL queue", "queue is NULL", c, NULL, F, R, C, x, 0, C, ids, 0, out, 0, 0, NULL);
-    BAD(BINV_ERROR_UNSUPPORTED_DTYPE, "dtype 0", "binv_selected_log_softmax: dtype", c, q, (binv_dtype)0, R, C, x, 0, C, ids, 0, out, 0, 0, NULL);
-    BAD(BINV_ERROR_INVALID_ARGUMENT, "1 event, NULL wait list", "wait_list", c, q, F, R, C, x, 0, C, ids, 0, out, 0, 1, NULL);
-    BAD(BINV_ERROR_INVALID_ARGUMENT, "NULL event in the wait list", "wait_list[0]", c, q, F, R, C, x, 0, C, ids, 0, out, 0, 1, &dummy);
-    BAD(BINV_ERROR_INVALID_DIMENSION, "cols 0", "cols is 0", c, q, F, R, 0, x, 0, C, ids, 0, out, 0, 0, NULL);
-    BAD(BINV_ERROR_INVALID_DIMENSION, "rows >= 2^31", "2^31", c, q, F, (size_t)1 << 33, C, x, 0, C, ids, 0, out, 0, 0, NULL);
-    BAD(BINV_ERROR_INVALID_LEADING_DIMENSION, "ldx < cols", "ldx=7", c, q, F, R, C, x, 0, C - 1, ids, 0, out, 0, 0, NULL);
-    BAD(BINV_ERROR_INVALID_DIMENSION, "extent overflow", "overflow", c, q, F, R, C, x, 0, SIZE_MAX / 2, ids, 0, out, 0, 0, NULL);
-    BAD(BINV_ERROR_INVALID_ARGUMENT, "NULL x", "x is NULL", c, q, F, R, C, NULL, 0, C, ids, 0, out, 0, 0, NULL);
-    BAD(BINV_ERROR_BUFFER_TOO_SMALL, "x past CL_MEM_SIZE", "x: the view", c, q, F, R, C, x, 1, C, ids, 0, out, 0, 0, NULL);
-    BAD(BINV_ERROR_INVALID_ARGUMENT, "NULL out", "out is NULL", c, q, F, R, C, x, 0, C, ids, 0, NULL, 0, 0, NULL);
-    BAD(BINV_ERROR_BUFFER_TOO_SMALL, "out too small", "out: the view", c, q, F, R, C, x, 0, C, ids, 0, small, 0, 0, NULL);
-    BAD(BINV_ERROR_INVALID_DIMENSION, "out offset overflow", "out: offset", c, q, F, R, C, x, 0, C, ids, 0, out, SIZE_MAX - 1, 0, NULL);
-    BAD(BINV_ERROR_INVALID_ARGUMENT, "NULL ids", "ids is NULL", c, q, F, R, C, x, 0, C, NULL, 0, out, 0, 0, NULL);
-    BAD(BINV_ERROR_BUFFER_TOO_SMALL, "ids past CL_MEM_SIZE", "ids: the view", c, q, F, R, C, x, 0, C, ids, 1, out, 0, 0, NULL);
-    BAD(BINV_ERROR_INVALID_DIMENSION, "ids offset overflow", "ids: offset", c, q, F, R, C, x, 0, C, ids, SIZE_MAX - 2, out, 0, 0, NULL);
-    BAD(BINV_ERROR_BUFFER_TOO_SMALL, "ids too small", "ids: the view", c, q, F, R, C, x, 0, C, small, 0, out, 0, 0, NULL);
-    BAD(BINV_ERROR_CONTEXT_MISMATCH, "ids of another context", "ids belongs", c, q, F, R, C, x, 0, C, foreign, 0, out, 0, 0, NULL);
-    BAD(BINV_ERROR_CONTEXT_MISMATCH, "out of another context", "out belongs", c, q, F, R, C, x, 0, C, ids, 0, foreign, 0, 0, NULL);
-    BAD(BINV_ERROR_ACCESS_FLAGS, "write-only ids", "ids is read", c, q, F, R, C, x, 0, C, wo, 0, out, 0, 0, NULL);
-    BAD(BINV_ERROR_ACCESS_FLAGS, "read-only out", "out is written", c, q, F, R, C, x, 0, C, ids, 0, ro, 0, 0, NULL);
-    BAD(BINV_ERROR_ALIASING, "out overlaps x", "out overlaps x", c, q, F, R, C, x, 0, C, ids, 0, x, 0, 0, NULL);
-    BAD(BINV_ERROR_ALIASING, "out overlaps ids", "out overlaps ids", c, q, F, R, C, x, 0, C, shared, 0, shared, 2, 0, NULL);
-    BAD(BINV_ERROR_ALIASING, "out a sub-buffer over ids", "out overlaps ids", c, q, F, R, C, x, 0, C, shared, 0, shared_sub, 0, 0, NULL);
+    BAD(BINV_ERROR_INVALID_ARGUMENT, "NULL ctx", NULL, NULL, q, F, R, C, x, 0, C, ids, 0, out, 0, 0,
+        NULL);
+    BAD(BINV_ERROR_INVALID_ARGUMENT, "NULL queue", "queue is NULL", c, NULL, F, R, C, x, 0, C, ids,
+        0, out, 0, 0, NULL);
+    BAD(BINV_ERROR_UNSUPPORTED_DTYPE, "dtype 0", "binv_selected_log_softmax: dtype", c, q,
+        (binv_dtype)0, R, C, x, 0, C, ids, 0, out, 0, 0, NULL);
+    BAD(BINV_ERROR_INVALID_ARGUMENT, "1 event, NULL wait list", "wait_list", c, q, F, R, C, x, 0, C,
+        ids, 0, out, 0, 1, NULL);
+    BAD(BINV_ERROR_INVALID_ARGUMENT, "NULL event in the wait list", "wait_list[0]", c, q, F, R, C,
+        x, 0, C, ids, 0, out, 0, 1, &dummy);
+    BAD(BINV_ERROR_INVALID_DIMENSION, "cols 0", "cols is 0", c, q, F, R, 0, x, 0, C, ids, 0, out, 0,
+        0, NULL);
+    BAD(BINV_ERROR_INVALID_DIMENSION, "rows >= 2^31", "2^31", c, q, F, (size_t)1 << 33, C, x, 0, C,
+        ids, 0, out, 0, 0, NULL);
+    BAD(BINV_ERROR_INVALID_LEADING_DIMENSION, "ldx < cols", "ldx=7", c, q, F, R, C, x, 0, C - 1,
+        ids, 0, out, 0, 0, NULL);
+    BAD(BINV_ERROR_INVALID_DIMENSION, "extent overflow", "overflow", c, q, F, R, C, x, 0,
+        SIZE_MAX / 2, ids, 0, out, 0, 0, NULL);
+    BAD(BINV_ERROR_INVALID_ARGUMENT, "NULL x", "x is NULL", c, q, F, R, C, NULL, 0, C, ids, 0, out,
+        0, 0, NULL);
+    BAD(BINV_ERROR_BUFFER_TOO_SMALL, "x past CL_MEM_SIZE", "x: the view", c, q, F, R, C, x, 1, C,
+        ids, 0, out, 0, 0, NULL);
+    BAD(BINV_ERROR_INVALID_ARGUMENT, "NULL out", "out is NULL", c, q, F, R, C, x, 0, C, ids, 0,
+        NULL, 0, 0, NULL);
+    BAD(BINV_ERROR_BUFFER_TOO_SMALL, "out too small", "out: the view", c, q, F, R, C, x, 0, C, ids,
+        0, small, 0, 0, NULL);
+    BAD(BINV_ERROR_INVALID_DIMENSION, "out offset overflow", "out: offset", c, q, F, R, C, x, 0, C,
+        ids, 0, out, SIZE_MAX - 1, 0, NULL);
+    BAD(BINV_ERROR_INVALID_ARGUMENT, "NULL ids", "ids is NULL", c, q, F, R, C, x, 0, C, NULL, 0,
+        out, 0, 0, NULL);
+    BAD(BINV_ERROR_BUFFER_TOO_SMALL, "ids past CL_MEM_SIZE", "ids: the view", c, q, F, R, C, x, 0,
+        C, ids, 1, out, 0, 0, NULL);
+    BAD(BINV_ERROR_INVALID_DIMENSION, "ids offset overflow", "ids: offset", c, q, F, R, C, x, 0, C,
+        ids, SIZE_MAX - 2, out, 0, 0, NULL);
+    BAD(BINV_ERROR_BUFFER_TOO_SMALL, "ids too small", "ids: the view", c, q, F, R, C, x, 0, C,
+        small, 0, out, 0, 0, NULL);
+    BAD(BINV_ERROR_CONTEXT_MISMATCH, "ids of another context", "ids belongs", c, q, F, R, C, x, 0,
+        C, foreign, 0, out, 0, 0, NULL);
+    BAD(BINV_ERROR_CONTEXT_MISMATCH, "out of another context", "out belongs", c, q, F, R, C, x, 0,
+        C, ids, 0, foreign, 0, 0, NULL);
+    BAD(BINV_ERROR_ACCESS_FLAGS, "write-only ids", "ids is read", c, q, F, R, C, x, 0, C, wo, 0,
+        out, 0, 0, NULL);
+    BAD(BINV_ERROR_ACCESS_FLAGS, "read-only out", "out is written", c, q, F, R, C, x, 0, C, ids, 0,
+        ro, 0, 0, NULL);
+    BAD(BINV_ERROR_ALIASING, "out overlaps x", "out overlaps x", c, q, F, R, C, x, 0, C, ids, 0, x,
+        0, 0, NULL);
+    BAD(BINV_ERROR_ALIASING, "out overlaps ids", "out overlaps ids", c, q, F, R, C, x, 0, C, shared,
+        0, shared, 2, 0, NULL);
+    BAD(BINV_ERROR_ALIASING, "out a sub-buffer over ids", "out overlaps ids", c, q, F, R, C, x, 0,
+        C, shared, 0, shared_sub, 0, 0, NULL);
 #undef BAD
     assert_true(all_bytes(env, out, 4096, 0x5a)); /* nothing written by any failing call */
     cl_event ev = NULL;
     /* rows == 0: a no-op that still returns an event; ids and out are not
      * looked at beyond their handles. */
-    assert_int_equal(binv_selected_log_softmax(c, q, F, 0, C, x, 0, C, ids, 0, out, 0, 0, NULL, &ev),
-                     BINV_SUCCESS);
+    assert_int_equal(
+        binv_selected_log_softmax(c, q, F, 0, C, x, 0, C, ids, 0, out, 0, 0, NULL, &ev),
+        BINV_SUCCESS);
     assert_non_null(ev);
     clWaitForEvents(1, &ev);
     clReleaseEvent(ev);
     assert_true(all_bytes(env, out, 4096, 0x5a));
     /* ids may share storage with x (both are read). */
-    assert_int_equal(binv_selected_log_softmax(c, q, F, 1, 4, shared, 0, 4, shared, 0, out, 0, 0,
-                                               NULL, NULL),
-                     BINV_SUCCESS);
+    assert_int_equal(
+        binv_selected_log_softmax(c, q, F, 1, 4, shared, 0, 4, shared, 0, out, 0, 0, NULL, NULL),
+        BINV_SUCCESS);
     clFinish(q);
     cl_mem all[] = {x, ids, out, small, ro, wo, foreign, shared_sub, shared};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) clReleaseMemObject(all[i]);
     clReleaseContext(other);
 }
 
+/* ---- portable bits --------------------------------------------------------- */
+
+/* The f32 results' hashes, the same on every device (tests/golden/rows.txt):
+ * short rows (the fused kernels on most devices) and vocabulary-long rows. */
+static void test_selected_golden(void **state) {
+    test_env *env = *state;
+    static const size_t shapes[][2] = {{64, 5000}, {3, 152064}};
+    int bad = 0;
+    for (size_t k = 0; k < 2; k++)
+        for (size_t d = 0; d < 3; d++) {
+            sel_prob p;
+            prob_init(&p, DTYPES[d], shapes[k][0], shapes[k][1], 2024 + k);
+            float *out = run_selected(env, env->ctx, &p, 0, p.rows, 0);
+            char hex[65], name[96];
+            test_sha256_hex(out, p.rows * sizeof *out, hex);
+            snprintf(name, sizeof name, "selected_log_softmax_%s_%zux%zu", hx_dtype_name(p.dt),
+                     p.rows, p.cols);
+            if (!test_golden_check("rows.txt", name, hex)) bad++;
+            free(out);
+            prob_free(&p);
+        }
+    if (bad) fail_msg("%d golden hashes differ on '%s'", bad, env->device_name);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_selected_bad_input),
-        cmocka_unit_test(test_selected_out_of_range),
-        cmocka_unit_test(test_selected_invariance),
+        cmocka_unit_test(test_selected_bad_input),     cmocka_unit_test(test_selected_out_of_range),
+        cmocka_unit_test(test_selected_invariance),    cmocka_unit_test(test_selected_golden),
         cmocka_unit_test(test_selected_equals_gather),
     };
     return cmocka_run_group_tests_name("selected", tests, test_env_setup, test_env_teardown);

@@ -381,7 +381,8 @@ BINV_API binv_status binv_attention(binv_context *ctx, cl_command_queue queue,
  * binv_log_softmax followed by a gather; for F16/BF16 that value rounded to dtype equals the
  * gathered element.  Same schedule (docs/schedules.md), so invariant like every row op.  ids is a
  * buffer of cl_uint; an id >= cols gives NaN for that row (the device cannot report it).
- * (Appended in 0.2.) */
+ * out may share no byte with x or ids (BINV_ERROR_ALIASING); ids may overlap x.  Other errors as
+ * binv_log_softmax's.  (Appended in 0.2.) */
 BINV_API binv_status binv_selected_log_softmax(binv_context *ctx, cl_command_queue queue,
     binv_dtype dtype, size_t rows, size_t cols, cl_mem x, size_t x_offset, size_t ldx,
     cl_mem ids, size_t ids_offset, cl_mem out, size_t out_offset,
