@@ -72,27 +72,33 @@ static void prob_free(sel_prob *p) {
     free(p->ids);
 }
 
+/* What out holds before a call: no log-probability (those are <= 0) and no
+ * NaN, so that a value not written shows, and a NaN is the kernel's. */
+#define SENTINEL 12345.0f
+
 /* binv_selected_log_softmax of rows [row0, row0 + rows) of p through c, with
  * x, ids and out at element offsets off, off + 1 and off + 2 of their buffers
- * (the rest of out holds a NaN pattern).  Returns the rows floats. */
+ * (out's other elements must keep SENTINEL).  Returns the rows floats. */
 static float *run_selected(const test_env *env, binv_context *c, const sel_prob *p, size_t row0,
                            size_t rows, size_t off) {
     const size_t es = hx_dtype_size(p->dt), n = rows * p->ld;
     unsigned char *xs = calloc(off + n, es);
     cl_uint *is = calloc(off + 1 + rows, sizeof *is);
-    float *os = malloc((off + 2 + rows) * sizeof *os);
+    float *os = malloc((off + 3 + rows) * sizeof *os); /* one past the view */
     assert_true(xs && is && os);
     memcpy(xs + off * es, p->x + row0 * p->ld * es, n * es);
     memcpy(is + off + 1, p->ids + row0, rows * sizeof *is);
-    for (size_t i = 0; i < off + 2 + rows; i++) os[i] = NAN;
+    for (size_t i = 0; i < off + 3 + rows; i++) os[i] = SENTINEL;
     cl_mem x = test_buffer(env, (off + n) * es, xs);
     cl_mem ids = test_buffer(env, (off + 1 + rows) * sizeof *is, is);
-    cl_mem out = test_buffer(env, (off + 2 + rows) * sizeof *os, os);
+    cl_mem out = test_buffer(env, (off + 3 + rows) * sizeof *os, os);
     binv_status st = binv_selected_log_softmax(c, env->queue, p->dt, rows, p->cols, x, off, p->ld,
                                                ids, off + 1, out, off + 2, 0, NULL, NULL);
     if (st != BINV_SUCCESS) fprintf(stderr, "%s\n", binv_context_last_error(c));
     assert_int_equal(st, BINV_SUCCESS);
-    test_read(env, out, (off + 2 + rows) * sizeof *os, os);
+    test_read(env, out, (off + 3 + rows) * sizeof *os, os);
+    for (size_t i = 0; i < off + 2; i++) assert_true(os[i] == SENTINEL);
+    assert_true(os[off + 2 + rows] == SENTINEL);
     memmove(os, os + off + 2, rows * sizeof *os);
     clReleaseMemObject(x);
     clReleaseMemObject(ids);
