@@ -116,9 +116,10 @@ typedef struct bench {
      * y, f32 outputs) and of parameter vectors; a call on `rows` rows uses
      * slot s = rows [s*rows, (s+1)*rows) of the pools. */
     FILE *rows_csv;
-    cl_mem px, pr, py, pout, pw, pb;
+    cl_mem px, pr, py, pout, pw, pb, pids;
     size_t pool_rows, rpool_rows, vslots;
     unsigned char *hx, *hr, *hvw, *hvb; /* host data: hrows rows of x and r, one vector each */
+    cl_uint *hids;         /* selected_log_softmax: the id of host row i (pool row i: i % hrows) */
     size_t hrows;
     double *rv, *rref;     /* a row's values and its reference output */
     unsigned char *yrow;   /* one output row read back */

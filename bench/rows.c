@@ -1,5 +1,6 @@
 /* binv-bench, row reductions: rmsnorm, softmax, log_softmax, layernorm,
- * add_rmsnorm, row_sum, row_mean for every (dtype, cols, op, rows, schedule);
+ * add_rmsnorm, row_sum, row_mean, selected_log_softmax for every (dtype,
+ * cols, op, rows, schedule);
  * the call, the traffic and the reference are the harness's description
  * (harness/op_rows.c). */
 #include <math.h>
@@ -34,7 +35,7 @@ static int rows_fits(const bench *b, int op, binv_dtype dt, size_t rows, size_t 
 }
 
 void free_rows_shape(bench *b) {
-    cl_mem *bufs[] = {&b->px, &b->pr, &b->py, &b->pout, &b->pw, &b->pb};
+    cl_mem *bufs[] = {&b->px, &b->pr, &b->py, &b->pout, &b->pw, &b->pb, &b->pids};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) release_mem(bufs[i]);
     unsigned char **host[] = {&b->hx, &b->hr, &b->hvw, &b->hvb, &b->yrow};
     for (size_t i = 0; i < sizeof host / sizeof *host; i++) {
@@ -43,7 +44,9 @@ void free_rows_shape(bench *b) {
     }
     free(b->rv);
     free(b->rref);
+    free(b->hids);
     b->rv = b->rref = NULL;
+    b->hids = NULL;
     b->pool_rows = b->rpool_rows = b->vslots = b->hrows = 0;
 }
 
@@ -70,7 +73,7 @@ static int fill_pool(bench *b, cl_mem pool, const unsigned char *host, size_t ho
 static int setup_rows_shape(bench *b, binv_dtype dt, size_t cols) {
     const size_t rb = rows_row_bytes(dt, cols);
     size_t fit = 0, rfit = 0;
-    int need_r = 0, need_y = 0, need_out = 0, need_w = 0, need_b = 0;
+    int need_r = 0, need_y = 0, need_out = 0, need_w = 0, need_b = 0, need_ids = 0;
     for (int i = 0; i < b->opt.nrops; i++) {
         int op = b->opt.rops[i];
         for (int j = 0; j < b->opt.rows.n; j++) {
@@ -84,6 +87,7 @@ static int setup_rows_shape(bench *b, binv_dtype dt, size_t cols) {
         need_out |= hx_rows_ops[op].f32_out;
         need_w |= hx_rows_ops[op].vectors > 0;
         need_b |= op == HX_LAYERNORM;
+        need_ids |= hx_rows_selects(op);
     }
     if (!fit) return 0;
     size_t rot = 1;
@@ -107,7 +111,9 @@ static int setup_rows_shape(bench *b, binv_dtype dt, size_t cols) {
     b->yrow = malloc(rb > 4 ? rb : 4);
     b->rv = malloc(cols * sizeof(double));
     b->rref = malloc(cols * sizeof(double));
-    if (!b->hx || (need_r && !b->hr) || !b->hvw || !b->hvb || !b->yrow || !b->rv || !b->rref)
+    b->hids = need_ids ? malloc(b->hrows * sizeof *b->hids) : NULL;
+    if (!b->hx || (need_r && !b->hr) || !b->hvw || !b->hvb || !b->yrow || !b->rv || !b->rref ||
+        (need_ids && !b->hids))
         return fail("out of host memory (rows, cols=%zu)", cols);
     /* x: row 0 from its own seed (the same bits for every rows), rows 1..
      * from another; the residual, weight/gamma and beta from their own. */
@@ -123,6 +129,10 @@ static int setup_rows_shape(bench *b, binv_dtype dt, size_t cols) {
     hx_fill_unit(dt, b->hvw, cols, &seed);
     seed = 0x5eed0014c4ULL ^ ((uint64_t)dt << 56) ^ ((uint64_t)cols << 20);
     hx_fill_unit(dt, b->hvb, cols, &seed);
+    if (need_ids) { /* ids anywhere in the row; row 0's the same for every rows */
+        seed = 0x5eed0015c5ULL ^ ((uint64_t)cols << 20);
+        for (size_t i = 0; i < b->hrows; i++) b->hids[i] = (cl_uint)(hx_rng_next(&seed) % cols);
+    }
 
     if (create_buffer(b, b->pool_rows * rb, NULL, &b->px, "x pool") ||
         fill_pool(b, b->px, b->hx, b->hrows, rb, b->pool_rows))
@@ -135,6 +145,11 @@ static int setup_rows_shape(bench *b, binv_dtype dt, size_t cols) {
         return 1;
     if (need_b && (create_buffer(b, b->vslots * rb, NULL, &b->pb, "beta pool") ||
                    fill_pool(b, b->pb, b->hvb, 1, rb, b->vslots)))
+        return 1;
+    if (need_ids &&
+        (create_buffer(b, b->pool_rows * sizeof *b->hids, NULL, &b->pids, "ids pool") ||
+         fill_pool(b, b->pids, (const unsigned char *)b->hids, b->hrows, sizeof *b->hids,
+                   b->pool_rows)))
         return 1;
     /* Outputs: written once here so that no first touch is timed. */
     if (need_y && (create_buffer(b, b->pool_rows * rb, NULL, &b->py, "y pool") ||
@@ -158,7 +173,8 @@ static int rows_call(bench *b, const void *cfg, unsigned long slot) {
     const size_t mo = s * c->rows * n, vo = (s % b->vslots) * n;
     const int f32_out = hx_rows_ops[c->op].f32_out;
     const hx_rows p = {c->op, c->dt, c->rows, n, ROWS_EPS, b->px, mo, n, b->pr, mo, n, b->pw, vo,
-                       b->pb, vo, f32_out ? b->pout : b->py, f32_out ? s * c->rows : mo, n};
+                       b->pb, vo, f32_out ? b->pout : b->py, f32_out ? s * c->rows : mo, n,
+                       b->pids, s * c->rows};
     binv_context *ctx = b->binv[c->sched];
     binv_status st = hx_rows_binv(ctx, b->queue, &p, NULL);
     if (st != BINV_SUCCESS)
@@ -177,14 +193,15 @@ static double rows_reference(bench *b, int op, binv_dtype dt, size_t row, size_t
 }
 
 /* Max |output - reference| / scale for pool row `row`, whose output is in
- * b->yrow. */
+ * b->yrow (selected_log_softmax: the reference's element at the row's id). */
 static double rows_error(bench *b, int op, binv_dtype dt, size_t row, size_t cols) {
     double scale = rows_reference(b, op, dt, row, cols), worst = 0;
     size_t n = hx_rows_ops[op].f32_out ? 1 : cols;
+    const size_t at = hx_rows_selects(op) ? b->hids[row % b->hrows] : 0;
     for (size_t j = 0; j < n; j++) {
         double got = hx_rows_ops[op].f32_out ? hx_load(BINV_DTYPE_F32, b->yrow, 0)
                                      : hx_load(dt, b->yrow, j);
-        double e = fabs(got - b->rref[j]);
+        double e = fabs(got - b->rref[at + j]);
         if (isnan(e)) return INFINITY;
         if (e > worst) worst = e;
     }

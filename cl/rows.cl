@@ -1,5 +1,6 @@
 /* rows.cl — row reductions: rmsnorm, add_rmsnorm, layernorm, softmax,
- * log_softmax, row_sum, row_mean.  Batch-invariant and portable.
+ * log_softmax, selected_log_softmax, row_sum, row_mean.  Batch-invariant and
+ * portable.
  *
  * REDUCTION ORDER (docs/schedules.md; identical in every kernel below).
  * A row of `cols` values v_0 .. v_{cols-1} (f32, widened from the dtype; for
@@ -23,6 +24,8 @@
  *   layernorm    mu = S1/cols; var = S2/cols; y = fma((v - mu) * binv_rsqrt(var + eps), g, b)
  *   softmax      y = binv_exp(v - M) / S
  *   log_softmax  y = (v - M) - binv_log(S)
+ *   selected_log_softmax: out[row] = log_softmax's y at column ids[row], in f32
+ *     (not rounded to the dtype); NaN for ids[row] >= cols
  *   row_sum = S, row_mean = S / cols (f32 results)
  * Who computes what: rows_fused runs one work-group per row through all of it;
  * rows_partials + rows_apply split a long row's chunks across work-groups,
@@ -36,6 +39,7 @@
 #define OP_LAYERNORM 4
 #define OP_SOFTMAX 5
 #define OP_LOG_SOFTMAX 6
+#define OP_SEL_LOG_SOFTMAX 7
 
 /* OPC >= 0: the program is built for that one op (the host does so on GPUs,
  * where the runtime op switches cost issue slots and keep loads apart); the
@@ -48,6 +52,14 @@
 #else
 #define ROWS_FIX_OP() ((void)0)
 #endif
+
+/* selected_log_softmax is log_softmax up to the statistics (the same code
+ * computes them: the bits are shared by construction); only what is written
+ * differs.  Each kernel turns its op into (sel, log_softmax) once, after
+ * ROWS_FIX_OP, so that every test of `op` below sees log_softmax. */
+#define ROWS_SEL_OP()                                 \
+    const int sel = op == OP_SEL_LOG_SOFTMAX;         \
+    if (sel) op = OP_LOG_SOFTMAX
 
 /* Chunks processed side by side by one work-group (work-group = 32 * G). */
 #ifndef G
@@ -238,13 +250,24 @@ inline float rows_out(uint op, float v, float a0, float a1, __global const binv_
     return (v - a0) - a1;
 }
 
+/* selected_log_softmax's result for a row: rows_out of log_softmax at column
+ * id, read from x as rows_value reads it (op is log_softmax here); NaN when id
+ * is not a column (nothing is read then). */
+inline float rows_selected(uint op, __global const binv_t *x, ulong xo, __global const binv_t *r,
+                           ulong ro, __global const binv_t *w, ulong wo, __global const binv_t *b,
+                           ulong bo, uint cols, float a0, float a1, uint id) {
+    if (id >= cols) return NAN;
+    return rows_out(op, rows_value(op, x, xo, r, ro, id), a0, a1, w, wo, b, bo, id);
+}
+
 /* Elementwise results for values [ibeg, iend) of `row`. */
 inline void rows_apply_range(uint op, __global binv_t *x, ulong xo, __global const binv_t *r,
                              ulong ro, __global const binv_t *w, ulong wo,
                              __global const binv_t *b, ulong bo, float eps, __global binv_t *y,
                              ulong yo, __global float *out, uint rows, uint row, uint cols,
                              uint nchunks, __global float *P, uint ibeg, uint iend, uint tid,
-                             uint nthreads, __local float *st) {
+                             uint nthreads, __local float *st, int sel,
+                             __global const uint *ids) {
     /* The statistics once per work-group (a long row has many chunks to
      * combine), shared through local memory.  The barrier is reached by every
      * work-item whatever the op (PoCL miscompiles barriers behind op-dependent
@@ -265,6 +288,11 @@ inline void rows_apply_range(uint op, __global binv_t *x, ulong xo, __global con
         return;
     }
     const float a0 = st[0], a1 = st[1];
+    if (sel) { /* one f32 per row, from the work-group that owns column 0 */
+        if (tid == 0 && ibeg == 0)
+            out[row] = rows_selected(op, x, xo, r, ro, w, wo, b, bo, cols, a0, a1, ids[row]);
+        return;
+    }
     for (uint i = ibeg + tid; i < iend; i += nthreads) {
         const float v = rows_value(op, x, xo, r, ro, i);
         if (op == OP_ADD_RMSNORM) BINV_STORE(x, xo + i, v);
@@ -276,12 +304,14 @@ inline void rows_apply_range(uint op, __global binv_t *x, ulong xo, __global con
     uint op, uint rows, uint cols, uint cw, uint nchunks, __global binv_t *x, ulong x_off,     \
         ulong ldx, __global const binv_t *r, ulong r_off, ulong ldr, __global const binv_t *w, \
         ulong w_off, __global const binv_t *b, ulong b_off, float eps, __global binv_t *y,     \
-        ulong y_off, ulong ldy, __global float *out, ulong out_off, __global float *P
+        ulong y_off, ulong ldy, __global float *out, ulong out_off, __global float *P,   \
+        __global const uint *ids, ulong ids_off
 
 /* One work-group per row: every stage, then the elementwise results. */
 __kernel __attribute__((reqd_work_group_size(32 * G, 1, 1)))
 void rows_fused(ROWS_ARGS) {
     ROWS_FIX_OP();
+    ROWS_SEL_OP();
     __local float scratch[32 * G];
     const uint row = get_group_id(1), tid = get_local_id(0), lane = tid % 32, grp = tid / 32;
     const ulong xo = x_off + (ulong)row * ldx, ro = r_off + (ulong)row * ldr;
@@ -292,7 +322,8 @@ void rows_fused(ROWS_ARGS) {
         barrier(CLK_GLOBAL_MEM_FENCE); /* chunk values visible to the whole group */
     }
     rows_apply_range(op, x, xo, r, ro, w, w_off, b, b_off, eps, y, y_off + (ulong)row * ldy,
-                     out + out_off, rows, row, cols, nchunks, P, 0, cols, tid, 32 * G, scratch);
+                     out + out_off, rows, row, cols, nchunks, P, 0, cols, tid, 32 * G, scratch,
+                     sel, ids + ids_off);
 }
 
 /* Split rows: work-group (x, row) computes chunks [x*G, x*G + G) of stage
@@ -300,6 +331,8 @@ void rows_fused(ROWS_ARGS) {
 __kernel __attribute__((reqd_work_group_size(32 * G, 1, 1)))
 void rows_partials(uint stage, ROWS_ARGS) {
     ROWS_FIX_OP();
+    ROWS_SEL_OP();
+    (void)sel;
     __local float scratch[32 * G];
     const uint row = get_group_id(1), tid = get_local_id(0), lane = tid % 32, grp = tid / 32;
     const uint cbeg = get_group_id(0) * G;
@@ -313,13 +346,15 @@ void rows_partials(uint stage, ROWS_ARGS) {
 __kernel __attribute__((reqd_work_group_size(32 * G, 1, 1)))
 void rows_apply(ROWS_ARGS) {
     ROWS_FIX_OP();
+    ROWS_SEL_OP();
     const uint row = get_group_id(1), tid = get_local_id(0);
     const uint cbeg = get_group_id(0) * G;
     const ulong xo = x_off + (ulong)row * ldx, ro = r_off + (ulong)row * ldr;
     const uint ibeg = cbeg * cw, iend = min(cols, (cbeg + G) * cw);
     __local float st[2];
     rows_apply_range(op, x, xo, r, ro, w, w_off, b, b_off, eps, y, y_off + (ulong)row * ldy,
-                     out + out_off, rows, row, cols, nchunks, P, ibeg, iend, tid, 32 * G, st);
+                     out + out_off, rows, row, cols, nchunks, P, ibeg, iend, tid, 32 * G, st, sel,
+                     ids + ids_off);
 }
 
 /* One work-group per row with every chunk in registers: group grp (of G)
@@ -329,6 +364,7 @@ void rows_apply(ROWS_ARGS) {
 __kernel __attribute__((reqd_work_group_size(32 * G, 1, 1)))
 void rows_fused_cached(ROWS_ARGS) {
     ROWS_FIX_OP();
+    ROWS_SEL_OP();
     __local float scratch[32 * G];
     const uint row = get_group_id(1), tid = get_local_id(0), lane = tid % 32, grp = tid / 32;
     const ulong xo = x_off + (ulong)row * ldx, ro = r_off + (ulong)row * ldr;
@@ -359,6 +395,12 @@ void rows_fused_cached(ROWS_ARGS) {
     }
     float a0, a1;
     rows_stats(op, rows, row, cols, nchunks, eps, P, &a0, &a1);
+    if (sel) { /* the value is reloaded: the same load and widening as v[q] */
+        if (tid == 0)
+            out[out_off + row] = rows_selected(op, x, xo, r, ro, w, w_off, b, b_off, cols, a0, a1,
+                                               ids[ids_off + row]);
+        return;
+    }
 #pragma unroll
     for (uint q = 0; q < 32; q++) {
         const uint i = cs + lane + 32 * q;

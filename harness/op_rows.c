@@ -1,5 +1,6 @@
 /* rows: the row reductions (rmsnorm, softmax, log_softmax, layernorm,
- * add_rmsnorm, row_sum, row_mean): traffic, the binv call, the reference. */
+ * add_rmsnorm, row_sum, row_mean, selected_log_softmax): traffic, the binv
+ * call, the reference. */
 #include <math.h>
 #include <string.h>
 
@@ -13,7 +14,10 @@ const hx_rows_info hx_rows_ops[HX_ROWS_COUNT] = {
     [HX_ADD_RMSNORM] = {"add_rmsnorm", 2, 2, 3, 1, 0},
     [HX_ROW_SUM] = {"row_sum", 1, 0, 1, 0, 1},
     [HX_ROW_MEAN] = {"row_mean", 1, 0, 1, 0, 1},
+    [HX_SELECTED_LOG_SOFTMAX] = {"selected_log_softmax", 1, 0, 1, 0, 1},
 };
+
+int hx_rows_selects(hx_rows_op op) { return op == HX_SELECTED_LOG_SOFTMAX; }
 
 int hx_rows_find(const char *s, size_t len) {
     for (int i = 0; i < HX_ROWS_COUNT; i++)
@@ -26,7 +30,8 @@ double hx_rows_traffic(hx_rows_op op, binv_dtype dt, size_t rows, size_t cols) {
     double esz = (double)hx_dtype_size(dt);
     return esz * ((double)(o->reads + o->writes) * (double)rows * (double)cols +
                   (double)o->vectors * (double)cols) +
-           (o->f32_out ? 4.0 * (double)rows : 0.0);
+           (o->f32_out ? 4.0 * (double)rows : 0.0) +
+           (hx_rows_selects(op) ? 4.0 * (double)rows : 0.0); /* the ids */
 }
 
 binv_status hx_rows_binv(binv_context *ctx, cl_command_queue q, const hx_rows *p,
@@ -56,6 +61,9 @@ binv_status hx_rows_binv(binv_context *ctx, cl_command_queue q, const hx_rows *p
     case HX_ROW_MEAN:
         return binv_row_mean(ctx, q, dt, rows, n, p->x, p->x_off, p->ldx, p->y, p->y_off, 0, NULL,
                              event);
+    case HX_SELECTED_LOG_SOFTMAX:
+        return binv_selected_log_softmax(ctx, q, dt, rows, n, p->x, p->x_off, p->ldx, p->ids,
+                                         p->ids_off, p->y, p->y_off, 0, NULL, event);
     default:
         return BINV_ERROR_INVALID_VALUE;
     }
@@ -79,7 +87,7 @@ double hx_rows_ref(hx_rows_op op, binv_dtype dt, size_t cols, double eps, const 
         sabs += fabs(v[j]);
         if (v[j] > mx) mx = v[j];
     }
-    if (hx_rows_ops[op].f32_out) {
+    if (op == HX_ROW_SUM || op == HX_ROW_MEAN) {
         ref[0] = op == HX_ROW_SUM ? s1 : s1 / (double)cols;
         return op == HX_ROW_SUM ? sabs : sabs / (double)cols;
     }

@@ -50,6 +50,7 @@ void hx_gemm_ref_row(const hx_gemm *g, const void *a, const void *b, const void 
 
 typedef enum hx_rows_op {
     HX_RMSNORM, HX_SOFTMAX, HX_LOG_SOFTMAX, HX_LAYERNORM, HX_ADD_RMSNORM, HX_ROW_SUM, HX_ROW_MEAN,
+    HX_SELECTED_LOG_SOFTMAX,
     HX_ROWS_COUNT
 } hx_rows_op;
 
@@ -57,20 +58,24 @@ typedef enum hx_rows_op {
  * matrices of rows x cols (add_rmsnorm reads x and the residual and writes x
  * and y), `vectors` parameter vectors of cols read once, `buffers` distinct
  * rows x cols buffers a call needs; f32_out: one f32 per row (row_sum,
- * row_mean) instead of a matrix. */
+ * row_mean, selected_log_softmax) instead of a matrix.  selected_log_softmax
+ * also reads one cl_uint id per row (hx_rows_selects). */
 typedef struct hx_rows_info {
     const char *name;
     int reads, writes, buffers, vectors, f32_out;
 } hx_rows_info;
 extern const hx_rows_info hx_rows_ops[HX_ROWS_COUNT];
+/* 1 for the ops that take a cl_uint id per row (hx_rows.ids). */
+int hx_rows_selects(hx_rows_op op);
 /* The op named by the first len characters of s, or -1. */
 int hx_rows_find(const char *s, size_t len);
 /* Bytes a call moves by the convention above. */
 double hx_rows_traffic(hx_rows_op op, binv_dtype dt, size_t rows, size_t cols);
 
 /* One call's arguments (element offsets; w: weight or gamma, b: beta, r: the
- * residual; y is the float output for row_sum / row_mean, y_off its first
- * element). */
+ * residual; y is the float output for row_sum / row_mean /
+ * selected_log_softmax, y_off its first element; ids: selected_log_softmax's
+ * cl_uint column per row, from element ids_off). */
 typedef struct hx_rows {
     hx_rows_op op;
     binv_dtype dt;
@@ -81,13 +86,15 @@ typedef struct hx_rows {
     cl_mem w; size_t w_off;
     cl_mem b; size_t b_off;
     cl_mem y; size_t y_off, ldy;
+    cl_mem ids; size_t ids_off;
 } hx_rows;
 binv_status hx_rows_binv(binv_context *ctx, cl_command_queue queue, const hx_rows *p,
                          cl_event *event);
 /* Double-precision output of one row: x and r (add_rmsnorm: x + r rounded
  * to the dtype, as the library stores it) are cols storage words, w and b
  * the vectors (unused ones may be NULL).  Writes ref[cols] (row_sum /
- * row_mean: ref[0]); work holds cols doubles.  Returns the scale an error
+ * row_mean: ref[0]; selected_log_softmax: the whole log-softmax row, the
+ * caller picks its id); work holds cols doubles.  Returns the scale an error
  * is measured against: max |ref| (row_sum: sum |x|; row_mean: its mean). */
 double hx_rows_ref(hx_rows_op op, binv_dtype dt, size_t cols, double eps, const void *x,
                    const void *r, const void *w, const void *b, double *ref, double *work);

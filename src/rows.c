@@ -1,5 +1,6 @@
 /* Row reductions: binv_rmsnorm, binv_add_rmsnorm, binv_layernorm,
- * binv_softmax, binv_log_softmax, binv_row_sum, binv_row_mean.
+ * binv_softmax, binv_log_softmax, binv_selected_log_softmax, binv_row_sum,
+ * binv_row_mean.
  * Kernels and their reduction order: cl/rows.cl; schedule: docs/schedules.md. */
 #include <math.h>
 #include <stdio.h>
@@ -9,10 +10,13 @@
 #include "internal.h"
 
 /* Matches the OP_* codes of cl/rows.cl. */
-enum { OP_SUM = 0, OP_MEAN, OP_RMSNORM, OP_ADD_RMSNORM, OP_LAYERNORM, OP_SOFTMAX, OP_LOG_SOFTMAX };
+enum {
+    OP_SUM = 0, OP_MEAN, OP_RMSNORM, OP_ADD_RMSNORM, OP_LAYERNORM, OP_SOFTMAX, OP_LOG_SOFTMAX,
+    OP_SEL_LOG_SOFTMAX
+};
 static const char *const OP_NAME[] = {"binv_row_sum", "binv_row_mean", "binv_rmsnorm",
                                       "binv_add_rmsnorm", "binv_layernorm", "binv_softmax",
-                                      "binv_log_softmax"};
+                                      "binv_log_softmax", "binv_selected_log_softmax"};
 
 /* The invariant chunk width of a row: a function of nothing but the library
  * (the same for every cols and dtype).  Part of the bits' contract. */
@@ -29,12 +33,13 @@ typedef struct rows_call {
     int op;
     binv_dtype dtype;
     size_t rows, cols;
-    cl_mem x, r, w, b, y, out;
-    size_t x_off, ldx, r_off, ldr, w_off, b_off, y_off, ldy, out_off;
+    cl_mem x, r, w, b, y, out, ids;
+    size_t x_off, ldx, r_off, ldr, w_off, b_off, y_off, ldy, out_off, ids_off;
     float eps;
 } rows_call;
 
-static int has_y(int op) { return op != OP_SUM && op != OP_MEAN; }
+/* Ops that write a rows x cols y; the others write one f32 per row to out. */
+static int has_y(int op) { return op != OP_SUM && op != OP_MEAN && op != OP_SEL_LOG_SOFTMAX; }
 
 
 /* Over 100 lines on purpose: the checks of every argument in order, each
@@ -104,6 +109,17 @@ static binv_status validate(binv_context *ctx, cl_command_queue queue, const row
             return st;
         BINV_RETURN_ERROR_ON(binv_view_overlap(&vy, &vx), ctx, BINV_ERROR_ALIASING,
                              "%s: out overlaps x", fn);
+        if (c->op != OP_SEL_LOG_SOFTMAX) return BINV_SUCCESS;
+        /* ids: one cl_uint per row, read (it may share storage with x, never
+         * with out). */
+        binv_view vi;
+        if ((st = binv_check_buffer(ctx, c->ids, c->ids_off, c->rows, sizeof(cl_uint), "ids")) !=
+                BINV_SUCCESS ||
+            (st = binv_view_of(ctx, c->ids, c->ids_off, 1, c->rows, c->rows, sizeof(cl_uint),
+                               BINV_ACCESS_READ, "ids", &vi)) != BINV_SUCCESS)
+            return st;
+        BINV_RETURN_ERROR_ON(binv_view_overlap(&vy, &vi), ctx, BINV_ERROR_ALIASING,
+                             "%s: out overlaps ids", fn);
         return BINV_SUCCESS;
     }
     if ((st = binv_view_of(ctx, c->y, c->y_off, c->rows, c->cols, c->ldy, es, BINV_ACCESS_WRITE,
@@ -166,17 +182,17 @@ static binv_status enqueue(binv_context *ctx, cl_command_queue q, cl_program pro
                            const cl_event *wait, cl_event *ev) {
     cl_uint op = (cl_uint)c->op, rows = (cl_uint)c->rows, cols = (cl_uint)c->cols;
     cl_ulong xo = c->x_off, ldx = c->ldx, ro = c->r_off, ldr = c->ldr, wo = c->w_off,
-             bo = c->b_off, yo = c->y_off, ldy = c->ldy, oo = c->out_off;
+             bo = c->b_off, yo = c->y_off, ldy = c->ldy, oo = c->out_off, io = c->ids_off;
     /* Unused buffers are bound to x: every argument must be a valid cl_mem. */
     cl_mem r = c->r ? c->r : c->x, w = c->w ? c->w : c->x, b = c->b ? c->b : c->x;
-    cl_mem y = c->y ? c->y : c->x, out = c->out ? c->out : P;
+    cl_mem y = c->y ? c->y : c->x, out = c->out ? c->out : P, ids = c->ids ? c->ids : c->x;
     cl_uint ustage = (cl_uint)stage;
     const binv_arg args[] = {
         BINV_ARG(ustage), BINV_ARG(op), BINV_ARG(rows), BINV_ARG(cols), BINV_ARG(cw),
         BINV_ARG(nchunks), BINV_ARG(c->x), BINV_ARG(xo), BINV_ARG(ldx), BINV_ARG(r),
         BINV_ARG(ro),     BINV_ARG(ldr), BINV_ARG(w),    BINV_ARG(wo),  BINV_ARG(b),
         BINV_ARG(bo),     BINV_ARG(c->eps), BINV_ARG(y), BINV_ARG(yo),  BINV_ARG(ldy),
-        BINV_ARG(out),    BINV_ARG(oo), BINV_ARG(P)};
+        BINV_ARG(out),    BINV_ARG(oo), BINV_ARG(P),    BINV_ARG(ids), BINV_ARG(io)};
     const cl_uint first = stage < 0 ? 1 : 0; /* rows_fused and rows_apply take no stage */
     const size_t lws[2] = {32 * (size_t)g, 1}, gws[2] = {groups_x * lws[0], c->rows};
     return binv_kernel_launch(ctx, q, prog, name, args + first, BINV_NARGS(args) - first, 2, gws,
@@ -243,9 +259,11 @@ static binv_status rows_run(binv_context *ctx, cl_command_queue queue, rows_call
         if (st == BINV_SUCCESS && two)
             st = enqueue(ctx, queue, prog, g, "rows_partials", 1, c, (cl_uint)cw, (cl_uint)nchunks,
                          ws, groups, 1, &e1, &e2);
+        /* selected_log_softmax writes one value per row, from the work-group
+         * of chunk 0: one work-group per row is enough. */
         if (st == BINV_SUCCESS)
             st = enqueue(ctx, queue, prog, g, "rows_apply", -1, c, (cl_uint)cw, (cl_uint)nchunks, ws,
-                         groups, 1, e2 ? &e2 : &e1, event);
+                         c->op == OP_SEL_LOG_SOFTMAX ? 1 : groups, 1, e2 ? &e2 : &e1, event);
         if (e1) clReleaseEvent(e1);
         if (e2) clReleaseEvent(e2);
     }
@@ -303,6 +321,17 @@ binv_status binv_log_softmax(binv_context *ctx, cl_command_queue queue, binv_dty
                              const cl_event *wait_list, cl_event *event) {
     rows_call c = {.op = OP_LOG_SOFTMAX, .dtype = dtype, .rows = rows, .cols = cols, .x = x, .y = y,
                    .x_off = x_offset, .ldx = ldx, .y_off = y_offset, .ldy = ldy};
+    return rows_run(ctx, queue, &c, num_events, wait_list, event);
+}
+
+binv_status binv_selected_log_softmax(binv_context *ctx, cl_command_queue queue,
+                                      binv_dtype dtype, size_t rows, size_t cols, cl_mem x,
+                                      size_t x_offset, size_t ldx, cl_mem ids, size_t ids_offset,
+                                      cl_mem out, size_t out_offset, cl_uint num_events,
+                                      const cl_event *wait_list, cl_event *event) {
+    rows_call c = {.op = OP_SEL_LOG_SOFTMAX, .dtype = dtype, .rows = rows, .cols = cols, .x = x,
+                   .out = out, .ids = ids, .x_off = x_offset, .ldx = ldx, .out_off = out_offset,
+                   .ids_off = ids_offset};
     return rows_run(ctx, queue, &c, num_events, wait_list, event);
 }
 

@@ -63,7 +63,7 @@ static void *run(const test_env *env, binv_context *ctx, const rprob *p, size_t 
     cl_mem y = test_buffer(env, ybytes, zeros);
     free(zeros);
     const hx_rows call = {HXOP[p->op], p->dt, rows, p->cols, 1e-5f, x, xoff, p->ld, r, 0, p->ld,
-                          w, 0, b, 0, y, yoff, p->ld};
+                          w, 0, b, 0, y, yoff, p->ld, NULL, 0};
     binv_status st = hx_rows_binv(ctx, env->queue, &call, NULL);
     if (st != BINV_SUCCESS) fprintf(stderr, "%s: %s\n", RNAME[p->op], binv_context_last_error(ctx));
     assert_int_equal(st, BINV_SUCCESS);

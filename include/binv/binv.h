@@ -375,6 +375,19 @@ BINV_API binv_status binv_attention(binv_context *ctx, cl_command_queue queue,
                                     cl_uint num_events, const cl_event *wait_list,
                                     cl_event *event);
 
+/* out[out_offset + i] = log_softmax(row i of x)[ids[ids_offset + i]] as f32, for a trainer's
+ * selected-token log-probabilities, without writing the full log-softmax.  The value is the one
+ * binv_log_softmax computes for that element before rounding to dtype: for F32 bitwise equal to
+ * binv_log_softmax followed by a gather; for F16/BF16 that value rounded to dtype equals the
+ * gathered element.  Same schedule (docs/schedules.md), so invariant like every row op.  ids is a
+ * buffer of cl_uint; an id >= cols gives NaN for that row (the device cannot report it).
+ * out may share no byte with x or ids (BINV_ERROR_ALIASING); ids may overlap x.  Other errors as
+ * binv_log_softmax's.  (Appended in 0.2.) */
+BINV_API binv_status binv_selected_log_softmax(binv_context *ctx, cl_command_queue queue,
+    binv_dtype dtype, size_t rows, size_t cols, cl_mem x, size_t x_offset, size_t ldx,
+    cl_mem ids, size_t ids_offset, cl_mem out, size_t out_offset,
+    cl_uint num_events, const cl_event *wait_list, cl_event *event);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,7 @@
 /* Fault injection over a run of every op family (tests/fault/clshim.h).
  *
  * The run: binv_context_create, then for each dtype (f32, f16, bf16)
- * binv_gemm (split-K sized), the seven row reductions, binv_swiglu,
+ * binv_gemm (split-K sized), the eight row reductions, binv_swiglu,
  * binv_kv_batch_create, binv_kv_append, binv_rope (positions of the batch),
  * binv_attention (a 300-token context: more than one key chunk),
  * binv_kv_append_rope_q (RoPE of q and K_new, the append, one launch), a GEMM that
@@ -115,18 +115,18 @@ static void snapshot(unsigned char *dst) {
 
 /* ---- the op-family run ------------------------------------------------------- */
 enum { T_GEMM, T_RMS, T_ADDRMS, T_LN, T_SM, T_LSM, T_RSUM, T_RMEAN, T_SWIGLU, T_BATCH, T_APPEND,
-       T_ROPE, T_ATTN, T_APPEND_ROPE, T_GEMM_EV, T_BATCH_DESTROY };
+       T_ROPE, T_ATTN, T_APPEND_ROPE, T_GEMM_EV, T_BATCH_DESTROY, T_SLSM };
 static const char *const TNAME[] = {"binv_gemm", "binv_rmsnorm", "binv_add_rmsnorm",
                                     "binv_layernorm", "binv_softmax", "binv_log_softmax",
                                     "binv_row_sum", "binv_row_mean", "binv_swiglu",
                                     "binv_kv_batch_create", "binv_kv_append", "binv_rope",
                                     "binv_attention", "binv_kv_append_rope_q", "binv_gemm(event)",
-                                    "binv_kv_batch_destroy"};
+                                    "binv_kv_batch_destroy", "binv_selected_log_softmax"};
 
 typedef struct dset {
     binv_dtype dt;
-    int a, b, c, x, w, gam, bet, y1, y2, y3, y4, y5, s1, s2, x2, res, gate, up, y6, kp, vp, kn, vn,
-        q, o, c2;
+    int a, b, c, x, w, gam, bet, y1, y2, y3, y4, y5, s1, s2, s3, ids, x2, res, gate, up, y6, kp,
+        vp, kn, vn, q, o, c2;
 } dset;
 static dset ds[3];
 
@@ -156,6 +156,12 @@ static void make_buffers(void) {
         s->y5 = mkbuf(dt, RR * RC, 1);
         s->s1 = mkbuf(BINV_DTYPE_F32, RR, 1);
         s->s2 = mkbuf(BINV_DTYPE_F32, RR, 1);
+        s->s3 = mkbuf(BINV_DTYPE_F32, RR, 1);
+        s->ids = mkbuf(BINV_DTYPE_F32, RR, 0); /* cl_uint columns, the last out of range */
+        for (cl_uint i = 0; i < RR; i++) {
+            const cl_uint id = i + 1 < RR ? (next32() % RC) : RC;
+            memcpy(bufs[s->ids].init + 4 * i, &id, 4);
+        }
         s->x2 = mkbuf(dt, RR * RC, 0);
         s->res = mkbuf(dt, RR * RC, 0);
         s->gate = mkbuf(dt, RR * SC, 0);
@@ -209,6 +215,9 @@ static binv_status do_op(run_state *rs, int d, int t, cl_event *ev_out, int *bat
         return binv_softmax(ctx, queue, dt, RR, RC, M(x), 0, RC, M(y4), 0, RC, 0, NULL, NULL);
     case T_LSM:
         return binv_log_softmax(ctx, queue, dt, RR, RC, M(x), 0, RC, M(y5), 0, RC, 0, NULL, NULL);
+    case T_SLSM:
+        return binv_selected_log_softmax(ctx, queue, dt, RR, RC, M(x), 0, RC, M(ids), 0, M(s3), 0,
+                                         0, NULL, NULL);
     case T_RSUM:
         return binv_row_sum(ctx, queue, dt, RR, RC, M(x), 0, RC, M(s1), 0, 0, NULL, NULL);
     case T_RMEAN:
@@ -244,7 +253,7 @@ static binv_status do_op(run_state *rs, int d, int t, cl_event *ev_out, int *bat
     }
     return BINV_ERROR_INVALID_ARGUMENT;
 }
-static const int ORDER[] = {T_GEMM, T_RMS, T_ADDRMS, T_LN, T_SM, T_LSM, T_RSUM, T_RMEAN,
+static const int ORDER[] = {T_GEMM, T_RMS, T_ADDRMS, T_LN, T_SM, T_LSM, T_SLSM, T_RSUM, T_RMEAN,
                             T_SWIGLU, T_BATCH, T_APPEND, T_ROPE, T_ATTN, T_APPEND_ROPE,
                             T_GEMM_EV, T_BATCH_DESTROY};
 #define NORDER ((int)(sizeof ORDER / sizeof ORDER[0]))

@@ -73,8 +73,14 @@ static void rows_cases(binv_context *bc, hx_device *d, binv_dtype dt, const char
         cl_mem x = buffer(d, dt, rows * cols), r = buffer(d, dt, rows * cols);
         cl_mem w = buffer(d, dt, cols), g = buffer(d, dt, cols), y = buffer(d, dt, rows * cols);
         cl_mem out = buffer(d, BINV_DTYPE_F32, rows);
+        /* selected_log_softmax: the last column, and an id out of range (NaN). */
+        cl_uint sel_ids[2] = {(cl_uint)cols - 1, (cl_uint)cols + 3};
+        cl_int err;
+        cl_mem ids = clCreateBuffer(d->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                                    sizeof sel_ids, sel_ids, &err);
+        if (err != CL_SUCCESS) ids = NULL;
         cl_command_queue q = d->queue;
-        if (x && r && w && g && y && out) {
+        if (x && r && w && g && y && out && ids) {
             expect(bc, binv_rmsnorm(bc, q, dt, rows, cols, x, 0, cols, w, 0, 1e-5f, y, 0, cols, 0,
                                     NULL, NULL), "binv_rmsnorm", dn, path);
             expect(bc, binv_add_rmsnorm(bc, q, dt, rows, cols, x, 0, cols, r, 0, cols, w, 0, 1e-5f,
@@ -85,6 +91,9 @@ static void rows_cases(binv_context *bc, hx_device *d, binv_dtype dt, const char
                    "binv_softmax", dn, path);
             expect(bc, binv_log_softmax(bc, q, dt, rows, cols, x, 0, cols, y, 0, cols, 0, NULL,
                                         NULL), "binv_log_softmax", dn, path);
+            expect(bc, binv_selected_log_softmax(bc, q, dt, rows, cols, x, 0, cols, ids, 0, out, 0,
+                                                 0, NULL, NULL),
+                   "binv_selected_log_softmax", dn, path);
             expect(bc, binv_row_sum(bc, q, dt, rows, cols, x, 0, cols, out, 0, 0, NULL, NULL),
                    "binv_row_sum", dn, path);
             expect(bc, binv_row_mean(bc, q, dt, rows, cols, x, 0, cols, out, 0, 0, NULL, NULL),
@@ -94,8 +103,8 @@ static void rows_cases(binv_context *bc, hx_device *d, binv_dtype dt, const char
         } else {
             failures++;
         }
-        cl_mem all[] = {x, r, w, g, y, out};
-        for (size_t i = 0; i < 6; i++)
+        cl_mem all[] = {x, r, w, g, y, out, ids};
+        for (size_t i = 0; i < 7; i++)
             if (all[i]) clReleaseMemObject(all[i]);
     }
 }
