@@ -5,7 +5,8 @@
  *
  * Each input is decoded into a short sequence of calls to every public entry
  * point (binv_gemm, the row reductions, binv_swiglu, the KV batch, binv_rope,
- * binv_kv_append, binv_attention, binv_context_create) with hostile sizes
+ * binv_kv_append, binv_kv_append_rope(_q), binv_attention,
+ * binv_context_create) with hostile sizes
  * (zero, huge, products that overflow size_t), offsets, leading dimensions,
  * enum values, NULLs, sub-buffers, read-only buffers, buffers, queues and
  * events of another cl_context, arguments that alias each other, and wait
@@ -21,7 +22,9 @@
  *    "buffers" are sub-buffers of one arena with guard gaps between them, so
  *    a write past a view's end lands in a guard and is seen);
  *  - every error on a non-NULL context has a non-empty
- *    binv_context_last_error message.
+ *    binv_context_last_error message;
+ *  - a must-succeed binv_kv_append_rope(_q) writes the bytes of binv_rope
+ *    followed by binv_kv_append (replayed from the state before the call).
  * A violation prints the call and aborts (a libFuzzer crash with the input).
  * One OpenCL context (PoCL's CPU device, or the first device found) is
  * created once per process; kernels are built once per process. */
@@ -186,6 +189,11 @@ static struct world {
     size_t b_pages, b_seqs, b_max_pages, b_tokens;
     cl_uint b_q[8], b_ctx[8], b_pt[8 * 16];
     unsigned long long calls, must_fail, must_succeed;
+    /* per op (index g_opi): calls, successes, must-fail, must-succeed */
+    unsigned long long op_n[32][4];
+    unsigned long long unfused_checks; /* fused calls replayed unfused and compared */
+    cl_mem scratch;                    /* ARENA bytes, no root: the unfused replay's K copy */
+    uint8_t *pre[NROOTS];              /* the roots before a fused call */
 } W;
 
 static size_t region_off(int i) { return GUARD + (size_t)i * (REGION + GUARD); }
@@ -263,7 +271,10 @@ static void world_init(void) {
         W.roots[i].shadow = malloc(ARENA);
         W.roots[i].now = malloc(ARENA);
         W.roots[i].mask = malloc(ARENA);
+        W.pre[i] = malloc(ARENA);
     }
+    W.scratch = clCreateBuffer(W.cl, CL_MEM_READ_WRITE, ARENA, NULL, &err);
+    CHECK_CL(err);
     cl_mem A = W.roots[R_ARENA].mem;
     for (int i = 0; i < 6; i++)
         set_handle(i, sub(A, CL_MEM_READ_WRITE, region_off(i), REGION), R_ARENA, region_off(i),
@@ -542,6 +553,7 @@ static void rd_env(reader *r, call_env *e, verdict *vd) {
 
 /* ---- the call and its checks ---------------------------------------------- */
 static const char *g_op = "";
+static int g_opi;
 static char g_desc[1024];
 
 static void violation(const char *what, binv_status st) {
@@ -556,6 +568,10 @@ static void after_call(const verdict *vd, const call_env *e, binv_status st, cl_
     W.calls++;
     if (vd->v == V_BAD) W.must_fail++;
     if (vd->v == V_OK) W.must_succeed++;
+    W.op_n[g_opi][0]++;
+    W.op_n[g_opi][1] += st == BINV_SUCCESS;
+    W.op_n[g_opi][2] += vd->v == V_BAD;
+    W.op_n[g_opi][3] += vd->v == V_OK;
     if (vd->v == V_BAD && st == BINV_SUCCESS) {
         char m[320];
         snprintf(m, sizeof m, "must fail (%s) but returned BINV_SUCCESS", vd->why);
@@ -597,13 +613,16 @@ static void after_call(const verdict *vd, const call_env *e, binv_status st, cl_
 static int rd_handle(reader *r) { return u8(r) % NH; }
 
 /* rows x cols ops --------------------------------------------------------- */
+/* New entry points are appended (op byte % NOPS), so that the seeds of the
+ * older ones keep their meaning. */
 enum { OP_GEMM, OP_RMS, OP_ADDRMS, OP_LN, OP_SM, OP_LSM, OP_RSUM, OP_RMEAN, OP_SWIGLU,
-       OP_BATCH, OP_BATCH_DESTROY, OP_ROPE, OP_APPEND, OP_ATTN, OP_CTX, OP_MISC, NOPS };
-static const char *const OP_NAMES[] = {
+       OP_BATCH, OP_BATCH_DESTROY, OP_ROPE, OP_APPEND, OP_ATTN, OP_CTX, OP_MISC,
+       OP_APPEND_ROPE, OP_APPEND_ROPE_Q, NOPS };
+static const char *const OP_NAMES[NOPS] = {
     "binv_gemm", "binv_rmsnorm", "binv_add_rmsnorm", "binv_layernorm", "binv_softmax",
     "binv_log_softmax", "binv_row_sum", "binv_row_mean", "binv_swiglu", "binv_kv_batch_create",
     "binv_kv_batch_destroy", "binv_rope", "binv_kv_append", "binv_attention",
-    "binv_context_create", "misc"};
+    "binv_context_create", "misc", "binv_kv_append_rope", "binv_kv_append_rope_q"};
 
 static void enum_dtype(verdict *vd, binv_dtype d) {
     if (!dtype_ok(d)) bad(vd, "dtype out of range");
@@ -1021,9 +1040,10 @@ typedef struct cache_arg {
     view vk, vv;
 } cache_arg;
 
-/* Decodes a cache description and checks it against the current batch. */
+/* Decodes a cache description and checks it against the current batch
+ * (`rope`: the shaped head_dim is even, as the RoPE fusions need). */
 static const binv_kv_cache *rd_cache(reader *r, verdict *vd, cache_arg *ca,
-                                     const binv_kv_batch **batch, int pool_use) {
+                                     const binv_kv_batch **batch, int pool_use, int rope) {
     uint8_t b = u8(r);
     ca->c.dtype = rd_dtype(r);
     ca->c.num_pages = rd_size(r);
@@ -1031,7 +1051,7 @@ static const binv_kv_cache *rd_cache(reader *r, verdict *vd, cache_arg *ca,
     ca->c.head_dim = rd_size(r);
     ca->hk = rd_handle(r);
     ca->hv = rd_handle(r);
-    if (b & 1) ca->c.head_dim = ca->c.head_dim % 64 + 1;
+    if (b & 1) ca->c.head_dim = rope ? 2 * (ca->c.head_dim % 32 + 1) : ca->c.head_dim % 64 + 1;
     if (b & 2) ca->c.kv_heads = ca->c.kv_heads % 4 + 1;
     if (b & 4) ca->c.num_pages = W.b_pages + (b >> 6);
     ca->c.k = W.h[ca->hk].mem;
@@ -1093,7 +1113,80 @@ static const binv_kv_cache *rd_cache(reader *r, verdict *vd, cache_arg *ca,
     return c;
 }
 
-static void do_append(reader *r) {
+/* binv.h: the fusions write the bits of binv_rope (on q in place and on
+ * k_new) followed by binv_kv_append, and leave k_new unrotated.  After a
+ * fused call that had to succeed, the roots are put back as they were before
+ * it (W.pre), the unfused calls are replayed on W.q (binv_rope on a copy of
+ * k_new's rows in W.scratch, which is no root), and every root must come out
+ * with the fused call's bytes. */
+typedef struct fused_call {
+    const binv_kv_cache *c;
+    const binv_kv_batch *batch;
+    int withq, hq, hk, hv;
+    size_t T, heads, qo, ldq, ko, ldk, vo, ldv;
+    float theta;
+} fused_call;
+
+static void check_unfused(const fused_call *f) {
+    const binv_kv_cache *c = f->c;
+    const size_t es = esize(c->dtype), kvd = c->kv_heads * c->head_dim;
+    const cl_mem pos = binv_kv_batch_positions(f->batch);
+    for (int i = 0; i < NROOTS; i++) {
+        root *rt = &W.roots[i];
+        if (rt->mem && rt->size && memcmp(W.pre[i], rt->shadow, rt->size))
+            CHECK_CL(clEnqueueWriteBuffer(rt->q, rt->mem, CL_TRUE, 0, rt->size, W.pre[i], 0, NULL,
+                                          NULL));
+    }
+    binv_status st = BINV_SUCCESS;
+    const char *step = "binv_rope of q";
+    if (f->withq)
+        st = binv_rope(W.ctx, W.q, c->dtype, f->T, f->heads, c->head_dim, W.h[f->hq].mem, f->qo,
+                       f->ldq, pos, 0, f->theta, 0, NULL, NULL);
+    if (st == BINV_SUCCESS) {
+        step = "binv_rope of k_new's copy";
+        CHECK_CL(clEnqueueCopyBuffer(W.q, W.h[f->hk].mem, W.scratch, f->ko * es, 0,
+                                     ((f->T - 1) * f->ldk + kvd) * es, 0, NULL, NULL));
+        st = binv_rope(W.ctx, W.q, c->dtype, f->T, c->kv_heads, c->head_dim, W.scratch, 0, f->ldk,
+                       pos, 0, f->theta, 0, NULL, NULL);
+    }
+    if (st == BINV_SUCCESS) {
+        step = "binv_kv_append";
+        st = binv_kv_append(W.ctx, W.q, c, f->batch, W.scratch, 0, f->ldk, W.h[f->hv].mem, f->vo,
+                            f->ldv, 0, NULL, NULL);
+    }
+    char m[200];
+    if (st != BINV_SUCCESS) {
+        snprintf(m, sizeof m, "the unfused replay's %s failed", step);
+        violation(m, st);
+    }
+    finish_all();
+    for (int i = 0; i < NROOTS; i++) {
+        root *rt = &W.roots[i];
+        if (!rt->mem || !rt->size) continue;
+        root_read(i, rt->now);
+        for (size_t j = 0; j < rt->size; j++)
+            if (rt->now[j] != rt->shadow[j]) {
+                snprintf(m, sizeof m, "byte %zu of root %d: fused 0x%02x, unfused 0x%02x", j, i,
+                         rt->shadow[j], rt->now[j]);
+                violation(m, BINV_SUCCESS);
+            }
+    }
+    W.unfused_checks++;
+}
+
+/* q of binv_kv_append_rope_q against k_new / v_new: no shared byte
+ * (BINV_ERROR_ALIASING); interleaved rows of one stride (a qkv row) are
+ * fine, other interleavings a library may reject. */
+static void q_apart(verdict *vd, const view *q, int okq, const view *x, int okx, const char *what) {
+    if (!okq || !okx) return;
+    if (views_share(q, x)) bad(vd, what);
+    else if (views_span_overlap(q, x) && q->rows > 1 && q->ld != x->ld) gray(vd);
+}
+
+/* binv_kv_append and its RoPE fusions (op): the fusions read theta after
+ * binv_kv_append's bytes, and binv_kv_append_rope_q then q's. */
+static void do_append(reader *r, int op) {
+    const int rope = op != OP_APPEND, withq = op == OP_APPEND_ROPE_Q;
     verdict vd = {0};
     call_env e;
     rd_env(r, &e, &vd);
@@ -1101,23 +1194,56 @@ static void do_append(reader *r) {
     const binv_kv_batch *batch;
     masks_clear();
     /* The pools are written (the step's slots); a write-only pool may be fine. */
-    const binv_kv_cache *c = rd_cache(r, &vd, &ca, &batch, U_OUT_MAYBE_READ);
-    int hk = rd_handle(r), hv = rd_handle(r);
+    const binv_kv_cache *c = rd_cache(r, &vd, &ca, &batch, U_OUT_MAYBE_READ, rope);
+    int hk = rd_handle(r), hv = rd_handle(r), hq = 12;
     size_t ko = rd_size(r), ldk = rd_size(r), vo = rd_size(r), ldv = rd_size(r);
     uint8_t shape = u8(r);
-    size_t kvd = 0;
+    float theta = rope ? rd_float(r, 10000.0f) : 0.0f;
+    size_t heads = 0, qo = 0, ldq = 0;
+    if (withq) {
+        heads = rd_size(r);
+        hq = rd_handle(r);
+        qo = rd_size(r);
+        ldq = rd_size(r);
+        if (shape & 8) heads = ca.c.kv_heads * (heads % 4 + 1);
+    }
+    size_t kvd = 0, qw = 0;
     int wok = binv_mul_ok(ca.c.kv_heads, ca.c.head_dim, &kvd);
+    const int qok = !withq || binv_mul_ok(heads, ca.c.head_dim, &qw);
     if (shape & 1) ldk = kvd;
     if (shape & 2) ldv = kvd;
+    if (shape & 4) ldq = qw;
+    /* One qkv row per token (q | k | v | pad), a model's fused projection. */
+    if (withq && (shape & 0x10) && wok && qok && kvd <= 0x10000 && qw <= 0x1000000 &&
+        qo <= 0x1000000) {
+        hk = hv = hq;
+        ko = qo + qw;
+        vo = ko + kvd;
+        ldq = ldk = ldv = qw + 2 * kvd + (shape >> 5 & 3);
+    }
     const size_t T = batch && !W.batch_foreign ? W.b_tokens : 0;
     const size_t es = dtype_ok(ca.c.dtype) ? esize(ca.c.dtype) : 4;
     if (c && wok && T && (ldk < kvd || ldv < kvd)) bad(&vd, "ldk/ldv < kv_heads*head_dim");
     if (!T) gray(&vd);
+    /* binv.h: binv_rope's rules for head_dim (even) and theta; q's heads. */
+    if (rope && c && ca.c.head_dim % 2) bad(&vd, "head_dim odd (RoPE)");
+    if (rope && (!(theta > 1.0f) || !isfinite(theta))) bad(&vd, "theta not finite > 1");
+    if (withq && (heads == 0 || heads > 0xffff)) bad(&vd, "heads not in 1..0xffff");
+    if (withq && heads > 1024) gray(&vd);
+    if (withq && c && qok && T && ldq < qw) bad(&vd, "ldq < heads*head_dim");
     view vkn = {hk, ko, T, kvd, ldk, es}, vvn = {hv, vo, T, kvd, ldv, es};
-    int okk = 0, okv = 0;
+    view vq = {hq, qo, T, qw, ldq, es};
+    int okk = 0, okv = 0, okq = 0;
     if (c && wok) {
         okk = check_view(&vd, &vkn, 0, "k_new");
         okv = check_view(&vd, &vvn, 0, "v_new");
+    }
+    if (withq && c && qok) {
+        okq = check_view(&vd, &vq, U_INOUT, "q");
+        q_apart(&vd, &vq, okq, &vkn, okk, "q overlaps k_new");
+        q_apart(&vd, &vq, okq, &vvn, okv, "q overlaps v_new");
+        if (ca.ok_k) no_overlap(&vd, &vq, okq, &ca.vk, 1, 0, "q overlaps the K pool");
+        if (ca.ok_v) no_overlap(&vd, &vq, okq, &ca.vv, 1, 0, "q overlaps the V pool");
     }
     /* The written slots: token t of sequence s at position p goes to page
      * pt[s][p / 16], slot p % 16 of each pool. */
@@ -1137,16 +1263,36 @@ static void do_append(reader *r) {
             (okv && (views_span_overlap(&vvn, &ca.vk) || views_span_overlap(&vvn, &ca.vv))))
             gray(&vd);
     }
+    if (okq && vd.v != V_BAD) view_mark(&vq, 1, 0);
     snprintf(g_desc, sizeof g_desc,
-             "kv_append dt=%d pages=%zu kvh=%zu hd=%zu k=h%d v=h%d batch=%p T=%zu k_new=h%d+%zu "
-             "ld%zu v_new=h%d+%zu ld%zu q=%p nev=%u ev=%d verdict=%d",
-             (int)ca.c.dtype, ca.c.num_pages, ca.c.kv_heads, ca.c.head_dim, ca.hk, ca.hv,
-             (const void *)batch, T, hk, ko, ldk, hv, vo, ldv, (void *)e.q, e.nev, e.want_event,
-             vd.v);
-    cl_event ev = NULL;
-    binv_status st = binv_kv_append(e.ctx, e.q, c, batch, W.h[hk].mem, ko, ldk, W.h[hv].mem, vo,
-                                    ldv, e.nev, e.wl, e.want_event ? &ev : NULL);
+             "%s dt=%d pages=%zu kvh=%zu hd=%zu k=h%d v=h%d batch=%p T=%zu k_new=h%d+%zu "
+             "ld%zu v_new=h%d+%zu ld%zu theta=%g heads=%zu q=h%d+%zu ld%zu queue=%p nev=%u ev=%d "
+             "verdict=%d",
+             OP_NAMES[op], (int)ca.c.dtype, ca.c.num_pages, ca.c.kv_heads, ca.c.head_dim, ca.hk,
+             ca.hv, (const void *)batch, T, hk, ko, ldk, hv, vo, ldv, theta, heads, hq, qo, ldq,
+             (void *)e.q, e.nev, e.want_event, vd.v);
+    const int replay = rope && vd.v == V_OK && T;
+    if (replay)
+        for (int i = 0; i < NROOTS; i++)
+            if (W.roots[i].size) memcpy(W.pre[i], W.roots[i].shadow, W.roots[i].size);
+    cl_event ev = NULL, *pev = e.want_event ? &ev : NULL;
+    binv_status st;
+    if (op == OP_APPEND)
+        st = binv_kv_append(e.ctx, e.q, c, batch, W.h[hk].mem, ko, ldk, W.h[hv].mem, vo, ldv,
+                            e.nev, e.wl, pev);
+    else if (!withq)
+        st = binv_kv_append_rope(e.ctx, e.q, c, batch, W.h[hk].mem, ko, ldk, W.h[hv].mem, vo, ldv,
+                                 theta, e.nev, e.wl, pev);
+    else
+        st = binv_kv_append_rope_q(e.ctx, e.q, c, batch, heads, W.h[hq].mem, qo, ldq,
+                                   W.h[hk].mem, ko, ldk, W.h[hv].mem, vo, ldv, theta, e.nev, e.wl,
+                                   pev);
     after_call(&vd, &e, st, ev);
+    if (replay) {
+        const fused_call f = {c, batch, withq, hq, hk, hv, T, heads, qo, ldq, ko, ldk, vo, ldv,
+                              theta};
+        check_unfused(&f);
+    }
 }
 
 static void do_attention(reader *r) {
@@ -1156,7 +1302,7 @@ static void do_attention(reader *r) {
     cache_arg ca;
     const binv_kv_batch *batch;
     masks_clear();
-    const binv_kv_cache *c = rd_cache(r, &vd, &ca, &batch, U_IN);
+    const binv_kv_cache *c = rd_cache(r, &vd, &ca, &batch, U_IN, 0);
     size_t heads = rd_size(r);
     float scale = rd_float(r, 0.125f);
     int hq = rd_handle(r), ho = rd_handle(r);
@@ -1290,6 +1436,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 0; i < 6 && r.i < r.n; i++) {
         int op = u8(&r) % NOPS;
         g_op = OP_NAMES[op];
+        g_opi = op;
         switch (op) {
         case OP_GEMM: do_gemm(&r); break;
         case OP_RMS: case OP_ADDRMS: case OP_LN: case OP_SM: case OP_LSM: case OP_RSUM:
@@ -1298,7 +1445,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case OP_BATCH: do_batch(&r); break;
         case OP_BATCH_DESTROY: drop_batch(); break;
         case OP_ROPE: do_rope(&r); break;
-        case OP_APPEND: do_append(&r); break;
+        case OP_APPEND: case OP_APPEND_ROPE: case OP_APPEND_ROPE_Q: do_append(&r, op); break;
         case OP_ATTN: do_attention(&r); break;
         case OP_CTX: do_ctx(&r); break;
         default: do_misc(&r); break;
@@ -1311,7 +1458,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
 /* Counts for the driver script (printed at exit with -print_final_stats). */
 __attribute__((destructor)) static void report(void) {
-    if (W.calls && getenv("FUZZ_API_STATS"))
-        fprintf(stderr, "fuzz_api: %llu calls, %llu must-fail, %llu must-succeed\n", W.calls,
-                W.must_fail, W.must_succeed);
+    if (!W.calls || !getenv("FUZZ_API_STATS")) return;
+    fprintf(stderr, "fuzz_api: %llu calls, %llu must-fail, %llu must-succeed\n", W.calls,
+            W.must_fail, W.must_succeed);
+    for (int i = 0; i < NOPS; i++)
+        if (W.op_n[i][0])
+            fprintf(stderr, "fuzz_api:   %-22s %llu calls, %llu succeeded, %llu must-fail, %llu "
+                    "must-succeed\n", OP_NAMES[i], W.op_n[i][0], W.op_n[i][1], W.op_n[i][2],
+                    W.op_n[i][3]);
+    fprintf(stderr, "fuzz_api: %llu fused calls compared with binv_rope + binv_kv_append\n",
+            W.unfused_checks);
 }

@@ -9,7 +9,7 @@ os.makedirs(out, exist_ok=True)
 ENV = [0, 0, 0, 0]          # own ctx, main queue, no wait list, no event
 ENV_EV = [0, 0, 0xE0, 1]    # wait on a completed event, return an event
 OPS = dict(gemm=0, rms=1, addrms=2, ln=3, sm=4, lsm=5, rsum=6, rmean=7, swiglu=8, batch=9,
-           rope=11, append=12, attn=13, ctx=14, misc=15)
+           rope=11, append=12, attn=13, ctx=14, misc=15, append_rope=16, append_rope_q=17)
 
 def gemm(dt, ta, tb, m, n, k, env=ENV):
     lda = m if ta else k
@@ -29,12 +29,23 @@ def batch(seqs, max_pages, num_pages=4):
         b += [q, extra] + pages + [0] * (max_pages - len(pages))
     return b + [0]
 
-def cache(dt, pages_from_batch=True):
-    # b: head_dim % 64 + 1, kv_heads % 4 + 1, num_pages = batch's
-    return [0x07 if pages_from_batch else 0x03, dt, 4, 1, 15, 3, 4]   # kvh 2, hd 16, K h3, V h4
+def cache(dt, pages_from_batch=True, rope=False):
+    # b: head_dim % 64 + 1 (RoPE fusions: 2 * (head_dim % 32 + 1)), kv_heads % 4 + 1,
+    # num_pages = batch's
+    return [0x07 if pages_from_batch else 0x03, dt, 4, 1, 7 if rope else 15, 3, 4]  # kvh 2, hd 16, K h3, V h4
 
 def append(dt, env=ENV):
     return [OPS["append"]] + env + cache(dt) + [0, 1, 0, 0, 0, 0, 0x03]
+
+def append_rope(dt, env=ENV):
+    return [OPS["append_rope"]] + env + cache(dt, rope=True) + [0, 1, 0, 0, 0, 0, 0x03, 0]
+
+def append_rope_q(dt, env=ENV, qkv=False):
+    # heads = kvh * (1 % 4 + 1) = 4, q in h2 with ldq = heads*hd; or one qkv row
+    # per token in h2 (q | k | v | 1 pad element)
+    shape = 0x3F if qkv else 0x0F
+    return ([OPS["append_rope_q"]] + env + cache(dt, rope=True) + [0, 1, 0, 0, 0, 0, shape, 0] +
+            [1, 2, 0, 0])
 
 def rope(dt, env=ENV):
     return [OPS["rope"]] + env + [dt, 0, 4, 7, 2, 11, 0, 0, 0, 0, 0x07]  # hd 16, positions
@@ -57,6 +68,12 @@ for dt, name in ((0, "f32"), (1, "f16"), (2, "bf16")):
     seeds[f"step_{name}"] = (batch([(3, 7, [0]), (1, 19, [1, 2])], 2) + append(dt) + rope(dt) +
                              attn(dt))
     seeds[f"decode_{name}"] = (batch([(1, 30, [3, 2])], 2) + append(dt, ENV_EV) + attn(dt, ENV_EV))
+    seeds[f"fused_step_{name}"] = (batch([(3, 7, [0]), (1, 19, [1, 2])], 2) + append_rope_q(dt) +
+                                   attn(dt))
+    seeds[f"fused_qkv_{name}"] = (batch([(3, 7, [0]), (1, 19, [1, 2])], 2) +
+                                  append_rope_q(dt, ENV_EV, qkv=True))
+    seeds[f"fused_decode_{name}"] = (batch([(1, 30, [3, 2])], 2) + append_rope(dt, ENV_EV) +
+                                     attn(dt, ENV_EV))
 seeds["ctx_default"] = [OPS["ctx"], 0, 0, 0, 0, 0, 0]
 seeds["ctx_torn"] = [OPS["ctx"], 0xC0 | 20, 0, 0, 0, 0, 0]
 seeds["misc"] = [OPS["misc"], 0, 0, 5, 0, 0, 0, 0]
