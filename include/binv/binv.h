@@ -375,6 +375,26 @@ BINV_API binv_status binv_attention(binv_context *ctx, cl_command_queue queue,
                                     cl_uint num_events, const cl_event *wait_list,
                                     cl_event *event);
 
+/* ---- Backward (training) --------------------------------------------------
+ * Deterministic backward kernels: no floating-point atomics, every sum in an
+ * order fixed by the lengths alone (docs/schedules.md), so the same inputs
+ * give the same bits run to run and on every device.  (Appended in 0.2.) */
+
+/* Backward of binv_rmsnorm (y = x * weight / sqrt(mean(x^2) + eps), per row), for training.
+ * dx (rows x cols, dtype) = r*(w.*dy) - x * r^3 * dot(w.*dy, x) / cols with r = 1/sqrt(mean(x^2)+eps),
+ * each row's reductions with the same chunked schedule as the forward's row reductions, so a
+ * row's dx is invariant to the batch (rows, row position, offsets).
+ * dweight (cols floats, f32): dweight = dweight_in (accumulate != 0) or 0, then + S_1 + S_2 + ...
+ * left to right, where S_c is the sum over rows [c*R, (c+1)*R) of dy*x*r in row order, R =
+ * binv_rmsnorm_backward_rows_chunk() (a constant).  So splitting the rows into micro-batches on
+ * multiples of R and accumulating gives the bits of one call over all rows. */
+BINV_API size_t binv_rmsnorm_backward_rows_chunk(void);
+BINV_API binv_status binv_rmsnorm_backward(binv_context *ctx, cl_command_queue queue,
+    binv_dtype dtype, size_t rows, size_t cols, cl_mem x, size_t x_offset, size_t ldx,
+    cl_mem weight, size_t weight_offset, float eps, cl_mem dy, size_t dy_offset, size_t lddy,
+    cl_mem dx, size_t dx_offset, size_t lddx, cl_mem dweight, size_t dweight_offset,
+    int accumulate, cl_uint num_events, const cl_event *wait_list, cl_event *event);
+
 #ifdef __cplusplus
 }
 #endif
