@@ -388,6 +388,15 @@ BINV_API binv_status binv_attention(binv_context *ctx, cl_command_queue queue,
  * left to right, where S_c is the sum over rows [c*R, (c+1)*R) of dy*x*r in row order, R =
  * binv_rmsnorm_backward_rows_chunk() (a constant).  So splitting the rows into micro-batches on
  * multiples of R and accumulating gives the bits of one call over all rows. */
+/* R is 64.  Arguments as binv_rmsnorm's (x, weight, eps; dy and dx rows x cols
+ * of the dtype with row strides lddy, lddx >= cols); dweight is cols floats
+ * from dweight_offset (f32 whatever the dtype).  dx may be x or dy itself
+ * (same offset and ld: in place); any other overlap of dx with x, dy or the
+ * weight, and any of dweight with another argument, is BINV_ERROR_ALIASING.
+ * rows == 0 computes nothing: dweight is set to 0 (accumulate == 0) or left
+ * as it is.  The only schedule (BINV_SCHEDULE_ADAPTIVE contexts run it too);
+ * the r it uses is the invariant forward's.  Scratch: the queue's workspace,
+ * (2 rows + ceil(rows / R) cols) floats. */
 BINV_API size_t binv_rmsnorm_backward_rows_chunk(void);
 BINV_API binv_status binv_rmsnorm_backward(binv_context *ctx, cl_command_queue queue,
     binv_dtype dtype, size_t rows, size_t cols, cl_mem x, size_t x_offset, size_t ldx,
