@@ -23,7 +23,9 @@
  *                    side): r_i and k_i into the workspace;
  *   rmsbwd_partials  one item per (column, row chunk): S_c into the workspace;
  *   rmsbwd_apply     one item per (column, row chunk): dx of its rows; the
- *                    items of row chunk 0 also combine dweight.
+ *                    items of row chunk 0 also combine dweight.  With one row
+ *                    chunk (rows <= RB) rmsbwd_apply sums S_0 itself, in the
+ *                    same loop and order, and rmsbwd_partials does not run.
  * Only the last kernel writes the outputs (all or nothing). */
 #pragma OPENCL FP_CONTRACT OFF
 
@@ -106,8 +108,9 @@ __kernel void rmsbwd_partials(uint rows, uint cols, __global const binv_t *x, ul
 }
 
 /* dx of rows [c*RB, (c+1)*RB) in column j; items of chunk 0 also write
- * dweight_j from the nchunks partials in order.  x or dy may be dx itself
- * (in place): each element is read and written by one item, read first. */
+ * dweight_j from the nchunks partials in order (nchunks == 1: from S_0
+ * summed here, as rmsbwd_chunk_sum does).  x or dy may be dx itself (in
+ * place): each element is read and written by one item, read first. */
 __kernel void rmsbwd_apply(uint rows, uint cols, uint nchunks, __global const binv_t *x,
                            ulong x_off, ulong ldx, __global const binv_t *w, ulong w_off,
                            __global const binv_t *dy, ulong dy_off, ulong lddy,
@@ -117,15 +120,19 @@ __kernel void rmsbwd_apply(uint rows, uint cols, uint nchunks, __global const bi
     if (j >= cols) return;
     const float wj = BINV_LOAD(w, w_off + j);
     const uint i1 = min(rows, (c + 1) * RB);
+    float s = 0.0f;
     for (uint i = c * RB; i < i1; i++) {
         const float v = BINV_LOAD(x, x_off + (ulong)i * ldx + j);
-        const float g = wj * BINV_LOAD(dy, dy_off + (ulong)i * lddy + j);
+        const float e = BINV_LOAD(dy, dy_off + (ulong)i * lddy + j);
         const float r = ws[2 * (ulong)i], k = ws[2 * (ulong)i + 1];
-        BINV_STORE(dx, dx_off + (ulong)i * lddx + j, fma(-v, k, r * g));
+        BINV_STORE(dx, dx_off + (ulong)i * lddx + j, fma(-v, k, r * (wj * e)));
+        s = s + e * (v * r);
     }
     if (c == 0) {
         float t = accumulate ? dw[dw_off + j] : 0.0f;
-        for (uint cc = 0; cc < nchunks; cc++) t = t + ws[poff + (ulong)cc * cols + j];
+        if (nchunks == 1) t = t + s;
+        else
+            for (uint cc = 0; cc < nchunks; cc++) t = t + ws[poff + (ulong)cc * cols + j];
         dw[dw_off + j] = t;
     }
 }

@@ -152,12 +152,17 @@ static binv_status run(binv_context *ctx, cl_command_queue queue, const rmsbwd_c
         {.name = "rmsbwd_apply", .args = aargs, .nargs = BINV_NARGS(aargs), .dims = 2,
          .gws = cgws, .lws = clws}};
     /* rows == 0 (not accumulating): rmsbwd_apply alone, which sets dweight
-     * to 0.  Otherwise all three; every kernel is prepared before the first
-     * is enqueued, and only rmsbwd_apply writes the outputs, so an error
-     * leaves dx and dweight untouched. */
-    st = c->rows ? binv_kernel_launch_seq(ctx, queue, prog, 3, seq, num_events, wait_list, event)
-                 : binv_kernel_launch_seq(ctx, queue, prog, 1, seq + 2, num_events, wait_list,
-                                          event);
+     * to 0.  One row chunk: rmsbwd_rows and rmsbwd_apply, which sums S_0
+     * itself (the same bits).  Otherwise all three.  Every kernel is
+     * prepared before the first is enqueued, and only rmsbwd_apply writes
+     * the outputs, so an error leaves dx and dweight untouched. */
+    const binv_launch one[2] = {seq[0], seq[2]};
+    if (c->rows == 0)
+        st = binv_kernel_launch_seq(ctx, queue, prog, 1, seq + 2, num_events, wait_list, event);
+    else if (nchunks == 1)
+        st = binv_kernel_launch_seq(ctx, queue, prog, 2, one, num_events, wait_list, event);
+    else
+        st = binv_kernel_launch_seq(ctx, queue, prog, 3, seq, num_events, wait_list, event);
     binv_workspace_release(ctx, wsh, ws);
     return st;
 }
