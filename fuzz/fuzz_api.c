@@ -4,8 +4,8 @@
  * with the library's sources.  Run: fuzz_api fuzz/corpus/api [libFuzzer flags].
  *
  * Each input is decoded into a short sequence of calls to every public entry
- * point (binv_gemm, the row reductions, binv_swiglu, the KV batch, binv_rope,
- * binv_kv_append, binv_kv_append_rope(_q), binv_attention,
+ * point (binv_gemm, the row reductions, binv_rmsnorm_backward, binv_swiglu, the
+ * KV batch, binv_rope, binv_kv_append, binv_kv_append_rope(_q), binv_attention,
  * binv_context_create) with hostile sizes
  * (zero, huge, products that overflow size_t), offsets, leading dimensions,
  * enum values, NULLs, sub-buffers, read-only buffers, buffers, queues and
@@ -617,12 +617,13 @@ static int rd_handle(reader *r) { return u8(r) % NH; }
  * older ones keep their meaning. */
 enum { OP_GEMM, OP_RMS, OP_ADDRMS, OP_LN, OP_SM, OP_LSM, OP_RSUM, OP_RMEAN, OP_SWIGLU,
        OP_BATCH, OP_BATCH_DESTROY, OP_ROPE, OP_APPEND, OP_ATTN, OP_CTX, OP_MISC,
-       OP_APPEND_ROPE, OP_APPEND_ROPE_Q, NOPS };
+       OP_APPEND_ROPE, OP_APPEND_ROPE_Q, OP_RMSBWD, NOPS };
 static const char *const OP_NAMES[NOPS] = {
     "binv_gemm", "binv_rmsnorm", "binv_add_rmsnorm", "binv_layernorm", "binv_softmax",
     "binv_log_softmax", "binv_row_sum", "binv_row_mean", "binv_swiglu", "binv_kv_batch_create",
     "binv_kv_batch_destroy", "binv_rope", "binv_kv_append", "binv_attention",
-    "binv_context_create", "misc", "binv_kv_append_rope", "binv_kv_append_rope_q"};
+    "binv_context_create", "misc", "binv_kv_append_rope", "binv_kv_append_rope_q",
+    "binv_rmsnorm_backward"};
 
 static void enum_dtype(verdict *vd, binv_dtype d) {
     if (!dtype_ok(d)) bad(vd, "dtype out of range");
@@ -809,6 +810,77 @@ static void do_rows(reader *r, int op) {
         st = binv_row_mean(e.ctx, e.q, dt, rows, cols, x, xo, ldx, y, yo, e.nev, e.wl, pev);
         break;
     }
+    after_call(&vd, &e, st, ev);
+}
+
+static void do_rmsbwd(reader *r) {
+    verdict vd = {0};
+    call_env e;
+    rd_env(r, &e, &vd);
+    binv_dtype dt = rd_dtype(r);
+    size_t rows = rd_size(r), cols = rd_size(r);
+    int hx = rd_handle(r), hw = rd_handle(r), hdy = rd_handle(r), hdx = rd_handle(r),
+        hdw = rd_handle(r);
+    size_t xo = rd_size(r), ldx = rd_size(r), wo = rd_size(r), dyo = rd_size(r),
+           lddy = rd_size(r), dxo = rd_size(r), lddx = rd_size(r), dwo = rd_size(r);
+    float eps = rd_float(r, 1e-5f);
+    /* Often ld = cols and often dx over x or dy (in place). */
+    uint8_t shape = u8(r);
+    const int acc = shape >> 7;
+    if (shape & 1) ldx = cols;
+    if (shape & 2) lddy = cols;
+    if (shape & 4) lddx = cols;
+    if ((shape & 0x18) == 0x08) { hdx = hx; dxo = xo; lddx = ldx; }
+    if ((shape & 0x18) == 0x10) { hdx = hdy; dxo = dyo; lddx = lddy; }
+    enum_dtype(&vd, dt);
+    const size_t es = dtype_ok(dt) ? esize(dt) : 4;
+    if (!(eps >= 0.0f && isfinite(eps))) bad(&vd, "eps not finite and >= 0");
+    if (cols == 0 && rows) bad(&vd, "cols == 0");
+    if (cols == 0 && !rows) gray(&vd);
+    if (rows) {
+        if (ldx < cols || lddy < cols || lddx < cols) bad(&vd, "ld < cols");
+    } else if (ldx < cols || lddy < cols || lddx < cols) {
+        gray(&vd);
+    }
+    if (rows > 4096 || cols > 65536) gray(&vd);
+    view vx = {hx, xo, rows, cols, ldx, es}, vdy = {hdy, dyo, rows, cols, lddy, es};
+    view vdx = {hdx, dxo, rows, cols, lddx, es}, vw = {hw, wo, rows ? 1 : 0, cols, cols, es};
+    /* dweight (cols floats) is written unless rows == 0 and accumulating. */
+    const int dw_written = cols && (rows || !acc);
+    view vdw = {hdw, dwo, dw_written ? 1 : 0, cols, cols, 4};
+    if (!rows) {
+        /* Whether the weight and an untouched dweight are still checked is
+         * the library's choice. */
+        verdict t = {0};
+        view w1 = vw, d1 = vdw;
+        w1.rows = d1.rows = 1;
+        check_view(&t, &w1, U_IN, "weight");
+        check_view(&t, &d1, acc ? U_INOUT : U_OUT, "dweight");
+        if (t.v != V_OK) gray(&vd);
+    }
+    masks_clear();
+    int okx = check_view(&vd, &vx, U_IN, "x"), okdy = check_view(&vd, &vdy, U_IN, "dy");
+    int okw = check_view(&vd, &vw, U_IN, "weight"), okdx = check_view(&vd, &vdx, U_OUT, "dx");
+    int okdw = check_view(&vd, &vdw, acc ? U_INOUT : U_OUT, "dweight");
+    no_overlap(&vd, &vdx, okdx, &vx, okx, 1, "dx overlaps x");
+    no_overlap(&vd, &vdx, okdx, &vdy, okdy, 1, "dx overlaps dy");
+    no_overlap(&vd, &vdx, okdx, &vw, okw, 0, "dx overlaps weight");
+    no_overlap(&vd, &vdw, okdw, &vx, okx, 0, "dweight overlaps x");
+    no_overlap(&vd, &vdw, okdw, &vdy, okdy, 0, "dweight overlaps dy");
+    no_overlap(&vd, &vdw, okdw, &vw, okw, 0, "dweight overlaps weight");
+    no_overlap(&vd, &vdw, okdw, &vdx, okdx, 0, "dweight overlaps dx");
+    if (okdx) view_mark(&vdx, 1, 0);
+    if (okdw) view_mark(&vdw, 1, 0);
+    snprintf(g_desc, sizeof g_desc,
+             "rmsnorm_backward dt=%d rows=%zu cols=%zu x=h%d+%zu ld%zu w=h%d+%zu dy=h%d+%zu ld%zu "
+             "dx=h%d+%zu ld%zu dw=h%d+%zu acc=%d eps=%g q=%p nev=%u ev=%d verdict=%d",
+             (int)dt, rows, cols, hx, xo, ldx, hw, wo, hdy, dyo, lddy, hdx, dxo, lddx, hdw, dwo,
+             acc, eps, (void *)e.q, e.nev, e.want_event, vd.v);
+    cl_event ev = NULL;
+    binv_status st = binv_rmsnorm_backward(e.ctx, e.q, dt, rows, cols, W.h[hx].mem, xo, ldx,
+                                           W.h[hw].mem, wo, eps, W.h[hdy].mem, dyo, lddy,
+                                           W.h[hdx].mem, dxo, lddx, W.h[hdw].mem, dwo, acc, e.nev,
+                                           e.wl, e.want_event ? &ev : NULL);
     after_call(&vd, &e, st, ev);
 }
 
@@ -1448,6 +1520,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case OP_APPEND: case OP_APPEND_ROPE: case OP_APPEND_ROPE_Q: do_append(&r, op); break;
         case OP_ATTN: do_attention(&r); break;
         case OP_CTX: do_ctx(&r); break;
+        case OP_RMSBWD: do_rmsbwd(&r); break;
         default: do_misc(&r); break;
         }
     }

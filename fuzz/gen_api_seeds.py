@@ -9,7 +9,8 @@ os.makedirs(out, exist_ok=True)
 ENV = [0, 0, 0, 0]          # own ctx, main queue, no wait list, no event
 ENV_EV = [0, 0, 0xE0, 1]    # wait on a completed event, return an event
 OPS = dict(gemm=0, rms=1, addrms=2, ln=3, sm=4, lsm=5, rsum=6, rmean=7, swiglu=8, batch=9,
-           rope=11, append=12, attn=13, ctx=14, misc=15, append_rope=16, append_rope_q=17)
+           rope=11, append=12, attn=13, ctx=14, misc=15, append_rope=16, append_rope_q=17,
+           rmsbwd=18)
 
 def gemm(dt, ta, tb, m, n, k, env=ENV):
     lda = m if ta else k
@@ -22,6 +23,10 @@ def rows(op, dt, r, c, inplace=False, env=ENV):
 
 def swiglu(dt, r, c, mode=0, env=ENV):
     return [OPS["swiglu"]] + env + [dt, r, c, 0, 1, 2] + [0] * 6 + [0x07 | mode]
+
+def rmsbwd(dt, r, c, shape=0x07, env=ENV):
+    # handles x h0, w h1, dy h2, dx h3, dweight h4; offsets and lds 0 (shape: ld = cols)
+    return [OPS["rmsbwd"]] + env + [dt, r, c, 0, 1, 2, 3, 4] + [0] * 8 + [0, shape]
 
 def batch(seqs, max_pages, num_pages=4):
     b = [OPS["batch"], 0, 0, num_pages, max_pages, len(seqs)]
@@ -63,6 +68,8 @@ for dt, name in ((0, "f32"), (1, "f16"), (2, "bf16")):
         seeds[f"{op}_{name}"] = rows(op, dt, 3, 40)
     seeds[f"rms_inplace_{name}"] = rows("rms", dt, 2, 33, True, ENV_EV)
     seeds[f"swiglu_{name}"] = swiglu(dt, 3, 24)
+    seeds[f"rmsbwd_{name}"] = rmsbwd(dt, 3, 40)
+    seeds[f"rmsbwd_acc_dy_{name}"] = rmsbwd(dt, 2, 33, 0x97, ENV_EV)  # dx over dy, accumulate
     seeds[f"swiglu_gateup_{name}"] = swiglu(dt, 2, 20, 0x20)
     seeds[f"swiglu_inplace_{name}"] = swiglu(dt, 2, 20, 0x08)
     seeds[f"step_{name}"] = (batch([(3, 7, [0]), (1, 19, [1, 2])], 2) + append(dt) + rope(dt) +

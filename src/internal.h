@@ -342,6 +342,7 @@ void binv_sha256_hex(const void *data, size_t n, char hex[65]);
 extern const char binv_cl_common[];
 extern const char binv_cl_gemm[];
 extern const char binv_cl_rows[];
+extern const char binv_cl_rows_backward[];
 extern const char binv_cl_attention[];
 extern const char binv_cl_activation[];
 extern const char binv_cl_gemm_native[];

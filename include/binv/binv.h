@@ -388,6 +388,35 @@ BINV_API binv_status binv_selected_log_softmax(binv_context *ctx, cl_command_que
     cl_mem ids, size_t ids_offset, cl_mem out, size_t out_offset,
     cl_uint num_events, const cl_event *wait_list, cl_event *event);
 
+/* ---- Backward (training) --------------------------------------------------
+ * Deterministic backward kernels: no floating-point atomics, every sum in an
+ * order fixed by the lengths alone (docs/schedules.md), so the same inputs
+ * give the same bits run to run and on every device.  (Appended in 0.2.) */
+
+/* Backward of binv_rmsnorm (y = x * weight / sqrt(mean(x^2) + eps), per row), for training.
+ * dx (rows x cols, dtype) = r*(w.*dy) - x * r^3 * dot(w.*dy, x) / cols with r = 1/sqrt(mean(x^2)+eps),
+ * each row's reductions with the same chunked schedule as the forward's row reductions, so a
+ * row's dx is invariant to the batch (rows, row position, offsets).
+ * dweight (cols floats, f32): dweight = dweight_in (accumulate != 0) or 0, then + S_1 + S_2 + ...
+ * left to right, where S_c is the sum over rows [c*R, (c+1)*R) of dy*x*r in row order, R =
+ * binv_rmsnorm_backward_rows_chunk() (a constant).  So splitting the rows into micro-batches on
+ * multiples of R and accumulating gives the bits of one call over all rows. */
+/* R is 64.  Arguments as binv_rmsnorm's (x, weight, eps; dy and dx rows x cols
+ * of the dtype with row strides lddy, lddx >= cols); dweight is cols floats
+ * from dweight_offset (f32 whatever the dtype).  dx may be x or dy itself
+ * (same offset and ld: in place); any other overlap of dx with x, dy or the
+ * weight, and any of dweight with another argument, is BINV_ERROR_ALIASING.
+ * rows == 0 computes nothing: dweight is set to 0 (accumulate == 0) or left
+ * as it is.  The only schedule (BINV_SCHEDULE_ADAPTIVE contexts run it too);
+ * the r it uses is the invariant forward's.  Scratch: the queue's workspace,
+ * (2 rows + ceil(rows / R) cols) floats. */
+BINV_API size_t binv_rmsnorm_backward_rows_chunk(void);
+BINV_API binv_status binv_rmsnorm_backward(binv_context *ctx, cl_command_queue queue,
+    binv_dtype dtype, size_t rows, size_t cols, cl_mem x, size_t x_offset, size_t ldx,
+    cl_mem weight, size_t weight_offset, float eps, cl_mem dy, size_t dy_offset, size_t lddy,
+    cl_mem dx, size_t dx_offset, size_t lddx, cl_mem dweight, size_t dweight_offset,
+    int accumulate, cl_uint num_events, const cl_event *wait_list, cl_event *event);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,6 +2,7 @@
  *
  * The run: binv_context_create, then for each dtype (f32, f16, bf16)
  * binv_gemm (split-K sized), the eight row reductions, binv_swiglu,
+ * binv_rmsnorm_backward (two row chunks, accumulating),
  * binv_kv_batch_create, binv_kv_append, binv_rope (positions of the batch),
  * binv_attention (a 300-token context: more than one key chunk),
  * binv_kv_append_rope_q (RoPE of q and K_new, the append, one launch), a GEMM that
@@ -115,22 +116,23 @@ static void snapshot(unsigned char *dst) {
 
 /* ---- the op-family run ------------------------------------------------------- */
 enum { T_GEMM, T_RMS, T_ADDRMS, T_LN, T_SM, T_LSM, T_RSUM, T_RMEAN, T_SWIGLU, T_BATCH, T_APPEND,
-       T_ROPE, T_ATTN, T_APPEND_ROPE, T_GEMM_EV, T_BATCH_DESTROY, T_SLSM };
+       T_ROPE, T_ATTN, T_APPEND_ROPE, T_GEMM_EV, T_BATCH_DESTROY, T_SLSM, T_RMSBWD };
 static const char *const TNAME[] = {"binv_gemm", "binv_rmsnorm", "binv_add_rmsnorm",
                                     "binv_layernorm", "binv_softmax", "binv_log_softmax",
                                     "binv_row_sum", "binv_row_mean", "binv_swiglu",
                                     "binv_kv_batch_create", "binv_kv_append", "binv_rope",
                                     "binv_attention", "binv_kv_append_rope_q", "binv_gemm(event)",
-                                    "binv_kv_batch_destroy", "binv_selected_log_softmax"};
+                                    "binv_kv_batch_destroy", "binv_selected_log_softmax",
+                                    "binv_rmsnorm_backward"};
 
 typedef struct dset {
     binv_dtype dt;
     int a, b, c, x, w, gam, bet, y1, y2, y3, y4, y5, s1, s2, s3, ids, x2, res, gate, up, y6, kp,
-        vp, kn, vn, q, o, c2;
+        vp, kn, vn, q, o, c2, bx, bdy, bdx, bdw;
 } dset;
 static dset ds[3];
 
-enum { GM = 3, GN = 20, GK = 600, RR = 3, RC = 70, SC = 24 };
+enum { GM = 3, GN = 20, GK = 600, RR = 3, RC = 70, SC = 24, BR = 70 };
 enum { PAGES = 24, KVH = 2, HD = 16, HEADS = 4, SEQS = 2, MAXP = 20 };
 static const cl_uint QL[SEQS] = {3, 1}, CL_[SEQS] = {300, 5};
 static cl_uint PT[SEQS * MAXP];
@@ -173,6 +175,10 @@ static void make_buffers(void) {
         s->vn = mkbuf(dt, TOK * KVH * HD, 0);
         s->q = mkbuf(dt, TOK * HEADS * HD, 0);
         s->o = mkbuf(dt, TOK * HEADS * HD, 1);
+        s->bx = mkbuf(dt, BR * SC, 0);
+        s->bdy = mkbuf(dt, BR * SC, 0);
+        s->bdx = mkbuf(dt, BR * SC, 1);
+        s->bdw = mkbuf(BINV_DTYPE_F32, SC, 1);
     }
     for (int i = 0; i < MAXP; i++) {
         PT[i] = (cl_uint)(MAXP - 1 - i); /* sequence 0: pages 19..0 (not in order) */
@@ -225,6 +231,9 @@ static binv_status do_op(run_state *rs, int d, int t, cl_event *ev_out, int *bat
     case T_SWIGLU:
         return binv_swiglu(ctx, queue, dt, RR, SC, M(gate), 0, SC, M(up), 0, SC, M(y6), 0, SC, 0,
                            NULL, NULL);
+    case T_RMSBWD:
+        return binv_rmsnorm_backward(ctx, queue, dt, BR, SC, M(bx), 0, SC, M(w), 0, eps, M(bdy),
+                                     0, SC, M(bdx), 0, SC, M(bdw), 0, 1, 0, NULL, NULL);
     case T_BATCH: {
         binv_kv_batch *b = (binv_kv_batch *)(uintptr_t)1;
         binv_status st =
@@ -254,7 +263,7 @@ static binv_status do_op(run_state *rs, int d, int t, cl_event *ev_out, int *bat
     return BINV_ERROR_INVALID_ARGUMENT;
 }
 static const int ORDER[] = {T_GEMM, T_RMS, T_ADDRMS, T_LN, T_SM, T_LSM, T_SLSM, T_RSUM, T_RMEAN,
-                            T_SWIGLU, T_BATCH, T_APPEND, T_ROPE, T_ATTN, T_APPEND_ROPE,
+                            T_SWIGLU, T_RMSBWD, T_BATCH, T_APPEND, T_ROPE, T_ATTN, T_APPEND_ROPE,
                             T_GEMM_EV, T_BATCH_DESTROY};
 #define NORDER ((int)(sizeof ORDER / sizeof ORDER[0]))
 

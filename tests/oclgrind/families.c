@@ -109,6 +109,34 @@ static void rows_cases(binv_context *bc, hx_device *d, binv_dtype dt, const char
     }
 }
 
+/* binv_rmsnorm_backward: rows of one chunk and of two (the last ragged);
+ * one row chunk and two (the last ragged); accumulating and not; dx over dy
+ * (in place). */
+static void rows_backward_cases(binv_context *bc, hx_device *d, binv_dtype dt, const char *dn,
+                                const char *path) {
+    static const size_t shapes[][2] = {{2, 1100}, {70, 40}};
+    for (size_t s = 0; s < 2; s++) {
+        const size_t rows = shapes[s][0], cols = shapes[s][1];
+        cl_mem x = buffer(d, dt, rows * cols), dy = buffer(d, dt, rows * cols);
+        cl_mem w = buffer(d, dt, cols), dx = buffer(d, dt, rows * cols);
+        cl_mem dw = buffer(d, BINV_DTYPE_F32, cols);
+        cl_command_queue q = d->queue;
+        if (x && dy && w && dx && dw) {
+            expect(bc, binv_rmsnorm_backward(bc, q, dt, rows, cols, x, 0, cols, w, 0, 1e-5f, dy, 0,
+                                             cols, dx, 0, cols, dw, 0, 0, 0, NULL, NULL),
+                   "binv_rmsnorm_backward", dn, path);
+            expect(bc, binv_rmsnorm_backward(bc, q, dt, rows, cols, x, 0, cols, w, 0, 1e-5f, dy, 0,
+                                             cols, dy, 0, cols, dw, 0, 1, 0, NULL, NULL),
+                   "binv_rmsnorm_backward (in place, accumulate)", dn, path);
+        } else {
+            failures++;
+        }
+        cl_mem all[] = {x, dy, w, dx, dw};
+        for (size_t i = 0; i < 5; i++)
+            if (all[i]) clReleaseMemObject(all[i]);
+    }
+}
+
 static void attention_cases(binv_context *bc, hx_device *d, binv_dtype dt, const char *dn,
                             const char *path) {
     /* Two sequences: a chunk of a prefill whose context spans more than one
@@ -214,6 +242,7 @@ int main(int argc, char **argv) {
             if (var && dts[t] == BINV_DTYPE_F16) continue;
             if (gemm) gemm_cases(bc, &d, dts[t], dtn[t], path);
             if (rows) rows_cases(bc, &d, dts[t], dtn[t], path);
+            if (rows && !var) rows_backward_cases(bc, &d, dts[t], dtn[t], path);
             if (attn) attention_cases(bc, &d, dts[t], dtn[t], path);
             if (clFinish(d.queue) != CL_SUCCESS) {
                 fprintf(stderr, "FAIL clFinish (%s, %s)\n", dtn[t], path);
