@@ -71,10 +71,11 @@ for arg in "$@"; do
   e2e)
     # Decode steps end to end on the Llama-3.2-1B shape, and PyTorch on the same GPU.
     d=$out/decode; mkdir -p $d
-    timeout 200 $bench --device gpu --op decode --dtype bf16 --decode-csv $d/decode-binv.csv \
-      > $d/decode-binv.txt 2>&1
+    timeout ${E2E_LIMIT:-200} $bench --device gpu --op decode --dtype bf16 ${DECODE_ARGS:-} \
+      --decode-csv $d/decode-binv.csv > $d/decode-binv.txt 2>&1
     echo "decode binv rc=$?"; grep -E "^binv|skipped" $d/decode-binv.txt
-    timeout 150 python3 bench/torch_reference.py --csv $d/decode-torch.csv > $d/decode-torch.txt 2>&1
+    timeout ${TORCH_LIMIT:-150} python3 bench/torch_reference.py ${TORCH_ARGS:-} --csv $d/decode-torch.csv \
+      > $d/decode-torch.txt 2>&1
     echo "decode torch rc=$?"; cat $d/decode-torch.txt | tail -16
     ;;
   tune)
