@@ -828,7 +828,9 @@ static void do_rows(reader *r, int op) {
  *   bits 2-4, placement: 1 ids at x's first byte (allowed), 2 ids right
  *          after x, 3 out right after x, 4 out over x's last element (must
  *          fail), 5 out right after ids, 6 out = ids (must fail), 7 out's
- *          last element over ids' first (must fail). */
+ *          last element over ids' first (must fail);
+ *   bit 7: the harness writes x first, values in [-8, 8) (random bits make
+ *          degenerate rows: one element dominates, the log-sum is 0). */
 static size_t g_sel_checks; /* successful calls compared with log_softmax + gather */
 
 /* binv.h: for F32 out equals the gathered log_softmax element bit for bit
@@ -910,13 +912,27 @@ static void do_selected(reader *r) {
     no_overlap(&vd, &vo, oko, &vx, okx, 0, "out overlaps x");
     no_overlap(&vd, &vo, oko, &vi, oki, 0, "out overlaps ids");
     if (oko) view_mark(&vo, 1, 0);
-    /* The ids the harness writes (arena or stand-alone storage only: the
-     * read-only root and the batch's metadata keep their bytes). */
-    const int hroot = W.h[hi].root;
-    if ((shape & 2) && oki && rows && rows <= 4096 && cols && (hroot == R_ARENA || hroot == R_TOP)) {
-        root *rt = &W.roots[hroot];
+    /* What the harness writes first, in arena or stand-alone storage only
+     * (the read-only root and the batch's metadata keep their bytes): x, then
+     * ids (ids win where they overlap x, as in a caller's buffer). */
+    uint64_t s = idb * 0x9E3779B97F4A7C15ull + rows;
+    const int xroot = W.h[hx].root, iroot = W.h[hi].root;
+    if ((shape & 0x80) && okx && dtype_ok(dt) && rows && cols && rows <= ARENA / cols &&
+        (xroot == R_ARENA || xroot == R_TOP)) {
+        root *rt = &W.roots[xroot];
+        const size_t at = W.h[hx].origin + xo * es, end = at + ((rows - 1) * ldx + cols) * es;
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < cols; j++) {
+                s = s * 6364136223846793005ull + 1442695040888963407ull;
+                hx_store(dt, rt->shadow + at, i * ldx + j, (float)((s >> 40) % 2048) / 128 - 8);
+            }
+        CHECK_CL(clEnqueueWriteBuffer(rt->q, rt->mem, CL_TRUE, at, end - at, rt->shadow + at, 0,
+                                      NULL, NULL));
+    }
+    if ((shape & 2) && oki && rows && rows <= 4096 && cols &&
+        (iroot == R_ARENA || iroot == R_TOP)) {
+        root *rt = &W.roots[iroot];
         const size_t at = W.h[hi].origin + io * 4;
-        uint64_t s = idb * 0x9E3779B97F4A7C15ull + rows;
         for (size_t i = 0; i < rows; i++) {
             s = s * 6364136223846793005ull + 1442695040888963407ull;
             cl_uint id = (cl_uint)((s >> 33) % cols);

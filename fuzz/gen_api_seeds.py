@@ -49,9 +49,9 @@ def append_rope_q(dt, env=ENV, qkv=False):
             [1, 2, 0, 0])
 
 def selected(dt, r, c, hx, hi, ho, place, mode, env=ENV):
-    # ld = cols, the harness writes ids (mode: see do_selected), placement
+    # ld = cols, the harness writes x and ids (mode: see do_selected), placement
     return [OPS["selected"]] + env + [dt] + r + c + [hx, hi, ho, 0, 0, 0, 0,
-                                                     0x03 | place << 2 | mode << 5, 7]
+                                                     0x83 | place << 2 | mode << 5, 7]
 
 def rope(dt, env=ENV):
     return [OPS["rope"]] + env + [dt, 0, 4, 7, 2, 11, 0, 0, 0, 0, 0x07]  # hd 16, positions
