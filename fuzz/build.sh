@@ -38,10 +38,11 @@ for f in context program program_cache sha256 tuning util gemm gemm_native rows 
   LIBSRC="$LIBSRC $root/src/$f.c"
 done
 
-# fuzz_api: the public API's arguments (fuzz/fuzz_api.c).
+# fuzz_api: the public API's arguments (fuzz/fuzz_api.c); harness/host.c gives it
+# the tests' f16/bf16 conversions.
 # shellcheck disable=SC2086
-"$CC" $CFLAGS -fsanitize=fuzzer -o "$out/fuzz_api" "$root/fuzz/fuzz_api.c" $LIBSRC \
-  -lOpenCL -lpthread -lm
+"$CC" $CFLAGS -I"$root/harness" -fsanitize=fuzzer -o "$out/fuzz_api" "$root/fuzz/fuzz_api.c" \
+  "$root/harness/host.c" $LIBSRC -lOpenCL -lpthread -lm
 echo "fuzz/build.sh: built $out/fuzz_api"
 
 # fuzz_checkpoint: the llama2.c checkpoint loader and the CPU reference pass

@@ -4,10 +4,10 @@
  * with the library's sources.  Run: fuzz_api fuzz/corpus/api [libFuzzer flags].
  *
  * Each input is decoded into a short sequence of calls to every public entry
- * point (binv_gemm, the row reductions, binv_rmsnorm_backward, binv_swiglu, the
- * KV batch, binv_rope, binv_kv_append, binv_kv_append_rope(_q), binv_attention,
- * binv_context_create) with hostile sizes
- * (zero, huge, products that overflow size_t), offsets, leading dimensions,
+ * point (binv_gemm, the row reductions, binv_selected_log_softmax,
+ * binv_rmsnorm_backward, binv_swiglu, the KV batch, binv_rope, binv_kv_append,
+ * binv_kv_append_rope(_q), binv_attention, binv_context_create) with hostile
+ * sizes (zero, huge, products that overflow size_t), offsets, leading dimensions,
  * enum values, NULLs, sub-buffers, read-only buffers, buffers, queues and
  * events of another cl_context, arguments that alias each other, and wait
  * lists.  The oracle is written from include/binv/binv.h alone:
@@ -24,7 +24,9 @@
  *  - every error on a non-NULL context has a non-empty
  *    binv_context_last_error message;
  *  - a must-succeed binv_kv_append_rope(_q) writes the bytes of binv_rope
- *    followed by binv_kv_append (replayed from the state before the call).
+ *    followed by binv_kv_append (replayed from the state before the call);
+ *  - a successful binv_selected_log_softmax writes binv_log_softmax's
+ *    element at each row's id (NaN for an id >= cols).
  * A violation prints the call and aborts (a libFuzzer crash with the input).
  * One OpenCL context (PoCL's CPU device, or the first device found) is
  * created once per process; kernels are built once per process. */
@@ -36,6 +38,7 @@
 #include <string.h>
 
 #include "binv/binv.h"
+#include "harness.h" /* hx_load / hx_store: the dtype conversions of the tests */
 
 /* ---- oracle verdicts ----------------------------------------------------- */
 enum { V_OK = 0, V_GRAY = 1, V_BAD = 2 };
@@ -617,13 +620,13 @@ static int rd_handle(reader *r) { return u8(r) % NH; }
  * older ones keep their meaning. */
 enum { OP_GEMM, OP_RMS, OP_ADDRMS, OP_LN, OP_SM, OP_LSM, OP_RSUM, OP_RMEAN, OP_SWIGLU,
        OP_BATCH, OP_BATCH_DESTROY, OP_ROPE, OP_APPEND, OP_ATTN, OP_CTX, OP_MISC,
-       OP_APPEND_ROPE, OP_APPEND_ROPE_Q, OP_RMSBWD, NOPS };
+       OP_APPEND_ROPE, OP_APPEND_ROPE_Q, OP_RMSBWD, OP_SEL_LSM, NOPS };
 static const char *const OP_NAMES[NOPS] = {
     "binv_gemm", "binv_rmsnorm", "binv_add_rmsnorm", "binv_layernorm", "binv_softmax",
     "binv_log_softmax", "binv_row_sum", "binv_row_mean", "binv_swiglu", "binv_kv_batch_create",
     "binv_kv_batch_destroy", "binv_rope", "binv_kv_append", "binv_attention",
     "binv_context_create", "misc", "binv_kv_append_rope", "binv_kv_append_rope_q",
-    "binv_rmsnorm_backward"};
+    "binv_rmsnorm_backward", "binv_selected_log_softmax"};
 
 static void enum_dtype(verdict *vd, binv_dtype d) {
     if (!dtype_ok(d)) bad(vd, "dtype out of range");
@@ -882,6 +885,151 @@ static void do_rmsbwd(reader *r) {
                                            W.h[hdx].mem, dxo, lddx, W.h[hdw].mem, dwo, acc, e.nev,
                                            e.wl, e.want_event ? &ev : NULL);
     after_call(&vd, &e, st, ev);
+}
+
+/* binv_selected_log_softmax ------------------------------------------------- */
+/* out[out_offset + i] (f32) = log_softmax(row i of x)[ids[ids_offset + i]];
+ * ids is cl_uint, out may share no byte with x or ids, ids may overlap x.
+ * Inputs drawn like do_rows's, plus `shape`:
+ *   bit 0: ldx = cols;
+ *   bit 1: the harness writes ids first (mode bits 5-6: 0 random columns,
+ *          1 the first row column 0 and the last cols - 1, 2 one row's id
+ *          cols, 3 one row's id 0xffffffff or 0x80000000; the columns from
+ *          the byte after shape);
+ *   bits 2-4, placement: 1 ids at x's first byte (allowed), 2 ids right
+ *          after x, 3 out right after x, 4 out over x's last element (must
+ *          fail), 5 out right after ids, 6 out = ids (must fail), 7 out's
+ *          last element over ids' first (must fail);
+ *   bit 7: the harness writes x first, values in [-8, 8) (random bits make
+ *          degenerate rows: one element dominates, the log-sum is 0). */
+static size_t g_sel_checks; /* successful calls compared with log_softmax + gather */
+
+/* binv.h: for F32 out equals the gathered log_softmax element bit for bit
+ * (NaN payloads included); for F16/BF16 out rounded to the dtype equals it
+ * (a NaN matches a NaN whatever the payloads, as in tests/test_selected.c);
+ * an id >= cols gives NaN.  x and ids are as the call saw them (out overlaps
+ * neither); log_softmax writes W.scratch, which is no root. */
+static void check_selected(binv_dtype dt, size_t rows, size_t cols, int hx, size_t xo,
+                           size_t ldx, int hi, size_t io, int ho, size_t oo) {
+    static uint8_t y[ARENA];
+    const size_t es = esize(dt);
+    binv_status st = binv_log_softmax(W.ctx, W.q, dt, rows, cols, W.h[hx].mem, xo, ldx,
+                                      W.scratch, 0, cols, 0, NULL, NULL);
+    if (st != BINV_SUCCESS) violation("binv_log_softmax of the same x failed", st);
+    CHECK_CL(clEnqueueReadBuffer(W.q, W.scratch, CL_TRUE, 0, rows * cols * es, y, 0, NULL, NULL));
+    const uint8_t *ids = W.roots[W.h[hi].root].shadow + W.h[hi].origin + io * 4;
+    const uint8_t *out = W.roots[W.h[ho].root].shadow + W.h[ho].origin + oo * 4;
+    for (size_t i = 0; i < rows; i++) {
+        cl_uint id;
+        float got;
+        memcpy(&id, ids + 4 * i, 4);
+        memcpy(&got, out + 4 * i, 4);
+        char m[200];
+        if (id >= cols) {
+            if (isnan(got)) continue;
+            snprintf(m, sizeof m, "row %zu: id %u >= cols but out is %a, not NaN", i, id, got);
+            violation(m, BINV_SUCCESS);
+        }
+        const uint8_t *want = y + (i * cols + id) * es;
+        uint8_t r[4];
+        hx_store(dt, r, 0, got);
+        const int same = dt == BINV_DTYPE_F32 ? !memcmp(r, want, 4)
+                         : isnan(got) ? isnan(hx_load(dt, want, 0))
+                                      : !memcmp(r, want, es);
+        if (!same) {
+            snprintf(m, sizeof m, "row %zu id %u: out %a, log_softmax element %a", i, id, got,
+                     hx_load(dt, want, 0));
+            violation(m, BINV_SUCCESS);
+        }
+    }
+    g_sel_checks++;
+}
+
+static void do_selected(reader *r) {
+    verdict vd = {0};
+    call_env e;
+    rd_env(r, &e, &vd);
+    binv_dtype dt = rd_dtype(r);
+    size_t rows = rd_size(r), cols = rd_size(r);
+    int hx = rd_handle(r), hi = rd_handle(r), ho = rd_handle(r);
+    size_t xo = rd_size(r), ldx = rd_size(r), io = rd_size(r), oo = rd_size(r);
+    const uint8_t shape = u8(r), idb = u8(r);
+    if (shape & 1) ldx = cols;
+    enum_dtype(&vd, dt);
+    const size_t es = dtype_ok(dt) ? esize(dt) : 4;
+    view vx = {hx, xo, rows, cols, ldx, es};
+    /* Placements next to or over x (in f32 / cl_uint elements of x's handle). */
+    size_t xend = 0;
+    const int place = shape >> 2 & 7;
+    if (place >= 1 && place <= 4 && !view_empty(&vx) && view_end(&vx, &xend) &&
+        xend < ((size_t)1 << 40)) {
+        if (place == 1) { hi = hx; io = xo * es / 4; }
+        if (place == 2) { hi = hx; io = (xend + 3) / 4; }
+        if (place == 3) { ho = hx; oo = (xend + 3) / 4; }
+        if (place == 4) { ho = hx; oo = (xend - 1) / 4; }
+    }
+    if (place == 5 && io < ((size_t)1 << 40) && rows < ((size_t)1 << 40)) { ho = hi; oo = io + rows; }
+    if (place == 6) { ho = hi; oo = io; }
+    if (place == 7 && rows && io + 1 >= rows && io < ((size_t)1 << 40)) { ho = hi; oo = io + 1 - rows; }
+    if (cols == 0 && rows) bad(&vd, "cols == 0");
+    if (cols == 0 && !rows) gray(&vd);
+    if (rows && ldx < cols) bad(&vd, "ldx < cols");
+    if (!rows && ldx < cols) gray(&vd);
+    if (rows > 4096 || cols > 65536) gray(&vd);
+    view vi = {hi, io, rows, 1, 1, 4}, vo = {ho, oo, rows, 1, 1, 4};
+    masks_clear();
+    int okx = check_view(&vd, &vx, U_IN, "x"), oki = check_view(&vd, &vi, U_IN, "ids"),
+        oko = check_view(&vd, &vo, U_OUT, "out");
+    no_overlap(&vd, &vo, oko, &vx, okx, 0, "out overlaps x");
+    no_overlap(&vd, &vo, oko, &vi, oki, 0, "out overlaps ids");
+    if (oko) view_mark(&vo, 1, 0);
+    /* What the harness writes first, in arena or stand-alone storage only
+     * (the read-only root and the batch's metadata keep their bytes): x, then
+     * ids (ids win where they overlap x, as in a caller's buffer). */
+    uint64_t s = idb * 0x9E3779B97F4A7C15ull + rows;
+    const int xroot = W.h[hx].root, iroot = W.h[hi].root;
+    if ((shape & 0x80) && okx && dtype_ok(dt) && rows && cols && rows <= ARENA / cols &&
+        (xroot == R_ARENA || xroot == R_TOP)) {
+        root *rt = &W.roots[xroot];
+        const size_t at = W.h[hx].origin + xo * es, end = at + ((rows - 1) * ldx + cols) * es;
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < cols; j++) {
+                s = s * 6364136223846793005ull + 1442695040888963407ull;
+                hx_store(dt, rt->shadow + at, i * ldx + j, (float)((s >> 40) % 2048) / 128 - 8);
+            }
+        CHECK_CL(clEnqueueWriteBuffer(rt->q, rt->mem, CL_TRUE, at, end - at, rt->shadow + at, 0,
+                                      NULL, NULL));
+    }
+    if ((shape & 2) && oki && rows && rows <= 4096 && cols &&
+        (iroot == R_ARENA || iroot == R_TOP)) {
+        root *rt = &W.roots[iroot];
+        const size_t at = W.h[hi].origin + io * 4;
+        for (size_t i = 0; i < rows; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            cl_uint id = (cl_uint)((s >> 33) % cols);
+            const int mode = shape >> 5 & 3, pick = idb % rows == i;
+            if (mode == 1 && i == 0) id = 0;
+            if (mode == 1 && i == rows - 1) id = (cl_uint)(cols - 1);
+            if (mode == 2 && pick) id = (cl_uint)cols;
+            if (mode == 3 && pick) id = (idb & 1) ? 0xffffffffu : 0x80000000u;
+            memcpy(rt->shadow + at + 4 * i, &id, 4);
+        }
+        CHECK_CL(clEnqueueWriteBuffer(rt->q, rt->mem, CL_TRUE, at, rows * 4, rt->shadow + at, 0,
+                                      NULL, NULL));
+    }
+    snprintf(g_desc, sizeof g_desc,
+             "selected_log_softmax dt=%d rows=%zu cols=%zu x=h%d+%zu ld%zu ids=h%d+%zu "
+             "out=h%d+%zu shape=0x%02x q=%p nev=%u ev=%d verdict=%d",
+             (int)dt, rows, cols, hx, xo, ldx, hi, io, ho, oo, shape, (void *)e.q, e.nev,
+             e.want_event, vd.v);
+    cl_event ev = NULL;
+    binv_status st = binv_selected_log_softmax(e.ctx, e.q, dt, rows, cols, W.h[hx].mem, xo, ldx,
+                                               W.h[hi].mem, io, W.h[ho].mem, oo, e.nev, e.wl,
+                                               e.want_event ? &ev : NULL);
+    after_call(&vd, &e, st, ev);
+    if (st == BINV_SUCCESS && rows && dtype_ok(dt) && cols <= ARENA / es / rows &&
+        W.h[hi].root >= 0 && W.h[ho].root >= 0)
+        check_selected(dt, rows, cols, hx, xo, ldx, hi, io, ho, oo);
 }
 
 static void do_swiglu(reader *r) {
@@ -1520,6 +1668,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case OP_APPEND: case OP_APPEND_ROPE: case OP_APPEND_ROPE_Q: do_append(&r, op); break;
         case OP_ATTN: do_attention(&r); break;
         case OP_CTX: do_ctx(&r); break;
+        case OP_SEL_LSM: do_selected(&r); break;
         case OP_RMSBWD: do_rmsbwd(&r); break;
         default: do_misc(&r); break;
         }
@@ -1536,9 +1685,11 @@ __attribute__((destructor)) static void report(void) {
             W.must_fail, W.must_succeed);
     for (int i = 0; i < NOPS; i++)
         if (W.op_n[i][0])
-            fprintf(stderr, "fuzz_api:   %-22s %llu calls, %llu succeeded, %llu must-fail, %llu "
+            fprintf(stderr, "fuzz_api:   %-25s %llu calls, %llu succeeded, %llu must-fail, %llu "
                     "must-succeed\n", OP_NAMES[i], W.op_n[i][0], W.op_n[i][1], W.op_n[i][2],
                     W.op_n[i][3]);
     fprintf(stderr, "fuzz_api: %llu fused calls compared with binv_rope + binv_kv_append\n",
             W.unfused_checks);
+    fprintf(stderr, "fuzz_api: %zu selected calls compared with binv_log_softmax + gather\n",
+            g_sel_checks);
 }

@@ -10,7 +10,7 @@ ENV = [0, 0, 0, 0]          # own ctx, main queue, no wait list, no event
 ENV_EV = [0, 0, 0xE0, 1]    # wait on a completed event, return an event
 OPS = dict(gemm=0, rms=1, addrms=2, ln=3, sm=4, lsm=5, rsum=6, rmean=7, swiglu=8, batch=9,
            rope=11, append=12, attn=13, ctx=14, misc=15, append_rope=16, append_rope_q=17,
-           rmsbwd=18)
+           rmsbwd=18, selected=19)
 
 def gemm(dt, ta, tb, m, n, k, env=ENV):
     lda = m if ta else k
@@ -52,6 +52,11 @@ def append_rope_q(dt, env=ENV, qkv=False):
     return ([OPS["append_rope_q"]] + env + cache(dt, rope=True) + [0, 1, 0, 0, 0, 0, shape, 0] +
             [1, 2, 0, 0])
 
+def selected(dt, r, c, hx, hi, ho, place, mode, env=ENV):
+    # ld = cols, the harness writes x and ids (mode: see do_selected), placement
+    return [OPS["selected"]] + env + [dt] + r + c + [hx, hi, ho, 0, 0, 0, 0,
+                                                     0x83 | place << 2 | mode << 5, 7]
+
 def rope(dt, env=ENV):
     return [OPS["rope"]] + env + [dt, 0, 4, 7, 2, 11, 0, 0, 0, 0, 0x07]  # hd 16, positions
 
@@ -81,6 +86,12 @@ for dt, name in ((0, "f32"), (1, "f16"), (2, "bf16")):
                                   append_rope_q(dt, ENV_EV, qkv=True))
     seeds[f"fused_decode_{name}"] = (batch([(1, 30, [3, 2])], 2) + append_rope(dt, ENV_EV) +
                                      attn(dt, ENV_EV))
+# 3 x 40 (first and last columns among the ids); 2 x 1500 (two chunks), out
+# right after ids; 2 x 4097 in the whole arena (five chunks: the split path on
+# a device with more than one compute unit), one id out of range (NaN).
+seeds["selected_f32"] = selected(0, [3], [40], 0, 1, 2, 0, 1)
+seeds["selected_f16"] = selected(1, [2], [0xC0 | 23, 28], 0, 1, 1, 5, 0, ENV_EV)
+seeds["selected_bf16"] = selected(2, [2], [0xF2], 9, 14, 14, 5, 2)
 seeds["ctx_default"] = [OPS["ctx"], 0, 0, 0, 0, 0, 0]
 seeds["ctx_torn"] = [OPS["ctx"], 0xC0 | 20, 0, 0, 0, 0, 0]
 seeds["misc"] = [OPS["misc"], 0, 0, 5, 0, 0, 0, 0]
