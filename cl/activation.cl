@@ -6,6 +6,14 @@
  *   (exp of -|g| never overflows, so silu of a very negative g is the tiny
  *   value it should be, not 0 from g / inf.) */
 
+/* sigmoid(g) as swiglu computes it, the one place of that arithmetic
+ * (binv_swiglu_backward, cl/activation_backward.cl, calls it too, so its s
+ * has the forward's bits). */
+inline float act_sigmoid(float g) {
+    const float e = binv_exp(-fabs(g));
+    return g >= 0.0f ? BINV_DIV(1.0f, 1.0f + e) : BINV_DIV(e, 1.0f + e);
+}
+
 __kernel void act_swiglu(uint rows, uint cols, __global const binv_t *g, ulong g_off, ulong ldg,
                          __global const binv_t *u, ulong u_off, ulong ldu, __global binv_t *y,
                          ulong y_off, ulong ldy) {
@@ -13,7 +21,6 @@ __kernel void act_swiglu(uint rows, uint cols, __global const binv_t *g, ulong g
     if (c >= cols) return;
     const float gv = BINV_LOAD(g, g_off + r * ldg + c);
     const float uv = BINV_LOAD(u, u_off + r * ldu + c);
-    const float e = binv_exp(-fabs(gv));
-    const float sig = gv >= 0.0f ? BINV_DIV(1.0f, 1.0f + e) : BINV_DIV(e, 1.0f + e);
+    const float sig = act_sigmoid(gv);
     BINV_STORE(y, y_off + r * ldy + c, (gv * sig) * uv);
 }

@@ -275,6 +275,59 @@ inline float binv_log(float x) {
 /* 1/sqrt(x) from the correctly rounded sqrt and division (two roundings). */
 inline float binv_rsqrt(float x) { return BINV_DIV(1.0f, BINV_SQRT(x)); }
 
+/* ---- sin / cos from +, *, fma (same bits everywhere) ----
+ * a = k*pi/2 + r with k = rint(a * 2/pi) and pi/2 = C1 + C2 + C3 (C1 the
+ * float nearest pi/2): fma computes k*C1 exactly and a - k*C1 is a multiple
+ * of 2^-23 of magnitude < 2, hence exact, for |k| < 2^22; the next two steps
+ * round once each.  |r| <= pi/4 (+ a rounding); minimax polynomials of
+ * cephes' sinf/cosf.  Absolute error < 3e-7 for |a| < 2^21 (tests check). */
+inline void binv_sincos(float a, float *s, float *c) {
+    const float k = rint(a * 0.636619746685028076f);
+    float r = fma(k, -1.57079637050628662f, a);
+    r = fma(k, 4.37113882867379300e-8f, r);
+    r = fma(k, 1.71512451000588190e-15f, r);
+    const float z = r * r;
+    float ps = -1.9515295891e-4f;
+    ps = fma(ps, z, 8.3321608736e-3f);
+    ps = fma(ps, z, -1.6666654611e-1f);
+    const float sr = fma(ps * z, r, r);
+    float pc = 2.443315711809948e-5f;
+    pc = fma(pc, z, -1.388731625493765e-3f);
+    pc = fma(pc, z, 4.166664568298827e-2f);
+    const float cr = fma(pc * z, z, fma(-0.5f, z, 1.0f));
+    const int q = ((int)k) & 3;
+    float sv = (q & 1) ? cr : sr, cv = (q & 1) ? sr : cr;
+    if (q == 1 || q == 2) cv = -cv;
+    if (q >= 2) sv = -sv;
+    *s = sv;
+    *c = cv;
+}
+
+/* RoPE's rotation of one interleaved pair, the one place of its arithmetic
+ * (binv_rope and its fusions through cl/attention.cl's attn_rope_pair,
+ * binv_rope_backward through cl/activation_backward.cl): pair e of a row of
+ * heads*hd elements (head e / (hd/2), i = e % (hd/2)), angle
+ * a = (float)pos * freq[i], read from src[sb + ...] and stored (rounded to
+ * the dtype) at dst[db + ...]; src and dst may be the same.  freq[i] =
+ * theta^(-2i/D) rounded to float (a table the host computes once per
+ * (theta, D), see src/attention.c).  inverse = 0: the rotation by a; 1: by
+ * -a, with sin(-a) = -sin(a) (an exact negation of the same s, so both
+ * directions use the bits of one sin/cos):
+ *   x0' = x0*c - x1*s,  x1' = x0*s + x1*c   (s negated for inverse). */
+inline void binv_rope_pair(__global const binv_t *src, ulong sb, __global binv_t *dst, ulong db,
+                           uint e, uint hd, uint pos, __global const float *freq, int inverse) {
+    const uint half_d = hd / 2;
+    const uint h = e / half_d, i = e % half_d;
+    const float ang = (float)pos * freq[i];
+    float s, c;
+    binv_sincos(ang, &s, &c);
+    if (inverse) s = -s;
+    const ulong off = (ulong)h * hd + 2 * i;
+    const float x0 = BINV_LOAD(src, sb + off), x1 = BINV_LOAD(src, sb + off + 1);
+    BINV_STORE(dst, db + off, x0 * c - x1 * s);
+    BINV_STORE(dst, db + off + 1, x0 * s + x1 * c);
+}
+
 /* x rounded to the storage dtype (what a store then a load gives). */
 inline float binv_round_dtype(float x) {
 #if BINV_DTYPE == 1

@@ -1,15 +1,13 @@
-/* Elementwise activations: binv_swiglu.  Kernel: cl/activation.cl. */
+/* Elementwise activations: binv_swiglu, and the argument checks that it and
+ * the backward ops (src/activation_backward.c) share.  Kernel:
+ * cl/activation.cl. */
 #include <stdio.h>
 
-#include "internal.h"
+#include "activation.h"
 
-
-binv_status binv_swiglu(binv_context *ctx, cl_command_queue queue, binv_dtype dtype, size_t rows,
-                        size_t cols, cl_mem gate, size_t gate_offset, size_t ldg, cl_mem up,
-                        size_t up_offset, size_t ldu, cl_mem y, size_t y_offset, size_t ldy,
-                        cl_uint num_events, const cl_event *wait_list, cl_event *event) {
-    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
-    const char *fn = "binv_swiglu";
+binv_status binv_act_check(binv_context *ctx, const char *fn, cl_command_queue queue,
+                           binv_dtype dtype, size_t rows, size_t cols, binv_act_mat *m, size_t n,
+                           cl_uint num_events, const cl_event *wait_list, cl_event *event) {
     binv_clear_error(ctx);
     if (event) *event = NULL;
     binv_status st;
@@ -19,34 +17,48 @@ binv_status binv_swiglu(binv_context *ctx, cl_command_queue queue, binv_dtype dt
     if ((st = binv_check_wait_list(ctx, num_events, wait_list)) != BINV_SUCCESS) return st;
     BINV_RETURN_ERROR_ON(rows > 0x7fffffff || cols > 0x7fffffff, ctx, BINV_ERROR_INVALID_DIMENSION,
                          "%s: rows=%zu cols=%zu: each must be below 2^31", fn, rows, cols);
-    BINV_RETURN_ERROR_ON(ldg < cols || ldu < cols || ldy < cols, ctx,
-                         BINV_ERROR_INVALID_LEADING_DIMENSION,
-                         "%s: ldg=%zu ldu=%zu ldy=%zu must be >= cols=%zu", fn, ldg, ldu, ldy, cols);
-    size_t eg = 0, eu = 0, ey = 0;
+    for (size_t i = 0; i < n; i++)
+        BINV_RETURN_ERROR_ON(m[i].ld < cols, ctx, BINV_ERROR_INVALID_LEADING_DIMENSION,
+                             "%s: the row stride of %s (%zu) must be >= cols=%zu", fn, m[i].name,
+                             m[i].ld, cols);
+    size_t ext[8] = {0};
+    if (n > 8) return binv_set_error(ctx, BINV_ERROR_INVALID_ARGUMENT, "internal: %zu views", n);
     if (rows && cols)
-        BINV_RETURN_ERROR_ON(!binv_mul_add_size(rows - 1, ldg, cols, &eg) ||
-                                 !binv_mul_add_size(rows - 1, ldu, cols, &eu) ||
-                                 !binv_mul_add_size(rows - 1, ldy, cols, &ey),
-                             ctx, BINV_ERROR_INVALID_DIMENSION, "%s: extents overflow", fn);
+        for (size_t i = 0; i < n; i++)
+            BINV_RETURN_ERROR_ON(!binv_mul_add_size(rows - 1, m[i].ld, cols, &ext[i]), ctx,
+                                 BINV_ERROR_INVALID_DIMENSION, "%s: extents overflow", fn);
     const size_t es = binv_dtype_size(dtype);
-    if ((st = binv_check_buffer(ctx, gate, gate_offset, eg, es, "gate")) != BINV_SUCCESS) return st;
-    if ((st = binv_check_buffer(ctx, up, up_offset, eu, es, "up")) != BINV_SUCCESS) return st;
-    if ((st = binv_check_buffer(ctx, y, y_offset, ey, es, "y")) != BINV_SUCCESS) return st;
+    for (size_t i = 0; i < n; i++)
+        if ((st = binv_check_buffer(ctx, m[i].buf, m[i].off, ext[i], es, m[i].name)) !=
+            BINV_SUCCESS)
+            return st;
+    const size_t vr = cols ? rows : 0;
+    for (size_t i = 0; i < n; i++)
+        if ((st = binv_view_of(ctx, m[i].buf, m[i].off, vr, cols, m[i].ld, es, m[i].access,
+                               m[i].name, &m[i].view)) != BINV_SUCCESS)
+            return st;
+    return BINV_SUCCESS;
+}
+
+binv_status binv_swiglu(binv_context *ctx, cl_command_queue queue, binv_dtype dtype, size_t rows,
+                        size_t cols, cl_mem gate, size_t gate_offset, size_t ldg, cl_mem up,
+                        size_t up_offset, size_t ldu, cl_mem y, size_t y_offset, size_t ldy,
+                        cl_uint num_events, const cl_event *wait_list, cl_event *event) {
+    if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
+    const char *fn = "binv_swiglu";
+    binv_act_mat m[3] = {BINV_ACT_MAT("gate", gate, gate_offset, ldg, BINV_ACCESS_READ),
+                         BINV_ACT_MAT("up", up, up_offset, ldu, BINV_ACCESS_READ),
+                         BINV_ACT_MAT("y", y, y_offset, ldy, BINV_ACCESS_WRITE)};
+    binv_status st = binv_act_check(ctx, fn, queue, dtype, rows, cols, m, 3, num_events,
+                                    wait_list, event);
+    if (st != BINV_SUCCESS) return st;
     /* Views resolved through sub-buffers.  y may be gate or up itself (the
      * same elements in the same layout); otherwise no shared byte, exactly
      * for one row stride (interleaved views such as y = gate with up the
      * other half of [gate | up] rows are fine), whole extents otherwise. */
-    const size_t vr = cols ? rows : 0;
-    binv_view vg, vu, vy;
-    if ((st = binv_view_of(ctx, gate, gate_offset, vr, cols, ldg, es, BINV_ACCESS_READ, "gate",
-                           &vg)) != BINV_SUCCESS ||
-        (st = binv_view_of(ctx, up, up_offset, vr, cols, ldu, es, BINV_ACCESS_READ, "up", &vu)) !=
-            BINV_SUCCESS ||
-        (st = binv_view_of(ctx, y, y_offset, vr, cols, ldy, es, BINV_ACCESS_WRITE, "y", &vy)) !=
-            BINV_SUCCESS)
-        return st;
-    BINV_RETURN_ERROR_ON((!binv_view_same(&vy, &vg) && binv_view_overlap(&vy, &vg)) ||
-                             (!binv_view_same(&vy, &vu) && binv_view_overlap(&vy, &vu)),
+    const binv_view *vg = &m[0].view, *vu = &m[1].view, *vy = &m[2].view;
+    BINV_RETURN_ERROR_ON((!binv_view_same(vy, vg) && binv_view_overlap(vy, vg)) ||
+                             (!binv_view_same(vy, vu) && binv_view_overlap(vy, vu)),
                          ctx, BINV_ERROR_ALIASING,
                          "%s: y partially overlaps gate or up (in place needs the same view)", fn);
     if (rows == 0 || cols == 0)

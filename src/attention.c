@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "activation.h"
 #include "internal.h"
 #include "kv.h"
 
@@ -122,7 +123,16 @@ binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
                       cl_mem positions, size_t positions_offset, float theta,
                       cl_uint num_events, const cl_event *wait_list, cl_event *event) {
     if (!ctx) return BINV_ERROR_INVALID_ARGUMENT;
-    const char *fn = "binv_rope";
+    return binv_rope_run(ctx, "binv_rope", 0, queue, dtype, tokens, heads, head_dim, x, x_offset,
+                         ldx, positions, positions_offset, theta, num_events, wait_list, event);
+}
+
+/* src/activation.h says what it does. */
+binv_status binv_rope_run(binv_context *ctx, const char *fn, int inverse, cl_command_queue queue,
+                          binv_dtype dtype, size_t tokens, size_t heads, size_t head_dim, cl_mem x,
+                          size_t x_offset, size_t ldx, cl_mem positions, size_t positions_offset,
+                          float theta, cl_uint num_events, const cl_event *wait_list,
+                          cl_event *event) {
     binv_status st = binv_kv_entry(ctx, queue, num_events, wait_list, event);
     if (st != BINV_SUCCESS) return st;
     BINV_RETURN_ERROR_ON(binv_dtype_size(dtype) == 0, ctx, BINV_ERROR_UNSUPPORTED_DTYPE,
@@ -147,8 +157,9 @@ binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
                          "%s: positions overlaps x", fn);
     if (tokens == 0) return binv_enqueue_marker(ctx, queue, num_events, wait_list, event);
     cl_program prog;
-    if ((st = binv_program_get_dtype(ctx, "attention", binv_cl_attention, dtype, &prog)) !=
-        BINV_SUCCESS)
+    if ((st = inverse ? binv_act_backward_program(ctx, dtype, &prog)
+                      : binv_program_get_dtype(ctx, "attention", binv_cl_attention, dtype,
+                                               &prog)) != BINV_SUCCESS)
         return st;
     cl_mem freq;
     if ((st = binv_rope_freq(ctx, theta, head_dim, &freq)) != BINV_SUCCESS) return st;
@@ -158,8 +169,8 @@ binv_status binv_rope(binv_context *ctx, cl_command_queue queue, binv_dtype dtyp
                              BINV_ARG(po), BINV_ARG(h),  BINV_ARG(hd), BINV_ARG(freq)};
     const size_t pairs = heads * head_dim / 2;
     const size_t lws[2] = {64, 1}, gws[2] = {(pairs + 63) / 64 * 64, tokens};
-    st = binv_kernel_launch(ctx, queue, prog, "attn_rope", args, BINV_NARGS(args), 2, gws, lws,
-                            num_events, wait_list, event);
+    st = binv_kernel_launch(ctx, queue, prog, inverse ? "act_rope_backward" : "attn_rope", args,
+                            BINV_NARGS(args), 2, gws, lws, num_events, wait_list, event);
     clReleaseMemObject(freq); /* binv_rope_freq's reference (see there) */
     return st;
 }

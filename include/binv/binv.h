@@ -417,6 +417,38 @@ BINV_API binv_status binv_rmsnorm_backward(binv_context *ctx, cl_command_queue q
     cl_mem dx, size_t dx_offset, size_t lddx, cl_mem dweight, size_t dweight_offset,
     int accumulate, cl_uint num_events, const cl_event *wait_list, cl_event *event);
 
+/* ---- Backward of the elementwise ops (appended in 0.2) --------------------
+ * No reduction: each output element is a fixed formula of its own inputs
+ * (docs/schedules.md spells out the order), so the results are deterministic
+ * and batch invariant, with the same bits on every device.  Arguments and
+ * errors as the forward ops'. */
+
+/* SwiGLU backward (binv_swiglu's y = silu(gate) * up): given dy,
+ *   dup = dy * silu(g),  dgate = dy * up * s * (1 + g * (1 - s)),
+ * s = sigmoid(g) with the forward's bits, f32 arithmetic, each result rounded
+ * to the dtype once (docs/schedules.md: the order, and 1 - s computed as
+ * sigmoid(-g)).  rows x cols matrices with row strides >= cols.  dgate and dup
+ * may each be gate, up or dy itself (same offset and ld: in place); other
+ * overlaps with an input, and any between dgate and dup, are
+ * BINV_ERROR_ALIASING.  An infinite gate gives a NaN dgate (inf * 0). */
+BINV_API binv_status binv_swiglu_backward(binv_context *ctx, cl_command_queue queue,
+    binv_dtype dtype, size_t rows, size_t cols, cl_mem gate, size_t gate_offset, size_t ldg,
+    cl_mem up, size_t up_offset, size_t ldu, cl_mem dy, size_t dy_offset, size_t lddy,
+    cl_mem dgate, size_t dgate_offset, size_t lddg, cl_mem dup, size_t dup_offset, size_t lddu,
+    cl_uint num_events, const cl_event *wait_list, cl_event *event);
+
+/* RoPE backward, in place on x (holding dy; it then holds dx): the rotation of
+ * each pair by -a, where a is binv_rope's angle for the same position, theta
+ * and head_dim, with binv_rope's cos and sin bits (sin(-a) = -sin(a) exactly):
+ *   (x[2i], x[2i+1]) <- (x0 cos a + x1 sin a, -x0 sin a + x1 cos a).
+ * Arguments and errors exactly as binv_rope's. */
+BINV_API binv_status binv_rope_backward(binv_context *ctx, cl_command_queue queue,
+                                        binv_dtype dtype, size_t tokens, size_t heads,
+                                        size_t head_dim, cl_mem x, size_t x_offset, size_t ldx,
+                                        cl_mem positions, size_t positions_offset, float theta,
+                                        cl_uint num_events, const cl_event *wait_list,
+                                        cl_event *event);
+
 #ifdef __cplusplus
 }
 #endif

@@ -100,6 +100,10 @@ static void rows_cases(binv_context *bc, hx_device *d, binv_dtype dt, const char
                    "binv_row_mean", dn, path);
             expect(bc, binv_swiglu(bc, q, dt, rows, cols, x, 0, cols, r, 0, cols, y, 0, cols, 0,
                                    NULL, NULL), "binv_swiglu", dn, path);
+            /* dy = x (inputs may share bytes), dgate into y, dup in place over up */
+            expect(bc, binv_swiglu_backward(bc, q, dt, rows, cols, x, 0, cols, r, 0, cols, x, 0, cols,
+                                            y, 0, cols, r, 0, cols, 0, NULL, NULL),
+                   "binv_swiglu_backward", dn, path);
         } else {
             failures++;
         }
@@ -168,6 +172,9 @@ static void attention_cases(binv_context *bc, hx_device *d, binv_dtype dt, const
                                  10000.0f, 0, NULL, NULL), "binv_rope(q)", dn, path);
             expect(bc, binv_rope(bc, d->queue, dt, tokens, KV_HEADS, HD, kn, 0, KV_HEADS * HD, pos,
                                  0, 10000.0f, 0, NULL, NULL), "binv_rope(k)", dn, path);
+            expect(bc, binv_rope_backward(bc, d->queue, dt, tokens, HEADS, HD, o, 0, HEADS * HD,
+                                          pos, 0, 10000.0f, 0, NULL, NULL),
+                   "binv_rope_backward", dn, path);
             expect(bc, binv_kv_append(bc, d->queue, &cache, batch, kn, 0, KV_HEADS * HD, vn, 0,
                                       KV_HEADS * HD, 0, NULL, NULL), "binv_kv_append", dn, path);
             expect(bc, binv_attention(bc, d->queue, &cache, batch, HEADS, 0.25f, q, 0, HEADS * HD,
