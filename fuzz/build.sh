@@ -22,20 +22,19 @@ if ! "$CC" -fsanitize=fuzzer "$probe" -o "$out/probe" >/dev/null 2>&1; then
   exit 77
 fi
 
-# The embedded kernels, as the CMake build generates them.
+# The embedded kernels, as the CMake build generates them: every cl/*.cl and
+# every src/*.c is the library (a new file needs no edit here).
 cl_files=""
-for f in common gemm rows rows_backward attention activation gemm_native gemm_native_mma \
-    gemm_native_stream gemm_native_wg; do
-  cl_files="$cl_files;$root/cl/$f.cl"
+for f in "$root"/cl/*.cl; do
+  cl_files="$cl_files;$f"
 done
 cmake -DOUT="$out/binv_kernels.c" "-DFILES=${cl_files#;}" -P "$root/cmake/embed_cl.cmake"
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer $SAN -DCL_TARGET_OPENCL_VERSION=120 -D_POSIX_C_SOURCE=200809L -I$root/include -I$root/src"
 LIBSRC="$out/binv_kernels.c"
-for f in context program program_cache sha256 tuning util gemm gemm_native rows rows_backward \
-    attention kv activation; do
-  LIBSRC="$LIBSRC $root/src/$f.c"
+for f in "$root"/src/*.c; do
+  LIBSRC="$LIBSRC $f"
 done
 
 # fuzz_api: the public API's arguments (fuzz/fuzz_api.c); harness/host.c gives it
