@@ -25,7 +25,7 @@ fi
 # The embedded kernels, as the CMake build generates them.
 cl_files=""
 for f in common gemm rows rows_backward attention activation gemm_native gemm_native_mma \
-    gemm_native_stream gemm_native_wg; do
+    gemm_native_stream gemm_native_wg activation_backward; do
   cl_files="$cl_files;$root/cl/$f.cl"
 done
 cmake -DOUT="$out/binv_kernels.c" "-DFILES=${cl_files#;}" -P "$root/cmake/embed_cl.cmake"
@@ -34,7 +34,7 @@ SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer $SAN -DCL_TARGET_OPENCL_VERSION=120 -D_POSIX_C_SOURCE=200809L -I$root/include -I$root/src"
 LIBSRC="$out/binv_kernels.c"
 for f in context program program_cache sha256 tuning util gemm gemm_native rows rows_backward \
-    attention kv activation; do
+    attention kv activation activation_backward; do
   LIBSRC="$LIBSRC $root/src/$f.c"
 done
 
