@@ -5,8 +5,9 @@
  *
  * Each input is decoded into a short sequence of calls to every public entry
  * point (binv_gemm, the row reductions, binv_selected_log_softmax,
- * binv_rmsnorm_backward, binv_swiglu, the KV batch, binv_rope, binv_kv_append,
- * binv_kv_append_rope(_q), binv_attention, binv_context_create) with hostile
+ * binv_rmsnorm_backward, binv_swiglu(_backward), the KV batch,
+ * binv_rope(_backward), binv_kv_append, binv_kv_append_rope(_q),
+ * binv_attention, binv_context_create) with hostile
  * sizes (zero, huge, products that overflow size_t), offsets, leading dimensions,
  * enum values, NULLs, sub-buffers, read-only buffers, buffers, queues and
  * events of another cl_context, arguments that alias each other, and wait
@@ -26,7 +27,9 @@
  *  - a must-succeed binv_kv_append_rope(_q) writes the bytes of binv_rope
  *    followed by binv_kv_append (replayed from the state before the call);
  *  - a successful binv_selected_log_softmax writes binv_log_softmax's
- *    element at each row's id (NaN for an id >= cols).
+ *    element at each row's id (NaN for an id >= cols);
+ *  - binv_swiglu_backward's dgate and dup may each be an input's own view,
+ *    and binv_rope_backward has binv_rope's rules (binv.h).
  * A violation prints the call and aborts (a libFuzzer crash with the input).
  * One OpenCL context (PoCL's CPU device, or the first device found) is
  * created once per process; kernels are built once per process. */
@@ -620,13 +623,15 @@ static int rd_handle(reader *r) { return u8(r) % NH; }
  * older ones keep their meaning. */
 enum { OP_GEMM, OP_RMS, OP_ADDRMS, OP_LN, OP_SM, OP_LSM, OP_RSUM, OP_RMEAN, OP_SWIGLU,
        OP_BATCH, OP_BATCH_DESTROY, OP_ROPE, OP_APPEND, OP_ATTN, OP_CTX, OP_MISC,
-       OP_APPEND_ROPE, OP_APPEND_ROPE_Q, OP_RMSBWD, OP_SEL_LSM, NOPS };
+       OP_APPEND_ROPE, OP_APPEND_ROPE_Q, OP_RMSBWD, OP_SEL_LSM, OP_SWIGLU_BWD, OP_ROPE_BWD,
+       NOPS }; /* new ops go last: a seed's op byte keeps its meaning */
 static const char *const OP_NAMES[NOPS] = {
     "binv_gemm", "binv_rmsnorm", "binv_add_rmsnorm", "binv_layernorm", "binv_softmax",
     "binv_log_softmax", "binv_row_sum", "binv_row_mean", "binv_swiglu", "binv_kv_batch_create",
     "binv_kv_batch_destroy", "binv_rope", "binv_kv_append", "binv_attention",
     "binv_context_create", "misc", "binv_kv_append_rope", "binv_kv_append_rope_q",
-    "binv_rmsnorm_backward", "binv_selected_log_softmax"};
+    "binv_rmsnorm_backward", "binv_selected_log_softmax", "binv_swiglu_backward",
+    "binv_rope_backward"};
 
 static void enum_dtype(verdict *vd, binv_dtype d) {
     if (!dtype_ok(d)) bad(vd, "dtype out of range");
@@ -1073,6 +1078,67 @@ static void do_swiglu(reader *r) {
     after_call(&vd, &e, st, ev);
 }
 
+/* binv.h: dgate and dup may each be gate, up or dy itself (the same view: in
+ * place); any other overlap with an input, and any between dgate and dup, is
+ * BINV_ERROR_ALIASING.  Inputs may overlap each other. */
+static void do_swiglu_bwd(reader *r) {
+    verdict vd = {0};
+    call_env e;
+    rd_env(r, &e, &vd);
+    binv_dtype dt = rd_dtype(r);
+    size_t rows = rd_size(r), cols = rd_size(r);
+    int hg = rd_handle(r), hu = rd_handle(r), hdy = rd_handle(r), hdg = rd_handle(r),
+        hdu = rd_handle(r);
+    size_t go = rd_size(r), ldg = rd_size(r), uo = rd_size(r), ldu = rd_size(r),
+           dyo = rd_size(r), lddy = rd_size(r), dgo = rd_size(r), lddg = rd_size(r),
+           duo = rd_size(r), lddu = rd_size(r);
+    /* Often ld = cols, dgate over gate or dy, dup over up or dy (in place),
+     * [gate | up] rows or [dgate | dup] rows of one matrix. */
+    uint8_t shape = u8(r);
+    if (shape & 1) ldg = ldu = cols;
+    if (shape & 2) lddy = cols;
+    if (shape & 4) lddg = lddu = cols;
+    if (shape & 0x80) { hu = hg; uo = go + cols; ldu = ldg = 2 * cols; }
+    if (shape & 0x08) { hdg = hg; dgo = go; lddg = ldg; }
+    if (shape & 0x10) { hdu = hu; duo = uo; lddu = ldu; }
+    if ((shape & 0x60) == 0x20) { hdg = hdy; dgo = dyo; lddg = lddy; }
+    if ((shape & 0x60) == 0x40) { hdu = hdy; duo = dyo; lddu = lddy; }
+    if ((shape & 0x60) == 0x60) { hdu = hdg; duo = dgo + cols; lddu = lddg = 2 * cols; }
+    enum_dtype(&vd, dt);
+    const size_t es = dtype_ok(dt) ? esize(dt) : 4;
+    if (rows && cols && (ldg < cols || ldu < cols || lddy < cols || lddg < cols || lddu < cols))
+        bad(&vd, "ld < cols");
+    if (!rows || !cols) gray(&vd); /* as binv_swiglu: binv.h does not say */
+    if (rows > 4096 || cols > 65536) gray(&vd);
+    view vg = {hg, go, rows, cols, ldg, es}, vu = {hu, uo, rows, cols, ldu, es},
+         vdy = {hdy, dyo, rows, cols, lddy, es}, vdg = {hdg, dgo, rows, cols, lddg, es},
+         vdu = {hdu, duo, rows, cols, lddu, es};
+    masks_clear();
+    int okg = check_view(&vd, &vg, U_IN, "gate"), oku = check_view(&vd, &vu, U_IN, "up"),
+        okdy = check_view(&vd, &vdy, U_IN, "dy"), okdg = check_view(&vd, &vdg, U_OUT, "dgate"),
+        okdu = check_view(&vd, &vdu, U_OUT, "dup");
+    no_overlap(&vd, &vdg, okdg, &vg, okg, 1, "dgate overlaps gate");
+    no_overlap(&vd, &vdg, okdg, &vu, oku, 1, "dgate overlaps up");
+    no_overlap(&vd, &vdg, okdg, &vdy, okdy, 1, "dgate overlaps dy");
+    no_overlap(&vd, &vdu, okdu, &vg, okg, 1, "dup overlaps gate");
+    no_overlap(&vd, &vdu, okdu, &vu, oku, 1, "dup overlaps up");
+    no_overlap(&vd, &vdu, okdu, &vdy, okdy, 1, "dup overlaps dy");
+    no_overlap(&vd, &vdu, okdu, &vdg, okdg, 0, "dup overlaps dgate");
+    if (okdg) view_mark(&vdg, 1, 0);
+    if (okdu) view_mark(&vdu, 1, 0);
+    snprintf(g_desc, sizeof g_desc,
+             "swiglu_backward dt=%d rows=%zu cols=%zu g=h%d+%zu ld%zu u=h%d+%zu ld%zu "
+             "dy=h%d+%zu ld%zu dg=h%d+%zu ld%zu du=h%d+%zu ld%zu q=%p nev=%u ev=%d verdict=%d",
+             (int)dt, rows, cols, hg, go, ldg, hu, uo, ldu, hdy, dyo, lddy, hdg, dgo, lddg, hdu,
+             duo, lddu, (void *)e.q, e.nev, e.want_event, vd.v);
+    cl_event ev = NULL;
+    binv_status st = binv_swiglu_backward(e.ctx, e.q, dt, rows, cols, W.h[hg].mem, go, ldg,
+                                          W.h[hu].mem, uo, ldu, W.h[hdy].mem, dyo, lddy,
+                                          W.h[hdg].mem, dgo, lddg, W.h[hdu].mem, duo, lddu, e.nev,
+                                          e.wl, e.want_event ? &ev : NULL);
+    after_call(&vd, &e, st, ev);
+}
+
 /* ---- KV batch --------------------------------------------------------------- */
 static void drop_batch(void) {
     binv_kv_batch_destroy(W.batch);
@@ -1205,7 +1271,8 @@ static void do_batch(reader *r) {
 }
 
 /* ---- rope, append, attention ------------------------------------------------ */
-static void do_rope(reader *r) {
+/* binv_rope_backward: binv_rope's arguments and errors exactly (binv.h). */
+static void do_rope(reader *r, int op) {
     verdict vd = {0};
     call_env e;
     rd_env(r, &e, &vd);
@@ -1237,13 +1304,16 @@ static void do_rope(reader *r) {
     no_overlap(&vd, &vx, okx, &vp, okp, 0, "x overlaps positions");
     if (okx && vd.v != V_BAD) view_mark(&vx, 1, 0);
     snprintf(g_desc, sizeof g_desc,
-             "rope dt=%d tokens=%zu heads=%zu hd=%zu x=h%d+%zu ld%zu pos=h%d+%zu theta=%g q=%p "
+             "%s dt=%d tokens=%zu heads=%zu hd=%zu x=h%d+%zu ld%zu pos=h%d+%zu theta=%g q=%p "
              "nev=%u ev=%d verdict=%d",
-             (int)dt, tokens, heads, hd, hx, xo, ldx, hp, po, theta, (void *)e.q, e.nev,
+             OP_NAMES[op], (int)dt, tokens, heads, hd, hx, xo, ldx, hp, po, theta, (void *)e.q, e.nev,
              e.want_event, vd.v);
     cl_event ev = NULL;
-    binv_status st = binv_rope(e.ctx, e.q, dt, tokens, heads, hd, W.h[hx].mem, xo, ldx,
-                               W.h[hp].mem, po, theta, e.nev, e.wl, e.want_event ? &ev : NULL);
+    binv_status (*fn)(binv_context *, cl_command_queue, binv_dtype, size_t, size_t, size_t,
+                      cl_mem, size_t, size_t, cl_mem, size_t, float, cl_uint, const cl_event *,
+                      cl_event *) = op == OP_ROPE_BWD ? binv_rope_backward : binv_rope;
+    binv_status st = fn(e.ctx, e.q, dt, tokens, heads, hd, W.h[hx].mem, xo, ldx, W.h[hp].mem, po,
+                        theta, e.nev, e.wl, e.want_event ? &ev : NULL);
     after_call(&vd, &e, st, ev);
 }
 
@@ -1664,12 +1734,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case OP_SWIGLU: do_swiglu(&r); break;
         case OP_BATCH: do_batch(&r); break;
         case OP_BATCH_DESTROY: drop_batch(); break;
-        case OP_ROPE: do_rope(&r); break;
+        case OP_ROPE: case OP_ROPE_BWD: do_rope(&r, op); break;
         case OP_APPEND: case OP_APPEND_ROPE: case OP_APPEND_ROPE_Q: do_append(&r, op); break;
         case OP_ATTN: do_attention(&r); break;
         case OP_CTX: do_ctx(&r); break;
         case OP_SEL_LSM: do_selected(&r); break;
         case OP_RMSBWD: do_rmsbwd(&r); break;
+        case OP_SWIGLU_BWD: do_swiglu_bwd(&r); break;
         default: do_misc(&r); break;
         }
     }

@@ -10,7 +10,7 @@ ENV = [0, 0, 0, 0]          # own ctx, main queue, no wait list, no event
 ENV_EV = [0, 0, 0xE0, 1]    # wait on a completed event, return an event
 OPS = dict(gemm=0, rms=1, addrms=2, ln=3, sm=4, lsm=5, rsum=6, rmean=7, swiglu=8, batch=9,
            rope=11, append=12, attn=13, ctx=14, misc=15, append_rope=16, append_rope_q=17,
-           rmsbwd=18, selected=19)
+           rmsbwd=18, selected=19, swiglu_bwd=20, rope_bwd=21)
 
 def gemm(dt, ta, tb, m, n, k, env=ENV):
     lda = m if ta else k
@@ -27,6 +27,11 @@ def swiglu(dt, r, c, mode=0, env=ENV):
 def rmsbwd(dt, r, c, shape=0x07, env=ENV):
     # handles x h0, w h1, dy h2, dx h3, dweight h4; offsets and lds 0 (shape: ld = cols)
     return [OPS["rmsbwd"]] + env + [dt, r, c, 0, 1, 2, 3, 4] + [0] * 8 + [0, shape]
+
+def swiglu_bwd(dt, r, c, shape=0x07, env=ENV):
+    # gate h0, up h1, dy h2, dgate h3, dup h4; offsets and lds 0 (shape: ld = cols,
+    # 0x18 in place over gate and up, 0x20 dgate over dy, 0x60 [dgate | dup], 0x80 [gate | up])
+    return [OPS["swiglu_bwd"]] + env + [dt, r, c, 0, 1, 2, 3, 4] + [0] * 10 + [shape]
 
 def batch(seqs, max_pages, num_pages=4):
     b = [OPS["batch"], 0, 0, num_pages, max_pages, len(seqs)]
@@ -57,8 +62,8 @@ def selected(dt, r, c, hx, hi, ho, place, mode, env=ENV):
     return [OPS["selected"]] + env + [dt] + r + c + [hx, hi, ho, 0, 0, 0, 0,
                                                      0x83 | place << 2 | mode << 5, 7]
 
-def rope(dt, env=ENV):
-    return [OPS["rope"]] + env + [dt, 0, 4, 7, 2, 11, 0, 0, 0, 0, 0x07]  # hd 16, positions
+def rope(dt, env=ENV, op="rope"):
+    return [OPS[op]] + env + [dt, 0, 4, 7, 2, 11, 0, 0, 0, 0, 0x07]  # hd 16, positions
 
 def attn(dt, env=ENV):
     return [OPS["attn"]] + env + cache(dt) + [1, 0, 2, 5, 0, 0, 0, 0, 0x07]  # heads 2*(1%4+1)=4
@@ -86,6 +91,12 @@ for dt, name in ((0, "f32"), (1, "f16"), (2, "bf16")):
                                   append_rope_q(dt, ENV_EV, qkv=True))
     seeds[f"fused_decode_{name}"] = (batch([(1, 30, [3, 2])], 2) + append_rope(dt, ENV_EV) +
                                      attn(dt, ENV_EV))
+    seeds[f"swiglu_bwd_{name}"] = swiglu_bwd(dt, 3, 24)
+    seeds[f"swiglu_bwd_inplace_{name}"] = swiglu_bwd(dt, 2, 20, 0x1F, ENV_EV)
+    seeds[f"swiglu_bwd_packed_{name}"] = swiglu_bwd(dt, 2, 20, 0xE7)
+    seeds[f"rope_bwd_{name}"] = (batch([(3, 7, [0]), (1, 19, [1, 2])], 2) +
+                                 rope(dt, op="rope_bwd") + rope(dt, ENV_EV, op="rope_bwd"))
+seeds["swiglu_bwd_dy_f32"] = swiglu_bwd(0, 3, 24, 0x27)  # dgate over dy
 # 3 x 40 (first and last columns among the ids); 2 x 1500 (two chunks), out
 # right after ids; 2 x 4097 in the whole arena (five chunks: the split path on
 # a device with more than one compute unit), one id out of range (NaN).

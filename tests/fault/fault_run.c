@@ -2,8 +2,9 @@
  *
  * The run: binv_context_create, then for each dtype (f32, f16, bf16)
  * binv_gemm (split-K sized), the eight row reductions, binv_swiglu,
- * binv_rmsnorm_backward (two row chunks, accumulating),
- * binv_kv_batch_create, binv_kv_append, binv_rope (positions of the batch),
+ * binv_swiglu_backward (dup in place over dy), binv_rmsnorm_backward (two
+ * row chunks, accumulating), binv_kv_batch_create, binv_kv_append, binv_rope
+ * and binv_rope_backward (positions of the batch),
  * binv_attention (a 300-token context: more than one key chunk),
  * binv_kv_append_rope_q (RoPE of q and K_new, the append, one launch), a GEMM that
  * returns an event, binv_kv_batch_destroy; then binv_context_destroy.
@@ -116,19 +117,21 @@ static void snapshot(unsigned char *dst) {
 
 /* ---- the op-family run ------------------------------------------------------- */
 enum { T_GEMM, T_RMS, T_ADDRMS, T_LN, T_SM, T_LSM, T_RSUM, T_RMEAN, T_SWIGLU, T_BATCH, T_APPEND,
-       T_ROPE, T_ATTN, T_APPEND_ROPE, T_GEMM_EV, T_BATCH_DESTROY, T_SLSM, T_RMSBWD };
+       T_ROPE, T_ATTN, T_APPEND_ROPE, T_GEMM_EV, T_BATCH_DESTROY, T_SLSM, T_RMSBWD, T_SWIGLU_BWD,
+       T_ROPE_BWD };
 static const char *const TNAME[] = {"binv_gemm", "binv_rmsnorm", "binv_add_rmsnorm",
                                     "binv_layernorm", "binv_softmax", "binv_log_softmax",
                                     "binv_row_sum", "binv_row_mean", "binv_swiglu",
                                     "binv_kv_batch_create", "binv_kv_append", "binv_rope",
                                     "binv_attention", "binv_kv_append_rope_q", "binv_gemm(event)",
                                     "binv_kv_batch_destroy", "binv_selected_log_softmax",
-                                    "binv_rmsnorm_backward"};
+                                    "binv_rmsnorm_backward", "binv_swiglu_backward",
+                                    "binv_rope_backward"};
 
 typedef struct dset {
     binv_dtype dt;
     int a, b, c, x, w, gam, bet, y1, y2, y3, y4, y5, s1, s2, s3, ids, x2, res, gate, up, y6, kp,
-        vp, kn, vn, q, o, c2, bx, bdy, bdx, bdw;
+        vp, kn, vn, q, o, c2, bx, bdy, bdx, bdw, sdy, sdg, rq;
 } dset;
 static dset ds[3];
 
@@ -169,6 +172,9 @@ static void make_buffers(void) {
         s->gate = mkbuf(dt, RR * SC, 0);
         s->up = mkbuf(dt, RR * SC, 0);
         s->y6 = mkbuf(dt, RR * SC, 1);
+        s->sdy = mkbuf(dt, RR * SC, 0); /* dy, then dup (in place) */
+        s->sdg = mkbuf(dt, RR * SC, 1);
+        s->rq = mkbuf(dt, TOK * HEADS * HD, 0);
         s->kp = mkbuf(dt, PAGES * BINV_KV_PAGE_SIZE * KVH * HD, 0);
         s->vp = mkbuf(dt, PAGES * BINV_KV_PAGE_SIZE * KVH * HD, 0);
         s->kn = mkbuf(dt, TOK * KVH * HD, 0);
@@ -231,6 +237,9 @@ static binv_status do_op(run_state *rs, int d, int t, cl_event *ev_out, int *bat
     case T_SWIGLU:
         return binv_swiglu(ctx, queue, dt, RR, SC, M(gate), 0, SC, M(up), 0, SC, M(y6), 0, SC, 0,
                            NULL, NULL);
+    case T_SWIGLU_BWD:
+        return binv_swiglu_backward(ctx, queue, dt, RR, SC, M(gate), 0, SC, M(up), 0, SC, M(sdy),
+                                    0, SC, M(sdg), 0, SC, M(sdy), 0, SC, 0, NULL, NULL);
     case T_RMSBWD:
         return binv_rmsnorm_backward(ctx, queue, dt, BR, SC, M(bx), 0, SC, M(w), 0, eps, M(bdy),
                                      0, SC, M(bdx), 0, SC, M(bdw), 0, 1, 0, NULL, NULL);
@@ -248,6 +257,9 @@ static binv_status do_op(run_state *rs, int d, int t, cl_event *ev_out, int *bat
     case T_ROPE:
         return binv_rope(ctx, queue, dt, TOK, HEADS, HD, M(q), 0, HEADS * HD,
                          binv_kv_batch_positions(rs->batch), 0, 10000.0f, 0, NULL, NULL);
+    case T_ROPE_BWD:
+        return binv_rope_backward(ctx, queue, dt, TOK, HEADS, HD, M(rq), 0, HEADS * HD,
+                                  binv_kv_batch_positions(rs->batch), 0, 10000.0f, 0, NULL, NULL);
     case T_ATTN:
         return binv_attention(ctx, queue, &cache, rs->batch, HEADS, 0.25f, M(q), 0, HEADS * HD,
                               M(o), 0, HEADS * HD, 0, NULL, NULL);
@@ -263,8 +275,8 @@ static binv_status do_op(run_state *rs, int d, int t, cl_event *ev_out, int *bat
     return BINV_ERROR_INVALID_ARGUMENT;
 }
 static const int ORDER[] = {T_GEMM, T_RMS, T_ADDRMS, T_LN, T_SM, T_LSM, T_SLSM, T_RSUM, T_RMEAN,
-                            T_SWIGLU, T_RMSBWD, T_BATCH, T_APPEND, T_ROPE, T_ATTN, T_APPEND_ROPE,
-                            T_GEMM_EV, T_BATCH_DESTROY};
+                            T_SWIGLU, T_SWIGLU_BWD, T_RMSBWD, T_BATCH, T_APPEND, T_ROPE,
+                            T_ROPE_BWD, T_ATTN, T_APPEND_ROPE, T_GEMM_EV, T_BATCH_DESTROY};
 #define NORDER ((int)(sizeof ORDER / sizeof ORDER[0]))
 
 /* ---- reference and faulted runs ---------------------------------------------- */
