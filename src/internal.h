@@ -343,6 +343,11 @@ extern const char binv_cl_common[];
 extern const char binv_cl_gemm[];
 extern const char binv_cl_rows[];
 extern const char binv_cl_rows_backward[];
+/* rows.c: the first checks every row op and its backward make, in order
+ * (dtype, queue, wait list, cols == 0 with rows, sizes below 2^31). */
+binv_status binv_rows_check_shape(binv_context *ctx, const char *fn, cl_command_queue queue,
+                                  binv_dtype dtype, size_t rows, size_t cols, cl_uint num_events,
+                                  const cl_event *wait_list);
 extern const char binv_cl_attention[];
 extern const char binv_cl_activation[];
 extern const char binv_cl_gemm_native[];

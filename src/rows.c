@@ -42,21 +42,32 @@ typedef struct rows_call {
 static int has_y(int op) { return op != OP_SUM && op != OP_MEAN && op != OP_SEL_LOG_SOFTMAX; }
 
 
+/* The first checks of every row op and of its backward (internal.h). */
+binv_status binv_rows_check_shape(binv_context *ctx, const char *fn, cl_command_queue queue,
+                                  binv_dtype dtype, size_t rows, size_t cols, cl_uint num_events,
+                                  const cl_event *wait_list) {
+    binv_status st;
+    BINV_RETURN_ERROR_ON(binv_dtype_size(dtype) == 0, ctx, BINV_ERROR_UNSUPPORTED_DTYPE,
+                         "%s: dtype %d is not a binv_dtype", fn, (int)dtype);
+    if ((st = binv_check_queue(ctx, queue)) != BINV_SUCCESS) return st;
+    if ((st = binv_check_wait_list(ctx, num_events, wait_list)) != BINV_SUCCESS) return st;
+    BINV_RETURN_ERROR_ON(cols == 0 && rows != 0, ctx, BINV_ERROR_INVALID_DIMENSION,
+                         "%s: cols is 0 (a reduction over nothing)", fn);
+    BINV_RETURN_ERROR_ON(rows > 0x7fffffff || cols > 0x7fffffff, ctx,
+                         BINV_ERROR_INVALID_DIMENSION,
+                         "%s: rows=%zu cols=%zu: each must be below 2^31", fn, rows, cols);
+    return BINV_SUCCESS;
+}
+
 /* Over 100 lines on purpose: the checks of every argument in order, each
  * with its own status and message, read top to bottom as one list. */
 static binv_status validate(binv_context *ctx, cl_command_queue queue, const rows_call *c,
                             cl_uint num_events, const cl_event *wait_list) {
     const char *fn = OP_NAME[c->op];
     binv_status st;
-    BINV_RETURN_ERROR_ON(binv_dtype_size(c->dtype) == 0, ctx, BINV_ERROR_UNSUPPORTED_DTYPE,
-                         "%s: dtype %d is not a binv_dtype", fn, (int)c->dtype);
-    if ((st = binv_check_queue(ctx, queue)) != BINV_SUCCESS) return st;
-    if ((st = binv_check_wait_list(ctx, num_events, wait_list)) != BINV_SUCCESS) return st;
-    BINV_RETURN_ERROR_ON(c->cols == 0 && c->rows != 0, ctx, BINV_ERROR_INVALID_DIMENSION,
-                         "%s: cols is 0 (a reduction over nothing)", fn);
-    BINV_RETURN_ERROR_ON(c->rows > 0x7fffffff || c->cols > 0x7fffffff, ctx,
-                         BINV_ERROR_INVALID_DIMENSION,
-                         "%s: rows=%zu cols=%zu: each must be below 2^31", fn, c->rows, c->cols);
+    if ((st = binv_rows_check_shape(ctx, fn, queue, c->dtype, c->rows, c->cols, num_events,
+                                    wait_list)) != BINV_SUCCESS)
+        return st;
     if (c->op == OP_RMSNORM || c->op == OP_ADD_RMSNORM || c->op == OP_LAYERNORM)
         BINV_RETURN_ERROR_ON(!(c->eps >= 0.0f) || isinf(c->eps), ctx, BINV_ERROR_INVALID_VALUE,
                              "%s: eps must be finite and >= 0 (got %g)", fn, (double)c->eps);

@@ -29,15 +29,9 @@ static binv_status validate(binv_context *ctx, cl_command_queue queue, const rms
                             cl_uint num_events, const cl_event *wait_list) {
     const char *fn = "binv_rmsnorm_backward";
     binv_status st;
-    BINV_RETURN_ERROR_ON(binv_dtype_size(c->dtype) == 0, ctx, BINV_ERROR_UNSUPPORTED_DTYPE,
-                         "%s: dtype %d is not a binv_dtype", fn, (int)c->dtype);
-    if ((st = binv_check_queue(ctx, queue)) != BINV_SUCCESS) return st;
-    if ((st = binv_check_wait_list(ctx, num_events, wait_list)) != BINV_SUCCESS) return st;
-    BINV_RETURN_ERROR_ON(c->cols == 0 && c->rows != 0, ctx, BINV_ERROR_INVALID_DIMENSION,
-                         "%s: cols is 0 (a reduction over nothing)", fn);
-    BINV_RETURN_ERROR_ON(c->rows > 0x7fffffff || c->cols > 0x7fffffff, ctx,
-                         BINV_ERROR_INVALID_DIMENSION,
-                         "%s: rows=%zu cols=%zu: each must be below 2^31", fn, c->rows, c->cols);
+    if ((st = binv_rows_check_shape(ctx, fn, queue, c->dtype, c->rows, c->cols, num_events,
+                                    wait_list)) != BINV_SUCCESS)
+        return st;
     BINV_RETURN_ERROR_ON(!(c->eps >= 0.0f) || isinf(c->eps), ctx, BINV_ERROR_INVALID_VALUE,
                          "%s: eps must be finite and >= 0 (got %g)", fn, (double)c->eps);
     BINV_RETURN_ERROR_ON(c->ldx < c->cols, ctx, BINV_ERROR_INVALID_LEADING_DIMENSION,
